@@ -1,0 +1,112 @@
+"""Backend selection: ``get_backend("auto" | "cpu" | "cuda" | "cuda:N")``.
+
+``auto`` picks CUDA when CuPy imports and a device is usable, else NumPy, and says which in one line on
+stderr (once per process). Asking for ``cuda`` where none is usable raises :class:`BackendUnavailable`
+naming the reason: CuPy not installed, no device, or a driver too old for the installed CuPy.
+"""
+
+from __future__ import annotations
+
+import sys
+from functools import cache
+
+from ..errors import BackendUnavailable, ConfigError
+from .base import STEP_OPS, OpCounts, Ops
+from .numpy_ops import NumpyOps
+
+__all__ = ["Ops", "OpCounts", "STEP_OPS", "NumpyOps", "get_backend", "cuda_status", "parse_device"]
+
+_INSTALL_HINT = "pip install 'mlp-xp[cuda12]' (CUDA 12 driver) or 'mlp-xp[cuda13]' (CUDA 13 driver)"
+
+
+def parse_device(spec: str) -> tuple[str, int]:
+    """Split a device string into (kind, index): "cpu" -> ("cpu", 0), "cuda:1" -> ("cuda", 1)."""
+    if not isinstance(spec, str):
+        raise ConfigError(f"device must be a string such as 'auto', 'cpu', 'cuda' or 'cuda:0', got {spec!r}")
+    s = spec.strip().lower()
+    if s in ("auto", "cpu", "numpy"):
+        return ("cpu" if s == "numpy" else s), 0
+    if s == "cuda" or s == "gpu":
+        return "cuda", 0
+    if s.startswith("cuda:") and s[5:].isdigit():
+        return "cuda", int(s[5:])
+    raise ConfigError(f"unknown device {spec!r}: use 'auto', 'cpu', 'cuda' or 'cuda:N' (N = device number)")
+
+
+def cuda_status(index: int = 0) -> tuple[bool, str]:
+    """Whether CUDA device ``index`` is usable through CuPy, and either its name or why not."""
+    try:
+        import cupy
+    except ImportError:
+        return False, f"CuPy is not installed: {_INSTALL_HINT}"
+    except Exception as e:  # a broken install (missing CUDA libraries) fails in odd ways
+        return False, f"CuPy failed to import ({type(e).__name__}: {e}); reinstall it: {_INSTALL_HINT}"
+    try:
+        count = cupy.cuda.runtime.getDeviceCount()
+    except Exception as e:
+        return False, _explain_cuda_error(e, cupy)
+    if count == 0:
+        return False, "no CUDA device is visible (check nvidia-smi and CUDA_VISIBLE_DEVICES)"
+    if index >= count:
+        return False, f"cuda:{index} was asked for but this machine has {count} CUDA device(s): use cuda:0..{count - 1}"
+    try:
+        props = cupy.cuda.runtime.getDeviceProperties(index)
+        name = props["name"].decode() if isinstance(props["name"], bytes) else str(props["name"])
+    except Exception as e:
+        return False, _explain_cuda_error(e, cupy)
+    return True, name
+
+
+def _explain_cuda_error(e: Exception, cupy) -> str:
+    text = str(e)
+    if "InsufficientDriver" in text or "driver version is insufficient" in text:
+        try:
+            runtime = cupy.cuda.runtime.runtimeGetVersion()
+            need = f"CUDA {runtime // 1000}.{runtime % 1000 // 10}"
+        except Exception:
+            need = "this CuPy build"
+        return (f"the NVIDIA driver is too old for {need} (or no driver is installed): update the driver, "
+                f"or install the CuPy build for your driver's CUDA version ({_INSTALL_HINT})")
+    if "NoDevice" in text or "no CUDA-capable device" in text:
+        return "no CUDA device is visible (check nvidia-smi and CUDA_VISIBLE_DEVICES)"
+    return f"CUDA is not usable: {text}"
+
+
+@cache
+def _auto_choice() -> str:
+    ok, what = cuda_status(0)
+    if ok:
+        print(f"mlp_xp: using cuda:0 ({what})", file=sys.stderr)
+        return "cuda:0"
+    print(f"mlp_xp: using the CPU (NumPy); CUDA not used: {what}", file=sys.stderr)
+    return "cpu"
+
+
+_BACKENDS: dict[str, Ops] = {}
+
+
+def get_backend(spec: str | Ops = "auto") -> Ops:
+    """Return the backend for ``spec``: "auto", "cpu", "cuda" or "cuda:N" (or an Ops, returned as is).
+
+    Backends are created once per process and shared, so their compiled kernels are too.
+    """
+    if isinstance(spec, Ops):
+        return spec
+    kind, index = parse_device(spec)
+    if kind == "auto":
+        kind, index = parse_device(_auto_choice())
+    key = f"{kind}:{index}"
+    ops = _BACKENDS.get(key)
+    if ops is not None:
+        return ops
+    if kind == "cpu":
+        ops = NumpyOps()
+    else:
+        ok, why = cuda_status(index)
+        if not ok:
+            raise BackendUnavailable(f"CUDA backend unavailable: {why}")
+        from .cupy_ops import CupyOps
+
+        ops = CupyOps(index)
+    _BACKENDS[key] = ops
+    return ops

@@ -1,0 +1,184 @@
+"""The op vocabulary every backend implements, and the counters that watch it.
+
+Model and trainer code touch arrays only through these ops (DESIGN.md, principle 1). Because every
+device operation of a training step passes through one class, the ops per step, the host
+synchronizations and the allocations can be counted, and tests assert on the counts.
+
+Conventions of every op:
+
+* arrays are the backend's own (NumPy on the CPU, CuPy on a GPU), C-contiguous, of the model's dtype
+  (float32 or float64); class labels are int32;
+* outputs are written into arrays the caller allocated once (``out=`` or in place); no op returns a
+  new array except the few named as allocating (``empty``, ``zeros``, ``asarray``, ``permutation``);
+* the math of each op is in ``mlp_xp.functions``, next to its derivative.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+#: Ops a training step dispatches; each call adds one to ``Ops.counts.ops``.
+STEP_OPS = (
+    "gather_rows",
+    "matmul",
+    "bias_act",
+    "act_backward",
+    "bias_grad",
+    "loss_grad",
+    "output_act",
+    "sgd_update",
+    "adam_update",
+    "copy",
+    "fill",
+)
+
+
+@dataclass
+class OpCounts:
+    """What a backend has done since the last ``reset``: ops by name, allocations and host syncs."""
+
+    ops: int = 0
+    by_op: dict[str, int] = field(default_factory=dict)
+    allocations: int = 0
+    syncs: int = 0
+
+    def reset(self) -> None:
+        self.ops = self.allocations = self.syncs = 0
+        self.by_op.clear()
+
+
+def _counted(name: str, fn):
+    def op(self, *args, **kwargs):
+        c = self.counts
+        c.ops += 1
+        c.by_op[name] = c.by_op.get(name, 0) + 1
+        return fn(self, *args, **kwargs)
+
+    op.__name__ = fn.__name__
+    op.__qualname__ = fn.__qualname__
+    op.__doc__ = fn.__doc__
+    return op
+
+
+class Ops:
+    """Base of the backends: the op vocabulary, with counting wrapped around every step op.
+
+    Subclasses implement the methods below; ``__init_subclass__`` wraps each one named in
+    :data:`STEP_OPS` so that calling it is counted.
+    """
+
+    #: "cpu" or "cuda"
+    kind: str = "cpu"
+    #: Human-readable name, e.g. "cpu (NumPy 2.1, OpenBLAS)" or "cuda:0 (NVIDIA H100)".
+    name: str = "cpu"
+    #: The array module of this backend (numpy or cupy); for allocation and host transfer only.
+    xp: Any = np
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        for op_name in STEP_OPS:
+            fn = cls.__dict__.get(op_name)
+            if fn is not None:
+                setattr(cls, op_name, _counted(op_name, fn))
+
+    def __init__(self) -> None:
+        self.counts = OpCounts()
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name}>"
+
+    # ---- memory: allocation and host transfer (counted as allocations / syncs) ----
+    def empty(self, shape, dtype):
+        """A new uninitialized device array."""
+        self.counts.allocations += 1
+        return self.xp.empty(shape, dtype)
+
+    def zeros(self, shape, dtype):
+        """A new zero-filled device array."""
+        self.counts.allocations += 1
+        return self.xp.zeros(shape, dtype)
+
+    def asarray(self, host: np.ndarray, dtype=None):
+        """A device copy of a host array (one transfer, one allocation)."""
+        raise NotImplementedError
+
+    def to_host(self, a) -> np.ndarray:
+        """A host copy of a device array. On a GPU this waits for the device: one sync, counted."""
+        raise NotImplementedError
+
+    def peek(self, a) -> np.ndarray:
+        """The latest value of a small device array that is available *without* waiting for the device.
+
+        On the CPU it is the current value; on a GPU it may lag a few steps. For progress display only.
+        """
+        raise NotImplementedError
+
+    def timestamp(self):
+        """A point in the device's timeline (read it with ``seconds_between`` after the next sync)."""
+        return time.perf_counter()
+
+    def seconds_between(self, start, end) -> float:
+        """Wall seconds between two timestamps; on a GPU, valid once the device has passed ``end``."""
+        return end - start
+
+    def synchronize(self) -> None:
+        """Wait for all queued device work (for timing). Counted as a sync."""
+        self.counts.syncs += 1
+
+    # ---- step ops ----
+    def gather_rows(self, X, Y, idx, xb, yb) -> None:
+        """xb <- X[idx], yb <- Y[idx]: the rows of one mini-batch, gathered on the device."""
+        raise NotImplementedError
+
+    def matmul(self, a, b, out, trans_a: bool = False, trans_b: bool = False, beta: float = 0.0) -> None:
+        """out <- op(a) @ op(b) + beta out, where op(x) is x.T when its flag is set."""
+        raise NotImplementedError
+
+    def bias_act(self, z, b, activation: str, slope: float) -> None:
+        """z <- g(z + b) in place (forward of a layer after its matmul)."""
+        raise NotImplementedError
+
+    def act_backward(self, dh, h, activation: str, slope: float) -> None:
+        """dh <- dh * g'(z) in place, g' read off the layer output h."""
+        raise NotImplementedError
+
+    def bias_grad(self, g, out) -> None:
+        """out <- sum over rows of g (db = sum of the batch's dL/dz)."""
+        raise NotImplementedError
+
+    def loss_grad(self, z, y, acc, loss: str, write_grad: bool = True, smoothing: float = 0.0,
+                  class_weight=None) -> None:
+        """Fused output layer + loss: acc += (sum of losses, correct rows or squared error) and
+        z <- dL/dz (training) or z <- output p (evaluation). See ``mlp_xp.functions.losses``."""
+        raise NotImplementedError
+
+    def output_act(self, z, output: str) -> None:
+        """z <- p = softmax(z), sigmoid(z) or z, in place (prediction without labels)."""
+        raise NotImplementedError
+
+    def sgd_update(self, params, grads, velocity, n_weights: int, lr: float, momentum: float = 0.0,
+                   nesterov: bool = False, l2: float = 0.0, l1: float = 0.0) -> None:
+        """One SGD/momentum/Nesterov step over the flat buffers (``mlp_xp.functions.optimizers``)."""
+        raise NotImplementedError
+
+    def adam_update(self, params, grads, m, v, n_weights: int, lr: float, step: int, beta1: float,
+                    beta2: float, eps: float, l2: float = 0.0, l1: float = 0.0) -> None:
+        """One Adam step over the flat buffers (``mlp_xp.functions.optimizers``)."""
+        raise NotImplementedError
+
+    def copy(self, dst, src) -> None:
+        """dst <- src, device to device (snapshots of the parameters)."""
+        raise NotImplementedError
+
+    def fill(self, a, value: float) -> None:
+        """a <- value everywhere (resetting accumulators)."""
+        raise NotImplementedError
+
+    # ---- per epoch ----
+    def permutation(self, n: int, seed: int, epoch: int):
+        """The epoch's row order as a device int array (``mlp_xp.functions.shuffle``); allocates."""
+        raise NotImplementedError

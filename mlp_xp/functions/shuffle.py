@@ -1,0 +1,55 @@
+"""Epoch permutations and batch gathers, the twins of ``kernels/data.cu``.
+
+A permutation is the argsort of one 64-bit hash per row, key_i = mix(base + i * GAMMA), with
+base = mix(mix(seed) ^ epoch) and mix the SplitMix64 finalizer. The keys are a pure function of
+(seed, epoch, i), so the device computes exactly the same permutation as the host without drawing
+from a random generator and without copying indices across: the same seed gives the same batches on
+every backend.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+MASK64 = (1 << 64) - 1
+GAMMA = 0x9E3779B97F4A7C15
+_M1, _M2 = 0xBF58476D1CE4E5B9, 0x94D049BB133111EB
+
+
+def mix64(x: int) -> int:
+    """SplitMix64's finalizer on a Python int (the host half of the hash)."""
+    x &= MASK64
+    x = ((x ^ (x >> 30)) * _M1) & MASK64
+    x = ((x ^ (x >> 27)) * _M2) & MASK64
+    return x ^ (x >> 31)
+
+
+def epoch_base(seed: int, epoch: int) -> int:
+    """The per-epoch offset of the key stream, passed to the kernel as an unsigned 64-bit scalar."""
+    return mix64((mix64(seed + GAMMA) ^ epoch) & MASK64)
+
+
+def shuffle_keys(n: int, seed: int, epoch: int) -> np.ndarray:
+    """key_i = mix(base + i * GAMMA) for i < n, as uint64 (wrapping arithmetic, as in C)."""
+    keys = np.arange(n, dtype=np.uint64)
+    keys *= np.uint64(GAMMA)
+    keys += np.uint64(epoch_base(seed, epoch))
+    keys ^= keys >> np.uint64(30)
+    keys *= np.uint64(_M1)
+    keys ^= keys >> np.uint64(27)
+    keys *= np.uint64(_M2)
+    keys ^= keys >> np.uint64(31)
+    return keys
+
+
+def permutation(n: int, seed: int, epoch: int) -> np.ndarray:
+    """The row order of epoch ``epoch``: argsort of the keys (ties are impossible in practice; stable anyway)."""
+    return np.argsort(shuffle_keys(n, seed, epoch), kind="stable")
+
+
+def gather_rows(X: np.ndarray, Y: np.ndarray, idx: np.ndarray, xb: np.ndarray, yb: np.ndarray) -> None:
+    """xb <- X[idx], yb <- Y[idx] (rows), into preallocated batch buffers."""
+    # mode="clip" skips the bounds-check copy that mode="raise" makes when `out` is given; idx is a
+    # permutation of range(len(X)), so clipping never changes a value.
+    np.take(X, idx, axis=0, out=xb, mode="clip")
+    np.take(Y, idx, axis=0, out=yb, mode="clip")

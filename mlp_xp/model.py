@@ -1,0 +1,290 @@
+"""The multilayer perceptron: parameters in one flat buffer, forward and backward by hand.
+
+For layers l = 1..L, with h_0 = x and a batch stored one sample per row (so W h becomes h W^T):
+
+    forward    z_l = h_{l-1} W_l^T + b_l          h_l = g_l(z_l)        (g_L is the output of the loss)
+    output     g_L = dL/dz_L = (p - y) / B       (softmax, sigmoid or identity; mlp_xp.functions.losses)
+    backward   dW_l = g_l^T h_{l-1}              db_l = sum over rows of g_l
+               dh_{l-1} = g_l W_l                g_{l-1} = dh_{l-1} * g'_{l-1}(z_{l-1})
+
+Every line is one backend op, so a step is 2L ops forward, one for the loss, 4L - 2 backward.
+Weights W_l have shape (fan_out, fan_in), as in the notes' z = W h + b.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .backend import Ops, get_backend
+from .errors import ConfigError
+from .functions.activations import ACTIVATIONS, LEAKY_SLOPE
+from .functions.losses import LOSSES, OUTPUTS
+from .validation import check_choice, check_dtype, check_features
+
+INITS = ("glorot", "he")
+
+
+class Layout:
+    """Where each layer's W and b live in the flat parameter buffer: all weights first, then all biases.
+
+    Keeping the weights a prefix ``[:n_weights]`` lets one optimizer launch apply weight decay to the
+    weights and not the biases with a single bound instead of a mask.
+    """
+
+    def __init__(self, sizes: list[int]) -> None:
+        self.sizes = list(sizes)
+        shapes = list(zip(self.sizes[1:], self.sizes[:-1]))
+        self.w_shapes = shapes
+        self.w_offsets, off = [], 0
+        for o, i in shapes:
+            self.w_offsets.append(off)
+            off += o * i
+        self.n_weights = off
+        self.b_offsets = []
+        for o, _ in shapes:
+            self.b_offsets.append(off)
+            off += o
+        self.n_params = off
+
+    def views(self, flat) -> tuple[list, list]:
+        """Per-layer views (W_l of shape (out, in), b_l of shape (out,)) into a flat buffer."""
+        Ws = [flat[s:s + o * i].reshape(o, i) for s, (o, i) in zip(self.w_offsets, self.w_shapes)]
+        bs = [flat[s:s + o] for s, (o, _) in zip(self.b_offsets, self.w_shapes)]
+        return Ws, bs
+
+
+@dataclass
+class Workspace:
+    """Buffers for one batch size, allocated once: the step writes into them and nothing else.
+
+    ``hs[l]`` holds h_{l+1} (the last one holds the logits, then dL/dz); ``dhs[l]`` holds dh for hidden
+    layer l+1; ``acc`` is the float64 pair (sum of losses, correct rows or squared error).
+    """
+
+    batch_size: int
+    xb: object
+    yb: object
+    hs: list
+    dhs: list
+    acc: object
+
+    def rows(self, n: int) -> Workspace:
+        """The same buffers cut to the first n rows (for a last batch smaller than the rest)."""
+        if n == self.batch_size:
+            return self
+        return Workspace(n, self.xb[:n], self.yb[:n], [h[:n] for h in self.hs], [d[:n] for d in self.dhs],
+                         self.acc)
+
+
+class MLP:
+    """A multilayer perceptron with hand-derived backpropagation on a chosen backend.
+
+    Parameters
+    ----------
+    sizes : list of int
+        Layer widths, input first and output last, e.g. ``[784, 512, 256, 10]``.
+    activation : str or list of str
+        Hidden activation(s): relu, leaky_relu, sigmoid, tanh or identity (one per hidden layer if a list).
+    loss : str
+        ``cross_entropy`` (softmax output, integer labels), ``binary_cross_entropy`` (sigmoid output,
+        0/1 targets; binary or multi-label) or ``mse`` (identity output, regression).
+    init : str
+        ``glorot`` (uniform in +-sqrt(6 / (fan_in + fan_out))) or ``he`` (normal, std sqrt(2 / fan_in));
+        biases start at zero.
+    dtype : str
+        ``float32`` (default) or ``float64``.
+    device : str or Ops
+        ``auto``, ``cpu``, ``cuda`` or ``cuda:N`` (see :func:`mlp_xp.get_backend`).
+    seed : int
+        Seed of the initial weights; the same seed gives the same weights on every backend.
+    leaky_slope : float
+        Slope of leaky ReLU for negative inputs.
+    """
+
+    def __init__(self, sizes, activation="relu", loss: str = "cross_entropy", *, init: str = "glorot",
+                 dtype="float32", device="auto", seed: int = 0, leaky_slope: float = LEAKY_SLOPE) -> None:
+        self.sizes = _check_sizes(sizes)
+        n_hidden = len(self.sizes) - 2
+        acts = [activation] * n_hidden if isinstance(activation, str) else list(activation)
+        if len(acts) != n_hidden:
+            raise ConfigError(f"{len(acts)} activations given for {n_hidden} hidden layers: give one per "
+                              "hidden layer, or a single name for all")
+        for a in acts:
+            check_choice(a, "activation", ACTIVATIONS)
+        self.activations = acts
+        self.loss = check_choice(loss, "loss", LOSSES)
+        self.output = OUTPUTS[self.loss]
+        if self.loss == "cross_entropy" and self.sizes[-1] < 2:
+            raise ConfigError("cross_entropy needs at least 2 output classes: use binary_cross_entropy with "
+                              "one output for a binary problem")
+        self.init = check_choice(init, "init", INITS)
+        self.dtype = check_dtype(dtype)
+        if not 0 < leaky_slope < 1:
+            raise ConfigError(f"leaky_slope must be in (0, 1), got {leaky_slope!r}")
+        self.leaky_slope = float(leaky_slope)
+        self.seed = int(seed)
+        self.ops: Ops = get_backend(device)
+        self.layout = Layout(self.sizes)
+        self.params = self.ops.asarray(initial_params(self.layout, self.init, self.seed, self.dtype))
+        self.W, self.b = self.layout.views(self.params)
+
+    # ---- description ----
+    @property
+    def n_inputs(self) -> int:
+        return self.sizes[0]
+
+    @property
+    def n_outputs(self) -> int:
+        return self.sizes[-1]
+
+    @property
+    def n_layers(self) -> int:
+        """Number of linear layers L."""
+        return len(self.sizes) - 1
+
+    def layer_activation(self, l: int) -> str:
+        """Activation of linear layer l (0-based); the last layer's is applied by the loss."""
+        return self.activations[l] if l < self.n_layers - 1 else "identity"
+
+    def config(self) -> dict:
+        """The architecture as plain JSON-able values (what a saved model records)."""
+        return {"sizes": self.sizes, "activation": self.activations, "loss": self.loss, "init": self.init,
+                "dtype": self.dtype.name, "seed": self.seed, "leaky_slope": self.leaky_slope}
+
+    def __repr__(self) -> str:
+        acts = ",".join(sorted(set(self.activations))) or "none"
+        return (f"MLP({'-'.join(map(str, self.sizes))}, activation={acts}, loss={self.loss}, "
+                f"dtype={self.dtype.name}, device={self.ops.name})")
+
+    # ---- buffers ----
+    def workspace(self, batch_size: int, with_grads: bool = True) -> Workspace:
+        """Allocate the buffers for batches of up to ``batch_size`` rows."""
+        ops, dt = self.ops, self.dtype
+        if self.loss == "cross_entropy":
+            yb = ops.empty((batch_size,), np.int32)
+        else:
+            yb = ops.empty((batch_size, self.n_outputs), dt)
+        hs = [ops.empty((batch_size, n), dt) for n in self.sizes[1:]]
+        dhs = [ops.empty((batch_size, n), dt) for n in self.sizes[1:-1]] if with_grads else []
+        return Workspace(batch_size, ops.empty((batch_size, self.n_inputs), dt), yb, hs, dhs,
+                         ops.zeros((2,), np.float64))
+
+    # ---- the math ----
+    def forward(self, x, ws: Workspace):
+        """z_l = h_{l-1} W_l^T + b_l, h_l = g_l(z_l) for every layer; returns the logits z_L (in ws.hs[-1])."""
+        ops, h = self.ops, x
+        for l in range(self.n_layers):
+            z = ws.hs[l]
+            ops.matmul(h, self.W[l], z, trans_b=True)
+            ops.bias_act(z, self.b[l], self.layer_activation(l), self.leaky_slope)
+            h = z
+        return h
+
+    def backward(self, x, ws: Workspace, dW: list, db: list) -> None:
+        """Given dL/dz_L in ws.hs[-1], write dW_l and db_l for every layer (the chain rule, layer by layer)."""
+        ops = self.ops
+        g = ws.hs[-1]
+        for l in range(self.n_layers - 1, -1, -1):
+            h_prev = ws.hs[l - 1] if l else x
+            ops.matmul(g, h_prev, dW[l], trans_a=True)          # dW_l = g_l^T h_{l-1}
+            ops.bias_grad(g, db[l])                             # db_l = sum of g_l over the batch
+            if l:
+                dh = ws.dhs[l - 1]
+                ops.matmul(g, self.W[l], dh)                    # dh_{l-1} = g_l W_l
+                ops.act_backward(dh, h_prev, self.activations[l - 1], self.leaky_slope)
+                g = dh                                          # g_{l-1} = dh_{l-1} * g'(z_{l-1})
+
+    # ---- host-facing helpers (allocate; not part of a training step) ----
+    def predict_proba(self, X, batch_size: int = 4096) -> np.ndarray:
+        """Outputs p for host data X: class probabilities (softmax), per-output probabilities (sigmoid)
+        or values (identity), as a NumPy array of shape (n, outputs)."""
+        X = check_features(X, self.n_inputs, self.dtype)
+        n = len(X)
+        bs = min(batch_size, n)
+        ws = self.workspace(bs, with_grads=False)
+        out = np.empty((n, self.n_outputs), self.dtype)
+        for s in range(0, n, bs):
+            part = ws.rows(min(bs, n - s))
+            xb = self.ops.asarray(X[s:s + part.batch_size])
+            z = self.forward(xb, part)
+            self.ops.output_act(z, self.output)
+            out[s:s + part.batch_size] = self.ops.to_host(z)
+        return out
+
+    def predict(self, X, batch_size: int = 4096) -> np.ndarray:
+        """Class index (argmax) for cross_entropy, 0/1 per output (p > 1/2) for binary_cross_entropy,
+        values for mse; a single output column is returned as shape (n,)."""
+        p = self.predict_proba(X, batch_size)
+        if self.loss == "cross_entropy":
+            return p.argmax(axis=1)
+        if self.loss == "binary_cross_entropy":
+            p = (p > 0.5).astype(np.int64)
+        return p[:, 0] if p.shape[1] == 1 else p
+
+    def get_flat(self) -> np.ndarray:
+        """A host copy of the flat parameter buffer."""
+        return self.ops.to_host(self.params)
+
+    def set_flat(self, flat) -> None:
+        """Overwrite all parameters from a host flat buffer of the right size."""
+        flat = np.asarray(flat)
+        if flat.shape != (self.layout.n_params,):
+            raise ConfigError(f"expected {self.layout.n_params} parameters, got shape {flat.shape}")
+        self.ops.copy(self.params, self.ops.asarray(flat, self.dtype))
+
+    def weights(self) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Host copies of (W_l, b_l) for every layer."""
+        Ws, bs = self.layout.views(self.get_flat())
+        return list(zip(Ws, bs))
+
+    def to(self, device) -> MLP:
+        """A copy of this model on another backend (parameters copied bit for bit)."""
+        other = MLP(self.sizes, self.activations, self.loss, init=self.init, dtype=self.dtype,
+                    device=device, seed=self.seed, leaky_slope=self.leaky_slope)
+        other.set_flat(self.get_flat())
+        return other
+
+    def save(self, path) -> None:
+        """Save to ``path`` (.npz of plain arrays plus JSON metadata; see :mod:`mlp_xp.serialization`)."""
+        from .serialization import save_model
+
+        save_model(self, path)
+
+    @classmethod
+    def load(cls, path, device="auto") -> MLP:
+        """Load a model saved by :meth:`save` onto ``device`` (pickle is never used)."""
+        from .serialization import load_model
+
+        return load_model(path, device)
+
+
+def initial_params(layout: Layout, init: str, seed: int, dtype) -> np.ndarray:
+    """The flat initial parameters, drawn on the host so that every backend starts from the same numbers.
+
+    glorot: W ~ U(-r, r), r = sqrt(6) / sqrt(fan_in + fan_out);  he: W ~ N(0, 2 / fan_in);  b = 0.
+    """
+    rng = np.random.default_rng(seed)
+    flat = np.zeros(layout.n_params, dtype)
+    Ws, _ = layout.views(flat)
+    for W in Ws:
+        fan_out, fan_in = W.shape
+        if init == "glorot":
+            r = np.sqrt(6.0) / np.sqrt(fan_in + fan_out)
+            W[...] = rng.uniform(-r, r, W.shape)
+        else:
+            W[...] = rng.normal(0.0, np.sqrt(2.0 / fan_in), W.shape)
+    return flat
+
+
+def _check_sizes(sizes) -> list[int]:
+    try:
+        out = [int(s) for s in sizes]
+    except (TypeError, ValueError):
+        raise ConfigError(f"sizes must be a list of layer widths such as [784, 256, 10], got {sizes!r}") from None
+    if len(out) < 2:
+        raise ConfigError(f"sizes needs at least an input and an output width, got {sizes!r}")
+    if any(s < 1 for s in out) or any(float(s) != int(s) for s in sizes):
+        raise ConfigError(f"every layer width must be a positive integer, got {sizes!r}")
+    return out

@@ -1,0 +1,67 @@
+"""Learning-rate schedules, evaluated on the host once per step (a float handed to the update op).
+
+t is the training time in epochs, fractional within an epoch (step / steps_per_epoch):
+
+    constant       lr_t = lr
+    inverse_time   lr_t = lr / (1 + delta t)
+    power          lr_t = lr / (1 + t)^delta          (the notes' lr / t^delta with t counted from 1)
+    step           lr_t = lr * gamma^floor(t / step_size)
+    cosine         lr_t = min_lr + (lr - min_lr) (1 + cos(pi t / T)) / 2     (T = epochs after warm-up)
+
+With ``warmup`` epochs the rate first rises linearly from lr / warmup_steps to the schedule's start,
+and the schedule's clock starts when the warm-up ends.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from .validation import check_choice, check_positive
+
+SCHEDULES = ("constant", "inverse_time", "power", "step", "cosine")
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """A learning-rate schedule; ``lr_at(step, steps_per_epoch)`` gives the rate of a step (0-based)."""
+
+    name: str = "constant"
+    lr: float = 0.01
+    decay: float = 0.0
+    step_size: float = 10.0
+    gamma: float = 0.1
+    epochs: int = 1
+    min_lr: float = 0.0
+    warmup: float = 0.0
+
+    def __post_init__(self) -> None:
+        check_choice(self.name, "schedule", SCHEDULES)
+        check_positive(self.lr, "learning rate")
+        check_positive(self.decay, "decay", allow_zero=True)
+        check_positive(self.step_size, "step_size")
+        check_positive(self.gamma, "gamma")
+        check_positive(self.epochs, "epochs", integer=True)
+        check_positive(self.min_lr, "min_lr", allow_zero=True)
+        check_positive(self.warmup, "warmup", allow_zero=True)
+
+    def lr_at(self, step: int, steps_per_epoch: int) -> float:
+        """The learning rate of global step ``step`` (0-based)."""
+        warm_steps = self.warmup * steps_per_epoch
+        if step < warm_steps:
+            return self._decayed(0.0) * (step + 1) / warm_steps
+        return self._decayed((step - warm_steps) / steps_per_epoch)
+
+    def _decayed(self, t: float) -> float:
+        lr = self.lr
+        if self.name == "inverse_time":
+            return lr / (1.0 + self.decay * t)
+        if self.name == "power":
+            return lr / (1.0 + t) ** self.decay
+        if self.name == "step":
+            return lr * self.gamma ** math.floor(t / self.step_size)
+        if self.name == "cosine":
+            horizon = max(self.epochs - self.warmup, 1e-12)
+            frac = min(t / horizon, 1.0)
+            return self.min_lr + (lr - self.min_lr) * 0.5 * (1.0 + math.cos(math.pi * frac))
+        return lr

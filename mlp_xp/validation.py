@@ -1,0 +1,120 @@
+"""Input checks that run before any work starts, each failing with one sentence that names the fix."""
+
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+from .errors import ConfigError, DataError
+
+FLOAT_DTYPES = {"float32": np.float32, "float64": np.float64}
+
+
+def check_dtype(dtype) -> np.dtype:
+    """np.float32 or np.float64 from a name or dtype; anything else is a ConfigError."""
+    try:
+        dt = np.dtype(dtype)
+    except TypeError:
+        dt = None
+    if dt is None or dt.name not in FLOAT_DTYPES:
+        raise ConfigError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
+    return dt
+
+
+def check_features(X, n_features: int | None, dtype, name: str = "X") -> np.ndarray:
+    """X as a C-contiguous 2-D float array of ``dtype``: non-empty, finite, with ``n_features`` columns."""
+    if hasattr(X, "get") and not isinstance(X, np.ndarray):  # a CuPy array: checks run on the host
+        X = X.get()
+    try:
+        X = np.asarray(X)
+    except Exception as e:
+        raise DataError(f"{name} could not be read as a numeric array ({e}): pass a 2-D array of numbers") from None
+    if X.dtype == object or X.dtype.kind not in "biuf":
+        raise DataError(f"{name} has dtype {X.dtype}, not numbers: pass a 2-D array of floats")
+    if X.ndim == 1 and n_features == 1:
+        X = X.reshape(-1, 1)
+    if X.ndim != 2:
+        raise DataError(f"{name} must be 2-D (samples x features), got shape {X.shape}: reshape it, "
+                        "e.g. X.reshape(len(X), -1)")
+    if X.shape[0] == 0:
+        raise DataError(f"{name} is empty (0 samples): pass at least one sample")
+    if X.shape[1] == 0:
+        raise DataError(f"{name} has 0 features: pass at least one feature column")
+    if n_features is not None and X.shape[1] != n_features:
+        raise DataError(f"{name} has {X.shape[1]} features but the model expects {n_features}: "
+                        "use data of the model's input size")
+    X = np.ascontiguousarray(X, dtype=dtype)
+    if not np.isfinite(X).all():
+        bad = np.argwhere(~np.isfinite(X))[0]
+        raise DataError(f"{name} contains NaN or Inf (first at row {bad[0]}, column {bad[1]}): "
+                        "clean or impute the data first")
+    return X
+
+
+def check_targets(y, n_samples: int, loss: str, n_outputs: int, dtype, name: str = "y") -> np.ndarray:
+    """Targets in the form the loss kernels take, with clear errors for the wrong kind.
+
+    cross_entropy: integer class labels in [0, n_outputs), returned as int32 (n,).
+    binary_cross_entropy: values in [0, 1], returned as float (n, n_outputs).
+    mse: finite values, returned as float (n, n_outputs).
+    """
+    if hasattr(y, "get") and not isinstance(y, np.ndarray):
+        y = y.get()
+    y = np.asarray(y)
+    if y.dtype == object or y.dtype.kind not in "biuf":
+        raise DataError(f"{name} has dtype {y.dtype}, not numbers: encode labels as integers 0..C-1")
+    if len(y) != n_samples:
+        raise DataError(f"{name} has {len(y)} entries but X has {n_samples} samples: they must match")
+    if loss == "cross_entropy":
+        if y.ndim != 1:
+            raise DataError(f"{name} must be 1-D class labels for cross_entropy, got shape {y.shape}: "
+                            "pass integer labels, or use loss='binary_cross_entropy' for multi-label targets")
+        if y.dtype.kind == "f":
+            if not np.isfinite(y).all() or not np.array_equal(y, np.round(y)):
+                raise DataError(f"{name} holds non-integer values but cross_entropy needs class labels "
+                                "0..C-1: pass integer labels, or use loss='mse' for regression")
+        lo, hi = (int(y.min()), int(y.max())) if y.size else (0, 0)
+        if lo < 0 or hi >= n_outputs:
+            raise DataError(f"{name} has labels in [{lo}, {hi}] but the model has {n_outputs} classes "
+                            f"(labels must be 0..{n_outputs - 1}): relabel, or widen the output layer")
+        return np.ascontiguousarray(y, dtype=np.int32)
+    if y.ndim == 1:
+        y = y.reshape(-1, 1)
+    if y.ndim != 2 or y.shape[1] != n_outputs:
+        raise DataError(f"{name} has shape {y.shape} but the model has {n_outputs} outputs: "
+                        f"pass targets of shape (n_samples, {n_outputs})")
+    y = np.ascontiguousarray(y, dtype=dtype)
+    if not np.isfinite(y).all():
+        raise DataError(f"{name} contains NaN or Inf: clean the targets first")
+    if loss == "binary_cross_entropy" and (y.min() < 0 or y.max() > 1):
+        raise DataError(f"{name} has values outside [0, 1] but binary_cross_entropy needs 0/1 targets "
+                        "(or probabilities): rescale them, or use loss='mse' for regression")
+    return y
+
+
+def check_positive(value, name: str, integer: bool = False, allow_zero: bool = False) -> float | int:
+    """A positive number (or non-negative with ``allow_zero``), else a ConfigError naming the setting."""
+    kind = numbers.Integral if integer else numbers.Real
+    if isinstance(value, bool) or not isinstance(value, kind) or not np.isfinite(value):
+        what = "an integer" if integer else "a number"
+        raise ConfigError(f"{name} must be {what}, got {value!r}")
+    if value < 0 or (value == 0 and not allow_zero):
+        raise ConfigError(f"{name} must be {'>= 0' if allow_zero else '> 0'}, got {value!r}")
+    return int(value) if integer else float(value)
+
+
+def check_fraction(value, name: str, low_open: bool = False, high_open: bool = True) -> float:
+    """A number in [0, 1) by default; ``low_open``/``high_open`` exclude the ends."""
+    v = check_positive(value, name, allow_zero=True)
+    if (low_open and v <= 0) or v < 0 or (high_open and v >= 1) or v > 1:
+        lo, hi = ("(" if low_open else "["), (")" if high_open else "]")
+        raise ConfigError(f"{name} must be in {lo}0, 1{hi}, got {value!r}")
+    return v
+
+
+def check_choice(value, name: str, choices) -> str:
+    """One of ``choices``, else a ConfigError listing them."""
+    if value not in choices:
+        raise ConfigError(f"unknown {name} {value!r}: use one of {', '.join(map(str, choices))}")
+    return value
