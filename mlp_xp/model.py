@@ -246,6 +246,11 @@ class MLP:
         other.set_flat(self.get_flat())
         return other
 
+    def __reduce__(self):
+        # The parameters travel as a host array and come back as one flat buffer with fresh views into it.
+        device = "cpu" if self.ops.kind == "cpu" else f"cuda:{getattr(self.ops, 'index', 0)}"
+        return _rebuild, (self.config(), self.get_flat(), device)
+
     def save(self, path) -> None:
         """Save to ``path`` (.npz of plain arrays plus JSON metadata; see :mod:`mlp_xp.serialization`)."""
         from .serialization import save_model
@@ -258,6 +263,13 @@ class MLP:
         from .serialization import load_model
 
         return load_model(path, device)
+
+
+def _rebuild(config: dict, flat: np.ndarray, device: str) -> MLP:
+    model = MLP(config["sizes"], config["activation"], config["loss"], init=config["init"], dtype=config["dtype"],
+                device=device, seed=config["seed"], leaky_slope=config["leaky_slope"])
+    model.set_flat(flat)
+    return model
 
 
 def initial_params(layout: Layout, init: str, seed: int, dtype) -> np.ndarray:

@@ -176,7 +176,10 @@ def fit(model: MLP, X, y, config: TrainConfig | None = None, *, X_val=None, y_va
     """
     cfg = (config or TrainConfig()).replace(**settings).validate()
     run = _Run(model, cfg, X, y, X_val, y_val, X_test, y_test)
-    return run.train(list(callbacks))
+    # A diverging run overflows before its loss turns non-finite; the epoch check reports that once,
+    # so NumPy's per-operation warnings would only bury the message.
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        return run.train(list(callbacks))
 
 
 def evaluate(model: MLP, X, y, batch_size: int = 4096) -> dict:
@@ -224,7 +227,7 @@ class _Run:
             X_val = check_features(X_val, model.n_inputs, dt, "X_val")
             y_val = check_targets(y_val, len(X_val), loss, k, dt, "y_val")
         elif cfg.validation_fraction:
-            X, Y, X_val, y_val = _split(X, Y, cfg.validation_fraction, cfg.seed)
+            X, Y, X_val, y_val = split_validation(X, Y, cfg.validation_fraction, cfg.seed)
         if X_test is not None:
             X_test = check_features(X_test, model.n_inputs, dt, "X_test")
             y_test = check_targets(y_test, len(X_test), loss, k, dt, "y_test")
@@ -346,7 +349,7 @@ class _Run:
         return history
 
 
-def _split(X: np.ndarray, Y: np.ndarray, fraction: float, seed: int):
+def split_validation(X: np.ndarray, Y: np.ndarray, fraction: float, seed: int):
     """Hold out ``fraction`` of the rows (at least one, leaving at least one) for validation."""
     n = len(X)
     n_val = min(max(1, int(round(n * fraction))), n - 1)

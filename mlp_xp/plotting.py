@@ -1,0 +1,52 @@
+"""PNG plots of learning curves and benchmark tables (matplotlib, an optional extra)."""
+
+from __future__ import annotations
+
+import os
+
+from .errors import ConfigError
+
+
+def _pyplot():
+    try:
+        import matplotlib
+    except ImportError:
+        raise ConfigError("plotting needs matplotlib: pip install 'mlp-xp[plot]'") from None
+    matplotlib.use("Agg")  # files only: never needs a display
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def save_figure(fig, path) -> None:
+    """Save a figure as PNG to a temporary name, then rename: never half a file at ``path``."""
+    path = os.fspath(path)
+    tmp = f"{path}.tmp{os.getpid()}.png"
+    try:
+        fig.savefig(tmp, dpi=120, bbox_inches="tight")
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def plot_history(records: list[dict], path, title: str = "") -> None:
+    """Loss (left) and accuracy or mse (right) per epoch for every split present in ``records``."""
+    plt = _pyplot()
+    fig, (ax_loss, ax_metric) = plt.subplots(1, 2, figsize=(10, 4))
+    epochs = [r["epoch"] for r in records]
+    metric = "accuracy" if any("train_accuracy" in r for r in records) else "mse"
+    for split in ("train", "val", "test"):
+        if any(f"{split}_loss" in r for r in records):
+            ax_loss.plot(epochs, [r.get(f"{split}_loss") for r in records], marker=".", label=split)
+        if any(f"{split}_{metric}" in r for r in records):
+            ax_metric.plot(epochs, [r.get(f"{split}_{metric}") for r in records], marker=".", label=split)
+    ax_loss.set(xlabel="epoch", ylabel="loss", title="loss")
+    ax_metric.set(xlabel="epoch", ylabel=metric, title=metric)
+    for ax in (ax_loss, ax_metric):
+        ax.grid(alpha=0.3)
+        ax.legend()
+    if title:
+        fig.suptitle(title)
+    save_figure(fig, path)
+    plt.close(fig)

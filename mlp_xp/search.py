@@ -1,0 +1,322 @@
+"""Model selection as in the course notes: grid or random search, each candidate scored on a validation set.
+
+Candidates come from scikit-learn's :class:`~sklearn.model_selection.ParameterGrid` (every combination)
+or :class:`~sklearn.model_selection.ParameterSampler` (``n_iter`` draws); each one trains an
+:class:`~mlp_xp.estimator.MLPClassifier` or :class:`~mlp_xp.estimator.MLPRegressor` on the training
+split and is scored on the validation split (accuracy, or R^2 for regression). The test set takes no
+part: pick the winner here, then measure it once on the test set.
+
+Search-space syntax (one ``NAME=VALUES`` spec per parameter, as given to ``mlp-xp search --param``)::
+
+    lr=0.01,0.05,0.1                 a list of values: ints, floats (1e-3), true/false, or words
+    optimizer=sgd,momentum,adam
+    hidden=64,128x64,256x128x64      hidden layers: widths joined by "x", choices separated by ","
+    hidden=64;128,64                 the same choices written with ";" between them (quote it in a shell)
+    hidden=none                      no hidden layer (a linear model)
+    lr=loguniform:1e-4:1e-1          random search only: log-uniform on [1e-4, 1e-1]
+    momentum=uniform:0.5:0.99        random search only: uniform on [0.5, 0.99]
+    epochs=randint:10:50             random search only: an integer in [10, 50], both ends included
+    batch_size=choice:32,64,128      a list, drawn uniformly (the same as batch_size=32,64,128)
+
+A list is tried in full by grid search and drawn from by random search; distributions need random
+search. Integer settings (epochs, batch_size, patience, seed) drawn from uniform or loguniform are rounded.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+import warnings
+
+import numpy as np
+
+from .errors import ConfigError, DivergenceError
+from .estimator import MLPClassifier, MLPRegressor
+
+try:
+    from scipy import stats
+    from sklearn.model_selection import ParameterGrid, ParameterSampler
+except ImportError as e:  # pragma: no cover - exercised only where scikit-learn is absent
+    raise ImportError('mlp_xp.search needs scikit-learn: pip install "mlp-xp[sklearn]"') from e
+
+__all__ = ["parse_space", "run_search", "format_table"]
+
+PARAMS = tuple(MLPClassifier().get_params())
+INT_PARAMS = ("epochs", "batch_size", "patience", "seed")
+DISTRIBUTIONS = ("loguniform", "uniform", "randint", "choice")
+_EXAMPLE = "e.g. lr=0.01,0.1 or lr=loguniform:1e-4:1e-1"
+
+
+class _Rounded:
+    """A continuous distribution whose draws are rounded to int, for integer settings such as batch_size.
+
+    ParameterSampler only needs ``rvs(random_state=...)``.
+    """
+
+    def __init__(self, dist, text: str) -> None:
+        self.dist, self.text = dist, text
+
+    def rvs(self, random_state=None) -> int:
+        return max(1, int(round(float(self.dist.rvs(random_state=random_state)))))
+
+    def __repr__(self) -> str:
+        return f"rounded {self.text}"
+
+
+def parse_space(specs: list[str]) -> dict:
+    """Turn ``NAME=VALUES`` specs into a parameter space for :func:`run_search`.
+
+    Parameters
+    ----------
+    specs : list of str
+        One spec per parameter; see the module docstring for the syntax.
+
+    Returns
+    -------
+    dict
+        Parameter name -> list of values, or a scipy.stats distribution (random search only).
+
+    Raises
+    ------
+    ConfigError
+        For a spec without ``=``, an unknown parameter, a parameter given twice, no values, or a
+        malformed value or distribution; the message names the fix.
+
+    Examples
+    --------
+    >>> parse_space(["lr=0.01,0.1", "hidden=64,128x64"])
+    {'lr': [0.01, 0.1], 'hidden': [(64,), (128, 64)]}
+    """
+    if isinstance(specs, str):
+        specs = [specs]
+    space: dict = {}
+    for spec in specs:
+        name, sep, text = str(spec).partition("=")
+        name, text = name.strip(), text.strip()
+        if not sep or not name:
+            raise ConfigError(f"bad search spec {spec!r}: write NAME=VALUES, {_EXAMPLE}")
+        if name not in PARAMS:
+            raise ConfigError(f"unknown parameter {name!r} in search spec {spec!r}: use one of {', '.join(PARAMS)}")
+        if name in space:
+            raise ConfigError(f"parameter {name!r} is given twice: put all its values in one spec, "
+                              f"e.g. {name}=A,B")
+        if not text:
+            raise ConfigError(f"no values for {name!r} in {spec!r}: write {name}=A,B, {_EXAMPLE}")
+        space[name] = _parse_values(name, text, spec)
+    return space
+
+
+def _parse_values(name: str, text: str, spec: str):
+    kind, colon, rest = text.partition(":")
+    if not colon:
+        return _parse_list(name, text, spec)
+    kind = kind.strip().lower()
+    if kind == "choice":
+        return _parse_list(name, rest, spec)
+    if kind not in DISTRIBUTIONS:
+        raise ConfigError(f"unknown distribution {kind!r} in {spec!r}: use loguniform:LO:HI, uniform:LO:HI, "
+                          "randint:LO:HI or choice:A,B")
+    if name == "hidden":
+        raise ConfigError(f"hidden takes a list of layer sizes, not a distribution ({spec!r}): "
+                          "write e.g. hidden=64,128x64")
+    bounds = rest.split(":")
+    try:
+        lo, hi = (float(b) for b in bounds)
+    except ValueError:
+        raise ConfigError(f"bad bounds in {spec!r}: write {name}={kind}:LO:HI with two numbers, "
+                          f"e.g. {name}={kind}:1e-4:1e-1") from None
+    if not (math.isfinite(lo) and math.isfinite(hi)) or not lo < hi or (kind == "loguniform" and lo <= 0):
+        need = "0 < LO < HI" if kind == "loguniform" else "LO < HI"
+        raise ConfigError(f"bad bounds in {spec!r}: {kind} needs {need}")
+    if kind == "randint":
+        if lo != int(lo) or hi != int(hi):
+            raise ConfigError(f"randint bounds must be integers in {spec!r}: write e.g. {name}=randint:10:50")
+        return stats.randint(int(lo), int(hi) + 1)  # scipy excludes HI; the spec includes it
+    dist = stats.loguniform(lo, hi) if kind == "loguniform" else stats.uniform(lo, hi - lo)
+    return _Rounded(dist, text) if name in INT_PARAMS else dist
+
+
+def _parse_list(name: str, text: str, spec: str) -> list:
+    if name == "hidden":
+        # With ";" the choices are split on it and widths may be joined by "," (hidden=64;128,64);
+        # otherwise choices are split on "," and widths joined by "x" (hidden=64,128x64).
+        choices, joiner = (text.split(";"), ",") if ";" in text else (text.split(","), "x")
+        return [_parse_hidden(c.strip(), joiner, spec) for c in choices]
+    values = []
+    for token in text.split(","):
+        token = token.strip()
+        if not token:
+            raise ConfigError(f"empty value in {spec!r}: separate values with single commas, e.g. {name}=A,B")
+        values.append(_parse_scalar(name, token, spec))
+    return values
+
+
+def _parse_hidden(choice: str, joiner: str, spec: str) -> tuple:
+    if choice.lower() in ("none", "()"):
+        return ()
+    try:
+        sizes = tuple(int(w) for w in choice.lower().replace("x", " ").replace(joiner, " ").split())
+    except ValueError:
+        sizes = ()
+    if not sizes or any(w < 1 for w in sizes):
+        raise ConfigError(f"bad hidden layers {choice!r} in {spec!r}: write widths joined by 'x' and choices "
+                          "separated by ',', e.g. hidden=64,128x64 (or hidden=none)")
+    return sizes
+
+
+def _parse_scalar(name: str, token: str, spec: str):
+    low = token.lower()
+    if low in ("true", "false"):
+        return low == "true"
+    if low == "none":
+        return None
+    try:
+        return int(token)
+    except ValueError:
+        pass
+    try:
+        value = float(token)
+    except ValueError:
+        return token  # a word: optimizer, activation, schedule, ...; the estimator checks it
+    if name in INT_PARAMS:
+        if value != int(value):
+            raise ConfigError(f"{name} takes integers, got {token!r} in {spec!r}")
+        return int(value)
+    return value
+
+
+def _candidates(space: dict, mode: str, n_iter: int, seed: int) -> list[dict]:
+    if not space:
+        return [{}]
+    dists = [k for k, v in space.items() if hasattr(v, "rvs")]
+    for k, v in space.items():
+        if k not in dists and (isinstance(v, str) or not hasattr(v, "__len__") or len(v) == 0):
+            raise ConfigError(f"the space of {k!r} must be a non-empty list of values or a distribution, "
+                              f"got {v!r}")
+    if mode == "grid":
+        if dists:
+            raise ConfigError(f"grid search needs lists of values, but {', '.join(map(repr, dists))} "
+                              "has a distribution: give a list (e.g. lr=0.01,0.1) or use random search")
+        return list(ParameterGrid(space))
+    if not dists:
+        # Lists only: ParameterSampler draws without replacement and warns (pointing at GridSearchCV)
+        # when n_iter exceeds the grid; take the whole grid instead, quietly.
+        n_iter = min(n_iter, len(ParameterGrid(space)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        drawn = list(ParameterSampler(space, n_iter, random_state=seed))
+    # Draws come back as NumPy scalars; plain Python values print and serialize (JSON) cleanly.
+    return [{k: v.item() if isinstance(v, np.generic) else v for k, v in c.items()} for c in drawn]
+
+
+def run_search(X_train, y_train, X_val, y_val, space: dict, *, mode: str = "grid", n_iter: int = 10,
+               seed: int = 0, base_params: dict | None = None, task: str = "classification",
+               verbose: bool = False) -> list[dict]:
+    """Train one model per candidate on the training split and rank them by their validation score.
+
+    Parameters
+    ----------
+    X_train, y_train : array-like
+        Training split.
+    X_val, y_val : array-like
+        Validation split; scored with accuracy (classification) or R^2 (regression).
+    space : dict
+        Parameter name -> list of values or scipy.stats distribution, as :func:`parse_space` returns.
+        An empty space runs ``base_params`` alone.
+    mode : {"grid", "random"}
+        Every combination (ParameterGrid), or ``n_iter`` draws (ParameterSampler).
+    n_iter : int
+        Candidates drawn by random search (capped at the grid's size when the space is all lists).
+    seed : int
+        Seed of the random draws (the models' own seed is ``base_params["seed"]``, default 0).
+    base_params : dict, optional
+        Estimator parameters shared by all candidates; a candidate's values override them.
+    task : {"classification", "regression"}
+        Trains MLPClassifier or MLPRegressor.
+    verbose : bool
+        Print one line per finished candidate to stderr.
+
+    Returns
+    -------
+    list of dict
+        One row per candidate, best first: ``rank`` (1 = best), ``params`` (the candidate's values),
+        ``score`` (NaN when it diverged), ``fit_seconds``, ``epochs`` (run), ``status`` ("ok" or
+        "diverged"). Diverged candidates rank last.
+
+    Raises
+    ------
+    ConfigError
+        For a bad mode, task, n_iter, or any candidate's setting, before any model is trained.
+    """
+    check = {"mode": (mode, ("grid", "random")), "task": (task, ("classification", "regression"))}
+    for what, (value, choices) in check.items():
+        if value not in choices:
+            raise ConfigError(f"unknown search {what} {value!r}: use one of {', '.join(choices)}")
+    if isinstance(n_iter, bool) or not isinstance(n_iter, (int, np.integer)) or n_iter < 1:
+        raise ConfigError(f"n_iter must be a positive integer, got {n_iter!r}")
+    cls = MLPClassifier if task == "classification" else MLPRegressor
+    base = dict(base_params or {})
+    valid = set(cls().get_params())
+    unknown = sorted((set(base) | set(space)) - valid)
+    if unknown:
+        raise ConfigError(f"unknown {cls.__name__} parameter(s) {unknown}: use names from {', '.join(sorted(valid))}")
+
+    candidates = _candidates(space, mode, int(n_iter), seed)
+    estimators = [cls(**{**base, **c}) for c in candidates]
+    for est in estimators:
+        est._check_settings()
+
+    rows = []
+    for i, (params, est) in enumerate(zip(candidates, estimators), start=1):
+        t0 = time.perf_counter()
+        try:
+            est.fit(X_train, y_train)
+        except DivergenceError as e:
+            seconds = time.perf_counter() - t0
+            score, status, epochs = math.nan, "diverged", len(e.history) if e.history is not None else 0
+        else:
+            seconds = time.perf_counter() - t0
+            score, status, epochs = float(est.score(X_val, y_val)), "ok", est.n_iter_
+        rows.append({"params": params, "score": score, "fit_seconds": seconds, "epochs": epochs,
+                     "status": status})
+        if verbose:
+            shown = "diverged" if status == "diverged" else f"{score:.4f}"
+            print(f"[{i}/{len(candidates)}] {_format_params(params) or '(base)'}: {shown} ({seconds:.1f} s)",
+                  file=sys.stderr)
+
+    # Stable sort: ties keep the candidates' order, and NaN (diverged) goes last.
+    rows.sort(key=lambda r: (math.isnan(r["score"]), -r["score"] if not math.isnan(r["score"]) else 0.0))
+    return [{"rank": rank, **row} for rank, row in enumerate(rows, start=1)]
+
+
+def _format_value(value) -> str:
+    if isinstance(value, tuple):
+        return "x".join(map(str, value)) if value else "none"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def _format_params(params: dict) -> str:
+    return " ".join(f"{k}={_format_value(v)}" for k, v in params.items())
+
+
+def format_table(rows: list[dict]) -> str:
+    """A ranked plain-text table of :func:`run_search` rows: rank, score, epochs, seconds, params.
+
+    Hidden layers print in the spec syntax (``128x64``); diverged candidates show ``diverged`` as score.
+    """
+    header = ("rank", "score", "epochs", "seconds", "params")
+    body = []
+    for r in rows:
+        score = "diverged" if r.get("status") == "diverged" else f"{r['score']:.4f}"
+        body.append((str(r["rank"]), score, str(r["epochs"]), f"{r['fit_seconds']:.2f}",
+                     _format_params(r["params"]) or "(base parameters)"))
+    widths = [max(len(row[i]) for row in [header, *body]) for i in range(len(header))]
+    lines = []
+    for row in [header, *body]:
+        # Numbers right-aligned, params (the last column) left-aligned and unpadded.
+        cells = [row[i].rjust(widths[i]) for i in range(len(row) - 1)] + [row[-1]]
+        lines.append("  ".join(cells))
+    return "\n".join(lines)

@@ -1,0 +1,45 @@
+"""Shared fixtures: backend-level tests run on every backend that can run here.
+
+* ``cpu``: the NumPy backend.
+* ``cuda-host``: the CUDA backend's own code (CupyOps) with the CPU harness of tests/cuda_host standing in
+  for the GPU: the unmodified kernels/*.cu compiled by g++, and NumPy in place of CuPy's thin layer.
+* ``cuda``: the CUDA backend on a real GPU (marked ``gpu``; skipped with the reason where none is usable).
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from mlp_xp.backend import cuda_status, get_backend
+
+BACKENDS = ["cpu", "cuda-host", pytest.param("cuda", marks=pytest.mark.gpu)]
+
+
+@pytest.fixture(scope="session")
+def host_kernels():
+    from .cuda_host.harness import HostKernels
+
+    return HostKernels()
+
+
+def make_backend(name: str, host_kernels=None):
+    if name == "cpu":
+        return get_backend("cpu")
+    if name == "cuda-host":
+        from mlp_xp.backend.cupy_ops import CupyOps
+
+        from .cuda_host.device import HostDevice
+
+        return CupyOps(0, device=HostDevice(), kernels=host_kernels)
+    ok, why = cuda_status(0)
+    if not ok:
+        pytest.skip(f"no usable GPU: {why}")
+    return get_backend("cuda:0")
+
+
+@pytest.fixture(params=BACKENDS)
+def ops(request, host_kernels):
+    """A backend instance with its counters reset."""
+    backend = make_backend(request.param, host_kernels)
+    backend.counts.reset()
+    return backend

@@ -1,0 +1,179 @@
+"""Grid and random search on a validation split, and the command-line search-space syntax."""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import numpy as np
+import pytest
+
+pytest.importorskip("sklearn")
+
+from sklearn.datasets import load_digits  # noqa: E402
+from sklearn.model_selection import train_test_split  # noqa: E402
+
+from mlp_xp.errors import ConfigError  # noqa: E402
+from mlp_xp.search import format_table, parse_space, run_search  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def digits():
+    X, y = load_digits(return_X_y=True)
+    X_train, X_val, y_train, y_val = train_test_split(X / 16, y, test_size=0.25, random_state=0)
+    return X_train[:800], y_train[:800], X_val, y_val
+
+
+@pytest.fixture(scope="module")
+def smooth():
+    rng = np.random.default_rng(0)
+    X = rng.uniform(-2, 2, (300, 2))
+    y = np.sin(X[:, 0]) + X[:, 1] ** 2
+    return X[:200], y[:200], X[200:], y[200:]
+
+
+# ---- parse_space ----
+def test_parse_lists_of_scalars():
+    space = parse_space(["lr=0.01,1e-1", "epochs=10,20", "optimizer=sgd, adam", "early_stopping=true,False"])
+    assert space == {"lr": [0.01, 0.1], "epochs": [10, 20], "optimizer": ["sgd", "adam"],
+                     "early_stopping": [True, False]}
+    assert all(type(v) is int for v in space["epochs"])
+
+
+@pytest.mark.parametrize("spec", ["hidden=64,128x64", "hidden=64;128,64", "hidden=64;128x64",
+                                  "hidden=choice:64,128x64"])
+def test_parse_hidden_choices(spec):
+    assert parse_space([spec]) == {"hidden": [(64,), (128, 64)]}
+
+
+def test_parse_hidden_none_is_no_hidden_layer():
+    assert parse_space(["hidden=none,32"]) == {"hidden": [(), (32,)]}
+
+
+def test_parse_distributions():
+    space = parse_space(["lr=loguniform:1e-4:1e-1", "momentum=uniform:0.5:0.99", "epochs=randint:10:12",
+                         "batch_size=choice:32,64,128", "patience=loguniform:2:20"])
+    rng = np.random.RandomState(0)
+    lr = [space["lr"].rvs(random_state=rng) for _ in range(200)]
+    assert 1e-4 <= min(lr) and max(lr) <= 1e-1
+    mu = [space["momentum"].rvs(random_state=rng) for _ in range(200)]
+    assert 0.5 <= min(mu) and max(mu) <= 0.99
+    # randint includes both ends.
+    assert {int(space["epochs"].rvs(random_state=rng)) for _ in range(200)} == {10, 11, 12}
+    assert space["batch_size"] == [32, 64, 128]
+    patience = [space["patience"].rvs(random_state=rng) for _ in range(50)]
+    assert all(type(p) is int and 2 <= p <= 20 for p in patience)
+
+
+@pytest.mark.parametrize("spec, match", [
+    ("lr", "NAME=VALUES"),
+    ("=0.1", "NAME=VALUES"),
+    ("lr=", "no values"),
+    ("lrr=0.1", "unknown parameter 'lrr'"),
+    ("lr=0.1,,0.2", "empty value"),
+    ("lr=normal:0:1", "unknown distribution"),
+    ("lr=loguniform:0:1", "0 < LO < HI"),
+    ("lr=loguniform:1e-3", "two numbers"),
+    ("lr=uniform:a:b", "two numbers"),
+    ("momentum=uniform:0.9:0.5", "LO < HI"),
+    ("epochs=randint:1.5:3", "integers"),
+    ("epochs=1.5", "integers"),
+    ("hidden=loguniform:8:64", "not a distribution"),
+    ("hidden=64,abc", "bad hidden layers"),
+    ("hidden=0", "bad hidden layers"),
+])
+def test_parse_errors_name_the_fix(spec, match):
+    with pytest.raises(ConfigError, match=match):
+        parse_space([spec])
+
+
+def test_parse_rejects_a_parameter_given_twice():
+    with pytest.raises(ConfigError, match="given twice"):
+        parse_space(["lr=0.1", "lr=0.2"])
+
+
+# ---- run_search ----
+def test_grid_search_ranks_the_working_learning_rate_first(digits):
+    space = parse_space(["lr=1e-6,0.05", "hidden=16,32"])
+    rows = run_search(*digits, space, mode="grid", base_params={"epochs": 10})
+    assert [r["rank"] for r in rows] == [1, 2, 3, 4]
+    assert {r["params"]["lr"] for r in rows[:2]} == {0.05}
+    assert {r["params"]["hidden"] for r in rows[:2]} == {(16,), (32,)}
+    assert rows[0]["score"] > 0.9 and rows[-1]["score"] < 0.5
+    assert [r["score"] for r in rows] == sorted((r["score"] for r in rows), reverse=True)
+    for r in rows:
+        assert set(r) == {"rank", "params", "score", "fit_seconds", "epochs", "status"}
+        assert r["status"] == "ok" and r["epochs"] == 10 and r["fit_seconds"] > 0
+    table = format_table(rows)
+    lines = table.splitlines()
+    assert lines[0].split() == ["rank", "score", "epochs", "seconds", "params"]
+    assert len(lines) == 5 and "lr=0.05" in lines[1] and "lr=1e-06" in lines[4]
+
+
+def test_random_search_is_deterministic_for_a_seed(digits):
+    space = parse_space(["lr=loguniform:1e-3:1e-1", "hidden=8,16", "batch_size=choice:64,128"])
+    kw = {"mode": "random", "n_iter": 3, "base_params": {"epochs": 2}}
+    first = run_search(*digits, space, seed=7, **kw)
+    again = run_search(*digits, space, seed=7, **kw)
+    assert len(first) == 3
+    assert [(r["params"], r["score"]) for r in first] == [(r["params"], r["score"]) for r in again]
+    other = run_search(*digits, space, seed=8, **kw)
+    assert sorted(map(str, (r["params"] for r in other))) != sorted(map(str, (r["params"] for r in first)))
+    # Draws are plain Python values (they go to JSON and to the table).
+    assert all(type(r["params"]["lr"]) is float and type(r["params"]["batch_size"]) is int for r in first)
+
+
+def test_random_search_over_a_small_grid_takes_it_whole_and_quietly(smooth):
+    space = parse_space(["lr=0.01,0.02"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        rows = run_search(*smooth, space, mode="random", n_iter=10, task="regression",
+                          base_params={"hidden": (4,), "epochs": 1})
+    assert sorted(r["params"]["lr"] for r in rows) == [0.01, 0.02]
+
+
+def test_a_diverging_candidate_is_reported_not_raised(smooth):
+    space = parse_space(["lr=0.01,1e6"])
+    rows = run_search(*smooth, space, task="regression",
+                      base_params={"hidden": (16,), "epochs": 5, "optimizer": "sgd"})
+    ok, bad = rows
+    assert ok["status"] == "ok" and ok["params"] == {"lr": 0.01} and math.isfinite(ok["score"])
+    assert bad["status"] == "diverged" and bad["rank"] == 2 and math.isnan(bad["score"])
+    assert bad["epochs"] < 5
+    assert "diverged" in format_table(rows).splitlines()[2]
+
+
+def test_empty_space_runs_the_base_parameters(smooth):
+    rows = run_search(*smooth, {}, task="regression", base_params={"hidden": (8,), "epochs": 3})
+    assert len(rows) == 1 and rows[0]["params"] == {} and rows[0]["epochs"] == 3
+    assert "(base parameters)" in format_table(rows)
+
+
+@pytest.mark.parametrize("space, kw, match", [
+    ({"lr": [0.1]}, {"mode": "exhaustive"}, "unknown search mode"),
+    ({"lr": [0.1]}, {"task": "ranking"}, "unknown search task"),
+    ({"lr": [0.1]}, {"mode": "random", "n_iter": 0}, "n_iter"),
+    ({"activation": ["relu", "relux"]}, {}, "activation"),
+    ({"lr": [0.1]}, {"base_params": {"hidden_layer_sizes": (8,)}}, "unknown MLPClassifier parameter"),
+    ({"label_smoothing": [0.1]}, {"task": "regression"}, "unknown MLPRegressor parameter"),
+    ({"lr": 0.1}, {}, "non-empty list"),
+])
+def test_bad_searches_fail_before_training(smooth, space, kw, match):
+    with pytest.raises(ConfigError, match=match):
+        run_search(*smooth, space, **kw)
+
+
+def test_grid_search_refuses_distributions(smooth):
+    with pytest.raises(ConfigError, match="random search"):
+        run_search(*smooth, parse_space(["lr=loguniform:1e-3:1e-1"]), mode="grid", task="regression")
+
+
+def test_format_table_aligns_columns():
+    rows = [{"rank": 1, "params": {"hidden": (128, 64), "lr": 0.05}, "score": 0.96123, "fit_seconds": 12.5,
+             "epochs": 10, "status": "ok"},
+            {"rank": 2, "params": {"hidden": (), "lr": 1e-06}, "score": float("nan"), "fit_seconds": 0.4,
+             "epochs": 0, "status": "diverged"}]
+    lines = format_table(rows).splitlines()
+    assert lines[1].split() == ["1", "0.9612", "10", "12.50", "hidden=128x64", "lr=0.05"]
+    assert lines[2].split() == ["2", "diverged", "0", "0.40", "hidden=none", "lr=1e-06"]
+    assert {line.index("hidden=") for line in lines[1:]} == {lines[0].index("params")}
