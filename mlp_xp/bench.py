@@ -1,0 +1,115 @@
+"""``mlp-xp bench``: the same training step timed on every usable backend over several batch sizes.
+
+The step is the trainer's own (:class:`mlp_xp.trainer.TrainStep`) on MNIST-shaped random data that is
+already on the device, so the table measures the step alone: gather, forward, fused loss, backward,
+optimizer update. Each configuration runs a few warm-up steps, then ``steps`` timed steps between two
+device synchronizations.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from .backend import cuda_status, get_backend
+from .model import MLP
+from .optim import Optimizer
+from .trainer import TrainStep, write_json_atomic
+
+N_FEATURES, N_CLASSES = 784, 10
+
+
+@dataclass
+class BenchRow:
+    backend: str
+    batch_size: int
+    ms_per_step: float
+    samples_per_second: float
+    speedup_vs_cpu: float | None = None
+
+
+def time_step(device, hidden: list[int], batch_size: int, steps: int, dtype: str = "float32",
+              warmup: int = 3, seed: int = 0) -> float:
+    """Median-free plain timing: seconds per training step of a 784-hidden-10 ReLU MLP at ``batch_size``."""
+    model = MLP([N_FEATURES, *hidden, N_CLASSES], "relu", device=device, dtype=dtype, seed=seed)
+    ops = model.ops
+    rng = np.random.default_rng(seed)
+    n = max(4 * batch_size, 4096)
+    X = ops.asarray(rng.random((n, N_FEATURES), dtype=np.float32), model.dtype)
+    Y = ops.asarray(rng.integers(0, N_CLASSES, n).astype(np.int32))
+    perm = ops.permutation(n, seed, 1)
+    opt = Optimizer("momentum", ops, model.layout.n_params, model.layout.n_weights, model.dtype)
+    step = TrainStep(model, batch_size, opt)
+    acc = ops.zeros((2,), np.float64)
+    slices = [perm[s:s + batch_size] for s in range(0, n - batch_size + 1, batch_size)]
+    for k in range(warmup):
+        step(X, Y, slices[k % len(slices)], acc, 0.01)
+    ops.synchronize()
+    t = time.perf_counter()
+    for k in range(steps):
+        step(X, Y, slices[k % len(slices)], acc, 0.01)
+    ops.synchronize()
+    return (time.perf_counter() - t) / steps
+
+
+def bench(batch_sizes: list[int], hidden: list[int], steps: int, dtype: str = "float32",
+          log=print) -> list[BenchRow]:
+    """Time every usable backend; the CPU first, so that each GPU row carries its speedup over it."""
+    devices = ["cpu"]
+    ok, why = cuda_status(0)
+    if ok:
+        devices.append("cuda:0")
+    else:
+        log(f"no usable GPU ({why}): reporting the CPU alone")
+    rows, cpu_ms = [], {}
+    for device in devices:
+        name = get_backend(device).name
+        for b in batch_sizes:
+            sec = time_step(device, hidden, b, steps, dtype)
+            row = BenchRow(name, b, 1e3 * sec, b / sec)
+            if device == "cpu":
+                cpu_ms[b] = row.ms_per_step
+            row.speedup_vs_cpu = cpu_ms[b] / row.ms_per_step
+            rows.append(row)
+            log(f"  {name:<40s} batch {b:>5d}: {row.ms_per_step:8.3f} ms/step")
+    return rows
+
+
+def format_table(rows: list[BenchRow], hidden: list[int], dtype: str) -> str:
+    head = (f"784-{'-'.join(map(str, hidden))}-10 ReLU, softmax cross-entropy, momentum SGD, {dtype}\n"
+            f"| backend | batch | ms / step | samples / s | speedup vs CPU |\n|---|---:|---:|---:|---:|")
+    lines = [head]
+    for r in rows:
+        lines.append(f"| {r.backend} | {r.batch_size} | {r.ms_per_step:.3f} | {r.samples_per_second:,.0f} | "
+                     f"{r.speedup_vs_cpu:.2f}x |")
+    return "\n".join(lines)
+
+
+def plot(rows: list[BenchRow], path, title: str) -> None:
+    from .plotting import _pyplot, save_figure
+
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for backend in dict.fromkeys(r.backend for r in rows):
+        mine = [r for r in rows if r.backend == backend]
+        ax.plot([r.batch_size for r in mine], [r.samples_per_second for r in mine], marker="o", label=backend)
+    ax.set(xscale="log", yscale="log", xlabel="batch size", ylabel="training samples / second", title=title)
+    ax.grid(alpha=0.3, which="both")
+    ax.legend()
+    save_figure(fig, path)
+    plt.close(fig)
+
+
+def run_bench(args) -> int:
+    """The ``mlp-xp bench`` command."""
+    sizes = [int(s) for s in str(args.batch_sizes).split(",")]
+    rows = bench(sizes, args.hidden, args.steps, args.dtype, log=lambda m: print(m, file=sys.stderr))
+    print(format_table(rows, args.hidden, args.dtype))
+    if args.json:
+        write_json_atomic(args.json, [asdict(r) for r in rows])
+    if args.plot:
+        plot(rows, args.plot, f"784-{'-'.join(map(str, args.hidden))}-10 training step")
+    return 0

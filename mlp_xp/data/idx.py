@@ -1,0 +1,179 @@
+"""Reading and writing IDX files, the format of the MNIST and Fashion-MNIST distributions.
+
+An IDX file is two zero bytes, a type byte, a dimension-count byte, one big-endian uint32 per
+dimension, then the values in C order (multi-byte values big-endian). The files are often
+gzip-compressed; :func:`read_idx` recognises that from the content, not from the file name.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import os
+import secrets
+import struct
+import zlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import BinaryIO
+
+import numpy as np
+
+from mlp_xp.errors import DataError
+
+__all__ = ["IDX_DTYPES", "read_idx", "write_idx"]
+
+#: IDX type code -> dtype as stored in the file (big-endian for multi-byte types).
+IDX_DTYPES: dict[int, np.dtype] = {
+    0x08: np.dtype(np.uint8),
+    0x09: np.dtype(np.int8),
+    0x0B: np.dtype(">i2"),
+    0x0C: np.dtype(">i4"),
+    0x0D: np.dtype(">f4"),
+    0x0E: np.dtype(">f8"),
+}
+_CODE_OF_KIND = {(dt.kind, dt.itemsize): code for code, dt in IDX_DTYPES.items()}
+_GZIP_MAGIC = b"\x1f\x8b"
+_MAX_DIM = 2**32 - 1
+
+
+def _read_payload(path: Path) -> bytes:
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise DataError(f"IDX file {path} does not exist; check the path or re-download the file.") from None
+    except OSError as err:
+        raise DataError(f"IDX file {path} cannot be read ({err.strerror}); fix its permissions.") from err
+    if not raw.startswith(_GZIP_MAGIC):
+        return raw
+    try:
+        return gzip.decompress(raw)
+    except (OSError, EOFError, zlib.error) as err:
+        # gzip reports a cut-off stream as EOFError and a bad CRC or header as BadGzipFile (an OSError).
+        raise DataError(
+            f"IDX file {path} is a corrupt gzip stream ({err}); delete it and re-download it."
+        ) from err
+
+
+def read_idx(path: str | os.PathLike[str]) -> np.ndarray:
+    """Read an IDX file, raw or gzip-compressed.
+
+    Parameters
+    ----------
+    path : str or path-like
+        The file. Gzip compression is detected from the magic bytes ``1f 8b``, whatever the name.
+
+    Returns
+    -------
+    numpy.ndarray
+        A writable, native-endian array whose shape is the file's dimensions.
+
+    Raises
+    ------
+    DataError
+        If the file is missing, unreadable, a corrupt gzip stream, has a bad header, or its
+        payload is shorter or longer than the header's dimensions require.
+    """
+    path = Path(path)
+    data = _read_payload(path)
+    if len(data) < 4 or data[0] != 0 or data[1] != 0:
+        raise DataError(
+            f"{path} is not an IDX file (it must start with two zero bytes); pass an MNIST-format IDX file."
+        )
+    code, ndim = data[2], data[3]
+    if code not in IDX_DTYPES:
+        known = ", ".join(f"0x{c:02X}" for c in IDX_DTYPES)
+        raise DataError(
+            f"IDX file {path} has unknown type code 0x{code:02X} (known: {known}); re-download or rewrite it."
+        )
+    if ndim < 1:
+        raise DataError(f"IDX file {path} declares 0 dimensions; rewrite it with at least one dimension.")
+    header = 4 + 4 * ndim
+    if len(data) < header:
+        raise DataError(
+            f"IDX file {path} is truncated inside its header (expected {header} bytes, got {len(data)}); "
+            "re-download it."
+        )
+    dims = struct.unpack(f">{ndim}I", data[4:header])
+    dtype = IDX_DTYPES[code]
+    expected = dtype.itemsize
+    for d in dims:  # Python ints: no overflow however large the corrupt header claims to be
+        expected *= d
+    got = len(data) - header
+    if got < expected:
+        raise DataError(
+            f"IDX file {path} is truncated: expected {expected} bytes of data, got {got}; re-download it."
+        )
+    if got > expected:
+        raise DataError(
+            f"IDX file {path} has {got - expected} trailing bytes after the {expected} bytes of data its "
+            "header declares; re-download it."
+        )
+    array = np.frombuffer(data, dtype=dtype, offset=header).reshape(dims)
+    # astype copies, which also makes the result writable (frombuffer over bytes is read-only).
+    return array.astype(dtype.newbyteorder("="))
+
+
+@contextlib.contextmanager
+def atomic_writer(path: str | os.PathLike[str]) -> Iterator[BinaryIO]:
+    """Open a temporary file next to ``path`` and move it onto ``path`` only if the block succeeds.
+
+    Readers therefore never see a half-written file, and a failure leaves nothing behind.
+    """
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
+    # os.open with mode 0o666 honours the umask, unlike tempfile's 0o600, so the result is shareable.
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def write_idx(path: str | os.PathLike[str], array: np.ndarray) -> None:
+    """Write an array as an IDX file, atomically; gzip-compressed when ``path`` ends with ``.gz``.
+
+    Parameters
+    ----------
+    path : str or path-like
+        Destination. Its folder must exist. An existing file is replaced only once the new one is complete.
+    array : array-like
+        At least one dimension, each below 2**32, of dtype uint8, int8, int16, int32, float32 or float64.
+
+    Raises
+    ------
+    DataError
+        If the array has no dimensions, a dimension too large for IDX, or an unsupported dtype.
+    """
+    path = Path(path)
+    array = np.asarray(array)
+    code = _CODE_OF_KIND.get((array.dtype.kind, array.dtype.itemsize))
+    if code is None:
+        raise DataError(
+            f"IDX cannot store dtype {array.dtype}; convert the array to uint8, int8, int16, int32, float32 "
+            "or float64 first."
+        )
+    if array.ndim < 1 or array.ndim > 255:
+        raise DataError(f"IDX needs 1 to 255 dimensions but the array has {array.ndim}; reshape it first.")
+    if max(array.shape) > _MAX_DIM:
+        raise DataError(
+            f"IDX dimensions must be below 2**32 but the shape is {array.shape}; split the array."
+        )
+    header = bytes([0, 0, code, array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape)
+    body = np.ascontiguousarray(array, dtype=IDX_DTYPES[code]).tobytes()
+    with atomic_writer(path) as f:
+        if path.name.endswith(".gz"):
+            # filename="" and mtime=0 keep the temp file's name and the time out of the header,
+            # so the same array always gives the same bytes.
+            with gzip.GzipFile(filename="", mode="wb", fileobj=f, mtime=0) as gz:
+                gz.write(header)
+                gz.write(body)
+        else:
+            f.write(header)
+            f.write(body)
