@@ -30,8 +30,9 @@ template <typename T> __device__ __forceinline__ T k_neg_inf() { return (T)(-__i
 template <typename T>
 __device__ __forceinline__ T k_activate(T z, int act, T slope) {
     switch (act) {
-        case ACT_RELU: return z > (T)0 ? z : (T)0;
-        case ACT_LEAKY_RELU: return z > (T)0 ? z : slope * z;
+        // written so that a NaN passes through, as in NumPy's maximum: divergence must stay visible
+        case ACT_RELU: return z < (T)0 ? (T)0 : z;
+        case ACT_LEAKY_RELU: return z < (T)0 ? slope * z : z;
         case ACT_SIGMOID: return (T)0.5 * ((T)1 + k_tanh((T)0.5 * z));  // never overflows
         case ACT_TANH: return k_tanh(z);
         default: return z;

@@ -12,12 +12,20 @@ __device__ __forceinline__ T k_regularized(T grad, T w, long long i, long long n
 // sgd:       W <- W - lr G                           (v == nullptr)
 // momentum:  V <- mu V + G;  W <- W - lr V
 // nesterov:  V <- mu V + G;  W <- W - lr (G + mu V)
+// accumulated momentum: the backward pass already wrote mu V + dL/dW into v (g is unused, may be nullptr);
+//            V <- v + penalties;  W <- W - lr V
 template <typename T>
 __global__ void sgd_update(T* __restrict__ p, const T* __restrict__ g, T* __restrict__ v, long long n, long long n_w,
-                           T lr, T mu, int nesterov, T l2, T l1) {
+                           T lr, T mu, int nesterov, T l2, T l1, int accumulated) {
     for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < n;
          i += (long long)blockDim.x * gridDim.x) {
         const T w = p[i];
+        if (accumulated) {
+            const T V = k_regularized(v[i], w, i, n_w, l2, l1);
+            v[i] = V;
+            p[i] = w - lr * V;
+            continue;
+        }
         const T G = k_regularized(g[i], w, i, n_w, l2, l1);
         T step = G;
         if (v != nullptr) {

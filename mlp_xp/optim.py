@@ -54,10 +54,24 @@ class Optimizer:
             self.m = ops.zeros((n_params,), dtype)
             self.v = ops.zeros((n_params,), dtype)
 
+    @property
+    def accumulates(self) -> bool:
+        """True for momentum (not Nesterov): the backward pass writes mu V + dL/dW straight into V.
+
+        The gradient GEMMs accumulate (C <- g^T h + mu C) at no extra cost, so the update is left with the
+        penalties and W <- W - lr V: two passes over the parameters fewer than V <- mu V + G done apart.
+        """
+        return self.name == "momentum" and self.momentum > 0
+
     def step(self, params, grads, lr: float) -> None:
-        """Apply one update with learning rate ``lr``; ``grads`` is consumed (overwritten)."""
+        """Apply one update with learning rate ``lr``; ``grads`` is consumed (overwritten).
+
+        When :attr:`accumulates`, ``grads`` is ignored: the gradient is already in ``velocity``."""
         self.t += 1
-        if self.name == "adam":
+        if self.accumulates:
+            self.ops.sgd_update(params, None, self.velocity, self.n_weights, lr, self.momentum, False, self.l2,
+                                self.l1, accumulated=True)
+        elif self.name == "adam":
             self.ops.adam_update(params, grads, self.m, self.v, self.n_weights, lr, self.t, self.beta1,
                                  self.beta2, self.eps, self.l2, self.l1)
         else:

@@ -1,6 +1,6 @@
 """Model files: plain arrays plus JSON metadata in one .npz, never a pickle.
 
-Layout: ``W1, b1, ..., WL, bL`` (W_l of shape (fan_out, fan_in)) and ``metadata``, a uint8 array of
+Layout: ``W1, b1, ..., WL, bL`` (W_l stored as (fan_in, fan_out), the model's layout) and ``metadata``, a uint8 array of
 UTF-8 JSON with the format version and the architecture. Files are written to a temporary name and
 renamed into place, so a crash leaves either the old file or the new one, never half of one.
 """

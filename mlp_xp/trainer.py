@@ -225,8 +225,12 @@ class TrainStep:
         self.model, self.optimizer = model, optimizer
         self.smoothing, self.class_weight = smoothing, class_weight
         self.ws = model.workspace(batch_size)
-        self.grads = model.ops.zeros((model.layout.n_params,), model.dtype)
-        self.dW, self.db = model.layout.views(self.grads)
+        if optimizer.accumulates:               # the backward pass writes mu V + dL/dW into V itself
+            self.grads, sink, self.beta = None, optimizer.velocity, optimizer.momentum
+        else:
+            self.grads = sink = model.ops.zeros((model.layout.n_params,), model.dtype)
+            self.beta = 0.0
+        self.dW, self.db = model.layout.views(sink)
 
     def __call__(self, X, Y, idx, acc, lr: float, ws: Workspace | None = None) -> None:
         model, ops = self.model, self.model.ops
@@ -234,7 +238,7 @@ class TrainStep:
         ops.gather_rows(X, Y, idx, part.xb, part.yb)
         z = model.forward(part.xb, part)
         ops.loss_grad(z, part.yb, acc, model.loss, True, self.smoothing, self.class_weight)
-        model.backward(part.xb, part, self.dW, self.db)
+        model.backward(part.xb, part, self.dW, self.db, self.beta)
         self.optimizer.step(model.params, self.grads, lr)
 
 

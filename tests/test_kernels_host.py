@@ -33,7 +33,7 @@ def gpu(host):
 
 @pytest.fixture(scope="module")
 def twin():
-    return NumpyOps()
+    return NumpyOps(fast=False)          # the reference twins, not the BLAS fast path
 
 
 def close(got, ref, dtype, what=""):
@@ -186,10 +186,13 @@ def test_bias_act_and_backward_match_twin(gpu, twin, dtype, activation, rows, co
 def test_bias_grad_matches_twin(gpu, twin, dtype, rows, cols):
     g = np.random.default_rng(rows).standard_normal((rows, cols))
     out = np.full(cols, np.nan, dtype)
-    gpu.bias_grad(g.astype(dtype), out)
+    gpu.bias_grad(g.astype(dtype), out)              # beta = 0: the NaN already there must not leak in
     ref = np.empty(cols)
     twin.bias_grad(g, ref)
     close(out, ref, dtype, "db")
+    gpu.bias_grad(g.astype(dtype), out, 0.9)         # accumulate: db <- sum g + 0.9 db
+    twin.bias_grad(g, ref, 0.9)
+    close(out, ref, dtype, "db accumulated")
 
 
 def _opt_state(n, rng):
@@ -215,6 +218,18 @@ def test_optimizer_update_matches_twin(gpu, twin, dtype, rule, l2, l1, n, n_w):
     close(state[2], ref[2], dtype, "velocity / m")
     if rule == "adam":
         close(state[3], ref[3], dtype, "v")
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("l2, l1", [(0.0, 0.0), (0.01, 0.003)])
+def test_accumulated_momentum_update_matches_twin(gpu, twin, dtype, l2, l1):
+    rng = np.random.default_rng(5)
+    p, _, v, _ = _opt_state(1000, rng)
+    state, ref = [p.astype(dtype), v.astype(dtype)], [p.copy(), v.copy()]
+    for ops, (pp, vv) in ((gpu, state), (twin, ref)):
+        ops.sgd_update(pp, None, vv, 600, 0.05, 0.9, False, l2, l1, accumulated=True)
+    close(state[0], ref[0], dtype, "params")
+    close(state[1], ref[1], dtype, "velocity")
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

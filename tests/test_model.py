@@ -49,8 +49,8 @@ def test_gradcheck_catches_a_wrong_gradient(ops, monkeypatch):
     m = _random_model(ops, "tanh", "cross_entropy")
     real = type(ops).bias_grad
 
-    def off_by_half(self, g, out):
-        real(self, g, out)
+    def off_by_half(self, g, out, beta=0.0):
+        real(self, g, out, beta)
         out *= 0.5
 
     monkeypatch.setattr(type(ops), "bias_grad", off_by_half)
@@ -60,15 +60,15 @@ def test_gradcheck_catches_a_wrong_gradient(ops, monkeypatch):
 def test_forward_and_backward_by_hand(ops):
     # sizes 2-2-1, relu, mse. x = [1, 2], y = -10.
     m = MLP([2, 2, 1], "relu", "mse", device=ops, dtype="float64")
-    W1, b1, W2, b2 = [[1.0, -1.0], [0.5, 2.0]], [0.0, 1.0], [[1.0, -2.0]], [0.5]
-    m.set_flat(np.concatenate([np.ravel(W1), np.ravel(W2), b1, b2]))
+    W1, b1, W2, b2 = np.array([[1.0, -1.0], [0.5, 2.0]]), [0.0, 1.0], np.array([[1.0, -2.0]]), [0.5]
+    m.set_flat(np.concatenate([W1.T.ravel(), W2.T.ravel(), b1, b2]))      # stored as M = W^T
     # z1 = W1 x + b1 = [-1, 5.5], h1 = [0, 5.5]; z2 = W2 h1 + b2 = -10.5
     np.testing.assert_allclose(m.predict([[1.0, 2.0]]), [-10.5])
     loss, g = loss_and_gradient(m, [[1.0, 2.0]], [-10.0])
     assert loss == pytest.approx(0.125)     # (1/2) (-10.5 + 10)^2
     # dz2 = -0.5; dW2 = dz2 h1 = [0, -2.75]; db2 = -0.5; dh1 = W2^T dz2 = [-0.5, 1]; dz1 = [0, 1]
-    # dW1 = dz1 x^T = [[0, 0], [1, 2]]; db1 = [0, 1]
-    np.testing.assert_allclose(g, [0, 0, 1, 2, 0, -2.75, 0, 1, -0.5])
+    # dW1 = dz1 x^T = [[0, 0], [1, 2]]; db1 = [0, 1]; stored transposed: dM1 = [[0, 1], [0, 2]], dM2 = [0, -2.75]
+    np.testing.assert_allclose(g, [0, 1, 0, 2, 0, -2.75, 0, 1, -0.5])
 
 
 def test_layout_puts_weights_before_biases():
@@ -119,7 +119,7 @@ def test_save_load_round_trip(tmp_path):
     assert np.array_equal(back.get_flat(), m.get_flat())
     with np.load(path, allow_pickle=False) as z:            # plain arrays: W1, b1, W2, b2, metadata
         assert sorted(z.files) == ["W1", "W2", "b1", "b2", "metadata"]
-        assert z["W1"].shape == (4, 5)
+        assert z["W1"].shape == (5, 4)                     # (fan_in, fan_out)
 
 
 @pytest.mark.parametrize("damage", ["truncate", "garbage", "missing_array", "bad_version"])

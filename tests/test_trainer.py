@@ -187,3 +187,30 @@ def test_lr_is_recorded_per_epoch():
     X, y = rng.standard_normal((40, 3)), rng.integers(0, 2, 40)
     h = fit(MLP([3, 2], device="cpu"), X, y, epochs=3, batch_size=10, lr=0.1, schedule="step", step_size=1, gamma=0.1)
     assert h["lr"] == pytest.approx([0.1, 0.01, 0.001])
+
+
+@pytest.mark.parametrize("optimizer", ["momentum", "nesterov", "adam"])
+def test_fit_takes_exactly_the_steps_of_each_optimizer(ops, optimizer):
+    """Momentum's fused path (mu V + dL/dW written by the backward GEMMs) and the others, replayed by hand."""
+    from mlp_xp.functions import optimizers
+
+    rng = np.random.default_rng(3)
+    X, y = rng.standard_normal((50, 4)), rng.integers(0, 3, 50)
+    m = MLP([4, 6, 3], "tanh", device=ops, dtype="float64", seed=1)
+    ref = MLP([4, 6, 3], "tanh", device="cpu", dtype="float64", seed=1)
+    lr = 1e-2 if optimizer == "adam" else 0.1
+    fit(m, X, y, epochs=2, batch_size=16, optimizer=optimizer, lr=lr, weight_decay=0.01, l1=0.001, seed=2)
+    theta = ref.get_flat()
+    v, mom, step = np.zeros_like(theta), np.zeros_like(theta), 0
+    nw = ref.layout.n_weights
+    for epoch in (1, 2):
+        perm = permutation(50, 2, epoch)
+        for s in range(0, 50, 16):
+            ref.set_flat(theta)
+            _, g = loss_and_gradient(ref, X[perm[s:s + 16]], y[perm[s:s + 16]])
+            step += 1
+            if optimizer == "adam":
+                optimizers.adam_update(theta, g, mom, v, nw, lr, step, 0.9, 0.999, 1e-8, 0.01, 0.001)
+            else:
+                optimizers.sgd_update(theta, g, v, nw, lr, 0.9, optimizer == "nesterov", 0.01, 0.001)
+    np.testing.assert_allclose(m.get_flat(), theta, rtol=1e-9, atol=1e-12)

@@ -146,8 +146,8 @@ class Ops:
         """dh <- dh * g'(z) in place, g' read off the layer output h."""
         raise NotImplementedError
 
-    def bias_grad(self, g, out) -> None:
-        """out <- sum over rows of g (db = sum of the batch's dL/dz)."""
+    def bias_grad(self, g, out, beta: float = 0.0) -> None:
+        """out <- sum over rows of g + beta out (db = sum of the batch's dL/dz)."""
         raise NotImplementedError
 
     def loss_grad(self, z, y, acc, loss: str, write_grad: bool = True, smoothing: float = 0.0,
@@ -161,8 +161,10 @@ class Ops:
         raise NotImplementedError
 
     def sgd_update(self, params, grads, velocity, n_weights: int, lr: float, momentum: float = 0.0,
-                   nesterov: bool = False, l2: float = 0.0, l1: float = 0.0) -> None:
-        """One SGD/momentum/Nesterov step over the flat buffers (``mlp_xp.functions.optimizers``)."""
+                   nesterov: bool = False, l2: float = 0.0, l1: float = 0.0, accumulated: bool = False) -> None:
+        """One SGD/momentum/Nesterov step over the flat buffers (``mlp_xp.functions.optimizers``).
+
+        ``accumulated``: the backward pass already wrote mu V + dL/dW into ``velocity`` (``grads`` unused)."""
         raise NotImplementedError
 
     def adam_update(self, params, grads, m, v, n_weights: int, lr: float, step: int, beta1: float,

@@ -183,14 +183,14 @@ class CupyOps(Ops):
         self._launch("act_bwd", dh.dtype, *grid_1d(dh.size),
                      (dh, h, np.int64(dh.size), np.int32(code), dh.dtype.type(slope)))
 
-    def bias_grad(self, g, out) -> None:
+    def bias_grad(self, g, out, beta=0.0) -> None:
         g = self._float(g, "g", 2)
         self._arr(out, g.dtype, "out", 1)
         rows, cols = g.shape
         if out.shape[0] != cols:
             raise DataError(f"bias_grad: out has {out.shape[0]} entries for {cols} columns")
         self._launch("bias_grad", g.dtype, (math.ceil(cols / 32),), (32, 8),
-                     (g, out, np.int64(rows), np.int32(cols), g.dtype.type(0)))
+                     (g, out, np.int64(rows), np.int32(cols), g.dtype.type(beta)))
 
     def loss_grad(self, z, y, acc, loss, write_grad=True, smoothing=0.0, class_weight=None) -> None:
         z = self._float(z, "z (logits)", 2)
@@ -243,19 +243,22 @@ class CupyOps(Ops):
             self._sigmoid_bce(z, None, None, False)
 
     def sgd_update(self, params, grads, velocity, n_weights, lr, momentum=0.0, nesterov=False, l2=0.0,
-                   l1=0.0) -> None:
+                   l1=0.0, accumulated=False) -> None:
         p = self._float(params, "params", 1)
-        self._arr(grads, p.dtype, "grads", 1)
-        if momentum:
+        if accumulated:
+            grads = None
+        else:
+            self._arr(grads, p.dtype, "grads", 1)
+        if momentum or accumulated:
             self._arr(velocity, p.dtype, "velocity", 1)
-        v = velocity if momentum else None
+        v = velocity if momentum or accumulated else None
         for a, what in ((grads, "grads"), (v, "velocity")):
             if a is not None and a.shape != p.shape:
                 raise DataError(f"{what} has shape {a.shape}, params {p.shape}")
         t = p.dtype.type
         self._launch("sgd_update", p.dtype, *grid_1d(p.size),
                      (p, grads, v, np.int64(p.size), np.int64(n_weights), t(lr), t(momentum),
-                      np.int32(bool(nesterov)), t(l2), t(l1)))
+                      np.int32(bool(nesterov)), t(l2), t(l1), np.int32(bool(accumulated))))
 
     def adam_update(self, params, grads, m, v, n_weights, lr, step, beta1, beta2, eps, l2=0.0, l1=0.0) -> None:
         p = self._float(params, "params", 1)

@@ -1,4 +1,9 @@
-"""The CPU backend: every op in NumPy, by way of the reference twins in ``mlp_xp.functions``."""
+"""The CPU backend: every op in NumPy, by way of the reference twins in ``mlp_xp.functions``.
+
+Where NumPy's own BLAS can be called directly (:mod:`mlp_xp.backend.blas`), the matrix products, the bias
+gradient and the SGD updates go through it instead: multi-threaded, and able to accumulate in place,
+which lets momentum ride along in the gradient GEMMs. ``NumpyOps(fast=False)`` is the plain reference.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +11,7 @@ import numpy as np
 
 from ..functions import activations, losses, optimizers, shuffle
 from ..functions._scratch import ScratchCache
+from . import blas as _blas
 from .base import Ops
 
 
@@ -15,10 +21,12 @@ class NumpyOps(Ops):
     kind = "cpu"
     xp = np
 
-    def __init__(self) -> None:
+    def __init__(self, fast: bool = True) -> None:
         super().__init__()
-        self.name = f"cpu (NumPy {np.__version__})"
+        self.blas = _blas.find() if fast else None
+        self.name = f"cpu (NumPy {np.__version__}{', BLAS direct' if self.blas else ''})"
         self.scratch = ScratchCache()
+        self._ones = np.ones(0)
 
     # ---- memory ----
     def asarray(self, host, dtype=None):
@@ -38,6 +46,15 @@ class NumpyOps(Ops):
         shuffle.gather_rows(X, Y, idx, xb, yb)
 
     def matmul(self, a, b, out, trans_a=False, trans_b=False, beta=0.0) -> None:
+        if self.blas is not None:
+            # BLAS takes raw pointers: check what NumPy's matmul would have checked.
+            m, k = a.shape[::-1] if trans_a else a.shape
+            k2, n = b.shape[::-1] if trans_b else b.shape
+            if k != k2 or out.shape != (m, n) or not (a.flags.c_contiguous and b.flags.c_contiguous
+                                                       and out.flags.c_contiguous):
+                raise ValueError(f"matmul: op(a) {m}x{k}, op(b) {k2}x{n}, out {out.shape} (C-contiguous needed)")
+            self.blas.matmul(a, b, out, trans_a, trans_b, beta)
+            return
         a = a.T if trans_a else a
         b = b.T if trans_b else b
         if not beta:
@@ -54,8 +71,24 @@ class NumpyOps(Ops):
     def act_backward(self, dh, h, activation, slope) -> None:
         activations.act_backward(dh, h, activation, slope, self.scratch)
 
-    def bias_grad(self, g, out) -> None:
-        np.sum(g, axis=0, out=out)
+    def bias_grad(self, g, out, beta=0.0) -> None:
+        if self.blas is not None:
+            # db = 1^T g + beta db: a 1-row GEMM, threaded and accumulating in place.
+            ones = self._ones_row(g.shape[0], g.dtype)
+            self.blas.matmul(ones, g, out.reshape(1, -1), False, False, beta)
+            return
+        if not beta:
+            np.sum(g, axis=0, out=out)
+            return
+        t = self.scratch("bias_grad", out.shape, out.dtype)
+        np.sum(g, axis=0, out=t)
+        out *= out.dtype.type(beta)
+        out += t
+
+    def _ones_row(self, n: int, dtype) -> np.ndarray:
+        if self._ones.shape[-1] < n or self._ones.dtype != dtype:
+            self._ones = np.ones((1, max(n, 2 * self._ones.shape[-1])), dtype)
+        return self._ones[:, :n]
 
     def loss_grad(self, z, y, acc, loss, write_grad=True, smoothing=0.0, class_weight=None) -> None:
         if loss == "cross_entropy":
@@ -74,9 +107,28 @@ class NumpyOps(Ops):
             activations.sigmoid(z)
 
     def sgd_update(self, params, grads, velocity, n_weights, lr, momentum=0.0, nesterov=False,
-                   l2=0.0, l1=0.0) -> None:
-        optimizers.sgd_update(params, grads, velocity, n_weights, lr, momentum, nesterov, l2, l1,
-                              self.scratch)
+                   l2=0.0, l1=0.0, accumulated=False) -> None:
+        blas = self.blas
+        if blas is None:
+            optimizers.sgd_update(params, grads, velocity, n_weights, lr, momentum, nesterov, l2, l1,
+                                  accumulated, self.scratch)
+            return
+        # The twin's rule, one BLAS pass per line (each threaded, none allocating).
+        g = velocity if accumulated else grads
+        if l2:
+            blas.add_scaled(g[:n_weights], l2, params[:n_weights])              # G += l2 W
+        if l1:
+            t = self.scratch("penalty", (n_weights,), params.dtype)
+            np.sign(params[:n_weights], out=t)
+            blas.add_scaled(g[:n_weights], l1, t)                               # G += l1 sign(W)
+        step = g
+        if momentum and not accumulated:
+            blas.scale_add(velocity, momentum, 1.0, grads)                      # V = G + mu V
+            if nesterov:
+                blas.add_scaled(grads, momentum, velocity)                      # G + mu V
+            else:
+                step = velocity
+        blas.add_scaled(params, -lr, step)                                      # W -= lr step
 
     def adam_update(self, params, grads, m, v, n_weights, lr, step, beta1, beta2, eps, l2=0.0,
                     l1=0.0) -> None:

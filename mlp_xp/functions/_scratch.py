@@ -14,6 +14,23 @@ import numpy as np
 Scratch = Callable[[str, tuple, "np.dtype | type"], np.ndarray]
 
 
+_CONSTANTS: dict[tuple, np.ndarray] = {}
+
+
+def constant(value: float, shape: tuple, dtype) -> np.ndarray:
+    """A read-only array filled with ``value``, made once per (value, shape, dtype).
+
+    NumPy's ufuncs run several times faster against an array than against a broadcast scalar
+    (np.maximum(z, zeros) vs np.maximum(z, 0)), so the hot twins keep such arrays around.
+    """
+    key = (value, shape, np.dtype(dtype).char)
+    arr = _CONSTANTS.get(key)
+    if arr is None:
+        arr = _CONSTANTS[key] = np.full(shape, value, dtype)
+        arr.setflags(write=False)
+    return arr
+
+
 def fresh(key: str, shape: tuple, dtype) -> np.ndarray:
     """A scratch provider that allocates every time (for one-off calls and tests)."""
     return np.empty(shape, dtype)

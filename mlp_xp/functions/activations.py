@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import ConfigError
-from ._scratch import Scratch, fresh
+from ._scratch import Scratch, constant, fresh
 
 #: Kernel codes of the activations (``kernels/activation.cu`` switches on the same numbers).
 ACTIVATIONS: dict[str, int] = {"identity": 0, "relu": 1, "leaky_relu": 2, "sigmoid": 3, "tanh": 4}
@@ -41,7 +41,7 @@ def bias_act_forward(z: np.ndarray, b: np.ndarray, activation: str, slope: float
     if activation == "identity":
         return
     if activation == "relu":
-        np.maximum(z, 0, out=z)
+        np.maximum(z, constant(0.0, z.shape, z.dtype), out=z)
     elif activation == "leaky_relu":
         # a z < z exactly where z > 0 (0 < a < 1), so the larger of the two is g(z).
         az = scratch("act", z.shape, z.dtype)
@@ -68,16 +68,16 @@ def act_backward(dh: np.ndarray, h: np.ndarray, activation: str, slope: float = 
     """dz = dh * g'(z), written in place over dh, with g' read off the layer's output h."""
     if activation == "identity":
         return
-    if activation in ("relu", "leaky_relu"):
-        off = scratch("mask", h.shape, np.bool_)
-        np.less_equal(h, 0, out=off)
-        if activation == "relu":
-            np.copyto(dh, 0, where=off)
-        else:
-            np.multiply(dh, dh.dtype.type(slope), out=dh, where=off)
-        return
     gprime = scratch("act", h.shape, h.dtype)
-    if activation == "sigmoid":
+    # g' is built as a float array and multiplied in: NumPy's masked writes (copyto where=) and
+    # float-by-bool products are several times slower.
+    if activation == "relu":
+        np.greater(h, 0, out=gprime)                 # 1 where h > 0, else 0
+    elif activation == "leaky_relu":
+        np.greater(h, 0, out=gprime)
+        gprime *= 1 - slope
+        gprime += slope                              # 1 or a
+    elif activation == "sigmoid":
         np.subtract(1, h, out=gprime)       # 1 - h
         gprime *= h                          # h (1 - h)
     elif activation == "tanh":

@@ -9,6 +9,8 @@ and the rules are, for learning rate lr:
 
     sgd        W <- W - lr G
     momentum   V <- mu V + G ;  W <- W - lr V
+               (``accumulated``: the backward pass already wrote mu V + dL/dW into V, folding the momentum
+               into its gradient GEMMs; the update adds the penalties to V and steps)
     nesterov   V <- mu V + G ;  W <- W - lr (G + mu V)
     adam       m <- b1 m + (1 - b1) G ;  v <- b2 v + (1 - b2) G^2
                W <- W - lr (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + eps)
@@ -39,12 +41,17 @@ def add_weight_penalty(params: np.ndarray, grads: np.ndarray, n_weights: int, l2
         g += t
 
 
-def sgd_update(params: np.ndarray, grads: np.ndarray, velocity: np.ndarray | None, n_weights: int, lr: float,
-               momentum: float = 0.0, nesterov: bool = False, l2: float = 0.0, l1: float = 0.0,
-               scratch: Scratch = fresh) -> None:
+def sgd_update(params: np.ndarray, grads: np.ndarray | None, velocity: np.ndarray | None, n_weights: int,
+               lr: float, momentum: float = 0.0, nesterov: bool = False, l2: float = 0.0, l1: float = 0.0,
+               accumulated: bool = False, scratch: Scratch = fresh) -> None:
     """One SGD step (plain, momentum or Nesterov) over the flat buffers; see the module table."""
-    add_weight_penalty(params, grads, n_weights, l2, l1, scratch)
     dt = params.dtype.type
+    if accumulated:                                 # V already holds mu V + dL/dW
+        add_weight_penalty(params, velocity, n_weights, l2, l1, scratch)
+        grads = velocity
+        momentum = 0.0
+    else:
+        add_weight_penalty(params, grads, n_weights, l2, l1, scratch)
     step = grads
     if momentum:
         velocity *= dt(momentum)
