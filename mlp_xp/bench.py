@@ -17,7 +17,7 @@ import numpy as np
 from .backend import cuda_status, get_backend
 from .model import MLP
 from .optim import Optimizer
-from .trainer import TrainStep, write_json_atomic
+from .trainer import GraphStep, TrainStep, write_json_atomic
 
 N_FEATURES, N_CLASSES = 784, 10
 
@@ -32,8 +32,9 @@ class BenchRow:
 
 
 def time_step(device, hidden: list[int], batch_size: int, steps: int, dtype: str = "float32",
-              warmup: int = 3, seed: int = 0) -> float:
-    """Median-free plain timing: seconds per training step of a 784-hidden-10 ReLU MLP at ``batch_size``."""
+              warmup: int = 3, seed: int = 0, graph: bool = False) -> float:
+    """Seconds per training step of a 784-hidden-10 ReLU MLP at ``batch_size`` (mean over ``steps``);
+    with ``graph``, the step replays a captured CUDA graph (:class:`mlp_xp.trainer.GraphStep`)."""
     model = MLP([N_FEATURES, *hidden, N_CLASSES], "relu", device=device, dtype=dtype, seed=seed)
     ops = model.ops
     rng = np.random.default_rng(seed)
@@ -45,12 +46,19 @@ def time_step(device, hidden: list[int], batch_size: int, steps: int, dtype: str
     step = TrainStep(model, batch_size, opt)
     acc = ops.zeros((2,), np.float64)
     slices = [perm[s:s + batch_size] for s in range(0, n - batch_size + 1, batch_size)]
+    if graph:
+        for k in range(warmup):                    # compile every kernel before the capture
+            step(X, Y, slices[k % len(slices)], acc, 0.01)
+        graph_step = GraphStep(step, X, Y, acc)
+        run = lambda k: graph_step(slices[k % len(slices)], 0.01)  # noqa: E731
+    else:
+        run = lambda k: step(X, Y, slices[k % len(slices)], acc, 0.01)  # noqa: E731
     for k in range(warmup):
-        step(X, Y, slices[k % len(slices)], acc, 0.01)
+        run(k)
     ops.synchronize()
     t = time.perf_counter()
     for k in range(steps):
-        step(X, Y, slices[k % len(slices)], acc, 0.01)
+        run(k)
     ops.synchronize()
     return (time.perf_counter() - t) / steps
 
@@ -65,10 +73,11 @@ def bench(batch_sizes: list[int], hidden: list[int], steps: int, dtype: str = "f
     else:
         log(f"no usable GPU ({why}): reporting the CPU alone")
     rows, cpu_ms = [], {}
-    for device in devices:
-        name = get_backend(device).name
+    variants = [(d, False) for d in devices] + [(d, True) for d in devices if d != "cpu"]
+    for device, graph in variants:
+        name = get_backend(device).name + (" + CUDA graph" if graph else "")
         for b in batch_sizes:
-            sec = time_step(device, hidden, b, steps, dtype)
+            sec = time_step(device, hidden, b, steps, dtype, graph=graph)
             row = BenchRow(name, b, 1e3 * sec, b / sec)
             if device == "cpu":
                 cpu_ms[b] = row.ms_per_step

@@ -102,28 +102,6 @@ class _BaseMLP(BaseEstimator):
         X = validate_data(self, X, reset=False, dtype=_X_DTYPES)
         return self.model_.predict_proba(X).astype(np.float64)
 
-    # The MLP keeps per-layer views into one flat buffer, and a plain pickle would turn them into
-    # copies (and GPU arrays would tie the pickle to a device): store the architecture and host weights, and
-    # rebuild on ``device`` when loaded.
-    def __getstate__(self) -> dict:
-        # BaseEstimator may hand back self.__dict__ itself: copy before taking model_ out.
-        state = dict(super().__getstate__())
-        model = state.pop("model_", None)
-        if model is not None:
-            state["_model_state"] = (model.config(), model.get_flat())
-        return state
-
-    def __setstate__(self, state: dict) -> None:
-        state = dict(state)
-        packed = state.pop("_model_state", None)
-        super().__setstate__(state)
-        if packed is not None:
-            cfg, flat = packed
-            cfg = dict(cfg)
-            model = MLP(cfg.pop("sizes"), cfg.pop("activation"), cfg.pop("loss"), device=self.device, **cfg)
-            model.set_flat(flat)
-            self.model_ = model
-
 
 class MLPClassifier(ClassifierMixin, _BaseMLP):
     """Multilayer perceptron classifier trained with mini-batch gradient descent.

@@ -124,6 +124,21 @@ class _Checker:
             self.record(k, self.host(dev[0]), p, f"{rule} params")
             self.record(k, self.host(dev[2]), m, f"{rule} state")
 
+    def gemm(self, dt) -> None:
+        """The graph-capturable GEMM kernel (the cuBLAS path is CuPy's, not ours to check)."""
+        for (m, k, n), trans_a, trans_b, beta in (((128, 784, 512), False, False, 0.0),
+                                                  ((784, 128, 512), True, False, 0.9),
+                                                  ((128, 256, 512), False, True, 0.0), ((37, 5, 3), True, True, 0.5)):
+            a = self.rng.uniform(-1, 1, (k, m) if trans_a else (m, k))
+            b = self.rng.uniform(-1, 1, (n, k) if trans_b else (k, n))
+            c = self.rng.uniform(-1, 1, (m, n))
+            out = self.dev(c, dt)
+            self.ops.gemm_kernel(self.dev(a, dt), self.dev(b, dt), out, trans_a, trans_b, beta)
+            ref = (a.T if trans_a else a) @ (b.T if trans_b else b) + beta * c
+            # a sum of k products rounds like sqrt(k) float32 additions
+            self.record(kernel_name("gemm", C_TYPES[dt]), self.host(out) / np.sqrt(k), ref / np.sqrt(k),
+                        f"{m}x{k}x{n} trans {trans_a:d}{trans_b:d} beta {beta}")
+
     def data(self, dt) -> None:
         X = self.rng.standard_normal((300, 17))
         for Y in (self.rng.integers(0, 9, 300).astype(np.int32), self.rng.standard_normal((300, 4))):
@@ -142,7 +157,7 @@ def check_backend(ops: Ops, seed: int = 0) -> list[CheckResult]:
     """Run every kernel of ``ops`` (float32 and float64) against the NumPy twins; one result per kernel."""
     c = _Checker(ops, NumpyOps(fast=False), seed)
     for dt in (np.dtype(np.float32), np.dtype(np.float64)):
-        for family in (c.loss, c.activation, c.optimizer, c.data):
+        for family in (c.loss, c.activation, c.optimizer, c.gemm, c.data):
             family(dt)
     results = []
     for names in KERNELS.values():

@@ -30,7 +30,7 @@ def make_backend(name: str, host_kernels=None):
 
         from .cuda_host.device import HostDevice
 
-        return CupyOps(0, device=HostDevice(), kernels=host_kernels)
+        return CupyOps(0, device=HostDevice(host_kernels), kernels=host_kernels)
     ok, why = cuda_status(0)
     if not ok:
         pytest.skip(f"no usable GPU: {why}")

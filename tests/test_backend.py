@@ -10,7 +10,8 @@ import mlp_xp
 from mlp_xp.backend import cuda_status, get_backend
 
 
-def _fake_cupy(monkeypatch, count=None, error=None, runtime_version=12090, name=b"Fake GPU"):
+def _fake_cupy(monkeypatch, count=None, error=None, runtime_version=12090, driver_version=11040,
+               name=b"Fake GPU"):
     runtime = types.SimpleNamespace()
 
     def get_device_count():
@@ -20,6 +21,7 @@ def _fake_cupy(monkeypatch, count=None, error=None, runtime_version=12090, name=
 
     runtime.getDeviceCount = get_device_count
     runtime.runtimeGetVersion = lambda: runtime_version
+    runtime.driverGetVersion = lambda: driver_version
     runtime.getDeviceProperties = lambda i: {"name": name}
     cupy = types.ModuleType("cupy")
     cupy.cuda = types.SimpleNamespace(runtime=runtime)
@@ -37,6 +39,13 @@ def test_driver_too_old(monkeypatch):
                                   "runtime version")
     ok, why = cuda_status()
     assert not ok and "driver is too old for CUDA 12.9" in why and "update the driver" in why
+
+
+def test_no_driver(monkeypatch):
+    _fake_cupy(monkeypatch, driver_version=0, error="cudaErrorInsufficientDriver: CUDA driver version is "
+                                                    "insufficient for CUDA runtime version")
+    ok, why = cuda_status()
+    assert not ok and "no NVIDIA driver is installed" in why
 
 
 def test_no_device(monkeypatch):

@@ -28,7 +28,7 @@ def host():
 @pytest.fixture
 def gpu(host):
     """The CUDA backend with the CPU harness in place of the GPU."""
-    return CupyOps(0, device=HostDevice(), kernels=host)
+    return CupyOps(0, device=HostDevice(host), kernels=host)
 
 
 @pytest.fixture(scope="module")
@@ -250,8 +250,26 @@ def test_permutation_is_the_twins_bit_for_bit(gpu, n):
     np.testing.assert_array_equal(gpu.permutation(n, 11, 4), shuffle.permutation(n, 11, 4))
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("trans_a, trans_b", [(False, False), (True, False), (False, True), (True, True)])
+@pytest.mark.parametrize("m, k, n", [(1, 1, 1), (37, 53, 29), (64, 16, 64), (130, 70, 65), (128, 200, 10)])
+@pytest.mark.parametrize("beta", [0.0, 0.9])
+def test_gemm_kernel_matches_numpy(gpu, dtype, trans_a, trans_b, m, k, n, beta):
+    rng = np.random.default_rng(m * k + n)
+    a = rng.standard_normal((k, m) if trans_a else (m, k))
+    b = rng.standard_normal((n, k) if trans_b else (k, n))
+    c0 = rng.standard_normal((m, n))
+    out = np.full((m, n), np.nan) if not beta else c0.copy()
+    out = out.astype(dtype)
+    gpu.gemm_kernel(a.astype(dtype), b.astype(dtype), out, trans_a, trans_b, beta)
+    ref = (a.T if trans_a else a) @ (b.T if trans_b else b) + (beta * c0 if beta else 0)
+    tol = 1e-4 * np.sqrt(k) if dtype == np.float32 else 1e-12 * k
+    np.testing.assert_allclose(out, ref, rtol=tol, atol=tol)
+
+
 def test_every_kernel_is_exercised(host):
-    """Guards the list above: a kernel added to kernels/*.cu without a twin test fails here."""
+    """Guards the tests above (this one must stay last in the file): a kernel added to kernels/*.cu without
+    a twin test fails here."""
     from mlp_xp.backend.kernels import KERNELS
 
     launched = {launch.name for launch in host.launches}

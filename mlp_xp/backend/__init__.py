@@ -61,12 +61,18 @@ def _explain_cuda_error(e: Exception, cupy) -> str:
     text = str(e)
     if "InsufficientDriver" in text or "driver version is insufficient" in text:
         try:
+            driver = cupy.cuda.runtime.driverGetVersion()
+        except Exception:
+            driver = None
+        if driver == 0:  # the CUDA runtime found no driver library at all
+            return "no NVIDIA driver is installed (libcuda cannot be loaded): install the driver, or use the CPU"
+        try:
             runtime = cupy.cuda.runtime.runtimeGetVersion()
             need = f"CUDA {runtime // 1000}.{runtime % 1000 // 10}"
         except Exception:
             need = "this CuPy build"
-        return (f"the NVIDIA driver is too old for {need} (or no driver is installed): update the driver, "
-                f"or install the CuPy build for your driver's CUDA version ({_INSTALL_HINT})")
+        return (f"the NVIDIA driver is too old for {need}: update the driver, or install the CuPy build for "
+                f"your driver's CUDA version ({_INSTALL_HINT})")
     if "NoDevice" in text or "no CUDA-capable device" in text:
         return "no CUDA device is visible (check nvidia-smi and CUDA_VISIBLE_DEVICES)"
     return f"CUDA is not usable: {text}"

@@ -34,6 +34,7 @@ STEP_OPS = (
     "adam_update",
     "copy",
     "fill",
+    "replay",
 )
 
 

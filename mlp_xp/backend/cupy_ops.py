@@ -54,6 +54,9 @@ class CupyOps(Ops):
     ----------
     index : int
         CUDA device number.
+    gemm : {"cublas", "kernel"}
+        Matrix products through cuBLAS (fastest), or through the ``gemm`` kernel of ``kernels/gemm.cu``, which
+        a CUDA graph can capture (CuPy refuses cuBLAS calls during stream capture).
     device, kernels : optional
         The device layer and the kernel launcher. Default: ``CupyDevice(index)`` and
         ``RawModuleKernels()``. Tests pass the CPU harness instead.
@@ -61,13 +64,17 @@ class CupyOps(Ops):
 
     kind = "cuda"
 
-    def __init__(self, index: int = 0, *, device=None, kernels=None) -> None:
+    def __init__(self, index: int = 0, *, gemm: str = "cublas", device=None, kernels=None) -> None:
         super().__init__()
-        self.index = index
+        if gemm not in ("cublas", "kernel"):
+            raise ConfigError(f"gemm must be 'cublas' or 'kernel', got {gemm!r}")
+        self.index, self.gemm = index, gemm
         self.dev = device if device is not None else CupyDevice(index)
         self.kernels = kernels if kernels is not None else RawModuleKernels(index)
         self.xp = self.dev.xp
         self.name = f"cuda:{index} ({self.dev.name})"
+        self._keys: dict[int, object] = {}
+        self._capturing = False
 
     # ---- checks: nothing reaches a kernel on the wrong device, of the wrong dtype or layout ----
     def _arr(self, a, dtype, what: str, ndim: int | None = None):
@@ -160,7 +167,19 @@ class CupyOps(Ops):
         k2, n = b.shape[::-1] if trans_b else b.shape
         if k != k2 or out.shape != (m, n):
             raise DataError(f"matmul shapes do not fit: op(a) {m}x{k}, op(b) {k2}x{n}, out {out.shape}")
-        self.dev.gemm(a, b, out, trans_a, trans_b, beta)
+        if self.gemm == "kernel" or self._capturing:
+            self.gemm_kernel(a, b, out, trans_a, trans_b, beta)
+        else:
+            self.dev.gemm(a, b, out, trans_a, trans_b, beta)
+
+    def gemm_kernel(self, a, b, out, trans_a=False, trans_b=False, beta=0.0) -> None:
+        """out <- op(a) op(b) + beta out with kernels/gemm.cu (shapes already checked by ``matmul``)."""
+        m, n = out.shape
+        k = a.shape[0] if trans_a else a.shape[1]
+        t = out.dtype.type
+        self._launch("gemm", out.dtype, (math.ceil(n / 64), math.ceil(m / 64)), (256,),
+                     (a, b, out, np.int32(m), np.int32(n), np.int32(k), np.int32(a.shape[1]), np.int32(b.shape[1]),
+                      np.int32(n), np.int32(bool(trans_a)), np.int32(bool(trans_b)), t(1), t(beta)))
 
     def bias_act(self, z, b, activation, slope) -> None:
         z = self._float(z, "z", 2)
@@ -279,11 +298,36 @@ class CupyOps(Ops):
         self.dev.copy(dst, src)
 
     def fill(self, a, value) -> None:
-        a.fill(value)
+        self.dev.fill(a, value)
+
+    # ---- CUDA graphs ----
+    def capture(self, fn):
+        """Record the device work of ``fn()`` as a CUDA graph without running it; ``replay`` runs it.
+
+        While capturing, matrix products use the ``gemm`` kernel: CuPy refuses cuBLAS calls during capture.
+        ``fn`` must allocate nothing, copy nothing to or from the host, and take every changing input from a
+        device buffer: the graph keeps the pointers and scalars it saw.
+        """
+        if self._capturing:
+            raise ConfigError("a capture is already running")
+        # Compile and load every kernel first: module loading is no stream work and must not happen
+        # inside a capture.
+        self.kernels.preload([n for names in kernels.KERNELS.values() for n in names])
+        self._capturing = True
+        try:
+            return self.dev.capture(fn)
+        finally:
+            self._capturing = False
+
+    def replay(self, graph) -> None:
+        """Run a graph made by ``capture`` (one launch)."""
+        self.dev.replay(graph)
 
     # ---- per epoch ----
     def permutation(self, n, seed, epoch):
-        keys = self.empty((n,), np.uint64)
+        keys = self._keys.get(n)
+        if keys is None:                     # one key buffer per dataset size, reused every epoch
+            keys = self._keys[n] = self.dev.allocate((n,), np.uint64, zero=False)
         self.kernels.launch("shuffle_keys", *grid_1d(n), (keys, np.int64(n), np.uint64(epoch_base(seed, epoch))), 0)
         self.counts.allocations += 1
         return self.dev.argsort(keys)
@@ -305,6 +349,10 @@ class CupyDevice:
         self.index = index
         self.device = cupy.cuda.Device(index)
         self.device.use()
+        # All of this backend's work goes to one non-blocking stream (the current stream of this thread):
+        # a CUDA graph can only be captured from such a stream.
+        self.stream = cupy.cuda.Stream(non_blocking=True)
+        self.stream.use()
         props = cupy.cuda.runtime.getDeviceProperties(index)
         name = props["name"]
         self.name = name.decode() if isinstance(name, bytes) else str(name)
@@ -375,6 +423,20 @@ class CupyDevice:
     def copy(self, dst, src) -> None:
         self.cp.copyto(dst, src)
 
+    def fill(self, a, value) -> None:
+        a.fill(value)
+
+    def capture(self, fn):
+        self.stream.begin_capture()
+        try:
+            fn()
+        finally:
+            graph = self.stream.end_capture()
+        return graph
+
+    def replay(self, graph) -> None:
+        graph.launch(self.stream)
+
     def timestamp(self):
         event = self.cp.cuda.Event()
         event.record()
@@ -411,3 +473,7 @@ class RawModuleKernels:
 
     def launch(self, name: str, grid: tuple, block: tuple, args: tuple, shared_mem: int = 0) -> None:
         self.function(name)(grid, block, args, shared_mem=shared_mem)
+
+    def preload(self, names) -> None:
+        for name in names:
+            self.function(name)

@@ -32,6 +32,7 @@ KERNELS: dict[str, list[str]] = {
     "activation.cu": [*_both("bias_act_fwd"), *_both("act_bwd"), *_both("bias_grad")],
     "loss.cu": [*_both("softmax_xent"), *_both("sigmoid_bce"), *_both("squared_error")],
     "optimizer.cu": [*_both("sgd_update"), *_both("adam_update")],
+    "gemm.cu": _both("gemm"),
     "data.cu": ["shuffle_keys"] + [kernel_name("gather_rows", t, l) for t in ("float", "double")
                                    for l in ("int", t)],
 }

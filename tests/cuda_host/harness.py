@@ -29,7 +29,8 @@ HERE = Path(__file__).resolve().parent
 SHIM = HERE / "shim.h"
 
 _KERNEL_RE = re.compile(
-    r'(?:template\s*<(?P<tparams>[^>]*)>\s*|extern\s+"C"\s+)__global__\s+void\s+(?P<name>\w+)\s*\((?P<params>[^)]*)\)',
+    r'(?:template\s*<(?P<tparams>[^>]*)>\s*|extern\s+"C"\s+)__global__\s+void\s+'
+    r'(?:__launch_bounds__\([^)]*\)\s*)?(?P<name>\w+)\s*\((?P<params>[^)]*)\)',
     re.S)
 _DYN_SMEM_RE = re.compile(r"extern\s+__shared__\s+(?:__align__\(\d+\)\s*)?([\w\s]+?)\s+(\w+)\s*\[\s*\]\s*;")
 _POINTEE = {"float": np.float32, "double": np.float64, "int": np.int32, "long long": np.int64,
@@ -117,7 +118,8 @@ class _HostModule:
             os.replace(tmp, so)
         self.lib = ctypes.CDLL(str(so))
 
-    def launch(self, expr, grid, block, args, shared_mem) -> None:
+    def prepare(self, expr, grid, block, args, shared_mem):
+        """Check and convert the arguments now; return the call that runs the kernel."""
         params = self.params[expr]
         if len(args) != len(params):
             raise TypeError(f"{expr} takes {len(params)} arguments, got {len(args)}")
@@ -142,7 +144,9 @@ class _HostModule:
         fn = getattr(self.lib, "shimlaunch_" + re.sub(r"\W+", "_", expr))
         fn.restype = None
         fibers = int(self.uses_sync[expr])
-        fn(*(ctypes.c_uint(v) for v in grid + block), ctypes.c_size_t(shared_mem), ctypes.c_int(fibers), *cargs)
+        call_args = (*(ctypes.c_uint(v) for v in grid + block), ctypes.c_size_t(shared_mem), ctypes.c_int(fibers),
+                     *cargs)
+        return lambda: fn(*call_args)
 
 
 class HostKernels:
@@ -155,12 +159,18 @@ class HostKernels:
         self.build_dir.mkdir(parents=True, exist_ok=True)
         self._modules: dict[str, _HostModule] = {}
         self.launches: list[Launch] = []
+        #: While a list, launches are checked and appended here instead of run (stream capture).
+        self.recording: list | None = None
 
     def module(self, fname: str) -> _HostModule:
         mod = self._modules.get(fname)
         if mod is None:
             mod = self._modules[fname] = _HostModule(fname, self.sanitize, self.build_dir)
         return mod
+
+    def preload(self, names) -> None:
+        for name in names:
+            self.module(kernels.file_of(name))
 
     def launch(self, name: str, grid: tuple, block: tuple, args: tuple, shared_mem: int = 0) -> None:
         if not (isinstance(grid, tuple) and isinstance(block, tuple)):
@@ -174,4 +184,8 @@ class HostKernels:
         if shared_mem > MAX_DYNAMIC_SMEM:
             raise ValueError(f"{name}: {shared_mem} bytes of dynamic shared memory exceed {MAX_DYNAMIC_SMEM}")
         self.launches.append(Launch(name, g, b, shared_mem))
-        self.module(kernels.file_of(name)).launch(name, g, b, args, shared_mem)
+        call = self.module(kernels.file_of(name)).prepare(name, g, b, args, shared_mem)
+        if self.recording is not None:
+            self.recording.append(call)
+        else:
+            call()
