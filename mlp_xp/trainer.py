@@ -434,8 +434,9 @@ def _progress(verbose: bool, steps: int, epoch: int, epochs: int):
         return None
     from tqdm.auto import tqdm
 
+    # disable=None: no bar when stderr is not a terminal (logs get the summary lines only)
     return tqdm(total=steps, desc=f"epoch {epoch}/{epochs}", unit="batch", leave=False, file=sys.stderr,
-                mininterval=0.25)
+                mininterval=0.25, disable=None)
 
 
 def _tick(bar, acc, rows_done: int, k: int, steps: int) -> None:

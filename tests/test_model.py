@@ -175,3 +175,18 @@ def test_bad_architecture_is_refused(kwargs, match):
     args = {"sizes": [3, 4, 2], **kwargs}
     with pytest.raises(mlp_xp.ConfigError, match=match):
         MLP(args.pop("sizes"), device=args.pop("device", "cpu"), **args)
+
+
+def test_a_file_saved_on_one_backend_loads_on_the_other(tmp_path, host_kernels):
+    from .conftest import make_backend
+
+    gpu = make_backend("cuda-host", host_kernels)
+    X = np.random.default_rng(0).standard_normal((9, 6))
+    on_gpu = MLP([6, 5, 3], "tanh", device=gpu, seed=4)
+    on_gpu.save(tmp_path / "g.npz")
+    on_cpu = MLP.load(tmp_path / "g.npz", device="cpu")
+    assert on_cpu.ops.kind == "cpu" and np.array_equal(on_cpu.get_flat(), on_gpu.get_flat())
+    np.testing.assert_allclose(on_cpu.predict_proba(X), on_gpu.predict_proba(X), rtol=1e-5)
+    on_cpu.save(tmp_path / "c.npz")
+    back = MLP.load(tmp_path / "c.npz", device=gpu)
+    assert back.ops is gpu and np.array_equal(back.get_flat(), on_gpu.get_flat())

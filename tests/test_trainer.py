@@ -214,3 +214,14 @@ def test_fit_takes_exactly_the_steps_of_each_optimizer(ops, optimizer):
             else:
                 optimizers.sgd_update(theta, g, v, nw, lr, 0.9, optimizer == "nesterov", 0.01, 0.001)
     np.testing.assert_allclose(m.get_flat(), theta, rtol=1e-9, atol=1e-12)
+
+
+def test_synthetic_set_converges():
+    """The default synthetic set: a linear model gets about half of it (tests/test_data.py); an MLP 95%+."""
+    from mlp_xp.data import load_dataset
+
+    ds = load_dataset("synthetic")
+    m = MLP([ds.X_train.shape[1], 128, 64, ds.n_classes], "relu", device="cpu", seed=0)
+    h = fit(m, ds.X_train, ds.y_train, epochs=40, batch_size=64, optimizer="adam", lr=3e-3, X_test=ds.X_test,
+            y_test=ds.y_test)
+    assert h.last["test_accuracy"] >= 0.95
