@@ -16,14 +16,16 @@ Every line is one backend op, so a step is 2L ops forward, one for the loss, 4L 
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 import numpy as np
 
 from .backend import Ops, get_backend
-from .errors import ConfigError
+from .errors import ConfigError, ModelFileError
 from .functions.activations import ACTIVATIONS, LEAKY_SLOPE
 from .functions.losses import LOSSES, OUTPUTS
+from .serialization import load_arrays, save_arrays
 from .validation import check_choice, check_dtype, check_features
 
 INITS = ("glorot", "he")
@@ -257,17 +259,38 @@ class MLP:
         return _rebuild, (self.config(), self.get_flat(), device)
 
     def save(self, path) -> None:
-        """Save to ``path`` (.npz of plain arrays plus JSON metadata; see :mod:`mlp_xp.serialization`)."""
-        from .serialization import save_model
-
-        save_model(self, path)
+        """Save to ``path``: the W_l and b_l as plain arrays plus the architecture as JSON metadata
+        (:mod:`mlp_xp.serialization`), written atomically."""
+        arrays = {}
+        for l, (W, b) in enumerate(self.weights(), start=1):
+            arrays[f"W{l}"], arrays[f"b{l}"] = W, b
+        save_arrays(path, self.config(), arrays)
 
     @classmethod
     def load(cls, path, device="auto") -> MLP:
-        """Load a model saved by :meth:`save` onto ``device`` (pickle is never used)."""
-        from .serialization import load_model
-
-        return load_model(path, device)
+        """Load a model saved by :meth:`save` (on any backend) onto ``device``; pickle is never used."""
+        meta, arrays = load_arrays(path)
+        try:
+            model = cls(meta["sizes"], meta["activation"], meta["loss"], init=meta.get("init", "glorot"),
+                        dtype=meta["dtype"], device=device, seed=meta.get("seed", 0),
+                        leaky_slope=meta.get("leaky_slope", LEAKY_SLOPE))
+        except (KeyError, TypeError, ConfigError) as e:
+            raise ModelFileError(f"{os.fspath(path)!r} has invalid metadata ({e}): save the model again") from None
+        flat = np.empty(model.layout.n_params, model.dtype)
+        Ws, bs = model.layout.views(flat)
+        for l, (W, b) in enumerate(zip(Ws, bs), start=1):
+            for name, dst in ((f"W{l}", W), (f"b{l}", b)):
+                src = arrays.get(name)
+                if src is None or src.shape != dst.shape:
+                    got = "missing" if src is None else f"shape {src.shape}"
+                    raise ModelFileError(f"{os.fspath(path)!r}: {name} is {got}, expected shape {dst.shape}; the "
+                                         "file is corrupt, save the model again")
+                dst[...] = src
+        if not np.isfinite(flat).all():
+            raise ModelFileError(f"{os.fspath(path)!r} holds NaN or Inf weights: retrain (with a lower learning "
+                                 "rate) and save")
+        model.set_flat(flat)
+        return model
 
 
 def _rebuild(config: dict, flat: np.ndarray, device: str) -> MLP:

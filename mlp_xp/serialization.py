@@ -1,8 +1,10 @@
 """Model files: plain arrays plus JSON metadata in one .npz, never a pickle.
 
-Layout: ``W1, b1, ..., WL, bL`` (W_l stored as (fan_in, fan_out), the model's layout) and ``metadata``, a uint8 array of
-UTF-8 JSON with the format version and the architecture. Files are written to a temporary name and
-renamed into place, so a crash leaves either the old file or the new one, never half of one.
+Layout: named arrays (for an MLP: ``W1, b1, ..., WL, bL``, each W_l stored as (fan_in, fan_out)) and
+``metadata``, a uint8 array of UTF-8 JSON holding the format name and version and the architecture. Files are
+written to a temporary name and renamed into place, so a crash leaves the old file or the new one, never
+half of one. This module knows the file format only; :meth:`mlp_xp.MLP.save` and :meth:`mlp_xp.MLP.load`
+map a model onto it.
 """
 
 from __future__ import annotations
@@ -14,33 +16,33 @@ import zipfile
 
 import numpy as np
 
-from .errors import ConfigError, ModelFileError
-from .model import MLP
+from .errors import ModelFileError
 
 FORMAT = "mlp_xp.model"
 FORMAT_VERSION = 1
 
 
-def save_model(model: MLP, path) -> None:
-    """Write ``model`` to ``path`` atomically (see the module docstring for the layout)."""
+def save_arrays(path, metadata: dict, arrays: dict[str, np.ndarray]) -> None:
+    """Write ``arrays`` and ``metadata`` (plus the format name and version) to ``path``, atomically."""
     path = os.fspath(path)
-    meta = {"format": FORMAT, "format_version": FORMAT_VERSION, **model.config()}
-    arrays = {}
-    for l, (W, b) in enumerate(model.weights(), start=1):
-        arrays[f"W{l}"], arrays[f"b{l}"] = W, b
-    arrays["metadata"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
+    meta = {"format": FORMAT, "format_version": FORMAT_VERSION, **metadata}
     buf = io.BytesIO()
-    np.savez(buf, **arrays)
+    np.savez(buf, **arrays, metadata=np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8))
     tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "wb") as f:
-        f.write(buf.getvalue())
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as f:
+            f.write(buf.getvalue())
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
 
 
-def load_model(path, device="auto") -> MLP:
-    """Read a model file written by :func:`save_model` onto ``device``; pickles are refused."""
+def load_arrays(path) -> tuple[dict, dict[str, np.ndarray]]:
+    """The metadata and arrays of a file written by :func:`save_arrays`, with pickles refused and the
+    format and version checked; anything unreadable is a :class:`ModelFileError` saying what to do."""
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise ModelFileError(f"model file {path!r} does not exist: check the path")
@@ -57,28 +59,10 @@ def load_model(path, device="auto") -> MLP:
         meta = json.loads(arrays.pop("metadata").tobytes().decode())
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise ModelFileError(f"{path!r} has corrupt metadata ({e}): save the model again") from None
-    if meta.get("format") != FORMAT:
-        raise ModelFileError(f"{path!r} is not an mlp_xp model file (format {meta.get('format')!r})")
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise ModelFileError(f"{path!r} is not an mlp_xp model file (format "
+                             f"{meta.get('format') if isinstance(meta, dict) else meta!r})")
     if meta.get("format_version") != FORMAT_VERSION:
         raise ModelFileError(f"{path!r} has format version {meta.get('format_version')!r}; this mlp_xp reads "
                              f"version {FORMAT_VERSION}: upgrade mlp_xp or re-save the model")
-    try:
-        model = MLP(meta["sizes"], meta["activation"], meta["loss"], init=meta.get("init", "glorot"),
-                    dtype=meta["dtype"], device=device, seed=meta.get("seed", 0),
-                    leaky_slope=meta.get("leaky_slope", 0.01))
-    except (KeyError, TypeError, ConfigError) as e:
-        raise ModelFileError(f"{path!r} has invalid metadata ({e}): save the model again") from None
-    flat = np.empty(model.layout.n_params, model.dtype)
-    Ws, bs = model.layout.views(flat)
-    for l, (W, b) in enumerate(zip(Ws, bs), start=1):
-        for name, dst in ((f"W{l}", W), (f"b{l}", b)):
-            src = arrays.get(name)
-            if src is None or src.shape != dst.shape:
-                got = "missing" if src is None else f"shape {src.shape}"
-                raise ModelFileError(f"{path!r}: {name} is {got}, expected shape {dst.shape}; the file is "
-                                     "corrupt, save the model again")
-            dst[...] = src
-    if not np.isfinite(flat).all():
-        raise ModelFileError(f"{path!r} holds NaN or Inf weights: retrain (with a lower learning rate) and save")
-    model.set_flat(flat)
-    return model
+    return meta, arrays

@@ -296,6 +296,9 @@ class _Run:
         if cfg.monitor != "val_loss" and cfg.monitor != f"val_{_metric_name(model)}":
             raise ConfigError(f"monitor {cfg.monitor!r} does not fit loss {loss}: use 'val_loss' or "
                               f"'val_{_metric_name(model)}'")
+        if cfg.cuda_graph and not hasattr(self.ops, "capture"):
+            raise ConfigError(f"cuda_graph needs the CUDA backend; this model is on {self.ops.name}: "
+                              "drop cuda_graph or use device='cuda'")
         self.smoothing = cfg.label_smoothing
         if self.smoothing and loss != "cross_entropy":
             raise ConfigError("label_smoothing applies to cross_entropy only: set it to 0 for this loss")

@@ -374,8 +374,8 @@ class CupyDevice:
         if arr.size * dtype.itemsize > free:
             raise self._oom(arr.size * dtype.itemsize, f"data of shape {arr.shape} ({dtype.name})")
         try:
-            if isinstance(arr, self.cp.ndarray):
-                return self.cp.ascontiguousarray(arr, dtype=dtype)
+            if isinstance(arr, self.cp.ndarray):                  # a copy, never an alias of the caller's
+                return self.cp.array(arr, dtype=dtype, order="C", copy=True)
             return self.cp.asarray(np.ascontiguousarray(arr, dtype=dtype))
         except MemoryError:
             raise self._oom(arr.size * dtype.itemsize, f"data of shape {arr.shape} ({dtype.name})") from None
