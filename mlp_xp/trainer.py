@@ -338,7 +338,8 @@ class _Run:
         # Row 0 sums the training batches, rows 1 and 2 the validation and test sets: one array, so
         # that one copy to the host per epoch brings every metric.
         sums = ops.zeros((3, 2), np.float64)
-        graph_step = GraphStep(train_step, self.X, self.Y, sums[0]) if cfg.cuda_graph else None
+        train_sums = sums[0]                 # one view for the whole run (a captured graph keeps its address)
+        graph_step = GraphStep(train_step, self.X, self.Y, train_sums) if cfg.cuda_graph else None
         for epoch in range(1, cfg.epochs + 1):
             ops.copy(last_good, model.params)
             ops.fill(sums, 0.0)
@@ -352,10 +353,10 @@ class _Run:
                 if graph_step is not None and part is ws:
                     graph_step(perm[s:s + part.batch_size], lr)
                 else:
-                    train_step(self.X, self.Y, perm[s:s + part.batch_size], sums[0], lr, part)
+                    train_step(self.X, self.Y, perm[s:s + part.batch_size], train_sums, lr, part)
                 step += 1
                 if bar is not None:
-                    _tick(bar, ops.peek(sums[0]), s + part.batch_size, k, self.steps)
+                    _tick(bar, ops.peek(train_sums), s + part.batch_size, k, self.steps)
             t1 = ops.timestamp()
             for row, (Xs, Ys) in zip((1, 2), self.sets.values()):
                 _accumulate(model, Xs, Ys, eval_ws, sums[row], self.smoothing, self.class_weight)

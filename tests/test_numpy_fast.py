@@ -63,3 +63,14 @@ def test_sgd_update(pair, rule, l2, l1):
 def test_blas_is_numpys_own():
     b = blas.find()
     assert "openblas" in b.path.lower()
+
+
+def test_arrays_blas_cannot_take_go_the_numpy_way(pair):
+    fast, _ = pair
+    a32, b64 = np.ones((3, 4), np.float32), np.ones((4, 2))
+    out = np.zeros((3, 2), np.float32)
+    fast.matmul(a32, b64, out)                       # mixed dtypes: NumPy casts, BLAS would misread
+    np.testing.assert_array_equal(out, 4.0)
+    fast.matmul(np.ones((4, 3)).T, b64, np.zeros((3, 2)))          # a transposed view, not C-contiguous
+    with pytest.raises(ValueError, match="shapes do not fit"):
+        fast.matmul(np.ones((3, 5), np.float32), np.ones((4, 2), np.float32), out)

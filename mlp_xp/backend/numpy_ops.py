@@ -45,14 +45,22 @@ class NumpyOps(Ops):
     def gather_rows(self, X, Y, idx, xb, yb) -> None:
         shuffle.gather_rows(X, Y, idx, xb, yb)
 
+    def _blas_for(self, *arrays):
+        """The direct BLAS, if these arrays can go to it as raw pointers: one float dtype, C-contiguous."""
+        dt = arrays[0].dtype
+        if self.blas is None or dt not in self.blas.gemm:
+            return None
+        if any(a.dtype != dt or not a.flags.c_contiguous for a in arrays):
+            return None
+        return self.blas
+
     def matmul(self, a, b, out, trans_a=False, trans_b=False, beta=0.0) -> None:
-        if self.blas is not None:
-            # BLAS takes raw pointers: check what NumPy's matmul would have checked.
+        if self._blas_for(out, a, b) is not None:
+            # BLAS takes raw pointers: check the shapes NumPy's matmul would have checked.
             m, k = a.shape[::-1] if trans_a else a.shape
             k2, n = b.shape[::-1] if trans_b else b.shape
-            if k != k2 or out.shape != (m, n) or not (a.flags.c_contiguous and b.flags.c_contiguous
-                                                       and out.flags.c_contiguous):
-                raise ValueError(f"matmul: op(a) {m}x{k}, op(b) {k2}x{n}, out {out.shape} (C-contiguous needed)")
+            if k != k2 or out.shape != (m, n):
+                raise ValueError(f"matmul shapes do not fit: op(a) {m}x{k}, op(b) {k2}x{n}, out {out.shape}")
             self.blas.matmul(a, b, out, trans_a, trans_b, beta)
             return
         a = a.T if trans_a else a
@@ -72,7 +80,7 @@ class NumpyOps(Ops):
         activations.act_backward(dh, h, activation, slope, self.scratch)
 
     def bias_grad(self, g, out, beta=0.0) -> None:
-        if self.blas is not None:
+        if self._blas_for(out, g) is not None:
             # db = 1^T g + beta db: a 1-row GEMM, threaded and accumulating in place.
             ones = self._ones_row(g.shape[0], g.dtype)
             self.blas.matmul(ones, g, out.reshape(1, -1), False, False, beta)
@@ -108,7 +116,7 @@ class NumpyOps(Ops):
 
     def sgd_update(self, params, grads, velocity, n_weights, lr, momentum=0.0, nesterov=False,
                    l2=0.0, l1=0.0, accumulated=False) -> None:
-        blas = self.blas
+        blas = self._blas_for(*(a for a in (params, grads, velocity) if a is not None))
         if blas is None:
             optimizers.sgd_update(params, grads, velocity, n_weights, lr, momentum, nesterov, l2, l1,
                                   accumulated, self.scratch)
