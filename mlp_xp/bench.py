@@ -15,9 +15,10 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from .backend import cuda_status, get_backend
+from .files import write_json_atomic
 from .model import MLP
 from .optim import Optimizer
-from .trainer import GraphStep, TrainStep, write_json_atomic
+from .trainer import GraphStep, TrainStep
 
 N_FEATURES, N_CLASSES = 784, 10
 

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import os
-
 from .errors import ConfigError
+from .files import atomic_writer
 
 
 def _pyplot():
@@ -20,14 +19,8 @@ def _pyplot():
 
 def save_figure(fig, path) -> None:
     """Save a figure as PNG to a temporary name, then rename: never half a file at ``path``."""
-    path = os.fspath(path)
-    tmp = f"{path}.tmp{os.getpid()}.png"
-    try:
-        fig.savefig(tmp, dpi=120, bbox_inches="tight")
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    with atomic_writer(path) as f:
+        fig.savefig(f, format="png", dpi=120, bbox_inches="tight")
 
 
 def plot_history(records: list[dict], path, title: str = "") -> None:

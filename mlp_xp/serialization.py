@@ -9,7 +9,6 @@ map a model onto it.
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import zipfile
@@ -17,6 +16,7 @@ import zipfile
 import numpy as np
 
 from .errors import ModelFileError
+from .files import atomic_writer
 
 FORMAT = "mlp_xp.model"
 FORMAT_VERSION = 1
@@ -26,18 +26,8 @@ def save_arrays(path, metadata: dict, arrays: dict[str, np.ndarray]) -> None:
     """Write ``arrays`` and ``metadata`` (plus the format name and version) to ``path``, atomically."""
     path = os.fspath(path)
     meta = {"format": FORMAT, "format_version": FORMAT_VERSION, **metadata}
-    buf = io.BytesIO()
-    np.savez(buf, **arrays, metadata=np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8))
-    tmp = f"{path}.tmp{os.getpid()}"
-    try:
-        with open(tmp, "wb") as f:
-            f.write(buf.getvalue())
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    with atomic_writer(path) as f:
+        np.savez(f, **arrays, metadata=np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8))
 
 
 def load_arrays(path) -> tuple[dict, dict[str, np.ndarray]]:

@@ -9,9 +9,7 @@ end, where validation, early stopping, divergence checks and the progress line h
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
-import os
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -19,6 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .errors import ConfigError, DataError, DivergenceError
+from .files import write_json_atomic
 from .model import MLP, Workspace
 from .optim import OPTIMIZERS, Optimizer
 from .schedules import SCHEDULES, Schedule
@@ -155,15 +154,6 @@ class History:
     def to_json(self, path) -> None:
         """Write the records as a JSON list, whole or not at all."""
         write_json_atomic(path, self.records)
-
-
-def write_json_atomic(path, obj) -> None:
-    """json.dump to a temporary file beside ``path``, then rename: a crash never leaves half a file."""
-    path = os.fspath(path)
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w") as f:
-        json.dump(obj, f, indent=1)
-    os.replace(tmp, path)
 
 
 Callback = Callable[[dict, MLP], "bool | None"]

@@ -25,8 +25,8 @@ from mlp_xp.data import (
     read_idx,
     write_idx,
 )
-from mlp_xp.data.idx import atomic_writer
 from mlp_xp.errors import ConfigError, DataError, DatasetNotFound
+from mlp_xp.files import atomic_writer
 
 DEBIAN_FASHION = Path("/usr/share/datasets/fashion-mnist")
 IDX_DTYPES = [np.uint8, np.int8, np.int16, np.int32, np.float32, np.float64]

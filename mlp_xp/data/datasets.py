@@ -19,8 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
-from mlp_xp.data.idx import atomic_writer, read_idx
+from mlp_xp.data.idx import read_idx
 from mlp_xp.errors import ConfigError, DataError, DatasetNotFound
+from mlp_xp.files import atomic_writer
 
 __all__ = [
     "DATASET_NAMES",

@@ -7,19 +7,16 @@ gzip-compressed; :func:`read_idx` recognises that from the content, not from the
 
 from __future__ import annotations
 
-import contextlib
 import gzip
 import os
-import secrets
 import struct
 import zlib
-from collections.abc import Iterator
 from pathlib import Path
-from typing import BinaryIO
 
 import numpy as np
 
 from mlp_xp.errors import DataError
+from mlp_xp.files import atomic_writer
 
 __all__ = ["IDX_DTYPES", "read_idx", "write_idx"]
 
@@ -112,28 +109,6 @@ def read_idx(path: str | os.PathLike[str]) -> np.ndarray:
     array = np.frombuffer(data, dtype=dtype, offset=header).reshape(dims)
     # astype copies, which also makes the result writable (frombuffer over bytes is read-only).
     return array.astype(dtype.newbyteorder("="))
-
-
-@contextlib.contextmanager
-def atomic_writer(path: str | os.PathLike[str]) -> Iterator[BinaryIO]:
-    """Open a temporary file next to ``path`` and move it onto ``path`` only if the block succeeds.
-
-    Readers therefore never see a half-written file, and a failure leaves nothing behind.
-    """
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
-    # os.open with mode 0o666 honours the umask, unlike tempfile's 0o600, so the result is shareable.
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            yield f
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
 
 
 def write_idx(path: str | os.PathLike[str], array: np.ndarray) -> None:

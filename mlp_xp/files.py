@@ -1,0 +1,40 @@
+"""Files written whole or not at all: every file mlp_xp writes goes through :func:`atomic_writer`."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+from typing import BinaryIO
+
+
+@contextlib.contextmanager
+def atomic_writer(path: str | os.PathLike[str]) -> Iterator[BinaryIO]:
+    """Open a temporary file next to ``path`` and move it onto ``path`` only if the block succeeds.
+
+    Readers therefore never see a half-written file, and a failure leaves nothing behind (an existing file at
+    ``path`` stays as it was).
+    """
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
+    # os.open with mode 0o666 honours the umask, unlike tempfile's 0o600, so the result is shareable.
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def write_json_atomic(path: str | os.PathLike[str], obj) -> None:
+    """``obj`` as indented JSON at ``path``, whole or not at all."""
+    with atomic_writer(path) as f:
+        f.write(json.dumps(obj, indent=1).encode())
