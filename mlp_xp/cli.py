@@ -12,6 +12,7 @@ import sys
 import numpy as np
 
 from .errors import ConfigError, DivergenceError, MLPXPError
+from .validation import check_fraction
 
 
 def _hidden(text: str) -> list[int]:
@@ -28,16 +29,35 @@ def _hidden(text: str) -> list[int]:
     return sizes
 
 
-def _model_and_training_flags() -> argparse.ArgumentParser:
+def _seed(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"a seed is a non-negative integer, got {text!r}")
+    return value
+
+
+def _data_flags() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(add_help=False)
     g = p.add_argument_group("data")
     g.add_argument("--data", default="digits",
                    help="dataset name (digits, synthetic, synthetic:NxD[xC], mnist, fashion-mnist), a folder of "
                         "MNIST-layout IDX files, or an .npz file with X_train, y_train[, X_test, y_test] "
                         "(default: digits)")
+    g.add_argument("--data-seed", type=_seed, default=0,
+                   help="seed of the dataset itself where it has one (the digits split, the synthetic set); "
+                        "evaluate with the same value a model was trained with (default 0)")
+    return p
+
+
+def _model_and_training_flags() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(add_help=False, parents=[_data_flags()])
+    g = p.add_argument_group("validation")
     g.add_argument("--validation", type=float, default=None, metavar="FRACTION",
-                   help="hold out this fraction of the training data for validation (default 0, or 0.1 with "
-                        "--early-stopping)")
+                   help="hold out this fraction of the training data for validation (train: default 0, or 0.1 "
+                        "with --early-stopping; search: default 0.2)")
     g = p.add_argument_group("model")
     g.add_argument("--hidden", type=_hidden, default=[256, 128], help="hidden widths, e.g. 512,256 (default 256,128)")
     g.add_argument("--activation", default="relu", help="relu, leaky_relu, sigmoid, tanh or identity")
@@ -45,7 +65,8 @@ def _model_and_training_flags() -> argparse.ArgumentParser:
     g.add_argument("--init", default="glorot", help="glorot or he")
     g.add_argument("--dtype", default="float32", help="float32 or float64")
     g.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    g.add_argument("--seed", type=int, default=0, help="seed of the weights, the split and the shuffles")
+    g.add_argument("--seed", type=_seed, default=0,
+                   help="seed of the weights, the validation split and the shuffles (default 0)")
     g = p.add_argument_group("optimization")
     g.add_argument("--optimizer", default="momentum", help="sgd, momentum, nesterov or adam")
     g.add_argument("--lr", type=float, default=0.05, help="learning rate (default 0.05)")
@@ -81,9 +102,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--plot", metavar="PATH", help="write a PNG of the learning curves")
     t.add_argument("--quiet", action="store_true", help="no progress bar or per-epoch lines")
 
-    e = sub.add_parser("evaluate", help="score a saved model on a dataset")
+    e = sub.add_parser("evaluate", parents=[_data_flags()], help="score a saved model on a dataset")
     e.add_argument("model", help="model file written by mlp-xp train --save")
-    e.add_argument("--data", default="digits")
     e.add_argument("--split", choices=("test", "train"), default="test")
     e.add_argument("--device", default="auto")
 
@@ -153,7 +173,7 @@ def cmd_train(args) -> int:
         from .plotting import _pyplot
 
         _pyplot()
-    ds = load_dataset(args.data, seed=args.seed)
+    ds = load_dataset(args.data, seed=args.data_seed)
     print(ds.describe(), file=sys.stderr)
     sizes = [ds.X_train.shape[1], *args.hidden, _output_width(ds, args.loss)]
     model = MLP(sizes, args.activation, args.loss, init=args.init, dtype=args.dtype, device=args.device,
@@ -201,7 +221,7 @@ def cmd_evaluate(args) -> int:
     from .trainer import evaluate
 
     model = MLP.load(args.model, device=args.device)
-    ds = load_dataset(args.data)
+    ds = load_dataset(args.data, seed=args.data_seed)
     X, y = (ds.X_test, ds.y_test) if args.split == "test" else (ds.X_train, ds.y_train)
     if X is None:
         raise ConfigError(f"{ds.name} has no test split: use --split train")
@@ -213,23 +233,30 @@ def cmd_evaluate(args) -> int:
 
 def cmd_search(args) -> int:
     from .data import load_dataset
-    from .search import format_table, parse_space, run_search
+    from .search import estimator_param_names, format_table, parse_space, run_search
     from .trainer import split_validation
 
     if not args.param:
         raise ConfigError("search needs at least one --param, e.g. --param lr=0.01,0.1")
     space = parse_space(args.param)
-    validation = args.validation if args.validation is not None else 0.2
-    ds = load_dataset(args.data, seed=args.seed)
+    validation = check_fraction(args.validation if args.validation is not None else 0.2, "--validation",
+                                low_open=True)
+    if args.loss not in ("cross_entropy", "mse"):
+        raise ConfigError(f"search trains cross_entropy classifiers or mse regressors, not {args.loss}: use the "
+                          "Python API (mlp_xp.estimator with GridSearchCV) for other losses")
+    ds = load_dataset(args.data, seed=args.data_seed)
     print(ds.describe(), file=sys.stderr)
+    if args.loss == "cross_entropy":
+        _output_width(ds, args.loss)                         # class labels, or one clear line
     Xtr, ytr, Xval, yval = split_validation(ds.X_train, ds.y_train, validation, args.seed)
-    base = {"hidden": tuple(args.hidden), "activation": args.activation, "optimizer": args.optimizer,
-            "lr": args.lr, "momentum": args.momentum, "batch_size": args.batch_size, "epochs": args.epochs,
-            "weight_decay": args.weight_decay, "l1": args.l1, "schedule": args.schedule, "decay": args.decay,
-            "warmup": args.warmup, "init": args.init, "dtype": args.dtype, "device": args.device, "seed": args.seed}
     task = "regression" if args.loss == "mse" else "classification"
+    # Every training flag the estimator takes is passed on; the ones it lacks (loss, data) are not settings.
+    flags = {**vars(args), "hidden": tuple(args.hidden)}
+    base = {k: v for k, v in flags.items() if k in estimator_param_names(task)}
+    if args.early_stopping:
+        base["validation_fraction"] = 0.1       # carved from the training split; the search split stays apart
     rows = run_search(Xtr, ytr, Xval, yval, space, mode=args.mode, n_iter=args.n_iter, seed=args.seed,
-                      base_params=base, task=task)
+                      base_params=base, task=task, verbose=True)
     print(format_table(rows))
     return 0
 

@@ -15,6 +15,7 @@ Example
 from __future__ import annotations
 
 import numbers
+from contextlib import contextmanager
 
 import numpy as np
 
@@ -30,7 +31,7 @@ except ImportError as e:  # pragma: no cover - scikit-learn < 1.6
     raise ImportError('mlp_xp.estimator needs scikit-learn >= 1.6: pip install -U "mlp-xp[sklearn]"') from e
 
 from .backend import parse_device
-from .errors import ConfigError
+from .errors import ConfigError, DataError
 from .functions.activations import ACTIVATIONS
 from .model import INITS, MLP
 from .trainer import History, TrainConfig, fit
@@ -40,6 +41,8 @@ __all__ = ["MLPClassifier", "MLPRegressor"]
 
 # float32 input stays float32 (the model's default dtype); everything else becomes float64 first.
 _X_DTYPES = (np.float64, np.float32)
+# What scikit-learn's validate_data(reset=True) sets on the estimator before training starts.
+_INPUT_ATTRS = ("n_features_in_", "feature_names_in_")
 
 
 def _hidden_sizes(hidden) -> list[int]:
@@ -64,7 +67,8 @@ class _BaseMLP(BaseEstimator):
             "epochs": self.epochs, "batch_size": self.batch_size, "optimizer": self.optimizer, "lr": self.lr,
             "momentum": self.momentum, "beta1": self.beta1, "beta2": self.beta2,
             "weight_decay": self.weight_decay, "l1": self.l1, "schedule": self.schedule, "decay": self.decay,
-            "warmup": self.warmup, "early_stopping": self.early_stopping,
+            "step_size": self.step_size, "gamma": self.gamma, "min_lr": self.min_lr, "warmup": self.warmup,
+            "drop_last": self.drop_last, "early_stopping": self.early_stopping,
             # The trainer holds out validation_fraction whenever it is non-zero; here it means the
             # early-stopping split only, as in scikit-learn.
             "validation_fraction": self.validation_fraction if self.early_stopping else 0.0,
@@ -85,16 +89,35 @@ class _BaseMLP(BaseEstimator):
         parse_device(self.device)
         TrainConfig(**self._train_settings()).validate()
 
-    def _train(self, X: np.ndarray, Y: np.ndarray, loss: str, n_outputs: int) -> None:
+    @contextmanager
+    def _keeping_fitted_state(self):
+        """Undo what input validation set on the estimator if the fit fails, so that a failed refit
+        leaves the previous fitted state whole (and a failed first fit leaves the estimator unfitted)."""
+        before = {k: self.__dict__[k] for k in _INPUT_ATTRS if k in self.__dict__}
+        try:
+            yield
+        except BaseException:
+            for k in _INPUT_ATTRS:
+                self.__dict__.pop(k, None)
+            self.__dict__.update(before)
+            raise
+
+    def _train(self, X: np.ndarray, Y: np.ndarray, loss: str, n_outputs: int) -> tuple[MLP, History]:
+        """Build and train a fresh model; sets nothing on the estimator (the caller does, on success)."""
         model = MLP([X.shape[1], *_hidden_sizes(self.hidden), n_outputs], self.activation, loss,
                     init=self.init, dtype=self.dtype, device=self.device, seed=self.seed)
         # DivergenceError propagates: GridSearchCV records error_score for the candidate, and a
         # silently half-trained estimator would be worse than an error.
-        history = fit(model, X, Y, **self._train_settings())
+        return model, fit(model, X, Y, **self._train_settings())
+
+    def _set_fitted(self, model: MLP, history: History, **attrs) -> None:
+        """Record a finished run: called only after training succeeded."""
         self.model_: MLP = model
         self.history_: History = history
         self.loss_curve_: list[float] = history["train_loss"]
         self.n_iter_: int = len(history)
+        for k, v in attrs.items():
+            setattr(self, k, v)
 
     def _outputs(self, X) -> np.ndarray:
         """The model's outputs for X (probabilities or values) as float64, after sklearn's input checks."""
@@ -128,11 +151,20 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     weight_decay, l1 : float
         L2 and L1 penalties on the weights.
     schedule : {"constant", "inverse_time", "power", "step", "cosine"}
-        Learning-rate schedule, with ``decay`` and ``warmup`` (epochs of linear warm-up).
+        Learning-rate schedule, with ``decay``, ``step_size``, ``gamma``, ``min_lr`` and ``warmup``
+        (see :mod:`mlp_xp.schedules`).
     decay : float
         delta of the inverse_time and power schedules.
+    step_size : float
+        Epochs between the step schedule's drops (``lr * gamma ** floor(epoch / step_size)``).
+    gamma : float
+        Factor of each drop of the step schedule.
+    min_lr : float
+        The cosine schedule's final learning rate.
     warmup : float
         Epochs of linear learning-rate warm-up.
+    drop_last : bool
+        Skip the last partial batch of each epoch instead of training on it.
     early_stopping : bool
         Hold out ``validation_fraction`` of the training data, stop when its loss has not improved for
         ``patience`` epochs, and keep the best weights.
@@ -175,9 +207,9 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
 
     def __init__(self, hidden=(100,), activation="relu", optimizer="momentum", lr=0.05, momentum=0.9,
                  batch_size=128, epochs=30, weight_decay=0.0, l1=0.0, schedule="constant", decay=0.0,
-                 warmup=0.0, early_stopping=False, validation_fraction=0.1, patience=5, init="glorot",
-                 dtype="float32", device="cpu", seed=0, label_smoothing=0.0, verbose=False, beta1=0.9,
-                 beta2=0.999):
+                 step_size=10.0, gamma=0.1, min_lr=0.0, warmup=0.0, drop_last=False, early_stopping=False,
+                 validation_fraction=0.1, patience=5, init="glorot", dtype="float32", device="cpu", seed=0,
+                 label_smoothing=0.0, verbose=False, beta1=0.9, beta2=0.999):
         self.hidden = hidden
         self.activation = activation
         self.optimizer = optimizer
@@ -189,7 +221,11 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         self.l1 = l1
         self.schedule = schedule
         self.decay = decay
+        self.step_size = step_size
+        self.gamma = gamma
+        self.min_lr = min_lr
         self.warmup = warmup
+        self.drop_last = drop_last
         self.early_stopping = early_stopping
         self.validation_fraction = validation_fraction
         self.patience = patience
@@ -217,25 +253,37 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         Returns
         -------
         self
+
+        Raises
+        ------
+        DataError
+            For y with a single class, or 2-D y of class labels (multiclass-multioutput).
+        ConfigError
+            For an unusable setting.
+        DivergenceError
+            When training produces a non-finite loss. A failed fit changes no fitted attribute: after a
+            failed refit the estimator still predicts as before.
         """
-        X, y = validate_data(self, X, y, dtype=_X_DTYPES, multi_output=True)
-        if y.ndim == 2 and y.shape[1] == 1:
-            y = column_or_1d(y, warn=True)
-        check_classification_targets(y)
-        self._multilabel = type_of_target(y) == "multilabel-indicator"
-        if self._multilabel:
-            classes = np.arange(y.shape[1])
-            self._train(X, y, "binary_cross_entropy", y.shape[1])
-        elif y.ndim == 2:
-            raise ValueError("y is a 2-D array of class labels (multiclass-multioutput), which MLPClassifier "
-                             "does not support: pass 1-D labels, or a 0/1 indicator matrix for multi-label")
-        else:
-            classes, encoded = np.unique(y, return_inverse=True)
-            if len(classes) < 2:
-                raise ValueError(f"MLPClassifier needs samples of at least 2 classes in the data, but the data "
-                                 f"contains only one class: {classes[0]!r}")
-            self._train(X, encoded, "cross_entropy", len(classes))
-        self.classes_ = classes
+        with self._keeping_fitted_state():
+            X, y = validate_data(self, X, y, dtype=_X_DTYPES, multi_output=True)
+            if y.ndim == 2 and y.shape[1] == 1:
+                y = column_or_1d(y, warn=True)
+            check_classification_targets(y)
+            multilabel = type_of_target(y) == "multilabel-indicator"
+            if multilabel:
+                classes = np.arange(y.shape[1])
+                model, history = self._train(X, y, "binary_cross_entropy", y.shape[1])
+            elif y.ndim == 2:
+                raise DataError("y is a 2-D array of class labels (multiclass-multioutput), which MLPClassifier "
+                                "does not support: pass 1-D labels, or a 0/1 indicator matrix for multi-label")
+            else:
+                classes, encoded = np.unique(y, return_inverse=True)
+                if len(classes) < 2:
+                    only = classes[0].item() if isinstance(classes[0], np.generic) else classes[0]
+                    raise DataError(f"MLPClassifier needs samples of at least 2 classes, but y contains only one "
+                                    f"class ({only!r}): add samples of another class to the training data")
+                model, history = self._train(X, encoded, "cross_entropy", len(classes))
+        self._set_fitted(model, history, classes_=classes, _multilabel=multilabel)
         return self
 
     def predict_proba(self, X) -> np.ndarray:
@@ -268,6 +316,13 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
     R^2. Scaling the targets (e.g. with ``TransformedTargetRegressor``) helps when they are far from
     unit size.
 
+    Parameters
+    ----------
+    hidden, activation, optimizer, lr, momentum, batch_size, epochs, weight_decay, l1, schedule, decay, \
+step_size, gamma, min_lr, warmup, drop_last, early_stopping, validation_fraction, patience, init, dtype, \
+device, seed, verbose, beta1, beta2
+        As in :class:`MLPClassifier`.
+
     Attributes
     ----------
     n_outputs_ : int
@@ -278,8 +333,9 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
 
     def __init__(self, hidden=(100,), activation="relu", optimizer="momentum", lr=0.05, momentum=0.9,
                  batch_size=128, epochs=30, weight_decay=0.0, l1=0.0, schedule="constant", decay=0.0,
-                 warmup=0.0, early_stopping=False, validation_fraction=0.1, patience=5, init="glorot",
-                 dtype="float32", device="cpu", seed=0, verbose=False, beta1=0.9, beta2=0.999):
+                 step_size=10.0, gamma=0.1, min_lr=0.0, warmup=0.0, drop_last=False, early_stopping=False,
+                 validation_fraction=0.1, patience=5, init="glorot", dtype="float32", device="cpu", seed=0,
+                 verbose=False, beta1=0.9, beta2=0.999):
         self.hidden = hidden
         self.activation = activation
         self.optimizer = optimizer
@@ -291,7 +347,11 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         self.l1 = l1
         self.schedule = schedule
         self.decay = decay
+        self.step_size = step_size
+        self.gamma = gamma
+        self.min_lr = min_lr
         self.warmup = warmup
+        self.drop_last = drop_last
         self.early_stopping = early_stopping
         self.validation_fraction = validation_fraction
         self.patience = patience
@@ -314,12 +374,21 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         Returns
         -------
         self
+
+        Raises
+        ------
+        ConfigError
+            For an unusable setting.
+        DivergenceError
+            When training produces a non-finite loss. A failed fit changes no fitted attribute: after a
+            failed refit the estimator still predicts as before.
         """
-        X, y = validate_data(self, X, y, dtype=_X_DTYPES, multi_output=True, y_numeric=True)
-        self._y_1d = y.ndim == 1
-        Y = y.reshape(-1, 1) if self._y_1d else y
-        self._train(X, Y, "mse", Y.shape[1])
-        self.n_outputs_ = Y.shape[1]
+        with self._keeping_fitted_state():
+            X, y = validate_data(self, X, y, dtype=_X_DTYPES, multi_output=True, y_numeric=True)
+            y_1d = y.ndim == 1
+            Y = y.reshape(-1, 1) if y_1d else y
+            model, history = self._train(X, Y, "mse", Y.shape[1])
+        self._set_fitted(model, history, n_outputs_=Y.shape[1], _y_1d=y_1d)
         return self
 
     def predict(self, X) -> np.ndarray:

@@ -26,7 +26,7 @@ from .errors import ConfigError, ModelFileError
 from .functions.activations import ACTIVATIONS, LEAKY_SLOPE
 from .functions.losses import LOSSES, OUTPUTS
 from .serialization import load_arrays, save_arrays
-from .validation import check_choice, check_dtype, check_features
+from .validation import check_choice, check_dtype, check_features, check_positive
 
 INITS = ("glorot", "he")
 
@@ -129,7 +129,7 @@ class MLP:
         if not 0 < leaky_slope < 1:
             raise ConfigError(f"leaky_slope must be in (0, 1), got {leaky_slope!r}")
         self.leaky_slope = float(leaky_slope)
-        self.seed = int(seed)
+        self.seed = check_positive(seed, "seed", integer=True, allow_zero=True)
         self.ops: Ops = get_backend(device)
         self.layout = Layout(self.sizes)
         self.params = self.ops.asarray(initial_params(self.layout, self.init, self.seed, self.dtype))

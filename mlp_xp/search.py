@@ -10,6 +10,8 @@ Search-space syntax (one ``NAME=VALUES`` spec per parameter, as given to ``mlp-x
 
     lr=0.01,0.05,0.1                 a list of values: ints, floats (1e-3), true/false, or words
     optimizer=sgd,momentum,adam
+    device=cuda:0,cpu                words may hold ":"; only loguniform:, uniform:, randint: and choice:
+                                     start a distribution
     hidden=64,128x64,256x128x64      hidden layers: widths joined by "x", choices separated by ","
     hidden=64;128,64                 the same choices written with ";" between them (quote it in a shell)
     hidden=none                      no hidden layer (a linear model)
@@ -19,7 +21,8 @@ Search-space syntax (one ``NAME=VALUES`` spec per parameter, as given to ``mlp-x
     batch_size=choice:32,64,128      a list, drawn uniformly (the same as batch_size=32,64,128)
 
 A list is tried in full by grid search and drawn from by random search; distributions need random
-search. Integer settings (epochs, batch_size, patience, seed) drawn from uniform or loguniform are rounded.
+search. Integer settings (epochs, batch_size, patience, seed) take lists or randint, not uniform or
+loguniform; settings that are words or true/false (optimizer, early_stopping, ...) take lists only.
 """
 
 from __future__ import annotations
@@ -31,37 +34,44 @@ import warnings
 
 import numpy as np
 
-from .errors import ConfigError, DivergenceError
+from .errors import ConfigError, DataError, DivergenceError
 from .estimator import MLPClassifier, MLPRegressor
+from .validation import check_features, check_targets
 
 try:
     from scipy import stats
     from sklearn.model_selection import ParameterGrid, ParameterSampler
+    from sklearn.utils.multiclass import type_of_target
 except ImportError as e:  # pragma: no cover - exercised only where scikit-learn is absent
     raise ImportError('mlp_xp.search needs scikit-learn: pip install "mlp-xp[sklearn]"') from e
 
-__all__ = ["parse_space", "run_search", "format_table"]
+__all__ = ["parse_space", "run_search", "format_table", "estimator_param_names"]
 
-PARAMS = tuple(MLPClassifier().get_params())
+TASKS = {"classification": MLPClassifier, "regression": MLPRegressor}
+_DEFAULTS = {**MLPClassifier().get_params(), **MLPRegressor().get_params()}
+PARAMS = tuple(_DEFAULTS)
 INT_PARAMS = ("epochs", "batch_size", "patience", "seed")
+# Settings that take numbers (their defaults are numbers): only these take distributions.
+NUMERIC_PARAMS = tuple(k for k, v in _DEFAULTS.items() if isinstance(v, (int, float)) and not isinstance(v, bool))
 DISTRIBUTIONS = ("loguniform", "uniform", "randint", "choice")
 _EXAMPLE = "e.g. lr=0.01,0.1 or lr=loguniform:1e-4:1e-1"
+_DIST_HELP = "use loguniform:LO:HI, uniform:LO:HI, randint:LO:HI or choice:A,B"
 
 
-class _Rounded:
-    """A continuous distribution whose draws are rounded to int, for integer settings such as batch_size.
+def estimator_param_names(task: str = "classification") -> set[str]:
+    """The parameter names of the estimator that ``task`` trains (MLPClassifier or MLPRegressor).
 
-    ParameterSampler only needs ``rvs(random_state=...)``.
+    Lets a caller keep only the settings the estimator takes, e.g.
+    ``{k: v for k, v in values.items() if k in estimator_param_names(task)}``.
+
+    Raises
+    ------
+    ConfigError
+        For a task other than "classification" or "regression".
     """
-
-    def __init__(self, dist, text: str) -> None:
-        self.dist, self.text = dist, text
-
-    def rvs(self, random_state=None) -> int:
-        return max(1, int(round(float(self.dist.rvs(random_state=random_state)))))
-
-    def __repr__(self) -> str:
-        return f"rounded {self.text}"
+    if task not in TASKS:
+        raise ConfigError(f"unknown search task {task!r}: use one of {', '.join(TASKS)}")
+    return set(TASKS[task]().get_params())
 
 
 def parse_space(specs: list[str]) -> dict:
@@ -109,17 +119,18 @@ def parse_space(specs: list[str]) -> dict:
 
 def _parse_values(name: str, text: str, spec: str):
     kind, colon, rest = text.partition(":")
-    if not colon:
-        return _parse_list(name, text, spec)
     kind = kind.strip().lower()
+    if not colon or kind not in DISTRIBUTIONS:
+        # A value may hold ":" (device=cuda:0,cpu): only a known distribution's name starts a distribution.
+        return _parse_list(name, text, spec)
     if kind == "choice":
         return _parse_list(name, rest, spec)
-    if kind not in DISTRIBUTIONS:
-        raise ConfigError(f"unknown distribution {kind!r} in {spec!r}: use loguniform:LO:HI, uniform:LO:HI, "
-                          "randint:LO:HI or choice:A,B")
     if name == "hidden":
         raise ConfigError(f"hidden takes a list of layer sizes, not a distribution ({spec!r}): "
                           "write e.g. hidden=64,128x64")
+    if name not in NUMERIC_PARAMS:
+        raise ConfigError(f"{name} takes a list of values, not a distribution ({spec!r}): "
+                          f"write e.g. {name}=A,B")
     bounds = rest.split(":")
     try:
         lo, hi = (float(b) for b in bounds)
@@ -128,13 +139,18 @@ def _parse_values(name: str, text: str, spec: str):
                           f"e.g. {name}={kind}:1e-4:1e-1") from None
     if not (math.isfinite(lo) and math.isfinite(hi)) or not lo < hi or (kind == "loguniform" and lo <= 0):
         need = "0 < LO < HI" if kind == "loguniform" else "LO < HI"
-        raise ConfigError(f"bad bounds in {spec!r}: {kind} needs {need}")
+        raise ConfigError(f"bad bounds in {spec!r}: {kind} needs finite bounds with {need}, "
+                          f"e.g. {name}={kind}:1e-4:1e-1")
     if kind == "randint":
         if lo != int(lo) or hi != int(hi):
             raise ConfigError(f"randint bounds must be integers in {spec!r}: write e.g. {name}=randint:10:50")
         return stats.randint(int(lo), int(hi) + 1)  # scipy excludes HI; the spec includes it
-    dist = stats.loguniform(lo, hi) if kind == "loguniform" else stats.uniform(lo, hi - lo)
-    return _Rounded(dist, text) if name in INT_PARAMS else dist
+    if name in INT_PARAMS:
+        ilo, ihi = math.ceil(lo), math.floor(hi)
+        example = f"{name}=randint:{ilo}:{ihi}" if ilo <= ihi else f"{name}=randint:10:50"
+        raise ConfigError(f"{name} takes integers, which {kind} (continuous) does not draw, in {spec!r}: "
+                          f"write {example} (both ends included) or a list such as {name}=A,B")
+    return stats.loguniform(lo, hi) if kind == "loguniform" else stats.uniform(lo, hi - lo)
 
 
 def _parse_list(name: str, text: str, spec: str) -> list:
@@ -178,10 +194,20 @@ def _parse_scalar(name: str, token: str, spec: str):
     try:
         value = float(token)
     except ValueError:
-        return token  # a word: optimizer, activation, schedule, ...; the estimator checks it
+        if name not in NUMERIC_PARAMS:
+            return token  # a word: optimizer, activation, schedule, device, ...; the estimator checks it
+        kind, colon, _ = token.partition(":")
+        if colon:
+            raise ConfigError(f"unknown distribution {kind!r} in {spec!r}: {_DIST_HELP}") from None
+        raise ConfigError(f"{name} takes numbers, got {token!r} in {spec!r}: write e.g. {name}=A,B "
+                          f"with numbers A and B, or a distribution ({_DIST_HELP})") from None
     if name in INT_PARAMS:
+        if not math.isfinite(value):
+            raise ConfigError(f"{name} takes finite integers, got {token!r} in {spec!r}: "
+                              f"write whole numbers, e.g. {name}=10,20")
         if value != int(value):
-            raise ConfigError(f"{name} takes integers, got {token!r} in {spec!r}")
+            raise ConfigError(f"{name} takes integers, got {token!r} in {spec!r}: "
+                              f"write whole numbers, e.g. {name}=10,20")
         return int(value)
     return value
 
@@ -242,30 +268,40 @@ def run_search(X_train, y_train, X_val, y_val, space: dict, *, mode: str = "grid
     list of dict
         One row per candidate, best first: ``rank`` (1 = best), ``params`` (the candidate's values),
         ``score`` (NaN when it diverged), ``fit_seconds``, ``epochs`` (run), ``status`` ("ok" or
-        "diverged"). Diverged candidates rank last.
+        "diverged"). Diverged candidates (and any with a NaN score) rank last.
 
     Raises
     ------
     ConfigError
-        For a bad mode, task, n_iter, or any candidate's setting, before any model is trained.
+        For a bad mode, task, n_iter, a parameter the task's estimator does not take, or any
+        candidate's setting, before any model is trained.
+    DataError
+        For unusable validation data (X_val not numeric, non-finite, or of another width than X_train;
+        y_val of another length or shape; classification labels that y_train lacks), before any model
+        is trained.
+
+    Only a candidate's DivergenceError is recorded (status "diverged"); any other error from a
+    candidate's fit (e.g. DataError for unusable training data, or a device error) ends the search
+    and propagates, as it would hit every candidate alike.
     """
-    check = {"mode": (mode, ("grid", "random")), "task": (task, ("classification", "regression"))}
-    for what, (value, choices) in check.items():
-        if value not in choices:
-            raise ConfigError(f"unknown search {what} {value!r}: use one of {', '.join(choices)}")
+    if mode not in ("grid", "random"):
+        raise ConfigError(f"unknown search mode {mode!r}: use one of grid, random")
+    valid = estimator_param_names(task)  # checks task
     if isinstance(n_iter, bool) or not isinstance(n_iter, (int, np.integer)) or n_iter < 1:
-        raise ConfigError(f"n_iter must be a positive integer, got {n_iter!r}")
-    cls = MLPClassifier if task == "classification" else MLPRegressor
+        raise ConfigError(f"n_iter must be a positive integer, got {n_iter!r}: pass e.g. n_iter=10 "
+                          "(--n-iter 10 on the command line)")
+    cls = TASKS[task]
     base = dict(base_params or {})
-    valid = set(cls().get_params())
     unknown = sorted((set(base) | set(space)) - valid)
     if unknown:
-        raise ConfigError(f"unknown {cls.__name__} parameter(s) {unknown}: use names from {', '.join(sorted(valid))}")
+        raise ConfigError(f"unknown {cls.__name__} parameter(s) {unknown}: drop them, or use names from "
+                          f"{', '.join(sorted(valid))}")
 
     candidates = _candidates(space, mode, int(n_iter), seed)
     estimators = [cls(**{**base, **c}) for c in candidates]
     for est in estimators:
         est._check_settings()
+    _check_validation_data(X_train, y_train, X_val, y_val, task)
 
     rows = []
     for i, (params, est) in enumerate(zip(candidates, estimators), start=1):
@@ -285,9 +321,37 @@ def run_search(X_train, y_train, X_val, y_val, space: dict, *, mode: str = "grid
             print(f"[{i}/{len(candidates)}] {_format_params(params) or '(base)'}: {shown} ({seconds:.1f} s)",
                   file=sys.stderr)
 
-    # Stable sort: ties keep the candidates' order, and NaN (diverged) goes last.
-    rows.sort(key=lambda r: (math.isnan(r["score"]), -r["score"] if not math.isnan(r["score"]) else 0.0))
+    # Stable sort: ties keep the candidates' order; diverged rows and NaN scores go last.
+    rows.sort(key=lambda r: -r["score"] if r["status"] == "ok" and not math.isnan(r["score"]) else math.inf)
     return [{"rank": rank, **row} for rank, row in enumerate(rows, start=1)]
+
+
+def _check_validation_data(X_train, y_train, X_val, y_val, task: str) -> None:
+    """DataError for validation data that the candidates could not be scored on, before any training.
+
+    The training split itself is checked by each candidate's fit, as scikit-learn's estimators do.
+    """
+    shape = np.shape(X_train)
+    X_val = check_features(X_val, shape[1] if len(shape) == 2 else None, None, "X_val")
+    y_train, y_val = np.asarray(y_train), np.asarray(y_val)
+    if y_val.ndim == 0 or len(y_val) != len(X_val):
+        raise DataError(f"y_val has {y_val.size if y_val.ndim == 0 else len(y_val)} entries but X_val has "
+                        f"{len(X_val)} samples: pass the targets of the same validation rows")
+    if task == "regression" or type_of_target(y_train) == "multilabel-indicator":
+        # Numeric targets, or a 0/1 indicator matrix: number of columns, values.
+        k = y_train.shape[1] if y_train.ndim == 2 else 1
+        loss = "mse" if task == "regression" else "binary_cross_entropy"
+        check_targets(y_val, len(X_val), loss, k, np.float64, "y_val")
+        return
+    if y_val.ndim != 1 and y_val.shape[1:] != (1,):
+        raise DataError(f"y_val has shape {y_val.shape} but the training labels are one per sample: pass "
+                        "1-D validation labels")
+    unseen = np.setdiff1d(y_val.ravel(), y_train.ravel())
+    if len(unseen):
+        shown = ", ".join(map(repr, unseen[:5].tolist())) + (", ..." if len(unseen) > 5 else "")
+        raise DataError(f"y_val has {len(unseen)} class label(s) that y_train lacks ({shown}), which no "
+                        "candidate can predict: split the data so that the training split holds every "
+                        "class (e.g. a stratified split)")
 
 
 def _format_value(value) -> str:

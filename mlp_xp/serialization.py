@@ -37,7 +37,15 @@ def load_arrays(path) -> tuple[dict, dict[str, np.ndarray]]:
     if not os.path.isfile(path):
         raise ModelFileError(f"model file {path!r} does not exist: check the path")
     try:
-        with np.load(path, allow_pickle=False) as z:
+        loaded = np.load(path, allow_pickle=False)
+    except (zipfile.BadZipFile, EOFError, OSError, ValueError) as e:
+        raise ModelFileError(f"{path!r} is not a readable mlp_xp model file (truncated or corrupt: {e}); "
+                             "save the model again") from None
+    if not isinstance(loaded, np.lib.npyio.NpzFile):          # a bare .npy array, not an archive
+        raise ModelFileError(f"{path!r} holds a single NumPy array, not an mlp_xp model archive: save the model "
+                             "with MLP.save or mlp-xp train --save")
+    try:
+        with loaded as z:
             arrays = {k: z[k] for k in z.files}
     except (zipfile.BadZipFile, EOFError, OSError, ValueError) as e:
         raise ModelFileError(f"{path!r} is not a readable mlp_xp model file (truncated or corrupt: {e}); "

@@ -114,6 +114,7 @@ class TrainConfig:
         check_fraction(self.label_smoothing, "label_smoothing")
         check_positive(self.patience, "patience", integer=True)
         check_positive(self.min_delta, "min_delta", allow_zero=True)
+        check_positive(self.seed, "seed", integer=True, allow_zero=True)
         self.lr_schedule()  # checks lr and the schedule's settings
         Optimizer(self.optimizer, _NullOps(), 0, 0, np.float32, momentum=self.momentum, beta1=self.beta1,
                   beta2=self.beta2, eps=self.eps, l2=self.weight_decay, l1=self.l1)
@@ -403,11 +404,13 @@ class _Run:
 
 
 def split_validation(X: np.ndarray, Y: np.ndarray, fraction: float, seed: int):
-    """Hold out ``fraction`` of the rows (at least one, leaving at least one) for validation."""
+    """Hold out ``fraction`` (in (0, 1)) of the rows for validation, at least one, leaving at least one."""
+    check_fraction(fraction, "validation fraction", low_open=True)
+    check_positive(seed, "seed", integer=True, allow_zero=True)
     n = len(X)
-    n_val = min(max(1, int(round(n * fraction))), n - 1)
     if n < 2:
-        raise DataError("validation_fraction needs at least 2 samples: pass more data or X_val/y_val")
+        raise DataError("a validation split needs at least 2 samples: pass more data or X_val/y_val")
+    n_val = min(max(1, int(round(n * fraction))), n - 1)
     order = np.random.default_rng(seed).permutation(n)
     val, train = np.sort(order[:n_val]), np.sort(order[n_val:])
     return X[train], Y[train], X[val], Y[val]

@@ -15,6 +15,23 @@ from mlp_xp.backend import cuda_status, get_backend
 BACKENDS = ["cpu", "cuda-host", pytest.param("cuda", marks=pytest.mark.gpu)]
 
 
+@pytest.fixture(autouse=True)
+def _hermetic_data(tmp_path_factory, monkeypatch):
+    """No test reads the user's data folders or cache, or reaches the network (Debian's system folder is
+    still found: it is installed, not the user's)."""
+    from mlp_xp.data import datasets
+
+    home = tmp_path_factory.mktemp("data_home")
+    monkeypatch.delenv("MLP_XP_DATA", raising=False)
+    monkeypatch.setenv("MLP_XP_CACHE", str(home / "cache"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(home / "xdg"))
+
+    def no_network(url, timeout):
+        raise AssertionError(f"a test tried to reach the network: {url}")
+
+    monkeypatch.setattr(datasets, "_fetch_url", no_network)
+
+
 @pytest.fixture(scope="session")
 def host_kernels():
     from .cuda_host.harness import HostKernels

@@ -69,6 +69,9 @@ def test_early_stopping_from_the_command_line(tmp_path, capsys):
     (["train", "--device", "tpu"], "unknown device 'tpu'"),
     (["evaluate", "missing.npz"], "does not exist"),
     (["search", "--data", "digits"], "needs at least one --param"),
+    (["search", "--param", "lr=0.1", "--validation", "0"], "--validation must be in (0, 1)"),
+    (["search", "--param", "lr=0.1", "--validation", "1.5"], "--validation must be in (0, 1)"),
+    (["search", "--param", "lr=0.1", "--loss", "binary_cross_entropy"], "search trains cross_entropy"),
 ])
 def test_bad_input_gives_one_clear_line_and_status_2(capsys, argv, message):
     code, out, err = run(capsys, *argv)
@@ -113,3 +116,24 @@ def test_info_lists_backends(capsys):
     code, out, _ = run(capsys, "info")
     assert code == 0
     assert "cpu: usable" in out and "cuda:" in out
+
+
+def test_search_passes_every_training_flag_on(capsys):
+    code, out, err = run(capsys, "search", "--data", "digits", "--hidden", "16", "--epochs", "60", "--device", "cpu",
+                         "--param", "lr=0.3", "--early-stopping", "--patience", "1", "--schedule", "step",
+                         "--step-size", "1", "--gamma", "0.5")
+    assert code == 0, err
+    epochs = int(out.splitlines()[-1].split()[2])
+    assert epochs < 60                       # early stopping reached the estimator
+
+
+def test_the_data_seed_is_separate_from_the_model_seed(tmp_path, capsys):
+    model = tmp_path / "m.npz"
+    code, out, err = run(capsys, "train", "--data", "digits", "--data-seed", "3", "--seed", "7", "--hidden", "32",
+                         "--epochs", "5", "--device", "cpu", "--quiet", "--save", str(model))
+    assert code == 0, err
+    trained = float(out.split("test_accuracy ")[1].split("%")[0])
+    code, out, err = run(capsys, "evaluate", str(model), "--data", "digits", "--data-seed", "3", "--device", "cpu")
+    assert float(out.split("accuracy ")[1].split("%")[0]) == pytest.approx(trained, abs=0.01)
+    code, out, err = run(capsys, "evaluate", str(model), "--data", "digits", "--device", "cpu")   # another split
+    assert code == 0

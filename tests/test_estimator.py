@@ -13,11 +13,14 @@ pytest.importorskip("sklearn")
 
 from sklearn.base import clone  # noqa: E402
 from sklearn.datasets import load_digits, make_blobs, make_multilabel_classification  # noqa: E402
+from sklearn.exceptions import NotFittedError  # noqa: E402
 from sklearn.model_selection import GridSearchCV, train_test_split  # noqa: E402
 from sklearn.utils.estimator_checks import parametrize_with_checks  # noqa: E402
 
-from mlp_xp import ConfigError, DivergenceError  # noqa: E402
+import mlp_xp.estimator  # noqa: E402
+from mlp_xp import ConfigError, DataError, DivergenceError  # noqa: E402
 from mlp_xp.estimator import MLPClassifier, MLPRegressor  # noqa: E402
+from mlp_xp.trainer import TrainConfig  # noqa: E402
 
 # Small and fast, yet trained enough for the checks that demand a score (check_classifiers_train wants
 # accuracy > 0.83, check_classifiers_classes every iris class predicted, check_regressors_train R^2 > 0.5).
@@ -96,15 +99,17 @@ def test_multilabel_indicator():
     assert ((pred == Y_test).mean(0) >= majority + 0.1).all()
 
 
-def test_one_class_is_an_error():
-    with pytest.raises(ValueError, match="at least 2 classes"):
+def test_one_class_is_a_data_error_that_names_the_fix():
+    with pytest.raises(DataError, match=r"at least 2 classes.*only one class \('x'\): add samples") as info:
         MLPClassifier(epochs=1).fit(np.ones((5, 2)), ["x"] * 5)
+    assert isinstance(info.value, ValueError)  # what scikit-learn's checks expect
 
 
-def test_multiclass_multioutput_is_an_error():
+def test_multiclass_multioutput_is_a_data_error_that_names_the_fix():
     y = np.array([[0, 1], [1, 2], [2, 0], [0, 2]])
-    with pytest.raises(ValueError, match="multiclass-multioutput"):
+    with pytest.raises(DataError, match="multiclass-multioutput.*: pass 1-D labels") as info:
         MLPClassifier(epochs=1).fit(np.ones((4, 2)), y)
+    assert isinstance(info.value, ValueError)
 
 
 def test_label_smoothing_with_multilabel_is_refused():
@@ -125,6 +130,51 @@ def test_bad_settings_raise_config_error_at_fit(params, match):
     X, y = make_blobs(20, random_state=0)
     with pytest.raises(ConfigError, match=match):
         MLPClassifier(epochs=1, **params).fit(X, y)
+
+
+@pytest.mark.parametrize("cls", [MLPClassifier, MLPRegressor])
+def test_schedule_and_batch_settings_reach_the_trainer(cls, monkeypatch):
+    seen = {}
+
+    def fake_fit(model, X, Y, **settings):
+        seen.update(settings)
+        raise DivergenceError("stop here")
+
+    monkeypatch.setattr(mlp_xp.estimator, "fit", fake_fit)
+    est = cls(schedule="cosine", step_size=3.0, gamma=0.5, min_lr=1e-4, drop_last=True, epochs=2)
+    assert {"step_size", "gamma", "min_lr", "drop_last"} <= set(est.get_params())
+    with pytest.raises(DivergenceError):
+        est.fit(np.eye(4), np.arange(4) % 2)
+    assert {k: seen[k] for k in ("step_size", "gamma", "min_lr", "drop_last")} == \
+        {"step_size": 3.0, "gamma": 0.5, "min_lr": 1e-4, "drop_last": True}
+    TrainConfig(**seen).validate()  # every setting the estimator passes is a TrainConfig field
+
+
+def test_step_schedule_follows_step_size_and_gamma():
+    # 100 rows in batches of 25: 4 steps per epoch; the recorded lr is that of the epoch's last step,
+    # at t = epoch - 1/4, so the rate halves after epochs 2 and 4.
+    X, y = make_blobs(100, centers=2, random_state=0)
+    clf = MLPClassifier(hidden=(4,), epochs=6, batch_size=25, lr=0.1, schedule="step", step_size=2.0,
+                        gamma=0.5).fit(X, y)
+    np.testing.assert_allclose(clf.history_["lr"], [0.1, 0.1, 0.05, 0.05, 0.025, 0.025])
+    reg = MLPRegressor(hidden=(4,), epochs=3, batch_size=25, lr=0.01, schedule="step", step_size=1.0,
+                       gamma=0.1).fit(X, y.astype(float))
+    np.testing.assert_allclose(reg.history_["lr"], [0.01, 0.001, 0.0001])
+
+
+def test_cosine_schedule_ends_at_min_lr():
+    X, y = make_blobs(100, centers=2, random_state=0)
+    clf = MLPClassifier(hidden=(4,), epochs=4, batch_size=100, lr=0.1, schedule="cosine", min_lr=0.01).fit(X, y)
+    lr = clf.history_["lr"]
+    assert lr[0] == pytest.approx(0.1) and all(a > b for a, b in zip(lr, lr[1:])) and lr[-1] > 0.01
+
+
+@pytest.mark.parametrize("params, match", [({"step_size": 0.0}, "step_size"), ({"gamma": -1.0}, "gamma"),
+                                           ({"min_lr": -0.1}, "min_lr")])
+def test_bad_schedule_settings_raise_config_error(params, match):
+    X, y = make_blobs(20, random_state=0)
+    with pytest.raises(ConfigError, match=match):
+        MLPRegressor(epochs=1, **params).fit(X, y.astype(float))
 
 
 def test_early_stopping_uses_validation_fraction():
@@ -166,6 +216,47 @@ def test_regressor_multi_output_shapes():
     assert reg.n_outputs_ == 2 and reg.predict(X).shape == (200, 2)
     column = MLPRegressor(hidden=(16,), epochs=2).fit(X, y[:, None])
     assert column.predict(X).shape == (200, 1)
+
+
+# ---- a failed fit changes no fitted state ----
+def test_failed_refit_keeps_the_previous_classifier_state(monkeypatch):
+    X, y = make_blobs(60, centers=3, random_state=0)
+    clf = MLPClassifier(hidden=(8,), epochs=3).fit(X, y)
+    before = clf.predict_proba(X)
+    model, classes = clf.model_, clf.classes_
+
+    def diverge(*args, **kwargs):
+        raise DivergenceError("diverged on purpose")
+
+    monkeypatch.setattr(mlp_xp.estimator, "fit", diverge)
+    X2, Y2 = make_multilabel_classification(n_samples=40, n_features=5, n_classes=4, random_state=0)
+    with pytest.raises(DivergenceError):
+        clf.fit(X2, Y2)  # multi-label, 5 features: every fitted attribute would change
+    assert clf.model_ is model and clf.classes_ is classes and not clf._multilabel
+    assert clf.n_features_in_ == 2
+    np.testing.assert_array_equal(clf.predict_proba(X), before)
+
+
+def test_failed_refit_keeps_the_previous_regressor_state():
+    X, y = smooth_regression(100)
+    reg = MLPRegressor(hidden=(8,), epochs=3).fit(X, y)
+    before = reg.predict(X)
+    X3 = np.column_stack([X, X[:, :1]])
+    Y2 = np.column_stack([y, -y])
+    with pytest.raises(DivergenceError):  # a real divergence, with another width and 2-D targets
+        reg.set_params(optimizer="sgd", lr=1e6).fit(X3, Y2)
+    assert reg.n_outputs_ == 1 and reg._y_1d and reg.n_features_in_ == 2
+    np.testing.assert_array_equal(reg.predict(X), before)
+
+
+def test_failed_first_fit_leaves_the_estimator_unfitted():
+    X, y = smooth_regression(200)
+    reg = MLPRegressor(hidden=(16,), epochs=5, optimizer="sgd", lr=1e6)
+    with pytest.raises(DivergenceError):
+        reg.fit(X, y)
+    assert not hasattr(reg, "n_features_in_") and not hasattr(reg, "model_")
+    with pytest.raises(NotFittedError):
+        reg.predict(X)
 
 
 # ---- sklearn machinery ----

@@ -13,8 +13,10 @@ pytest.importorskip("sklearn")
 from sklearn.datasets import load_digits  # noqa: E402
 from sklearn.model_selection import train_test_split  # noqa: E402
 
-from mlp_xp.errors import ConfigError  # noqa: E402
-from mlp_xp.search import format_table, parse_space, run_search  # noqa: E402
+import mlp_xp.estimator  # noqa: E402
+from mlp_xp.errors import ConfigError, DataError  # noqa: E402
+from mlp_xp.estimator import MLPClassifier, MLPRegressor  # noqa: E402
+from mlp_xp.search import estimator_param_names, format_table, parse_space, run_search  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -22,6 +24,15 @@ def digits():
     X, y = load_digits(return_X_y=True)
     X_train, X_val, y_train, y_val = train_test_split(X / 16, y, test_size=0.25, random_state=0)
     return X_train[:800], y_train[:800], X_val, y_val
+
+
+@pytest.fixture
+def no_training(monkeypatch):
+    """Makes any model fit fail loudly: for tests that must fail before the first candidate trains."""
+    def fit(*args, **kwargs):
+        raise AssertionError("a model started training")
+
+    monkeypatch.setattr(mlp_xp.estimator, "fit", fit)
 
 
 @pytest.fixture(scope="module")
@@ -50,9 +61,21 @@ def test_parse_hidden_none_is_no_hidden_layer():
     assert parse_space(["hidden=none,32"]) == {"hidden": [(), (32,)]}
 
 
+def test_parse_words_with_colons_are_values_not_distributions():
+    assert parse_space(["device=cuda:0,cpu"]) == {"device": ["cuda:0", "cpu"]}
+    assert parse_space(["device=cuda:1"]) == {"device": ["cuda:1"]}
+    assert parse_space(["device=choice:cuda:0,cpu"]) == {"device": ["cuda:0", "cpu"]}
+
+
+def test_parse_new_schedule_settings():
+    space = parse_space(["schedule=step", "step_size=5,10", "gamma=0.5", "min_lr=0,1e-4", "drop_last=true,false"])
+    assert space == {"schedule": ["step"], "step_size": [5, 10], "gamma": [0.5], "min_lr": [0, 1e-4],
+                     "drop_last": [True, False]}
+
+
 def test_parse_distributions():
     space = parse_space(["lr=loguniform:1e-4:1e-1", "momentum=uniform:0.5:0.99", "epochs=randint:10:12",
-                         "batch_size=choice:32,64,128", "patience=loguniform:2:20"])
+                         "batch_size=choice:32,64,128", "seed=randint:0:3"])
     rng = np.random.RandomState(0)
     lr = [space["lr"].rvs(random_state=rng) for _ in range(200)]
     assert 1e-4 <= min(lr) and max(lr) <= 1e-1
@@ -61,8 +84,8 @@ def test_parse_distributions():
     # randint includes both ends.
     assert {int(space["epochs"].rvs(random_state=rng)) for _ in range(200)} == {10, 11, 12}
     assert space["batch_size"] == [32, 64, 128]
-    patience = [space["patience"].rvs(random_state=rng) for _ in range(50)]
-    assert all(type(p) is int and 2 <= p <= 20 for p in patience)
+    # randint reaches 0: a seed of 0 can be drawn.
+    assert {int(space["seed"].rvs(random_state=rng)) for _ in range(200)} == {0, 1, 2, 3}
 
 
 @pytest.mark.parametrize("spec, match", [
@@ -71,13 +94,24 @@ def test_parse_distributions():
     ("lr=", "no values"),
     ("lrr=0.1", "unknown parameter 'lrr'"),
     ("lr=0.1,,0.2", "empty value"),
-    ("lr=normal:0:1", "unknown distribution"),
+    ("lr=normal:0:1", "unknown distribution 'normal'.*: use loguniform"),
+    ("lr=fast", "lr takes numbers, got 'fast'.*: write e.g. lr=A,B"),
     ("lr=loguniform:0:1", "0 < LO < HI"),
     ("lr=loguniform:1e-3", "two numbers"),
     ("lr=uniform:a:b", "two numbers"),
     ("momentum=uniform:0.9:0.5", "LO < HI"),
     ("epochs=randint:1.5:3", "integers"),
-    ("epochs=1.5", "integers"),
+    ("epochs=1.5", "epochs takes integers, got '1.5'.*: write whole numbers, e.g. epochs=10,20"),
+    ("epochs=inf", "epochs takes finite integers, got 'inf'.*: write whole numbers"),
+    ("epochs=-inf", "finite integers"),
+    ("epochs=nan", "epochs takes finite integers, got 'nan'"),
+    ("batch_size=10,nan", "finite integers"),
+    ("seed=uniform:0:3", "seed takes integers.*uniform.*: write seed=randint:0:3"),
+    ("batch_size=loguniform:16:256", "batch_size takes integers.*: write batch_size=randint:16:256"),
+    ("patience=uniform:2.5:2.7", "write patience=randint:10:50"),
+    ("optimizer=uniform:0:1", "optimizer takes a list of values, not a distribution"),
+    ("early_stopping=randint:0:1", "not a distribution"),
+    ("lr=uniform:0:inf", "finite bounds"),
     ("hidden=loguniform:8:64", "not a distribution"),
     ("hidden=64,abc", "bad hidden layers"),
     ("hidden=0", "bad hidden layers"),
@@ -132,15 +166,17 @@ def test_random_search_over_a_small_grid_takes_it_whole_and_quietly(smooth):
     assert sorted(r["params"]["lr"] for r in rows) == [0.01, 0.02]
 
 
-def test_a_diverging_candidate_is_reported_not_raised(smooth):
-    space = parse_space(["lr=0.01,1e6"])
+def test_a_diverging_candidate_is_reported_not_raised_and_ranks_last(smooth):
+    # The diverging candidate comes first: a sort on -score alone would leave its NaN in front.
+    space = parse_space(["lr=1e6,0.01,1e6,0.02"])
     rows = run_search(*smooth, space, task="regression",
                       base_params={"hidden": (16,), "epochs": 5, "optimizer": "sgd"})
-    ok, bad = rows
-    assert ok["status"] == "ok" and ok["params"] == {"lr": 0.01} and math.isfinite(ok["score"])
-    assert bad["status"] == "diverged" and bad["rank"] == 2 and math.isnan(bad["score"])
-    assert bad["epochs"] < 5
-    assert "diverged" in format_table(rows).splitlines()[2]
+    assert [r["status"] for r in rows] == ["ok", "ok", "diverged", "diverged"]
+    assert [r["rank"] for r in rows] == [1, 2, 3, 4]
+    assert {r["params"]["lr"] for r in rows[:2]} == {0.01, 0.02} and rows[0]["score"] >= rows[1]["score"]
+    for bad in rows[2:]:
+        assert bad["params"] == {"lr": 1e6} and math.isnan(bad["score"]) and bad["epochs"] < 5
+    assert "diverged" in format_table(rows).splitlines()[3]
 
 
 def test_empty_space_runs_the_base_parameters(smooth):
@@ -152,15 +188,75 @@ def test_empty_space_runs_the_base_parameters(smooth):
 @pytest.mark.parametrize("space, kw, match", [
     ({"lr": [0.1]}, {"mode": "exhaustive"}, "unknown search mode"),
     ({"lr": [0.1]}, {"task": "ranking"}, "unknown search task"),
-    ({"lr": [0.1]}, {"mode": "random", "n_iter": 0}, "n_iter"),
+    ({"lr": [0.1]}, {"mode": "random", "n_iter": 0}, "n_iter must be a positive integer, got 0: pass e.g."),
     ({"activation": ["relu", "relux"]}, {}, "activation"),
-    ({"lr": [0.1]}, {"base_params": {"hidden_layer_sizes": (8,)}}, "unknown MLPClassifier parameter"),
-    ({"label_smoothing": [0.1]}, {"task": "regression"}, "unknown MLPRegressor parameter"),
+    ({"lr": [0.1, -1.0]}, {}, "learning rate"),
+    ({"schedule": ["step"], "gamma": [0.5, 0.0]}, {}, "gamma"),
+    ({"lr": [0.1]}, {"base_params": {"hidden_layer_sizes": (8,)}}, "unknown MLPRegressor parameter"),
+    ({"label_smoothing": [0.1]}, {}, "unknown MLPRegressor parameter.*label_smoothing.*: drop them"),
     ({"lr": 0.1}, {}, "non-empty list"),
 ])
-def test_bad_searches_fail_before_training(smooth, space, kw, match):
+def test_bad_searches_fail_before_training(smooth, no_training, space, kw, match):
+    # The bad candidate comes last where there is one: nothing may train before the error.
     with pytest.raises(ConfigError, match=match):
-        run_search(*smooth, space, **kw)
+        run_search(*smooth, space, **{"task": "regression", **kw})
+
+
+def test_the_no_training_fixture_catches_a_fit(smooth, no_training):
+    with pytest.raises(AssertionError, match="started training"):
+        run_search(*smooth, {"lr": [0.1]}, task="regression")
+
+
+@pytest.mark.parametrize("change, match", [
+    (lambda Xv, yv: (Xv[:, :1], yv), "X_val has 1 features but the model expects 2"),
+    (lambda Xv, yv: (np.where(np.arange(Xv.size).reshape(Xv.shape) == 3, np.nan, Xv), yv), "X_val contains NaN"),
+    (lambda Xv, yv: (Xv, yv[:-1]), "y_val has 99 entries but X_val has 100 samples"),
+    (lambda Xv, yv: (Xv, np.column_stack([yv, yv])), "y_val has shape .* outputs"),
+    (lambda Xv, yv: (Xv, np.where(np.arange(len(yv)) == 0, np.inf, yv)), "y_val contains NaN or Inf"),
+    (lambda Xv, yv: (Xv, np.array(["a"] * len(yv))), "y_val has dtype"),
+])
+def test_bad_regression_validation_data_fails_before_training(smooth, no_training, change, match):
+    X_train, y_train, X_val, y_val = smooth
+    with pytest.raises(DataError, match=match):
+        run_search(X_train, y_train, *change(X_val, y_val), {"lr": [0.1]}, task="regression")
+
+
+@pytest.mark.parametrize("change, match", [
+    (lambda Xv, yv: (Xv[:, :10], yv), "X_val has 10 features but the model expects 64"),
+    (lambda Xv, yv: (Xv, yv[:10]), "y_val has 10 entries but X_val has .* samples: pass"),
+    (lambda Xv, yv: (Xv, np.where(yv == 9, 42, yv)),
+     r"y_val has 1 class label\(s\) that y_train lacks \(42\).*: split"),
+    (lambda Xv, yv: (Xv, np.column_stack([yv, yv])), "y_val has shape .*: pass 1-D validation labels"),
+])
+def test_bad_classification_validation_data_fails_before_training(digits, no_training, change, match):
+    X_train, y_train, X_val, y_val = digits
+    with pytest.raises(DataError, match=match):
+        run_search(X_train, y_train, *change(X_val, y_val), {"lr": [0.1]})
+
+
+def test_bad_multilabel_validation_data_fails_before_training(no_training):
+    rng = np.random.default_rng(0)
+    X, Y = rng.normal(size=(20, 3)), rng.integers(0, 2, (20, 4))
+    with pytest.raises(DataError, match="y_val has shape .* 4 outputs"):
+        run_search(X, Y, X, Y[:, :3], {"lr": [0.1]})
+    with pytest.raises(DataError, match="y_val has values outside"):
+        run_search(X, Y, X, Y * 2, {"lr": [0.1]})
+
+
+def test_validation_labels_as_a_column_and_strings_are_accepted(no_training):
+    X = np.eye(4)
+    y = np.array(["a", "b", "a", "b"])
+    with pytest.raises(AssertionError, match="started training"):  # the checks passed, training began
+        run_search(X, y, X, y[:, None], {"lr": [0.1]})
+
+
+def test_estimator_param_names_match_the_estimators():
+    assert estimator_param_names("classification") == set(MLPClassifier().get_params())
+    assert estimator_param_names("regression") == set(MLPRegressor().get_params())
+    assert estimator_param_names("classification") - estimator_param_names("regression") == {"label_smoothing"}
+    assert {"step_size", "gamma", "min_lr", "drop_last"} <= estimator_param_names("regression")
+    with pytest.raises(ConfigError, match="unknown search task 'ranking': use one of"):
+        estimator_param_names("ranking")
 
 
 def test_grid_search_refuses_distributions(smooth):

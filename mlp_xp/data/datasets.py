@@ -13,6 +13,7 @@ import http.client
 import os
 import re
 import urllib.request
+import warnings
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,11 +23,13 @@ import numpy as np
 from mlp_xp.data.idx import read_idx
 from mlp_xp.errors import ConfigError, DataError, DatasetNotFound
 from mlp_xp.files import atomic_writer
+from mlp_xp.validation import check_features, check_fraction, check_positive
 
 __all__ = [
     "DATASET_NAMES",
     "MNIST_FILES",
     "SYSTEM_DATA_DIRS",
+    "DataFolderWarning",
     "Dataset",
     "default_cache_dir",
     "load_dataset",
@@ -94,6 +97,10 @@ _DOWNLOAD_TIMEOUT_S = 30.0
 _SYNTHETIC_RE = re.compile(r"synthetic:(\d+)x(\d+)(?:x(\d+))?")
 # 1/255 steps computed once, so that k/255 is the correctly rounded float32 (a multiply by 1/255 is not).
 _BYTE_TO_UNIT = np.arange(256, dtype=np.float32) / np.float32(255)
+
+
+class DataFolderWarning(UserWarning):
+    """A folder searched for a named dataset exists but lacks some of its files, so it was passed over."""
 
 
 @dataclass
@@ -308,11 +315,23 @@ def _candidate_folders(name: str, cache: Path) -> list[Path]:
 def _load_named_images(name: str, cache_dir: str | os.PathLike[str] | None, download: bool) -> Dataset:
     cache = default_cache_dir(cache_dir)
     looked = []
-    # A folder missing some files is passed over rather than reported: the cache one may hold an
-    # interrupted download, which the download step below completes.
+    # A folder missing some files is passed over with a warning rather than an error: the cache one may
+    # hold an interrupted download, which the download step below completes, and a later folder may be whole.
     for folder in _candidate_folders(name, cache):
-        if folder.is_dir() and not _missing_files(folder):
-            return load_mnist_folder(folder, name=name)
+        if folder.is_dir():
+            missing = _missing_files(folder)
+            if not missing:
+                return load_mnist_folder(folder, name=name)
+            if download and folder == cache / name:
+                fix = "the missing files are downloaded into it unless a later folder holds the whole set"
+            else:
+                fix = "add those files there, or remove the folder"
+            warnings.warn(
+                f"Skipping {folder} while looking for {name!r}: it lacks {', '.join(missing)} (raw or .gz); "
+                f"{fix}.",
+                DataFolderWarning,
+                stacklevel=3,  # the caller of load_dataset
+            )
         looked.append(str(folder))
     why = "downloading is off"
     if download:
@@ -325,7 +344,10 @@ def _load_named_images(name: str, cache_dir: str | os.PathLike[str] | None, down
     hints = [f"put the four files {', '.join(MNIST_FILES)} (raw or .gz) in {cache / name}"]
     if name in _APT_PACKAGES:
         hints.insert(0, f"run `apt-get install {_APT_PACKAGES[name]}`")
-    hints += [f"set MLP_XP_DATA to a folder holding {name}/", "pass --data DIR"]
+    hints += [
+        f"set MLP_XP_DATA to a folder holding {name}/",
+        "pass the folder's path as the dataset name (mlp-xp --data DIR)",
+    ]
     raise DatasetNotFound(
         f"Dataset {name!r} is not in {', '.join(looked)} and {why}; to fix it, {', or '.join(hints)}."
     )
@@ -341,7 +363,8 @@ def _stratified_split(
     train, test = [], []
     for c in np.unique(y):
         idx = rng.permutation(np.flatnonzero(y == c))
-        n_test = int(round(len(idx) * test_fraction))
+        # At least one row of each class stays in training, however close to 1 the fraction is.
+        n_test = min(int(round(len(idx) * test_fraction)), len(idx) - 1)
         test.append(idx[:n_test])
         train.append(idx[n_test:])
     # Shuffle across classes too, so that a caller taking the first rows gets every class.
@@ -349,6 +372,8 @@ def _stratified_split(
 
 
 def _load_digits(seed: int, test_fraction: float = 0.2) -> Dataset:
+    seed = check_positive(seed, "seed", integer=True, allow_zero=True)
+    test_fraction = check_fraction(test_fraction, "test_fraction")
     try:
         from sklearn.datasets import load_digits
     except ImportError:
@@ -356,13 +381,13 @@ def _load_digits(seed: int, test_fraction: float = 0.2) -> Dataset:
             'The "digits" dataset comes from scikit-learn, which is not installed; run '
             '`pip install "mlp-xp[sklearn]"`.'
         ) from None
-    if not 0.0 < test_fraction < 1.0:
-        raise ConfigError(f"test_fraction must be in (0, 1), got {test_fraction}; pass e.g. 0.2.")
     bunch = load_digits()
     X = (bunch.data / 16.0).astype(np.float32)  # pixel intensities are 0..16
     y = bunch.target.astype(np.int64)
     train, test = _stratified_split(y, test_fraction, np.random.default_rng(seed))
-    return Dataset("digits", X[train], y[train], X[test], y[test], 10, "scikit-learn load_digits")
+    # A fraction too small to give any class a test row (or 0) means no test split, as for synthetic.
+    X_test, y_test = (X[test], y[test]) if len(test) else (None, None)
+    return Dataset("digits", X[train], y[train], X_test, y_test, 10, "scikit-learn load_digits")
 
 
 def _spread_points(rng: np.random.Generator, n: int, dim: int) -> np.ndarray:
@@ -417,7 +442,7 @@ def make_synthetic(
     n_classes : int
         Number of classes; the labels of each split are balanced to within one row.
     seed : int
-        Seeds everything: the same arguments give the same arrays. The problem itself (centres and
+        Seeds everything (>= 0): the same arguments give the same arrays. The problem itself (centres and
         maps) depends only on ``seed``, ``n_features`` and ``n_classes``, not on ``n_samples``.
     test_fraction : float
         In [0, 1); 0 gives no test split.
@@ -430,19 +455,16 @@ def make_synthetic(
     Raises
     ------
     ConfigError
-        If a count is below its minimum or ``test_fraction`` is outside [0, 1).
+        If a count is not an integer or below its minimum, ``seed`` is negative, or ``test_fraction`` is
+        outside [0, 1).
     """
-    for label, value, low in (
-        ("n_samples", n_samples, 1),
-        ("n_features", n_features, 1),
-        ("n_classes", n_classes, 2),
-    ):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-            raise ConfigError(
-                f"{label} must be an integer >= {low}, got {value!r}; pass a larger whole number."
-            )
-    if not 0.0 <= test_fraction < 1.0:
-        raise ConfigError(f"test_fraction must be in [0, 1), got {test_fraction}; pass e.g. 0.2.")
+    n_samples = check_positive(n_samples, "n_samples", integer=True)
+    n_features = check_positive(n_features, "n_features", integer=True)
+    n_classes = check_positive(n_classes, "n_classes", integer=True)
+    if n_classes < 2:
+        raise ConfigError(f"n_classes must be >= 2, got {n_classes}; pass 2 or more classes.")
+    seed = check_positive(seed, "seed", integer=True, allow_zero=True)
+    test_fraction = check_fraction(test_fraction, "test_fraction")
     n_test = int(round(n_samples * test_fraction / (1.0 - test_fraction)))
 
     problem = np.random.default_rng([seed, 0])
@@ -512,32 +534,36 @@ def _npz_targets(y: np.ndarray, key: str, path: Path) -> tuple[np.ndarray, bool]
 
 
 def _npz_features(X: np.ndarray, key: str, path: Path) -> np.ndarray:
-    if X.ndim != 2 or X.dtype.kind not in "biuf":
-        raise DataError(
-            f"{key} in {path} has dtype {X.dtype} and shape {X.shape}; store a 2-D numeric array (n, d), "
-            "reshaping images to (n, rows * cols)."
-        )
-    X = X.astype(np.float32)
-    if not np.isfinite(X).all():
-        raise DataError(f"{key} in {path} contains NaN or Inf (or values too large for float32); clean them.")
-    return X
+    # Values too large for float32 become Inf in the cast and are reported as such.
+    with np.errstate(over="ignore"):
+        return check_features(X, None, np.float32, name=f"{key} in {path}")
 
 
 def _load_npz(path: Path) -> Dataset:
     try:
-        with np.load(path, allow_pickle=False) as npz:
-            arrays = {key: npz[key] for key in npz.files}
+        loaded = np.load(path, allow_pickle=False)
+        arrays = None
+        if isinstance(loaded, np.lib.npyio.NpzFile):
+            with loaded as npz:
+                arrays = {key: npz[key] for key in npz.files}
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as err:
         # ValueError covers object arrays, which would need pickle, and non-.npz content.
         raise DataError(
             f"{path} is not a readable .npz of plain arrays ({err}); re-save it with numpy.savez."
         ) from err
+    if arrays is None:  # np.load gave one array: the file is .npy content under an .npz name
+        raise DataError(
+            f"{path} holds a single .npy array, not an .npz archive; save the splits by name with "
+            "np.savez(path, X_train=..., y_train=...)."
+        )
     missing = [key for key in ("X_train", "y_train") if key not in arrays]
     if missing or (("X_test" in arrays) != ("y_test" in arrays)):
         raise DataError(
             f"{path} holds {sorted(arrays)}; it needs X_train and y_train, plus X_test and y_test together "
             "or neither, so re-save it with those keys."
         )
+    if "X_test" in arrays and arrays["X_test"].shape[:1] == arrays["y_test"].shape[:1] == (0,):
+        del arrays["X_test"], arrays["y_test"]  # an empty test split is no test split
     X_train = _npz_features(arrays["X_train"], "X_train", path)
     y_train, labels = _npz_targets(arrays["y_train"], "y_train", path)
     splits = [("X_train", X_train, "y_train", y_train)]
@@ -561,8 +587,6 @@ def _load_npz(path: Path) -> Dataset:
             raise DataError(
                 f"{path} has {len(X)} rows in {xkey} but {len(y)} in {ykey}; re-save them paired."
             )
-    if len(X_train) == 0:
-        raise DataError(f"X_train in {path} has no rows; save at least one training example.")
     n_classes = 0
     if labels:
         n_classes = int(max(y.max(initial=-1) for _, _, _, y in splits)) + 1
@@ -599,7 +623,7 @@ def load_dataset(
           ``<cache>/<name>/``, then the folders of :data:`SYSTEM_DATA_DIRS`, then downloaded into the
           cache (when ``download``), each file checked against a pinned SHA-256;
         * ``"digits"``: scikit-learn's 8x8 digits scaled to [0, 1], split with ``seed``, stratified
-          (option ``test_fraction``, default 0.2);
+          (option ``test_fraction`` in [0, 1), default 0.2; no test split when it leaves none);
         * ``"synthetic"`` or ``"synthetic:NxD"`` / ``"synthetic:NxDxC"`` (N training rows, D features,
           C classes, default 10): see :func:`make_synthetic`, whose other arguments may be given as options;
         * a path to a ``.npz`` file with ``X_train``, ``y_train`` and optionally ``X_test``, ``y_test``
@@ -614,7 +638,7 @@ def load_dataset(
     download : bool
         Whether a named image set missing everywhere may be downloaded.
     seed : int
-        Seed for the digits split and for the synthetic data.
+        Seed (>= 0) for the digits split and for the synthetic data.
     **kwargs
         Options of ``"synthetic"`` (``n_samples``, ``n_features``, ``n_classes``, ``test_fraction``) and of
         ``"digits"`` (``test_fraction``).
@@ -629,10 +653,17 @@ def load_dataset(
         If a named set is nowhere to be found or downloaded, scikit-learn is missing, or a path does not
         exist.
     DataError
-        If the files found are corrupt or inconsistent.
+        If the files found are corrupt or inconsistent, or an existing path is neither a .npz file nor a
+        folder.
     ConfigError
-        If the name is unknown or an option does not apply.
+        If the name is unknown, an option does not apply or is out of range, or ``seed`` is negative.
+
+    Warns
+    -----
+    DataFolderWarning
+        When a folder searched for a named set exists but lacks some of its files (it is passed over).
     """
+    seed = check_positive(seed, "seed", integer=True, allow_zero=True)
     text = os.fspath(name_or_path)
     key = text.strip().lower().replace("_", "-")
     if key in ("mnist", "fashion-mnist"):
@@ -659,15 +690,19 @@ def load_dataset(
     if path.is_dir():
         _check_kwargs("an MNIST-layout folder", kwargs, ())
         return load_mnist_folder(path)
-    if path.suffix.lower() == ".npz":
+    is_npz = path.suffix.lower() == ".npz"
+    if is_npz and path.is_file():
         _check_kwargs("a .npz file", kwargs, ())
-        if not path.is_file():
-            raise DatasetNotFound(f"There is no file {path}; check the path or create it with numpy.savez.")
         return _load_npz(path)
-    if path.exists() or os.sep in text or (os.altsep and os.altsep in text):
-        raise DatasetNotFound(
-            f"{text!r} is neither a .npz file nor a folder of MNIST-layout files; pass one of those or a "
+    if path.exists():
+        raise DataError(
+            f"{path} is neither a .npz file nor a folder of MNIST-layout files; pass one of those or a "
             f"dataset name ({', '.join(DATASET_NAMES)})."
+        )
+    if is_npz or os.sep in text or (os.altsep and os.altsep in text):
+        raise DatasetNotFound(
+            f"{path} does not exist; check the path, or pass a dataset name ({', '.join(DATASET_NAMES)}), "
+            "a .npz file or a folder of MNIST-layout files."
         )
     raise ConfigError(
         f"Unknown dataset {text!r}; use one of {', '.join(DATASET_NAMES)}, synthetic:NxD[xC], a .npz file "

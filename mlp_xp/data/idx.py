@@ -32,6 +32,9 @@ IDX_DTYPES: dict[int, np.dtype] = {
 _CODE_OF_KIND = {(dt.kind, dt.itemsize): code for code, dt in IDX_DTYPES.items()}
 _GZIP_MAGIC = b"\x1f\x8b"
 _MAX_DIM = 2**32 - 1
+# NumPy arrays have at most 32 dimensions before NumPy 2.0 and 64 since; an IDX header may declare 255.
+_NUMPY_MAX_NDIM = 64 if int(np.__version__.split(".")[0]) >= 2 else 32
+_NUMPY_MAX_BYTES = int(np.iinfo(np.intp).max)
 
 
 def _read_payload(path: Path) -> bytes:
@@ -40,7 +43,9 @@ def _read_payload(path: Path) -> bytes:
     except FileNotFoundError:
         raise DataError(f"IDX file {path} does not exist; check the path or re-download the file.") from None
     except OSError as err:
-        raise DataError(f"IDX file {path} cannot be read ({err.strerror}); fix its permissions.") from err
+        raise DataError(
+            f"IDX file {path} cannot be read ({err.strerror or err}); check that the path is a readable file."
+        ) from err
     if not raw.startswith(_GZIP_MAGIC):
         return raw
     try:
@@ -68,8 +73,9 @@ def read_idx(path: str | os.PathLike[str]) -> np.ndarray:
     Raises
     ------
     DataError
-        If the file is missing, unreadable, a corrupt gzip stream, has a bad header, or its
-        payload is shorter or longer than the header's dimensions require.
+        If the file is missing, unreadable, a corrupt gzip stream, has a bad header (including
+        dimensions too large for a NumPy array), or its payload is shorter or longer than the header's
+        dimensions require.
     """
     path = Path(path)
     data = _read_payload(path)
@@ -85,6 +91,11 @@ def read_idx(path: str | os.PathLike[str]) -> np.ndarray:
         )
     if ndim < 1:
         raise DataError(f"IDX file {path} declares 0 dimensions; rewrite it with at least one dimension.")
+    if ndim > _NUMPY_MAX_NDIM:
+        raise DataError(
+            f"IDX file {path} declares {ndim} dimensions but NumPy arrays have at most {_NUMPY_MAX_NDIM}; "
+            "the header is probably corrupt, so re-download the file."
+        )
     header = 4 + 4 * ndim
     if len(data) < header:
         raise DataError(
@@ -93,10 +104,19 @@ def read_idx(path: str | os.PathLike[str]) -> np.ndarray:
         )
     dims = struct.unpack(f">{ndim}I", data[4:header])
     dtype = IDX_DTYPES[code]
+    # Everything below is checked with Python ints (no overflow however large a corrupt header claims to be)
+    # against the bytes actually read, before NumPy allocates anything.
     expected = dtype.itemsize
-    for d in dims:  # Python ints: no overflow however large the corrupt header claims to be
+    nonzero = dtype.itemsize  # what NumPy checks: a 0 dimension does not excuse the others being huge
+    for d in dims:
         expected *= d
+        nonzero *= max(d, 1)
     got = len(data) - header
+    if nonzero > _NUMPY_MAX_BYTES:
+        raise DataError(
+            f"IDX file {path} has a corrupt header: its dimensions {dims} describe an array of {nonzero} bytes, "
+            f"larger than NumPy can hold, for {got} bytes of data; re-download it."
+        )
     if got < expected:
         raise DataError(
             f"IDX file {path} is truncated: expected {expected} bytes of data, got {got}; re-download it."
@@ -134,8 +154,9 @@ def write_idx(path: str | os.PathLike[str], array: np.ndarray) -> None:
             f"IDX cannot store dtype {array.dtype}; convert the array to uint8, int8, int16, int32, float32 "
             "or float64 first."
         )
-    if array.ndim < 1 or array.ndim > 255:
-        raise DataError(f"IDX needs 1 to 255 dimensions but the array has {array.ndim}; reshape it first.")
+    # IDX allows up to 255 dimensions, more than any NumPy array has, so only the lower bound can fail.
+    if array.ndim < 1:
+        raise DataError("IDX needs at least one dimension but the array is a scalar; wrap it, e.g. np.atleast_1d.")
     if max(array.shape) > _MAX_DIM:
         raise DataError(
             f"IDX dimensions must be below 2**32 but the shape is {array.shape}; split the array."
