@@ -16,15 +16,14 @@ BACKENDS = ["cpu", "cuda-host", pytest.param("cuda", marks=pytest.mark.gpu)]
 
 
 @pytest.fixture(autouse=True)
-def _hermetic_data(tmp_path_factory, monkeypatch):
-    """No test reads the user's data folders or cache, or reaches the network (Debian's system folder is
-    still found: it is installed, not the user's)."""
+def _hermetic_data(tmp_path, monkeypatch):
+    """No test reads the user's data folders or cache, or reaches the network: the cache is the test's own
+    tmp_path / "cache" (Debian's system folder is still found: it is installed, not the user's)."""
     from mlp_xp.data import datasets
 
-    home = tmp_path_factory.mktemp("data_home")
     monkeypatch.delenv("MLP_XP_DATA", raising=False)
-    monkeypatch.setenv("MLP_XP_CACHE", str(home / "cache"))
-    monkeypatch.setenv("XDG_CACHE_HOME", str(home / "xdg"))
+    monkeypatch.setenv("MLP_XP_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
 
     def no_network(url, timeout):
         raise AssertionError(f"a test tried to reach the network: {url}")

@@ -33,17 +33,7 @@ DEBIAN_FASHION = Path("/usr/share/datasets/fashion-mnist")
 IDX_DTYPES = [np.uint8, np.int8, np.int16, np.int32, np.float32, np.float64]
 
 
-@pytest.fixture(autouse=True)
-def isolated(tmp_path, monkeypatch):
-    """Keep every test off the network and out of the user's real data and cache folders."""
-    monkeypatch.delenv("MLP_XP_DATA", raising=False)
-    monkeypatch.setenv("MLP_XP_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
-
-    def no_network(url, timeout):
-        raise AssertionError(f"test tried to reach the network: {url}")
-
-    monkeypatch.setattr(ds, "_fetch_url", no_network)
+# conftest.py's autouse fixture keeps every test off the network, with the cache in tmp_path / "cache".
 
 
 # ---------------------------------------------------------------------------------------------------------
