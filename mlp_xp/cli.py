@@ -277,7 +277,7 @@ def cmd_info(args) -> int:
     import platform
 
     from . import __version__
-    from .backend import cuda_status
+    from .backend import blas, cpu_kernels, cuda_status
 
     print(f"mlp_xp {__version__}  Python {platform.python_version()}  NumPy {np.__version__}")
     for mod in ("tqdm", "sklearn", "matplotlib", "cupy"):
@@ -289,7 +289,8 @@ def cmd_info(args) -> int:
         except Exception as e:  # a broken CuPy install
             print(f"  {mod} failed to import: {e}")
     print("backends:")
-    print("  cpu: usable (NumPy)")
+    print(f"  cpu: usable; BLAS {'direct: ' + blas.find().path if blas.find() else 'through NumPy'}; "
+          f"compiled loops {cpu_kernels.status()}")
     ok, what = cuda_status(0)
     print(f"  cuda: {'usable: ' + what if ok else 'not usable: ' + what}")
     return 0

@@ -34,6 +34,17 @@ def atomic_writer(path: str | os.PathLike[str]) -> Iterator[BinaryIO]:
         raise
 
 
+def cache_root() -> Path:
+    """mlp_xp's cache folder (downloads, compiled CPU kernels): ``$MLP_XP_CACHE``, else
+    ``$XDG_CACHE_HOME/mlp_xp``, else ``~/.cache/mlp_xp``. Not created here."""
+    # An empty variable counts as unset, as the XDG specification says for XDG_CACHE_HOME.
+    if os.environ.get("MLP_XP_CACHE"):
+        return Path(os.environ["MLP_XP_CACHE"]).expanduser()
+    if os.environ.get("XDG_CACHE_HOME"):
+        return Path(os.environ["XDG_CACHE_HOME"]).expanduser() / "mlp_xp"
+    return Path.home() / ".cache" / "mlp_xp"
+
+
 def write_json_atomic(path: str | os.PathLike[str], obj) -> None:
     """``obj`` as indented JSON at ``path``, whole or not at all."""
     with atomic_writer(path) as f:

@@ -171,6 +171,45 @@ def check_backend(ops: Ops, seed: int = 0) -> list[CheckResult]:
     return results
 
 
+def check_cpu_kernels(seed: int = 0) -> list[CheckResult]:
+    """The compiled CPU loops (kernels/cpu.cpp) against the NumPy twins; empty where they are not built."""
+    from .backend import cpu_kernels
+    from .functions import activations, losses
+
+    k = cpu_kernels.find()
+    if k is None:
+        return []
+    rng = np.random.default_rng(seed)
+    errors: dict[str, list[float]] = {}
+    for dt in (np.dtype(np.float32), np.dtype(np.float64)):
+        suffix = "f32" if dt == np.float32 else "f64"
+        for B, C in ((1, 2), (128, 10), (7, 1000)):
+            z, y = rng.standard_normal((B, C)) * 5, rng.integers(0, C, B).astype(np.int32)
+            zk, acc, zt, acct = z.astype(dt), np.zeros(2), z.copy(), np.zeros(2)
+            k.softmax_xent(zk, y, acc, True, 0.0, None)
+            losses.softmax_cross_entropy(zt, y, acct, True)
+            errors.setdefault(f"softmax_xent_{suffix}", []).extend([_err(zk, zt), _err(acc / B, acct / B)])
+        for rows, cols in ((1, 1), (128, 512)):
+            for act in activations.ACTIVATIONS:
+                z, b, dh = (rng.standard_normal((rows, cols)) * 3, rng.standard_normal(cols),
+                            rng.standard_normal((rows, cols)))
+                zk, dhk = z.astype(dt), dh.astype(dt)
+                k.bias_act(zk, b.astype(dt), act, 0.01)
+                activations.bias_act_forward(z, b, act, 0.01)
+                k.act_backward(dhk, zk, act, 0.01)
+                activations.act_backward(dh, zk.astype(np.float64), act, 0.01)
+                errors.setdefault(f"bias_act_{suffix}", []).append(_err(zk, z))
+                errors.setdefault(f"act_bwd_{suffix}", []).append(_err(dhk, dh))
+            g, out = rng.standard_normal((rows, cols)), np.empty(cols, dt)
+            k.bias_grad(g.astype(dt), out, 0.0)
+            errors.setdefault(f"bias_grad_{suffix}", []).append(_err(out / np.sqrt(rows), g.sum(0) / np.sqrt(rows)))
+        a = np.array([np.finfo(dt).tiny / 2, 1.0, -np.finfo(dt).tiny / 3, np.nan], dt)
+        k.flush_subnormals(a)
+        errors[f"flush_subnormals_{suffix}"] = [_err(a, [0.0, 1.0, 0.0, np.nan])]
+    return [CheckResult(name, max(errs) <= TOLERANCE[np.dtype(np.float32 if name.endswith("f32") else np.float64)],
+                        max(errs)) for name, errs in errors.items()]
+
+
 def format_results(results: list[CheckResult], device: str, seconds: float) -> str:
     lines = [f"mlp-xp doctor: {device}"]
     for r in results:

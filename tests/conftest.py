@@ -1,6 +1,7 @@
 """Shared fixtures: backend-level tests run on every backend that can run here.
 
-* ``cpu``: the NumPy backend.
+* ``cpu``: the NumPy backend as users get it: direct BLAS and the compiled loops of kernels/cpu.cpp.
+* ``cpu-numpy``: the NumPy backend with NumPy alone (``fast=False``), what runs where no compiler is found.
 * ``cuda-host``: the CUDA backend's own code (CupyOps) with the CPU harness of tests/cuda_host standing in
   for the GPU: the unmodified kernels/*.cu compiled by g++, and NumPy in place of CuPy's thin layer.
 * ``cuda``: the CUDA backend on a real GPU (marked ``gpu``; skipped with the reason where none is usable).
@@ -12,7 +13,7 @@ import pytest
 
 from mlp_xp.backend import cuda_status, get_backend
 
-BACKENDS = ["cpu", "cuda-host", pytest.param("cuda", marks=pytest.mark.gpu)]
+BACKENDS = ["cpu", "cpu-numpy", "cuda-host", pytest.param("cuda", marks=pytest.mark.gpu)]
 
 
 @pytest.fixture(autouse=True)
@@ -41,6 +42,10 @@ def host_kernels():
 def make_backend(name: str, host_kernels=None):
     if name == "cpu":
         return get_backend("cpu")
+    if name == "cpu-numpy":
+        from mlp_xp.backend.numpy_ops import NumpyOps
+
+        return NumpyOps(fast=False)
     if name == "cuda-host":
         from mlp_xp.backend.cupy_ops import CupyOps
 

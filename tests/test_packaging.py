@@ -1,5 +1,6 @@
 """The wheel carries the CUDA sources, and a plain (non-editable) install finds them."""
 
+import os
 import subprocess
 import sys
 import zipfile
@@ -7,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from mlp_xp.backend import kernels
+from mlp_xp.backend import cpu_kernels, kernels
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -25,7 +26,7 @@ def wheel(tmp_path_factory):
 
 def test_wheel_contains_every_kernel_source(wheel):
     names = set(zipfile.ZipFile(wheel).namelist())
-    for fname in [*kernels.KERNELS, kernels.HEADER]:
+    for fname in [*kernels.KERNELS, kernels.HEADER, "cpu.cpp"]:
         assert f"mlp_xp/kernels/{fname}" in names
     assert "mlp_xp/cli.py" in names and not any(n.startswith("tests/") for n in names)
 
@@ -35,8 +36,13 @@ def test_an_installed_wheel_finds_its_kernels(wheel, tmp_path):
     subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(target), str(wheel)],
                    check=True, capture_output=True, timeout=600)
     code = ("import mlp_xp.backend.kernels as k; d = k.kernel_dir(); print(d); "
-            "assert all((d / f).is_file() for f in k.KERNELS); print(len(k.source('loss.cu')))")
-    r = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env={"PYTHONPATH": str(target)},
-                       capture_output=True, text=True, timeout=120)
+            "assert all((d / f).is_file() for f in k.KERNELS); print(len(k.source('loss.cu'))); "
+            "from mlp_xp.backend import cpu_kernels as c; print(c.status())")
+    env = {"PYTHONPATH": str(target), "PATH": os.environ.get("PATH", ""), "MLP_XP_CACHE": str(tmp_path / "cache")}
+    r = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True,
+                       timeout=300)
     assert r.returncode == 0, r.stderr
     assert str(target) in r.stdout.splitlines()[0]
+    # the CPU loops build from the installed sources too (where this machine has a compiler)
+    if cpu_kernels.find() is not None:
+        assert r.stdout.splitlines()[2].startswith("built by"), r.stdout

@@ -44,3 +44,22 @@ def test_doctor_without_a_gpu_says_why(capsys):
         pytest.skip("a GPU is usable here")
     assert main(["doctor"]) == 1
     assert why in capsys.readouterr().err
+
+
+def test_doctor_checks_the_compiled_cpu_loops(monkeypatch):
+    from mlp_xp.backend import cpu_kernels
+    from mlp_xp.selfcheck import check_cpu_kernels
+
+    k = cpu_kernels.find()
+    if k is None:
+        pytest.skip(f"no compiled CPU kernels: {cpu_kernels.status()}")
+    results = {r.kernel: r for r in check_cpu_kernels()}
+    assert set(results) == {f"{name}_{s}" for name in ("softmax_xent", "bias_act", "act_bwd", "bias_grad",
+                                                       "flush_subnormals") for s in ("f32", "f64")}
+    assert all(r.ok for r in results.values())
+    # negative control: a bias gradient that is off by one part in a thousand is caught
+    real = k.bias_grad
+    monkeypatch.setattr(k, "bias_grad", lambda g, out, beta: (real(g, out, beta), out.__imul__(1.001)))
+    results = {r.kernel: r for r in check_cpu_kernels()}
+    assert not results["bias_grad_f32"].ok and not results["bias_grad_f64"].ok
+    assert results["bias_act_f32"].ok

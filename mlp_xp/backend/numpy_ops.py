@@ -1,8 +1,14 @@
 """The CPU backend: every op in NumPy, by way of the reference twins in ``mlp_xp.functions``.
 
-Where NumPy's own BLAS can be called directly (:mod:`mlp_xp.backend.blas`), the matrix products, the bias
-gradient and the SGD updates go through it instead: multi-threaded, and able to accumulate in place,
-which lets momentum ride along in the gradient GEMMs. ``NumpyOps(fast=False)`` is the plain reference.
+Two faster paths are taken where they exist, each with the twins' contract:
+
+* NumPy's own BLAS called directly (:mod:`mlp_xp.backend.blas`) for the matrix products and the SGD
+  update: multi-threaded, and able to accumulate in place, which lets momentum ride along in the gradient GEMMs;
+* compiled loops (:mod:`mlp_xp.backend.cpu_kernels`, ``kernels/cpu.cpp``) for the elementwise ops, the
+  softmax cross-entropy and the bias gradient: one call per op instead of several NumPy calls each.
+
+``NumpyOps(fast=False)`` is the plain reference; the twins also serve every case the fast paths leave
+(other dtypes, non-contiguous arrays, the losses other than softmax cross-entropy, Adam).
 """
 
 from __future__ import annotations
@@ -12,7 +18,12 @@ import numpy as np
 from ..functions import activations, losses, optimizers, shuffle
 from ..functions._scratch import ScratchCache
 from . import blas as _blas
+from . import cpu_kernels as _cpu_kernels
 from .base import Ops
+
+_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
+#: How often the SGD velocity's subnormal numbers are set to zero, in updates.
+FLUSH_EVERY = 16
 
 
 class NumpyOps(Ops):
@@ -24,8 +35,11 @@ class NumpyOps(Ops):
     def __init__(self, fast: bool = True) -> None:
         super().__init__()
         self.blas = _blas.find() if fast else None
-        self.name = f"cpu (NumPy {np.__version__}{', BLAS direct' if self.blas else ''})"
+        self.kernels = _cpu_kernels.find() if fast else None
+        extras = [what for what, on in (("BLAS direct", self.blas), ("compiled kernels", self.kernels)) if on]
+        self.name = f"cpu (NumPy {np.__version__}{''.join(', ' + e for e in extras)})"
         self.scratch = ScratchCache()
+        self._updates = 0
         self._ones = np.ones(0)
 
     # ---- memory ----
@@ -44,6 +58,12 @@ class NumpyOps(Ops):
     # ---- step ops ----
     def gather_rows(self, X, Y, idx, xb, yb) -> None:
         shuffle.gather_rows(X, Y, idx, xb, yb)
+
+    def _kernels_for(self, *arrays) -> bool:
+        """Whether the compiled kernels can take these arrays (Nones skipped): C-contiguous, one float dtype."""
+        if self.kernels is None or arrays[0].dtype not in _FLOATS:
+            return False
+        return all(a.dtype == arrays[0].dtype and a.flags.c_contiguous for a in arrays if a is not None)
 
     def _blas_for(self, *arrays):
         """The direct BLAS, if these arrays can go to it as raw pointers: one float dtype, C-contiguous."""
@@ -74,12 +94,22 @@ class NumpyOps(Ops):
         out += t
 
     def bias_act(self, z, b, activation, slope) -> None:
+        if self._kernels_for(z, b) and activation in _cpu_kernels.ACT_CODES:
+            self.kernels.bias_act(z, b, activation, slope)
+            return
         activations.bias_act_forward(z, b, activation, slope, self.scratch)
 
     def act_backward(self, dh, h, activation, slope) -> None:
+        if self._kernels_for(dh, h) and activation in _cpu_kernels.ACT_CODES:
+            self.kernels.act_backward(dh, h, activation, slope)
+            return
         activations.act_backward(dh, h, activation, slope, self.scratch)
 
     def bias_grad(self, g, out, beta=0.0) -> None:
+        if self._kernels_for(g, out):
+            # One pass over g on this thread: no BLAS thread hand-off for a few hundred columns.
+            self.kernels.bias_grad(g, out, beta)
+            return
         if self._blas_for(out, g) is not None:
             # db = 1^T g + beta db: a 1-row GEMM, threaded and accumulating in place.
             ones = self._ones_row(g.shape[0], g.dtype)
@@ -100,6 +130,10 @@ class NumpyOps(Ops):
 
     def loss_grad(self, z, y, acc, loss, write_grad=True, smoothing=0.0, class_weight=None) -> None:
         if loss == "cross_entropy":
+            if (self._kernels_for(z, class_weight) and y.dtype == np.int32 and y.flags.c_contiguous
+                    and acc.dtype == np.float64):
+                self.kernels.softmax_xent(z, y, acc, write_grad, smoothing, class_weight)
+                return
             losses.softmax_cross_entropy(z, y, acc, write_grad, smoothing, class_weight, self.scratch)
         elif loss == "binary_cross_entropy":
             losses.sigmoid_binary_cross_entropy(z, y, acc, write_grad, self.scratch)
@@ -137,6 +171,16 @@ class NumpyOps(Ops):
             else:
                 step = velocity
         blas.add_scaled(params, -lr, step)                                      # W -= lr step
+        self._flush_now_and_then(velocity)
+
+    def _flush_now_and_then(self, velocity) -> None:
+        # Every FLUSH_EVERY-th update, V's subnormal entries become 0 (kernels/cpu.cpp says why): each then
+        # lives a few steps instead of the ~150 it takes mu^k to underflow, at 1/16 of one pass over V.
+        if velocity is None or not self._kernels_for(velocity):
+            return
+        self._updates += 1
+        if self._updates % FLUSH_EVERY == 0:
+            self.kernels.flush_subnormals(velocity)
 
     def adam_update(self, params, grads, m, v, n_weights, lr, step, beta1, beta2, eps, l2=0.0,
                     l1=0.0) -> None:

@@ -22,7 +22,7 @@ import numpy as np
 
 from mlp_xp.data.idx import read_idx
 from mlp_xp.errors import ConfigError, DataError, DatasetNotFound
-from mlp_xp.files import atomic_writer
+from mlp_xp.files import atomic_writer, cache_root
 from mlp_xp.validation import check_features, check_fraction, check_positive
 
 __all__ = [
@@ -167,12 +167,7 @@ def default_cache_dir(cache_dir: str | os.PathLike[str] | None = None) -> Path:
     """
     if cache_dir is not None:
         return Path(cache_dir).expanduser()
-    # An empty variable counts as unset, as the XDG specification says for XDG_CACHE_HOME.
-    if os.environ.get("MLP_XP_CACHE"):
-        return Path(os.environ["MLP_XP_CACHE"]).expanduser()
-    if os.environ.get("XDG_CACHE_HOME"):
-        return Path(os.environ["XDG_CACHE_HOME"]).expanduser() / "mlp_xp"
-    return Path.home() / ".cache" / "mlp_xp"
+    return cache_root()
 
 
 # ---------------------------------------------------------------------------------------------------------
