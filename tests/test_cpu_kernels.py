@@ -239,3 +239,18 @@ def test_they_can_be_switched_off(fresh_find, monkeypatch):
     monkeypatch.setenv("MLP_XP_CPU_KERNELS", "0")
     assert fresh_find() is None
     assert cpu_kernels.status() == "off (MLP_XP_CPU_KERNELS=0)"
+
+
+def test_mismatched_shapes_never_reach_the_raw_pointers(k):
+    # the loops trust their pointers; the backend sends a mismatch to the twin, which raises NumPy's error
+    ops, z = NumpyOps(), np.zeros((4, 5))
+    with pytest.raises(ValueError):
+        ops.bias_act(z, np.zeros(3), "relu", 0.0)
+    with pytest.raises(ValueError):
+        ops.act_backward(z, np.zeros((4, 3)), "relu", 0.0)
+    with pytest.raises(ValueError):
+        ops.bias_grad(z, np.zeros(3))
+    with pytest.raises(ValueError):
+        ops.loss_grad(z, np.zeros(3, np.int32), np.zeros(2), "cross_entropy")
+    with pytest.raises(ValueError):
+        ops.sgd_update(np.zeros(5), np.zeros(3), np.zeros(5), 4, 0.1, 0.9)

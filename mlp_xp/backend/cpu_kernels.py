@@ -29,15 +29,13 @@ from pathlib import Path
 import numpy as np
 
 from ..files import atomic_writer, cache_root
+from ..functions.activations import ACTIVATIONS  # the codes of common.cuh
 from .kernels import HEADER, kernel_dir
 
 SOURCE = "cpu.cpp"
 #: Tried in order; -march=native is dropped when the compiler refuses it (some ARM compilers).
 FLAGS = (["-O3", "-march=native"], ["-O3"])
 COMMON_FLAGS = ["-std=c++17", "-shared", "-fPIC", "-fno-math-errno", "-Wall", "-Werror"]
-
-#: Activation codes of common.cuh.
-ACT_CODES = {"identity": 0, "relu": 1, "leaky_relu": 2, "sigmoid": 3, "tanh": 4}
 
 
 class CpuKernels:
@@ -63,11 +61,11 @@ class CpuKernels:
     def bias_act(self, z: np.ndarray, b: np.ndarray, activation: str, slope: float) -> None:
         """z <- g(z + b) in place."""
         rows, cols = z.shape
-        self.fn[("bias_act", z.dtype)](z.ctypes.data, b.ctypes.data, rows, cols, ACT_CODES[activation], slope)
+        self.fn[("bias_act", z.dtype)](z.ctypes.data, b.ctypes.data, rows, cols, ACTIVATIONS[activation], slope)
 
     def act_backward(self, dh: np.ndarray, h: np.ndarray, activation: str, slope: float) -> None:
         """dh <- dh * g'(z) in place, g' read off h."""
-        self.fn[("act_bwd", dh.dtype)](dh.ctypes.data, h.ctypes.data, dh.size, ACT_CODES[activation], slope)
+        self.fn[("act_bwd", dh.dtype)](dh.ctypes.data, h.ctypes.data, dh.size, ACTIVATIONS[activation], slope)
 
     def bias_grad(self, g: np.ndarray, out: np.ndarray, beta: float) -> None:
         """out <- sum over rows of g + beta out."""

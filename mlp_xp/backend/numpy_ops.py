@@ -94,23 +94,25 @@ class NumpyOps(Ops):
         out += t
 
     def bias_act(self, z, b, activation, slope) -> None:
-        if self._kernels_for(z, b) and activation in _cpu_kernels.ACT_CODES:
+        # (shapes checked here: the loops take raw pointers; a mismatch goes to the twin, which raises)
+        if self._kernels_for(z, b) and z.ndim == 2 and b.shape == z.shape[1:] and activation in activations.ACTIVATIONS:
             self.kernels.bias_act(z, b, activation, slope)
             return
         activations.bias_act_forward(z, b, activation, slope, self.scratch)
 
     def act_backward(self, dh, h, activation, slope) -> None:
-        if self._kernels_for(dh, h) and activation in _cpu_kernels.ACT_CODES:
+        if self._kernels_for(dh, h) and h.shape == dh.shape and activation in activations.ACTIVATIONS:
             self.kernels.act_backward(dh, h, activation, slope)
             return
         activations.act_backward(dh, h, activation, slope, self.scratch)
 
     def bias_grad(self, g, out, beta=0.0) -> None:
-        if self._kernels_for(g, out):
+        fits = g.ndim == 2 and out.shape == g.shape[1:]    # else NumPy's sum below raises
+        if fits and self._kernels_for(g, out):
             # One pass over g on this thread: no BLAS thread hand-off for a few hundred columns.
             self.kernels.bias_grad(g, out, beta)
             return
-        if self._blas_for(out, g) is not None:
+        if fits and self._blas_for(out, g) is not None:
             # db = 1^T g + beta db: a 1-row GEMM, threaded and accumulating in place.
             ones = self._ones_row(g.shape[0], g.dtype)
             self.blas.matmul(ones, g, out.reshape(1, -1), False, False, beta)
@@ -130,8 +132,9 @@ class NumpyOps(Ops):
 
     def loss_grad(self, z, y, acc, loss, write_grad=True, smoothing=0.0, class_weight=None) -> None:
         if loss == "cross_entropy":
-            if (self._kernels_for(z, class_weight) and y.dtype == np.int32 and y.flags.c_contiguous
-                    and acc.dtype == np.float64):
+            if (self._kernels_for(z, class_weight) and z.ndim == 2 and y.shape == z.shape[:1]
+                    and y.dtype == np.int32 and y.flags.c_contiguous and acc.dtype == np.float64 and acc.size >= 2
+                    and (class_weight is None or class_weight.shape == z.shape[1:])):
                 self.kernels.softmax_xent(z, y, acc, write_grad, smoothing, class_weight)
                 return
             losses.softmax_cross_entropy(z, y, acc, write_grad, smoothing, class_weight, self.scratch)
@@ -150,7 +153,8 @@ class NumpyOps(Ops):
 
     def sgd_update(self, params, grads, velocity, n_weights, lr, momentum=0.0, nesterov=False,
                    l2=0.0, l1=0.0, accumulated=False) -> None:
-        blas = self._blas_for(*(a for a in (params, grads, velocity) if a is not None))
+        present = [a for a in (params, grads, velocity) if a is not None]
+        blas = self._blas_for(*present) if all(a.shape == params.shape for a in present) else None
         if blas is None:
             optimizers.sgd_update(params, grads, velocity, n_weights, lr, momentum, nesterov, l2, l1,
                                   accumulated, self.scratch)
