@@ -10,6 +10,7 @@
 //
 // common.cuh (the activation table shared with the GPU kernels) is included after the few CUDA words it
 // uses are defined away, so the CPU and the GPU apply one definition of g(z) and g'(z).
+#include <math.h>  // common.cuh calls expf, tanhf, ... unqualified
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -83,6 +84,7 @@ static void bias_grad(const T* __restrict__ g, T* __restrict__ db, i64 rows, i64
 template <typename T>
 static void softmax_xent(T* __restrict__ z, const int* __restrict__ labels, const T* __restrict__ class_weight,
                          double* __restrict__ acc, i64 rows, i64 C, int write_grad, T smoothing) {
+    if (C <= 0) return;  // no logits: nothing to read (the backend never sends this; the twin raises)
     double loss_sum = 0.0, hits = 0.0;
     const bool grad = write_grad && labels != nullptr;
     const T off_label = smoothing / (T)C, on_label = (T)1 - smoothing + smoothing / (T)C;
@@ -137,8 +139,10 @@ static void softmax_xent(T* __restrict__ z, const int* __restrict__ labels, cons
 // momentum manufactures them: the velocity of a weight whose gradient stays zero (an input pixel that is
 // always blank) decays by mu every step, through the subnormal range, in the GEMM that accumulates mu V and
 // in the update. Measured on MNIST-shaped data: 9% of V subnormal at any time, and the gradient GEMM of the
-// first layer 50% slower for it. The CPU backend therefore sets them to zero now and then; lr V below 1e-38
-// never moved a weight anyway (it is under half an ulp of any normal weight), so the parameters do not change.
+// first layer 50% slower for it. The CPU backend therefore sets them to zero now and then. What that changes:
+// lr V below 1e-38 is under half an ulp of any weight with |W| > 2e-31 (float32; lr <= 1), so such weights
+// move exactly as before; and a zeroed V differs from the subnormal one only where later gradients are below
+// about 1e-31. Weights and gradients that small are not a trained MLP's working range.
 template <typename T>
 static void flush_subnormals(T* __restrict__ a, i64 n) {
     const T tiny = std::numeric_limits<T>::min();

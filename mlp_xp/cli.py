@@ -289,8 +289,12 @@ def cmd_info(args) -> int:
         except Exception as e:  # a broken CuPy install
             print(f"  {mod} failed to import: {e}")
     print("backends:")
+    try:
+        loops = cpu_kernels.status()
+    except RuntimeError as e:           # MLP_XP_REQUIRE_CPU_KERNELS=1 and the build failed
+        loops = f"FAILED: {e}"
     print(f"  cpu: usable; BLAS {'direct: ' + blas.find().path if blas.find() else 'through NumPy'}; "
-          f"compiled loops {cpu_kernels.status()}")
+          f"compiled loops {loops}")
     ok, what = cuda_status(0)
     print(f"  cuda: {'usable: ' + what if ok else 'not usable: ' + what}")
     return 0

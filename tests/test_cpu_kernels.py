@@ -65,8 +65,7 @@ def test_softmax_xent_matches_twin(k, dtype, B, C, kind, write_grad):
         # the loss sums B row losses, each good to the dtype's precision relative to the logits' size
         np.testing.assert_allclose(acc[0], acct[0], rtol=TOL[dtype]["rtol"] * 10,
                                    atol=TOL[dtype]["rtol"] * B * (1 + np.abs(z).max()))
-        if kind != "equal":  # with equal logits the first maximum is column 0 in both
-            assert acc[1] == acct[1]
+        assert acc[1] == acct[1]  # equal logits too: the first maximum (column 0) wins in both
 
 
 def test_softmax_xent_by_hand(k):
@@ -154,25 +153,45 @@ def test_flush_subnormals(k, dtype):
     np.testing.assert_array_equal(a, want)
 
 
-def test_momentum_velocity_is_flushed_and_weights_do_not_change(k):
-    # Velocity entries decaying through the subnormal range are zeroed every FLUSH_EVERY updates; the
-    # weights move exactly as they would have without the flush, since lr V < 1e-38 cannot move them.
+def test_momentum_velocity_is_flushed_and_weights_do_not_change(k, monkeypatch):
+    # Weights whose gradient is zero let V decay through the subnormal range; every FLUSH_EVERY updates the
+    # fast backend zeroes those entries. The weights (here all |W| > 1e-3) must come out bit for bit as in the
+    # same backend with the flush switched off.
     rng = np.random.default_rng(0)
-    n, tiny = 1000, np.finfo(np.float32).tiny
-    p0 = rng.standard_normal(n).astype(np.float32)
+    n, tiny, steps = 1000, np.finfo(np.float32).tiny, 3 * FLUSH_EVERY
+    p0 = (rng.choice([-1, 1], n) * rng.uniform(1e-3, 1, n)).astype(np.float32)
     v0 = rng.standard_normal(n).astype(np.float32) * 1e-3
-    v0[::3] = tiny * rng.uniform(0.01, 0.99, len(v0[::3]))       # a third subnormal
-    fast, plain = NumpyOps(), NumpyOps(fast=False)
+    v0[::3] = tiny * rng.uniform(2, 50, len(v0[::3]))             # these reach the subnormal range in a few steps
+    g = rng.standard_normal(n).astype(np.float32) * 1e-2
+    g[::3] = 0
     runs = {}
-    for name, ops in (("fast", fast), ("plain", plain)):
+    for flush in (True, False):
+        ops = NumpyOps()
+        if not flush:
+            monkeypatch.setattr(ops, "_flush_now_and_then", lambda v: None)
         p, v = p0.copy(), v0.copy()
-        for _ in range(FLUSH_EVERY):
-            ops.sgd_update(p, None, v, n, 0.01, 0.9, accumulated=True)
-        runs[name] = p, v
-    (pf, vf), (pp, vp) = runs["fast"], runs["plain"]
-    assert not ((np.abs(vf) < tiny) & (vf != 0)).any()
-    np.testing.assert_array_equal(vf, np.where(np.abs(vp) < tiny, 0, vp))
-    np.testing.assert_allclose(pf, pp, rtol=1e-6)
+        for _ in range(steps):
+            ops.sgd_update(p, g, v, n, 0.5, 0.9)
+        runs[flush] = p, v
+    (pf, vf), (pn, vn) = runs[True], runs[False]
+    np.testing.assert_array_equal(pf, pn)
+    assert ((np.abs(vn) < tiny) & (vn != 0)).sum() > 100            # without the flush: many subnormals
+    assert not ((np.abs(vf) < tiny) & (vf != 0)).any()              # just flushed: none
+    np.testing.assert_array_equal(vf, np.where(np.abs(vn) < tiny, 0, vn))
+
+
+def test_the_flush_count_is_per_velocity_buffer(k):
+    # Two optimizers taking turns on one backend: each buffer is still flushed every FLUSH_EVERY of its own
+    # updates, so when a run flushes does not depend on what else the process trained.
+    ops, tiny = NumpyOps(), np.finfo(np.float32).tiny
+    p = np.ones(4, np.float32)
+    va, vb = np.full(4, tiny / 4, np.float32), np.full(4, tiny / 4, np.float32)
+    for _ in range(FLUSH_EVERY - 1):
+        ops.sgd_update(p, None, va, 4, 0.0, 0.9, accumulated=True)
+        ops.sgd_update(p, None, vb, 4, 0.0, 0.9, accumulated=True)
+    assert (va != 0).all() and (vb != 0).all()
+    ops.sgd_update(p, None, va, 4, 0.0, 0.9, accumulated=True)
+    assert (va == 0).all() and (vb != 0).all()
 
 
 # ---- the backend takes the compiled path, and keeps NumPy where it must ----
@@ -210,6 +229,37 @@ def test_a_build_is_reused(k, tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == [lib.name]        # no temporary file left behind
 
 
+def test_a_refused_flag_set_is_not_retried_once_a_build_exists(k, tmp_path, monkeypatch):
+    monkeypatch.setattr(cpu_kernels, "FLAGS", (["-fno-such-flag-anywhere"], ["-O1"]))
+    compiles = []
+    real_run = cpu_kernels.subprocess.run
+
+    def run(cmd, **kw):
+        if "-o" in cmd:
+            compiles.append(cmd)
+        return real_run(cmd, **kw)
+
+    monkeypatch.setattr(cpu_kernels.subprocess, "run", run)
+    lib, flags = cpu_kernels.build(cpu_kernels.compiler(), tmp_path)
+    assert flags == ["-O1"] and len(compiles) == 2
+    assert cpu_kernels.build(cpu_kernels.compiler(), tmp_path) == (lib, flags) and len(compiles) == 2
+
+
+def test_a_compiler_command_with_arguments(k, tmp_path, monkeypatch):
+    monkeypatch.setenv("CXX", f"env {cpu_kernels.compiler()[0]}")      # as with "ccache g++"
+    cxx = cpu_kernels.compiler()
+    assert cxx[0] == "env"
+    lib, _ = cpu_kernels.build(cxx, tmp_path)
+    assert lib.is_file()
+
+
+def test_an_unwritable_cache_is_named(k, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.raises(RuntimeError, match="cannot write the built kernels to .*file/kernels.*MLP_XP_CACHE"):
+        cpu_kernels.build(cpu_kernels.compiler(), blocker / "kernels")
+
+
 def test_a_failed_build_names_the_command(tmp_path):
     with pytest.raises(RuntimeError, match="(?s)building the CPU kernels failed:.*false -O3"):
         cpu_kernels.build("false", tmp_path)
@@ -239,6 +289,21 @@ def test_they_can_be_switched_off(fresh_find, monkeypatch):
     monkeypatch.setenv("MLP_XP_CPU_KERNELS", "0")
     assert fresh_find() is None
     assert cpu_kernels.status() == "off (MLP_XP_CPU_KERNELS=0)"
+
+
+def test_arrays_numpy_would_not_write_never_reach_the_raw_pointers(k):
+    ops = NumpyOps()
+    frozen = np.frombuffer(np.zeros((2, 3), np.float32).tobytes(), np.float32).reshape(2, 3)   # read-only
+    with pytest.raises(ValueError):
+        ops.bias_act(frozen, np.zeros(3, np.float32), "relu", 0.0)
+    # a strided accumulator: the sums must land in acc itself, not in the array it is a view of
+    big, z = np.zeros(6), np.array([[0.0, 1.0]])
+    acc = big[::2]
+    ops.loss_grad(z, np.array([1], np.int32), acc, "cross_entropy")
+    assert acc[1] == 1 and big[1] == 0
+    # a batch with no logits is NumPy's error, not a read past the array
+    with pytest.raises(ValueError):
+        ops.loss_grad(np.zeros((2, 0)), np.zeros(2, np.int32), np.zeros(2), "cross_entropy")
 
 
 def test_mismatched_shapes_never_reach_the_raw_pointers(k):

@@ -9,9 +9,10 @@ the backend keeps to NumPy: the same results up to rounding, slower. :func:`stat
     MLP_XP_REQUIRE_CPU_KERNELS=1   a failed build raises instead of falling back (CI sets it)
     CXX                            the compiler to use (else c++, g++ or clang++, the first found)
 
-The shared library lands in ``<cache>/kernels/`` (:func:`mlp_xp.files.cache_root`) under a name hashed from
-the sources, the compiler, its flags and the CPU, so an edit, a new compiler or another machine sharing the
-home folder gets its own build; it is written whole or not at all.
+The shared library lands in ``<cache>/kernels/`` (:func:`mlp_xp.files.cache_root`: ``$MLP_XP_CACHE``, else
+``~/.cache/mlp_xp``) under a name hashed from the sources, the compiler, its flags and the CPU, so an edit, a
+new compiler or another machine sharing the home folder gets its own build; it is written whole or not at all.
+Old builds are not removed: each is one small file.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import ctypes
 import hashlib
 import os
 import platform
+import shlex
 import shutil
 import subprocess
 import tempfile
@@ -35,7 +37,9 @@ from .kernels import HEADER, kernel_dir
 SOURCE = "cpu.cpp"
 #: Tried in order; -march=native is dropped when the compiler refuses it (some ARM compilers).
 FLAGS = (["-O3", "-march=native"], ["-O3"])
-COMMON_FLAGS = ["-std=c++17", "-shared", "-fPIC", "-fno-math-errno", "-Wall", "-Werror"]
+# -ffp-contract=off: no fused multiply-adds unless written, so -march=native and plain -O3 builds (and
+# machines with and without FMA) compute the same bits.
+COMMON_FLAGS = ["-std=c++17", "-shared", "-fPIC", "-fno-math-errno", "-ffp-contract=off", "-Wall"]
 
 
 class CpuKernels:
@@ -85,14 +89,15 @@ class CpuKernels:
         self.fn[("flush_subnormals", a.dtype)](a.ctypes.data, a.size)
 
 
-def compiler() -> str | None:
-    """The C++ compiler to build with: ``$CXX``, else the first of c++, g++, clang++ on the PATH."""
+def compiler() -> list[str] | None:
+    """The C++ compiler command: ``$CXX`` (split as a shell would: ``ccache g++`` works), else the first of
+    c++, g++, clang++ on the PATH."""
     if os.environ.get("CXX"):
-        return shutil.which(os.environ["CXX"]) or os.environ["CXX"]
+        return shlex.split(os.environ["CXX"])
     for name in ("c++", "g++", "clang++"):
         found = shutil.which(name)
         if found:
-            return found
+            return [found]
     return None
 
 
@@ -106,35 +111,47 @@ def _cpu_signature() -> str:
         return f"{platform.machine()} {platform.processor()}"
 
 
-def _version(cxx: str) -> str:
-    r = subprocess.run([cxx, "--version"], capture_output=True, text=True, timeout=30)
+def _version(cxx: list[str]) -> str:
+    r = subprocess.run([*cxx, "--version"], capture_output=True, text=True, timeout=30)
     return r.stdout.splitlines()[0] if r.returncode == 0 and r.stdout else "unknown"
 
 
-def build(cxx: str, out_dir: Path) -> tuple[Path, list[str]]:
-    """Compile ``cpu.cpp`` with ``cxx`` into ``out_dir`` (or reuse an earlier build): (library path, flags).
+def build(cxx: str | list[str], out_dir: Path) -> tuple[Path, list[str]]:
+    """Compile ``cpu.cpp`` with the compiler command ``cxx`` into ``out_dir``, or reuse an earlier build:
+    (library path, flags).
 
-    Raises RuntimeError with the compiler's message when every flag set fails.
+    Raises RuntimeError with the compiler's message when every flag set fails, or naming the folder when it
+    cannot be written. With ``MLP_XP_REQUIRE_CPU_KERNELS=1`` (CI) warnings are errors too.
     """
+    cxx = shlex.split(cxx) if isinstance(cxx, str) else list(cxx)
     src_dir = kernel_dir()
     text = (src_dir / HEADER).read_text() + (src_dir / SOURCE).read_text()
-    errors = []
     version = _version(cxx)
+    candidates = []
     for flags in FLAGS:
-        key = hashlib.sha256("\0".join([text, cxx, version, *flags, *COMMON_FLAGS, _cpu_signature()]).encode())
-        lib = out_dir / f"cpu-{key.hexdigest()[:16]}.so"
+        key = hashlib.sha256("\0".join([text, *cxx, version, *flags, *COMMON_FLAGS, _cpu_signature()]).encode())
+        candidates.append((out_dir / f"cpu-{key.hexdigest()[:16]}.so", flags))
+    for lib, flags in candidates:        # any earlier build: no compiler run at all (not even a failing one)
         if lib.is_file():
             return lib, flags
-        out_dir.mkdir(parents=True, exist_ok=True)
+    strict = ["-Werror"] if os.environ.get("MLP_XP_REQUIRE_CPU_KERNELS") == "1" else []
+    errors = []
+    for lib, flags in candidates:
         with tempfile.TemporaryDirectory() as tmp:
             built = Path(tmp) / "cpu.so"
-            cmd = [cxx, *flags, *COMMON_FLAGS, "-I", str(src_dir), str(src_dir / SOURCE), "-o", str(built)]
+            cmd = [*cxx, *flags, *COMMON_FLAGS, *strict, "-I", str(src_dir), str(src_dir / SOURCE), "-o", str(built)]
             r = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
-            if r.returncode == 0:
+            if r.returncode:
+                errors.append(f"{' '.join(cmd)}\n{r.stderr.strip()}")
+                continue
+            try:
+                out_dir.mkdir(parents=True, exist_ok=True)
                 with atomic_writer(lib) as f:
                     f.write(built.read_bytes())
-                return lib, flags
-            errors.append(f"{' '.join(cmd)}\n{r.stderr.strip()}")
+            except OSError as e:
+                raise RuntimeError(f"cannot write the built kernels to {out_dir} ({e.strerror}): set MLP_XP_CACHE "
+                                   "to a writable folder") from e
+            return lib, flags
     raise RuntimeError("building the CPU kernels failed:\n" + "\n".join(errors))
 
 
@@ -152,14 +169,14 @@ def find() -> CpuKernels | None:
         if cxx is None:
             raise RuntimeError("no C++ compiler found: install g++ or clang++, or set CXX")
         path, flags = build(cxx, cache_root() / "kernels")
-        kernels = CpuKernels(ctypes.CDLL(str(path)), path, cxx)
+        kernels = CpuKernels(ctypes.CDLL(str(path)), path, " ".join(cxx))
         _check(kernels)
     except (RuntimeError, OSError, subprocess.SubprocessError) as e:
         if os.environ.get("MLP_XP_REQUIRE_CPU_KERNELS") == "1":
             raise RuntimeError(f"MLP_XP_REQUIRE_CPU_KERNELS=1 but the CPU kernels are unavailable: {e}") from e
         _STATUS.append(f"unavailable, NumPy used instead: {str(e).splitlines()[0]}")
         return None
-    _STATUS.append(f"built by {Path(cxx).name} {' '.join(flags)}: {path}")
+    _STATUS.append(f"built by {' '.join([Path(cxx[0]).name, *cxx[1:], *flags])}: {path}")
     return kernels
 
 

@@ -13,6 +13,8 @@ Two faster paths are taken where they exist, each with the twins' contract:
 
 from __future__ import annotations
 
+import weakref
+
 import numpy as np
 
 from ..functions import activations, losses, optimizers, shuffle
@@ -22,6 +24,11 @@ from . import cpu_kernels as _cpu_kernels
 from .base import Ops
 
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def _raw_ok(a: np.ndarray) -> bool:
+    return a.flags.carray and a.flags.writeable
+
 #: How often the SGD velocity's subnormal numbers are set to zero, in updates.
 FLUSH_EVERY = 16
 
@@ -39,7 +46,7 @@ class NumpyOps(Ops):
         extras = [what for what, on in (("BLAS direct", self.blas), ("compiled kernels", self.kernels)) if on]
         self.name = f"cpu (NumPy {np.__version__}{''.join(', ' + e for e in extras)})"
         self.scratch = ScratchCache()
-        self._updates = 0
+        self._updates: dict[int, int] = {}     # SGD updates seen, per velocity buffer (id)
         self._ones = np.ones(0)
 
     # ---- memory ----
@@ -60,10 +67,11 @@ class NumpyOps(Ops):
         shuffle.gather_rows(X, Y, idx, xb, yb)
 
     def _kernels_for(self, *arrays) -> bool:
-        """Whether the compiled kernels can take these arrays (Nones skipped): C-contiguous, one float dtype."""
+        """Whether the compiled kernels can take these arrays (Nones skipped) as raw pointers: one float dtype,
+        C-contiguous, aligned and writeable (what NumPy would refuse to write must go to NumPy, which raises)."""
         if self.kernels is None or arrays[0].dtype not in _FLOATS:
             return False
-        return all(a.dtype == arrays[0].dtype and a.flags.c_contiguous for a in arrays if a is not None)
+        return all(a.dtype == arrays[0].dtype and _raw_ok(a) for a in arrays if a is not None)
 
     def _blas_for(self, *arrays):
         """The direct BLAS, if these arrays can go to it as raw pointers: one float dtype, C-contiguous."""
@@ -132,9 +140,9 @@ class NumpyOps(Ops):
 
     def loss_grad(self, z, y, acc, loss, write_grad=True, smoothing=0.0, class_weight=None) -> None:
         if loss == "cross_entropy":
-            if (self._kernels_for(z, class_weight) and z.ndim == 2 and y.shape == z.shape[:1]
-                    and y.dtype == np.int32 and y.flags.c_contiguous and acc.dtype == np.float64 and acc.size >= 2
-                    and (class_weight is None or class_weight.shape == z.shape[1:])):
+            if (self._kernels_for(z, class_weight) and z.ndim == 2 and z.shape[1] > 0 and y.shape == z.shape[:1]
+                    and y.dtype == np.int32 and y.flags.carray and acc.dtype == np.float64 and acc.size >= 2
+                    and _raw_ok(acc) and (class_weight is None or class_weight.shape == z.shape[1:])):
                 self.kernels.softmax_xent(z, y, acc, write_grad, smoothing, class_weight)
                 return
             losses.softmax_cross_entropy(z, y, acc, write_grad, smoothing, class_weight, self.scratch)
@@ -178,12 +186,18 @@ class NumpyOps(Ops):
         self._flush_now_and_then(velocity)
 
     def _flush_now_and_then(self, velocity) -> None:
-        # Every FLUSH_EVERY-th update, V's subnormal entries become 0 (kernels/cpu.cpp says why): each then
-        # lives a few steps instead of the ~150 it takes mu^k to underflow, at 1/16 of one pass over V.
+        # Every FLUSH_EVERY-th update of a velocity buffer, its subnormal entries become 0 (kernels/cpu.cpp says
+        # why): each then lives a few steps instead of the ~150 it takes mu^k to underflow, at 1/16 of one pass
+        # over V. Counted per buffer, so that when a run flushes depends on that run alone.
         if velocity is None or not self._kernels_for(velocity):
             return
-        self._updates += 1
-        if self._updates % FLUSH_EVERY == 0:
+        key = id(velocity)
+        n = self._updates.get(key)
+        if n is None:
+            weakref.finalize(velocity, self._updates.pop, key, None)
+            n = 0
+        self._updates[key] = n = n + 1
+        if n % FLUSH_EVERY == 0:
             self.kernels.flush_subnormals(velocity)
 
     def adam_update(self, params, grads, m, v, n_weights, lr, step, beta1, beta2, eps, l2=0.0,
