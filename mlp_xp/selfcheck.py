@@ -174,7 +174,7 @@ def check_backend(ops: Ops, seed: int = 0) -> list[CheckResult]:
 def check_cpu_kernels(seed: int = 0) -> list[CheckResult]:
     """The compiled CPU loops (kernels/cpu.cpp) against the NumPy twins; empty where they are not built."""
     from .backend import cpu_kernels
-    from .functions import activations, losses
+    from .functions import activations, losses, optimizers
 
     k = cpu_kernels.find()
     if k is None:
@@ -203,6 +203,13 @@ def check_cpu_kernels(seed: int = 0) -> list[CheckResult]:
             g, out = rng.standard_normal((rows, cols)), np.empty(cols, dt)
             k.bias_grad(g.astype(dt), out, 0.0)
             errors.setdefault(f"bias_grad_{suffix}", []).append(_err(out / np.sqrt(rows), g.sum(0) / np.sqrt(rows)))
+        n, n_w = 70001, 65000
+        p, g, m, v = (rng.standard_normal(n), rng.standard_normal(n), rng.standard_normal(n), rng.uniform(0, 1, n))
+        got = [a.astype(dt) for a in (p, g, m, v)]
+        c1, c2 = optimizers.adam_corrections(2, 0.9, 0.999)
+        k.adam_update(*got, n_w, 1e-3, 0.9, 0.999, 1e-8, c1, c2, 1e-2, 1e-3)
+        optimizers.adam_update(p, g, m, v, n_w, 1e-3, 2, 0.9, 0.999, 1e-8, 1e-2, 1e-3)
+        errors[f"adam_update_{suffix}"] = [_err(got[0], p), _err(got[2], m), _err(got[3], v)]
         tiny = np.finfo(dt).tiny
         a = np.array([tiny / 2, 1.0, -tiny / 3, np.nan, tiny, -np.inf], dt)
         k.flush_subnormals(a)

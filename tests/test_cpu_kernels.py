@@ -13,7 +13,7 @@ import pytest
 
 from mlp_xp.backend import cpu_kernels
 from mlp_xp.backend.numpy_ops import FLUSH_EVERY, NumpyOps
-from mlp_xp.functions import activations, losses
+from mlp_xp.functions import activations, losses, optimizers
 from mlp_xp.functions.activations import ACTIVATIONS
 
 
@@ -192,6 +192,42 @@ def test_the_flush_count_is_per_velocity_buffer(k):
     assert (va != 0).all() and (vb != 0).all()
     ops.sgd_update(p, None, va, 4, 0.0, 0.9, accumulated=True)
     assert (va == 0).all() and (vb != 0).all()
+
+
+# ---- Adam ----
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("l2, l1", [(0.0, 0.0), (1e-2, 1e-3)])
+@pytest.mark.parametrize("step", [1, 2, 1000])
+def test_adam_update_matches_twin(k, dtype, l2, l1, step):
+    rng = np.random.default_rng(step)
+    n, n_w = 1001, 900
+    p, g, m = rng.standard_normal(n), rng.standard_normal(n), rng.standard_normal(n) * 0.1
+    v = rng.uniform(0, 1, n)
+    p[::7] = 0.0                                                   # sign(0) = 0 in the L1 term
+    got = [a.astype(dtype) for a in (p, g, m, v)]
+    c1, c2 = optimizers.adam_corrections(step, 0.9, 0.999)
+    k.adam_update(got[0], got[1], got[2], got[3], n_w, 1e-3, 0.9, 0.999, 1e-8, c1, c2, l2, l1)
+    want = [a.copy() for a in (p, g, m, v)]
+    optimizers.adam_update(*want, n_w, 1e-3, step, 0.9, 0.999, 1e-8, l2, l1)
+    for i, name in ((0, "p"), (2, "m"), (3, "v")):        # (the twin also leaves G in grads: scratch)
+        np.testing.assert_allclose(got[i], want[i], err_msg=name, **TOL[dtype])
+
+
+def test_adam_by_hand(k):
+    # first step, G = 2: m = 0.2, v = 0.004, c1 = 10, c2 = 1000: W -= 0.1 * 2 / (2 + 1e-8)
+    p, g, m, v = np.array([1.0]), np.array([2.0]), np.zeros(1), np.zeros(1)
+    c1, c2 = optimizers.adam_corrections(1, 0.9, 0.999)
+    k.adam_update(p, g, m, v, 1, 0.1, 0.9, 0.999, 1e-8, c1, c2, 0.0, 0.0)
+    np.testing.assert_allclose([p[0], m[0], v[0]], [1 - 0.1 * 2 / (2 + 1e-8), 0.2, 0.004], rtol=1e-14)
+
+
+def test_adam_first_moment_subnormals_become_zero(k):
+    tiny = np.finfo(np.float32).tiny
+    p, g = np.ones(3, np.float32), np.zeros(3, np.float32)
+    m, v = np.array([tiny * 1.05, 1e-3, -tiny], np.float32), np.full(3, 0.5, np.float32)
+    k.adam_update(p, g, m, v, 3, 1e-3, 0.9, 0.999, 1e-8, 1.0, 1.0, 0.0, 0.0)
+    np.testing.assert_array_equal(m, [0.0, np.float32(0.9) * np.float32(1e-3), 0.0])
 
 
 # ---- the backend takes the compiled path, and keeps NumPy where it must ----

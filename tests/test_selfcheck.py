@@ -55,7 +55,7 @@ def test_doctor_checks_the_compiled_cpu_loops(monkeypatch):
         pytest.skip(f"no compiled CPU kernels: {cpu_kernels.status()}")
     results = {r.kernel: r for r in check_cpu_kernels()}
     assert set(results) == {f"{name}_{s}" for name in ("softmax_xent", "bias_act", "act_bwd", "bias_grad",
-                                                       "flush_subnormals") for s in ("f32", "f64")}
+                                                       "adam_update", "flush_subnormals") for s in ("f32", "f64")}
     assert all(r.ok for r in results.values())
     # negative control: a bias gradient that is off by one part in a thousand is caught
     real = k.bias_grad

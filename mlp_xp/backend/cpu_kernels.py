@@ -56,6 +56,7 @@ class CpuKernels:
                 "bias_grad": [vp, vp, i64, i64, real],
                 "softmax_xent": [vp, vp, vp, vp, i64, i64, i32, real],
                 "flush_subnormals": [vp, i64],
+                "adam_update": [vp, vp, vp, vp, i64, i64, *[real] * 8],
             }
             for name, argtypes in sig.items():
                 f = getattr(lib, f"{name}_{suffix}")
@@ -83,6 +84,13 @@ class CpuKernels:
         self.fn[("softmax_xent", z.dtype)](z.ctypes.data, None if y is None else y.ctypes.data,
                                            None if class_weight is None else class_weight.ctypes.data,
                                            acc.ctypes.data, rows, C, int(write_grad), smoothing)
+
+    def adam_update(self, params, grads, m, v, n_weights: int, lr: float, beta1: float, beta2: float, eps: float,
+                    c1: float, c2: float, l2: float, l1: float) -> None:
+        """The one-pass Adam step of ``optimizer.cu`` (bias corrections c1, c2 from the host), m's subnormals
+        zeroed as it is stored."""
+        self.fn[("adam_update", params.dtype)](params.ctypes.data, grads.ctypes.data, m.ctypes.data, v.ctypes.data,
+                                               params.size, n_weights, lr, beta1, beta2, eps, c1, c2, l2, l1)
 
     def flush_subnormals(self, a: np.ndarray) -> None:
         """a <- 0 where |a| is subnormal (see cpu.cpp for why), in place."""

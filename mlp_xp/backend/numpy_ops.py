@@ -5,10 +5,10 @@ Two faster paths are taken where they exist, each with the twins' contract:
 * NumPy's own BLAS called directly (:mod:`mlp_xp.backend.blas`) for the matrix products and the SGD
   update: multi-threaded, and able to accumulate in place, which lets momentum ride along in the gradient GEMMs;
 * compiled loops (:mod:`mlp_xp.backend.cpu_kernels`, ``kernels/cpu.cpp``) for the elementwise ops, the
-  softmax cross-entropy and the bias gradient: one call per op instead of several NumPy calls each.
+  softmax cross-entropy, the bias gradient and Adam's update: one call per op instead of several NumPy calls.
 
 ``NumpyOps(fast=False)`` is the plain reference; the twins also serve every case the fast paths leave
-(other dtypes, non-contiguous arrays, the losses other than softmax cross-entropy, Adam).
+(other dtypes, non-contiguous or read-only arrays, the losses other than softmax cross-entropy).
 """
 
 from __future__ import annotations
@@ -202,6 +202,10 @@ class NumpyOps(Ops):
 
     def adam_update(self, params, grads, m, v, n_weights, lr, step, beta1, beta2, eps, l2=0.0,
                     l1=0.0) -> None:
+        if self._kernels_for(params, grads, m, v) and params.shape == grads.shape == m.shape == v.shape:
+            c1, c2 = optimizers.adam_corrections(step, beta1, beta2)
+            self.kernels.adam_update(params, grads, m, v, n_weights, lr, beta1, beta2, eps, c1, c2, l2, l1)
+            return
         optimizers.adam_update(params, grads, m, v, n_weights, lr, step, beta1, beta2, eps, l2, l1,
                                self.scratch)
 
