@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 import mlp_xp
+from mlp_xp.backend.numpy_ops import NumpyOps
 from mlp_xp.optim import Optimizer
 from mlp_xp.trainer import TrainStep
 
@@ -67,8 +68,9 @@ def test_an_epoch_syncs_with_the_host_once(ops):
 @pytest.mark.parametrize("optimizer", ["sgd", "momentum", "nesterov", "adam"])
 @pytest.mark.parametrize("activation", ["relu", "leaky_relu", "tanh", "sigmoid"])
 @pytest.mark.parametrize("loss", ["cross_entropy", "binary_cross_entropy"])
-def test_a_steady_numpy_step_allocates_no_array_memory(optimizer, activation, loss):
-    ops = mlp_xp.get_backend("cpu")
+@pytest.mark.parametrize("fast", [True, False], ids=["cpu", "cpu-numpy"])
+def test_a_steady_numpy_step_allocates_no_array_memory(optimizer, activation, loss, fast):
+    ops = NumpyOps(fast=fast)
     step, X, Y, acc, slices = _setup(ops, [784, 64, 32, 10], optimizer, loss=loss, activation=activation)
     for idx in slices[:2]:                  # first steps: scratch buffers are made once
         step(X, Y, idx, acc, 0.01)

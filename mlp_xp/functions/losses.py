@@ -89,6 +89,15 @@ def softmax_cross_entropy(z: np.ndarray, y: np.ndarray, acc: np.ndarray, write_g
         wy = scratch("wy", (B,), dt)
         np.take(class_weight, y, out=wy, mode="clip")
         loss *= wy
+    # A label outside [0, C) was clipped into range above; as in the kernels its loss is NaN (a bad label must
+    # not pass silently) and its gradient row zero. (Its row never counts as a hit: argmax is in [0, C).)
+    bad = scratch("bad", (B,), np.bool_)
+    np.less(y, 0, out=bad)
+    np.greater_equal(y, C, out=hit)
+    bad |= hit
+    any_bad = bad.any()
+    if any_bad:
+        loss[bad] = np.nan
     acc[0] += loss.sum(dtype=np.float64)
 
     z /= s                                               # p = softmax(z)
@@ -105,6 +114,8 @@ def softmax_cross_entropy(z: np.ndarray, y: np.ndarray, acc: np.ndarray, write_g
     else:
         wy *= 1.0 / B
         z *= wy.reshape(B, 1)
+    if any_bad:
+        z[bad] = 0
 
 
 _ONES: dict[tuple[int, str], np.ndarray] = {}
