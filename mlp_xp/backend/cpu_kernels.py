@@ -37,8 +37,8 @@ from .kernels import HEADER, kernel_dir
 SOURCE = "cpu.cpp"
 #: Tried in order; -march=native is dropped when the compiler refuses it (some ARM compilers).
 FLAGS = (["-O3", "-march=native"], ["-O3"])
-# -ffp-contract=off: no fused multiply-adds unless written, so -march=native and plain -O3 builds (and
-# machines with and without FMA) compute the same bits.
+# -ffp-contract=off: no fused multiply-adds the source did not write, so that whether the CPU has FMA, and
+# which flag set was accepted, does not change the rounding.
 COMMON_FLAGS = ["-std=c++17", "-shared", "-fPIC", "-fno-math-errno", "-ffp-contract=off", "-Wall"]
 
 

@@ -24,13 +24,13 @@ from . import cpu_kernels as _cpu_kernels
 from .base import Ops
 
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
+#: How often the SGD velocity's subnormal numbers are set to zero, in updates.
+FLUSH_EVERY = 16
 
 
 def _raw_ok(a: np.ndarray) -> bool:
+    # what may go to compiled code as a raw pointer: C-contiguous, aligned, writeable
     return a.flags.carray and a.flags.writeable
-
-#: How often the SGD velocity's subnormal numbers are set to zero, in updates.
-FLUSH_EVERY = 16
 
 
 class NumpyOps(Ops):
