@@ -332,6 +332,9 @@ def test_arrays_numpy_would_not_write_never_reach_the_raw_pointers(k):
     frozen = np.frombuffer(np.zeros((2, 3), np.float32).tobytes(), np.float32).reshape(2, 3)   # read-only
     with pytest.raises(ValueError):
         ops.bias_act(frozen, np.zeros(3, np.float32), "relu", 0.0)
+    with pytest.raises(ValueError):                   # the direct BLAS path keeps to the same rule
+        ops.matmul(np.ones((2, 4), np.float32), np.ones((4, 3), np.float32), frozen)
+    assert (frozen == 0).all()
     # a strided accumulator: the sums must land in acc itself, not in the array it is a view of
     big, z = np.zeros(6), np.array([[0.0, 1.0]])
     acc = big[::2]

@@ -33,6 +33,14 @@ def _raw_ok(a: np.ndarray) -> bool:
     return a.flags.carray and a.flags.writeable
 
 
+def _raw_pointers_ok(arrays) -> bool:
+    """Whether arrays (Nones skipped) may go to compiled code (BLAS or kernels/cpu.cpp) as raw pointers: one
+    float dtype, each C-contiguous, aligned and writeable. Anything else takes the NumPy path, which raises
+    where NumPy would (a read-only output, say) instead of writing through the pointer."""
+    dt = arrays[0].dtype
+    return dt in _FLOATS and all(a.dtype == dt and _raw_ok(a) for a in arrays if a is not None)
+
+
 class NumpyOps(Ops):
     """Ops on NumPy arrays in host memory. Temporaries come from a cache, so a steady step allocates nothing."""
 
@@ -67,20 +75,12 @@ class NumpyOps(Ops):
         shuffle.gather_rows(X, Y, idx, xb, yb)
 
     def _kernels_for(self, *arrays) -> bool:
-        """Whether the compiled kernels can take these arrays (Nones skipped) as raw pointers: one float dtype,
-        C-contiguous, aligned and writeable (what NumPy would refuse to write must go to NumPy, which raises)."""
-        if self.kernels is None or arrays[0].dtype not in _FLOATS:
-            return False
-        return all(a.dtype == arrays[0].dtype and _raw_ok(a) for a in arrays if a is not None)
+        """Whether the compiled kernels can take these arrays (Nones skipped) as raw pointers."""
+        return self.kernels is not None and _raw_pointers_ok(arrays)
 
     def _blas_for(self, *arrays):
-        """The direct BLAS, if these arrays can go to it as raw pointers: one float dtype, C-contiguous."""
-        dt = arrays[0].dtype
-        if self.blas is None or dt not in self.blas.gemm:
-            return None
-        if any(a.dtype != dt or not a.flags.c_contiguous for a in arrays):
-            return None
-        return self.blas
+        """The direct BLAS, if it can take these arrays as raw pointers (else None)."""
+        return self.blas if self.blas is not None and _raw_pointers_ok(arrays) else None
 
     def matmul(self, a, b, out, trans_a=False, trans_b=False, beta=0.0) -> None:
         if self._blas_for(out, a, b) is not None:
