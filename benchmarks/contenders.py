@@ -52,8 +52,9 @@ class MlpXp(Contender):
 
     def train(self, epochs: int, after) -> None:
         # One fit call, so that the optimizer's state carries over from epoch to epoch.
-        mlp_xp.fit(self.model, self.X, self.y, epochs=epochs, callbacks=[lambda r, m: after(r["seconds"])],
-                   **self.settings)
+        mlp_xp.fit(
+            self.model, self.X, self.y, epochs=epochs, callbacks=[lambda r, m: after(r["seconds"])], **self.settings
+        )
 
     def accuracy(self, X, y) -> float:
         return float((self.model.predict(X) == y).mean())
@@ -84,7 +85,7 @@ class TorchEager(Contender):
         perm = torch.randperm(len(self.X))
         total, correct = torch.zeros(()), torch.zeros((), dtype=torch.int64)
         for s in range(0, len(self.X), self.batch):
-            idx = perm[s:s + self.batch]
+            idx = perm[s : s + self.batch]
             xb, yb = self.X[idx], self.y[idx]
             self.opt.zero_grad(set_to_none=True)
             out = self.net(xb)
@@ -110,10 +111,22 @@ class Sklearn(Contender):
         from sklearn.neural_network import MLPClassifier
 
         self.X, self.y = X, y
-        self.clf = MLPClassifier(hidden_layer_sizes=tuple(hidden), activation="relu", solver="sgd", alpha=0.0,
-                                 batch_size=batch, learning_rate_init=lr, momentum=momentum,
-                                 nesterovs_momentum=False, max_iter=1, shuffle=True, random_state=seed, tol=0.0,
-                                 n_iter_no_change=10**9, warm_start=True)
+        self.clf = MLPClassifier(
+            hidden_layer_sizes=tuple(hidden),
+            activation="relu",
+            solver="sgd",
+            alpha=0.0,
+            batch_size=batch,
+            learning_rate_init=lr,
+            momentum=momentum,
+            nesterovs_momentum=False,
+            max_iter=1,
+            shuffle=True,
+            random_state=seed,
+            tol=0.0,
+            n_iter_no_change=10**9,
+            warm_start=True,
+        )
 
     def epoch(self) -> float:
         from sklearn.exceptions import ConvergenceWarning
@@ -121,7 +134,7 @@ class Sklearn(Contender):
         t = time.perf_counter()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
-            self.clf.fit(self.X, self.y)            # warm_start + max_iter=1: one more epoch
+            self.clf.fit(self.X, self.y)  # warm_start + max_iter=1: one more epoch
         return time.perf_counter() - t
 
     def accuracy(self, X, y) -> float:
@@ -134,12 +147,23 @@ CONTENDERS = {c.name: c for c in (MlpXp, TorchEager, Sklearn)}
 class GemmOnly(NumpyOps):
     """The CPU backend with every step op but the matrix multiplies turned into no-ops."""
 
-    def gather_rows(self, *a, **k): pass
-    def bias_act(self, *a, **k): pass
-    def act_backward(self, *a, **k): pass
-    def bias_grad(self, *a, **k): pass
-    def loss_grad(self, *a, **k): pass
-    def sgd_update(self, *a, **k): pass
+    def gather_rows(self, *a, **k):
+        pass
+
+    def bias_act(self, *a, **k):
+        pass
+
+    def act_backward(self, *a, **k):
+        pass
+
+    def bias_grad(self, *a, **k):
+        pass
+
+    def loss_grad(self, *a, **k):
+        pass
+
+    def sgd_update(self, *a, **k):
+        pass
 
 
 def gemm_floor_epoch(X, hidden, n_classes, batch, momentum, seed) -> float:
@@ -147,10 +171,11 @@ def gemm_floor_epoch(X, hidden, n_classes, batch, momentum, seed) -> float:
     calls, shapes, flags and buffers, on a backend where every other op does nothing."""
     ops = GemmOnly()
     m = mlp_xp.MLP([X.shape[1], *hidden, n_classes], "relu", device=ops, seed=seed)
-    step = TrainStep(m, batch, Optimizer("momentum", ops, m.layout.n_params, m.layout.n_weights, m.dtype,
-                                         momentum=momentum))
+    step = TrainStep(
+        m, batch, Optimizer("momentum", ops, m.layout.n_params, m.layout.n_weights, m.dtype, momentum=momentum)
+    )
     for buf in (step.ws.xb, *step.ws.hs, *step.ws.dhs):
-        buf[...] = X[: buf.shape[0], : buf.shape[1]]          # realistic values: no NaN or denormal slow paths
+        buf[...] = X[: buf.shape[0], : buf.shape[1]]  # realistic values: no NaN or denormal slow paths
     acc, n = ops.zeros((2,), np.float64), len(X)
     tail = step.ws.rows(n - (n - 1) // batch * batch)
     t = time.perf_counter()

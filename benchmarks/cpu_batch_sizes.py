@@ -41,14 +41,18 @@ def main(argv=None) -> int:
         for n in CONTENDERS:
             rate[n][b] = len(X) / statistics.median(times[n])
         print(f"batch {b:>5d}: " + "  ".join(f"{n} {rate[n][b]:,.0f}/s" for n in CONTENDERS), file=sys.stderr)
-    print(f"Training samples per second, 784-512-256-10 ReLU, momentum SGD, float32, {len(X)} rows per epoch, "
-          f"median of {args.rounds} rounds.\n")
+    print(
+        f"Training samples per second, 784-512-256-10 ReLU, momentum SGD, float32, {len(X)} rows per epoch, "
+        f"median of {args.rounds} rounds.\n"
+    )
     print("| batch | " + " | ".join(CONTENDERS) + " | mlp_xp / pytorch | mlp_xp / sklearn |")
     print("|---:|" + "---:|" * (len(CONTENDERS) + 2))
     for b in sizes:
         row = " | ".join(f"{rate[n][b]:,.0f}" for n in CONTENDERS)
-        print(f"| {b} | {row} | {rate['mlp_xp'][b] / rate['pytorch_eager'][b]:.2f}x | "
-              f"{rate['mlp_xp'][b] / rate['sklearn'][b]:.2f}x |")
+        print(
+            f"| {b} | {row} | {rate['mlp_xp'][b] / rate['pytorch_eager'][b]:.2f}x | "
+            f"{rate['mlp_xp'][b] / rate['sklearn'][b]:.2f}x |"
+        )
     if args.json:
         with open(args.json, "w") as f:
             json.dump(rate, f, indent=1)
@@ -59,8 +63,12 @@ def main(argv=None) -> int:
         fig, ax = plt.subplots(figsize=(6.5, 4))
         for n in CONTENDERS:
             ax.plot(sizes, [rate[n][b] for b in sizes], marker="o", label=n)
-        ax.set(xscale="log", xlabel="batch size", ylabel="training samples / second",
-               title="784-512-256-10 MLP, one epoch, 2-core CPU")
+        ax.set(
+            xscale="log",
+            xlabel="batch size",
+            ylabel="training samples / second",
+            title="784-512-256-10 MLP, one epoch, 2-core CPU",
+        )
         ax.set_xticks(sizes, [str(b) for b in sizes])
         ax.grid(alpha=0.3, which="both")
         ax.legend()

@@ -35,8 +35,10 @@ def main(argv=None) -> int:
     X, y = ds.X_train[:60000], ds.y_train[:60000].astype(np.int64)
     names = [n for n in [*CONTENDERS, "gemm_floor"] if n not in args.skip.split(",")]
     times = {n: [] for n in names}
-    print(f"{ds.describe()}; {os.cpu_count()} cores; OPENBLAS_CORETYPE="
-          f"{os.environ.get('OPENBLAS_CORETYPE', '(unset)')}", file=sys.stderr)
+    print(
+        f"{ds.describe()}; {os.cpu_count()} cores; OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', '(unset)')}",
+        file=sys.stderr,
+    )
     for r in range(args.rounds):
         for n in names:
             if n == "gemm_floor":
@@ -46,18 +48,24 @@ def main(argv=None) -> int:
             times[n].append(t)
             print(f"round {r + 1}: {n:<14s} {t:.3f} s", file=sys.stderr)
     med = {n: statistics.median(v) for n, v in times.items()}
-    print(f"Epoch of 784-512-256-10 ReLU, momentum SGD, batch {BATCH}, float32, {len(X)} rows of {ds.name}; "
-          f"median of {args.rounds} alternating rounds.\n")
+    print(
+        f"Epoch of 784-512-256-10 ReLU, momentum SGD, batch {BATCH}, float32, {len(X)} rows of {ds.name}; "
+        f"median of {args.rounds} alternating rounds.\n"
+    )
     # Per-round ratios too: the machine's speed drifts between rounds, a pair within one round less so.
     paired = {n: statistics.median(a / b for a, b in zip(times[n], times["mlp_xp"])) for n in names}
-    print("| contender | epoch (s) | mlp_xp is faster by (ratio of medians) | (median of per-round ratios) |\n"
-          "|---|---:|---:|---:|")
+    print(
+        "| contender | epoch (s) | mlp_xp is faster by (ratio of medians) | (median of per-round ratios) |\n"
+        "|---|---:|---:|---:|"
+    )
     for n in names:
         print(f"| {n} | {med[n]:.3f} | {med[n] / med['mlp_xp']:.2f}x | {paired[n]:.2f}x |")
     if "gemm_floor" in med:
-        print(f"\nmlp_xp's epoch is at {100 * med['gemm_floor'] / med['mlp_xp']:.1f}% of the GEMM-only floor "
-              f"(the time its own matrix multiplies take alone / its epoch time, medians; "
-              f"{100 * paired['gemm_floor']:.1f}% as the median of per-round ratios).")
+        print(
+            f"\nmlp_xp's epoch is at {100 * med['gemm_floor'] / med['mlp_xp']:.1f}% of the GEMM-only floor "
+            f"(the time its own matrix multiplies take alone / its epoch time, medians; "
+            f"{100 * paired['gemm_floor']:.1f}% as the median of per-round ratios)."
+        )
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"times": times, "medians": med, "data": ds.describe()}, f, indent=1)

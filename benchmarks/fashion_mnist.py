@@ -30,16 +30,30 @@ def main(argv=None) -> int:
     ds = load_dataset(args.data, download=False)
     print(ds.describe(), file=sys.stderr)
     model = mlp_xp.MLP([784, 512, 256, 10], "relu", device=args.device, seed=args.seed)
-    h = mlp_xp.fit(model, ds.X_train, ds.y_train, epochs=args.epochs, batch_size=128, optimizer="momentum",
-                   lr=0.05, momentum=0.9, schedule="cosine", seed=args.seed, X_test=ds.X_test, y_test=ds.y_test)
+    h = mlp_xp.fit(
+        model,
+        ds.X_train,
+        ds.y_train,
+        epochs=args.epochs,
+        batch_size=128,
+        optimizer="momentum",
+        lr=0.05,
+        momentum=0.9,
+        schedule="cosine",
+        seed=args.seed,
+        X_test=ds.X_test,
+        y_test=ds.y_test,
+    )
     print("| epoch | train loss | test accuracy | epoch seconds |\n|---:|---:|---:|---:|")
     for r in h.records:
         print(f"| {r['epoch']} | {r['train_loss']:.4f} | {100 * r['test_accuracy']:.2f}% | {r['seconds']:.2f} |")
     best = max(h["test_accuracy"])
     final = h.last["test_accuracy"]
-    print(f"\n{model.ops.name}: final test accuracy {100 * final:.2f}% (best epoch {100 * best:.2f}%) after "
-          f"{len(h)} epochs, {sum(h['seconds']):.1f} s of training; target {100 * TARGET:.1f}%: "
-          f"{'met' if final >= TARGET else 'NOT met'}")
+    print(
+        f"\n{model.ops.name}: final test accuracy {100 * final:.2f}% (best epoch {100 * best:.2f}%) after "
+        f"{len(h)} epochs, {sum(h['seconds']):.1f} s of training; target {100 * TARGET:.1f}%: "
+        f"{'met' if final >= TARGET else 'NOT met'}"
+    )
     if args.json:
         h.to_json(args.json)
     if args.plot:

@@ -48,12 +48,16 @@ def main(argv=None) -> int:
         c.train(args.max_epochs, after)
         rows[name] = log
         print(f"{name}: {log}", file=sys.stderr)
-    print(f"Training time to {100 * args.target:.1f}% test accuracy on {ds.describe()}; 784-512-256-10 ReLU, "
-          f"momentum 0.9, lr {args.lr}, batch 128, float32.\n")
+    print(
+        f"Training time to {100 * args.target:.1f}% test accuracy on {ds.describe()}; 784-512-256-10 ReLU, "
+        f"momentum 0.9, lr {args.lr}, batch 128, float32.\n"
+    )
     print("| contender | reached | epochs | training seconds | last test accuracy |\n|---|---|---:|---:|---:|")
     for name, r in rows.items():
-        print(f"| {name} | {'yes' if r['reached'] else 'no'} | {r['epochs']} | {r['seconds']:.1f} | "
-              f"{100 * r['accuracy']:.2f}% |")
+        print(
+            f"| {name} | {'yes' if r['reached'] else 'no'} | {r['epochs']} | {r['seconds']:.1f} | "
+            f"{100 * r['accuracy']:.2f}% |"
+        )
     if args.json:
         with open(args.json, "w") as f:
             json.dump(rows, f, indent=1)

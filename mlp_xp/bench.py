@@ -32,8 +32,16 @@ class BenchRow:
     speedup_vs_cpu: float | None = None
 
 
-def time_step(device, hidden: list[int], batch_size: int, steps: int, dtype: str = "float32",
-              warmup: int = 3, seed: int = 0, graph: bool = False) -> float:
+def time_step(
+    device,
+    hidden: list[int],
+    batch_size: int,
+    steps: int,
+    dtype: str = "float32",
+    warmup: int = 3,
+    seed: int = 0,
+    graph: bool = False,
+) -> float:
     """Seconds per training step of a 784-hidden-10 ReLU MLP at ``batch_size`` (mean over ``steps``);
     with ``graph``, the step replays a captured CUDA graph (:class:`mlp_xp.trainer.GraphStep`)."""
     model = MLP([N_FEATURES, *hidden, N_CLASSES], "relu", device=device, dtype=dtype, seed=seed)
@@ -46,9 +54,9 @@ def time_step(device, hidden: list[int], batch_size: int, steps: int, dtype: str
     opt = Optimizer("momentum", ops, model.layout.n_params, model.layout.n_weights, model.dtype)
     step = TrainStep(model, batch_size, opt)
     acc = ops.zeros((2,), np.float64)
-    slices = [perm[s:s + batch_size] for s in range(0, n - batch_size + 1, batch_size)]
+    slices = [perm[s : s + batch_size] for s in range(0, n - batch_size + 1, batch_size)]
     if graph:
-        for k in range(warmup):                    # compile every kernel before the capture
+        for k in range(warmup):  # compile every kernel before the capture
             step(X, Y, slices[k % len(slices)], acc, 0.01)
         graph_step = GraphStep(step, X, Y, acc)
         run = lambda k: graph_step(slices[k % len(slices)], 0.01)  # noqa: E731
@@ -64,8 +72,7 @@ def time_step(device, hidden: list[int], batch_size: int, steps: int, dtype: str
     return (time.perf_counter() - t) / steps
 
 
-def bench(batch_sizes: list[int], hidden: list[int], steps: int, dtype: str = "float32",
-          log=print) -> list[BenchRow]:
+def bench(batch_sizes: list[int], hidden: list[int], steps: int, dtype: str = "float32", log=print) -> list[BenchRow]:
     """Time every usable backend; the CPU first, so that each GPU row carries its speedup over it."""
     devices = ["cpu"]
     ok, why = cuda_status(0)
@@ -89,12 +96,16 @@ def bench(batch_sizes: list[int], hidden: list[int], steps: int, dtype: str = "f
 
 
 def format_table(rows: list[BenchRow], hidden: list[int], dtype: str) -> str:
-    head = (f"784-{'-'.join(map(str, hidden))}-10 ReLU, softmax cross-entropy, momentum SGD, {dtype}\n"
-            f"| backend | batch | ms / step | samples / s | speedup vs CPU |\n|---|---:|---:|---:|---:|")
+    head = (
+        f"784-{'-'.join(map(str, hidden))}-10 ReLU, softmax cross-entropy, momentum SGD, {dtype}\n"
+        f"| backend | batch | ms / step | samples / s | speedup vs CPU |\n|---|---:|---:|---:|---:|"
+    )
     lines = [head]
     for r in rows:
-        lines.append(f"| {r.backend} | {r.batch_size} | {r.ms_per_step:.3f} | {r.samples_per_second:,.0f} | "
-                     f"{r.speedup_vs_cpu:.2f}x |")
+        lines.append(
+            f"| {r.backend} | {r.batch_size} | {r.ms_per_step:.3f} | {r.samples_per_second:,.0f} | "
+            f"{r.speedup_vs_cpu:.2f}x |"
+        )
     return "\n".join(lines)
 
 

@@ -23,7 +23,8 @@ def _hidden(text: str) -> list[int]:
         sizes = [int(t) for t in text.split(",")]
     except ValueError:
         raise argparse.ArgumentTypeError(
-            f"--hidden takes widths separated by commas, e.g. 512,256; got {text!r}") from None
+            f"--hidden takes widths separated by commas, e.g. 512,256; got {text!r}"
+        ) from None
     if any(s < 1 for s in sizes):
         raise argparse.ArgumentTypeError(f"--hidden widths must be positive, got {text!r}")
     return sizes
@@ -42,22 +43,34 @@ def _seed(text: str) -> int:
 def _data_flags() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(add_help=False)
     g = p.add_argument_group("data")
-    g.add_argument("--data", default="digits",
-                   help="dataset name (digits, synthetic, synthetic:NxD[xC], mnist, fashion-mnist), a folder of "
-                        "MNIST-layout IDX files, or an .npz file with X_train, y_train[, X_test, y_test] "
-                        "(default: digits)")
-    g.add_argument("--data-seed", type=_seed, default=0,
-                   help="seed of the dataset itself where it has one (the digits split, the synthetic set); "
-                        "evaluate with the same value a model was trained with (default 0)")
+    g.add_argument(
+        "--data",
+        default="digits",
+        help="dataset name (digits, synthetic, synthetic:NxD[xC], mnist, fashion-mnist), a folder of "
+        "MNIST-layout IDX files, or an .npz file with X_train, y_train[, X_test, y_test] "
+        "(default: digits)",
+    )
+    g.add_argument(
+        "--data-seed",
+        type=_seed,
+        default=0,
+        help="seed of the dataset itself where it has one (the digits split, the synthetic set); "
+        "evaluate with the same value a model was trained with (default 0)",
+    )
     return p
 
 
 def _model_and_training_flags() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(add_help=False, parents=[_data_flags()])
     g = p.add_argument_group("validation")
-    g.add_argument("--validation", type=float, default=None, metavar="FRACTION",
-                   help="hold out this fraction of the training data for validation (train: default 0, or 0.1 "
-                        "with --early-stopping; search: default 0.2)")
+    g.add_argument(
+        "--validation",
+        type=float,
+        default=None,
+        metavar="FRACTION",
+        help="hold out this fraction of the training data for validation (train: default 0, or 0.1 "
+        "with --early-stopping; search: default 0.2)",
+    )
     g = p.add_argument_group("model")
     g.add_argument("--hidden", type=_hidden, default=[256, 128], help="hidden widths, e.g. 512,256 (default 256,128)")
     g.add_argument("--activation", default="relu", help="relu, leaky_relu, sigmoid, tanh or identity")
@@ -65,8 +78,9 @@ def _model_and_training_flags() -> argparse.ArgumentParser:
     g.add_argument("--init", default="glorot", help="glorot or he")
     g.add_argument("--dtype", default="float32", help="float32 or float64")
     g.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    g.add_argument("--seed", type=_seed, default=0,
-                   help="seed of the weights, the validation split and the shuffles (default 0)")
+    g.add_argument(
+        "--seed", type=_seed, default=0, help="seed of the weights, the validation split and the shuffles (default 0)"
+    )
     g = p.add_argument_group("optimization")
     g.add_argument("--optimizer", default="momentum", help="sgd, momentum, nesterov or adam")
     g.add_argument("--lr", type=float, default=0.05, help="learning rate (default 0.05)")
@@ -95,8 +109,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mlp-xp", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
-    t = sub.add_parser("train", parents=[common], help="train a model",
-                       description="Train an MLP; prints a progress bar per epoch and a summary line after each.")
+    t = sub.add_parser(
+        "train",
+        parents=[common],
+        help="train a model",
+        description="Train an MLP; prints a progress bar per epoch and a summary line after each.",
+    )
     t.add_argument("--save", metavar="PATH", help="save the trained model (.npz: arrays + JSON metadata)")
     t.add_argument("--metrics-json", metavar="PATH", help="write the per-epoch metrics as a JSON list")
     t.add_argument("--plot", metavar="PATH", help="write a PNG of the learning curves")
@@ -107,12 +125,20 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--split", choices=("test", "train"), default="test")
     e.add_argument("--device", default="auto")
 
-    s = sub.add_parser("search", parents=[common], help="grid or random search scored on a validation split",
-                       description="Grid or random search over --param specs, each candidate trained on the "
-                                   "training split and scored on the validation split; prints a ranked table.")
-    s.add_argument("--param", action="append", default=[], metavar="SPEC",
-                   help="a searched setting, e.g. lr=0.01,0.1  hidden=64;128,64  lr=loguniform:1e-4:1e-1 "
-                        "(repeat for several)")
+    s = sub.add_parser(
+        "search",
+        parents=[common],
+        help="grid or random search scored on a validation split",
+        description="Grid or random search over --param specs, each candidate trained on the "
+        "training split and scored on the validation split; prints a ranked table.",
+    )
+    s.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="SPEC",
+        help="a searched setting, e.g. lr=0.01,0.1  hidden=64;128,64  lr=loguniform:1e-4:1e-1 (repeat for several)",
+    )
     s.add_argument("--mode", choices=("grid", "random"), default="grid")
     s.add_argument("--n-iter", type=int, default=10, help="candidates drawn by random search")
 
@@ -132,8 +158,14 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return {"train": cmd_train, "evaluate": cmd_evaluate, "search": cmd_search, "bench": cmd_bench,
-                "doctor": cmd_doctor, "info": cmd_info}[args.command](args)
+        return {
+            "train": cmd_train,
+            "evaluate": cmd_evaluate,
+            "search": cmd_search,
+            "bench": cmd_bench,
+            "doctor": cmd_doctor,
+            "info": cmd_info,
+        }[args.command](args)
     except MLPXPError as e:
         print(f"mlp-xp: error: {e}", file=sys.stderr)
         return 2
@@ -146,19 +178,37 @@ def _output_width(dataset, loss: str) -> int:
     y = dataset.y_train
     if loss == "cross_entropy":
         if dataset.n_classes < 2:
-            raise ConfigError(f"{dataset.name} has no class labels for cross_entropy: use --loss mse or "
-                              "binary_cross_entropy")
+            raise ConfigError(
+                f"{dataset.name} has no class labels for cross_entropy: use --loss mse or binary_cross_entropy"
+            )
         return dataset.n_classes
     return 1 if np.ndim(y) == 1 else y.shape[1]
 
 
 def _train_settings(args, validation: float) -> dict:
-    return dict(epochs=args.epochs, batch_size=args.batch_size, optimizer=args.optimizer, lr=args.lr,
-                momentum=args.momentum, beta1=args.beta1, beta2=args.beta2, weight_decay=args.weight_decay,
-                l1=args.l1, schedule=args.schedule, decay=args.decay, step_size=args.step_size, gamma=args.gamma,
-                min_lr=args.min_lr, warmup=args.warmup, drop_last=args.drop_last, validation_fraction=validation,
-                early_stopping=args.early_stopping, patience=args.patience, label_smoothing=args.label_smoothing,
-                seed=args.seed)
+    return dict(
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        optimizer=args.optimizer,
+        lr=args.lr,
+        momentum=args.momentum,
+        beta1=args.beta1,
+        beta2=args.beta2,
+        weight_decay=args.weight_decay,
+        l1=args.l1,
+        schedule=args.schedule,
+        decay=args.decay,
+        step_size=args.step_size,
+        gamma=args.gamma,
+        min_lr=args.min_lr,
+        warmup=args.warmup,
+        drop_last=args.drop_last,
+        validation_fraction=validation,
+        early_stopping=args.early_stopping,
+        patience=args.patience,
+        label_smoothing=args.label_smoothing,
+        seed=args.seed,
+    )
 
 
 def cmd_train(args) -> int:
@@ -176,8 +226,7 @@ def cmd_train(args) -> int:
     ds = load_dataset(args.data, seed=args.data_seed)
     print(ds.describe(), file=sys.stderr)
     sizes = [ds.X_train.shape[1], *args.hidden, _output_width(ds, args.loss)]
-    model = MLP(sizes, args.activation, args.loss, init=args.init, dtype=args.dtype, device=args.device,
-                seed=args.seed)
+    model = MLP(sizes, args.activation, args.loss, init=args.init, dtype=args.dtype, device=args.device, seed=args.seed)
     print(f"{model}", file=sys.stderr)
     status = 0
     try:
@@ -239,24 +288,36 @@ def cmd_search(args) -> int:
     if not args.param:
         raise ConfigError("search needs at least one --param, e.g. --param lr=0.01,0.1")
     space = parse_space(args.param)
-    validation = check_fraction(args.validation if args.validation is not None else 0.2, "--validation",
-                                low_open=True)
+    validation = check_fraction(args.validation if args.validation is not None else 0.2, "--validation", low_open=True)
     if args.loss not in ("cross_entropy", "mse"):
-        raise ConfigError(f"search trains cross_entropy classifiers or mse regressors, not {args.loss}: use the "
-                          "Python API (mlp_xp.estimator with GridSearchCV) for other losses")
+        raise ConfigError(
+            f"search trains cross_entropy classifiers or mse regressors, not {args.loss}: use the "
+            "Python API (mlp_xp.estimator with GridSearchCV) for other losses"
+        )
     ds = load_dataset(args.data, seed=args.data_seed)
     print(ds.describe(), file=sys.stderr)
     if args.loss == "cross_entropy":
-        _output_width(ds, args.loss)                         # class labels, or one clear line
+        _output_width(ds, args.loss)  # class labels, or one clear line
     Xtr, ytr, Xval, yval = split_validation(ds.X_train, ds.y_train, validation, args.seed)
     task = "regression" if args.loss == "mse" else "classification"
     # Every training flag the estimator takes is passed on; the ones it lacks (loss, data) are not settings.
     flags = {**vars(args), "hidden": tuple(args.hidden)}
     base = {k: v for k, v in flags.items() if k in estimator_param_names(task)}
     if args.early_stopping:
-        base["validation_fraction"] = 0.1       # carved from the training split; the search split stays apart
-    rows = run_search(Xtr, ytr, Xval, yval, space, mode=args.mode, n_iter=args.n_iter, seed=args.seed,
-                      base_params=base, task=task, verbose=True)
+        base["validation_fraction"] = 0.1  # carved from the training split; the search split stays apart
+    rows = run_search(
+        Xtr,
+        ytr,
+        Xval,
+        yval,
+        space,
+        mode=args.mode,
+        n_iter=args.n_iter,
+        seed=args.seed,
+        base_params=base,
+        task=task,
+        verbose=True,
+    )
     print(format_table(rows))
     return 0
 
@@ -291,10 +352,12 @@ def cmd_info(args) -> int:
     print("backends:")
     try:
         loops = cpu_kernels.status()
-    except RuntimeError as e:           # MLP_XP_REQUIRE_CPU_KERNELS=1 and the build failed
+    except RuntimeError as e:  # MLP_XP_REQUIRE_CPU_KERNELS=1 and the build failed
         loops = f"FAILED: {e}"
-    print(f"  cpu: usable; BLAS {'direct: ' + blas.find().path if blas.find() else 'through NumPy'}; "
-          f"compiled loops {loops}")
+    print(
+        f"  cpu: usable; BLAS {'direct: ' + blas.find().path if blas.find() else 'through NumPy'}; "
+        f"compiled loops {loops}"
+    )
     ok, what = cuda_status(0)
     print(f"  cuda: {'usable: ' + what if ok else 'not usable: ' + what}")
     return 0

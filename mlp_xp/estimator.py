@@ -64,15 +64,29 @@ class _BaseMLP(BaseEstimator):
 
     def _train_settings(self) -> dict:
         return {
-            "epochs": self.epochs, "batch_size": self.batch_size, "optimizer": self.optimizer, "lr": self.lr,
-            "momentum": self.momentum, "beta1": self.beta1, "beta2": self.beta2,
-            "weight_decay": self.weight_decay, "l1": self.l1, "schedule": self.schedule, "decay": self.decay,
-            "step_size": self.step_size, "gamma": self.gamma, "min_lr": self.min_lr, "warmup": self.warmup,
-            "drop_last": self.drop_last, "early_stopping": self.early_stopping,
+            "epochs": self.epochs,
+            "batch_size": self.batch_size,
+            "optimizer": self.optimizer,
+            "lr": self.lr,
+            "momentum": self.momentum,
+            "beta1": self.beta1,
+            "beta2": self.beta2,
+            "weight_decay": self.weight_decay,
+            "l1": self.l1,
+            "schedule": self.schedule,
+            "decay": self.decay,
+            "step_size": self.step_size,
+            "gamma": self.gamma,
+            "min_lr": self.min_lr,
+            "warmup": self.warmup,
+            "drop_last": self.drop_last,
+            "early_stopping": self.early_stopping,
             # The trainer holds out validation_fraction whenever it is non-zero; here it means the
             # early-stopping split only, as in scikit-learn.
             "validation_fraction": self.validation_fraction if self.early_stopping else 0.0,
-            "patience": self.patience, "seed": self.seed, "verbose": self.verbose,
+            "patience": self.patience,
+            "seed": self.seed,
+            "verbose": self.verbose,
         }
 
     def _check_settings(self) -> None:
@@ -104,8 +118,15 @@ class _BaseMLP(BaseEstimator):
 
     def _train(self, X: np.ndarray, Y: np.ndarray, loss: str, n_outputs: int) -> tuple[MLP, History]:
         """Build and train a fresh model; sets nothing on the estimator (the caller does, on success)."""
-        model = MLP([X.shape[1], *_hidden_sizes(self.hidden), n_outputs], self.activation, loss,
-                    init=self.init, dtype=self.dtype, device=self.device, seed=self.seed)
+        model = MLP(
+            [X.shape[1], *_hidden_sizes(self.hidden), n_outputs],
+            self.activation,
+            loss,
+            init=self.init,
+            dtype=self.dtype,
+            device=self.device,
+            seed=self.seed,
+        )
         # DivergenceError propagates: GridSearchCV records error_score for the candidate, and a
         # silently half-trained estimator would be worse than an error.
         return model, fit(model, X, Y, **self._train_settings())
@@ -205,11 +226,36 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         Epochs run.
     """
 
-    def __init__(self, hidden=(100,), activation="relu", optimizer="momentum", lr=0.05, momentum=0.9,
-                 batch_size=128, epochs=30, weight_decay=0.0, l1=0.0, schedule="constant", decay=0.0,
-                 step_size=10.0, gamma=0.1, min_lr=0.0, warmup=0.0, drop_last=False, early_stopping=False,
-                 validation_fraction=0.1, patience=5, init="glorot", dtype="float32", device="cpu", seed=0,
-                 label_smoothing=0.0, verbose=False, beta1=0.9, beta2=0.999):
+    def __init__(
+        self,
+        hidden=(100,),
+        activation="relu",
+        optimizer="momentum",
+        lr=0.05,
+        momentum=0.9,
+        batch_size=128,
+        epochs=30,
+        weight_decay=0.0,
+        l1=0.0,
+        schedule="constant",
+        decay=0.0,
+        step_size=10.0,
+        gamma=0.1,
+        min_lr=0.0,
+        warmup=0.0,
+        drop_last=False,
+        early_stopping=False,
+        validation_fraction=0.1,
+        patience=5,
+        init="glorot",
+        dtype="float32",
+        device="cpu",
+        seed=0,
+        label_smoothing=0.0,
+        verbose=False,
+        beta1=0.9,
+        beta2=0.999,
+    ):
         self.hidden = hidden
         self.activation = activation
         self.optimizer = optimizer
@@ -274,14 +320,18 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
                 classes = np.arange(y.shape[1])
                 model, history = self._train(X, y, "binary_cross_entropy", y.shape[1])
             elif y.ndim == 2:
-                raise DataError("y is a 2-D array of class labels (multiclass-multioutput), which MLPClassifier "
-                                "does not support: pass 1-D labels, or a 0/1 indicator matrix for multi-label")
+                raise DataError(
+                    "y is a 2-D array of class labels (multiclass-multioutput), which MLPClassifier "
+                    "does not support: pass 1-D labels, or a 0/1 indicator matrix for multi-label"
+                )
             else:
                 classes, encoded = np.unique(y, return_inverse=True)
                 if len(classes) < 2:
                     only = classes[0].item() if isinstance(classes[0], np.generic) else classes[0]
-                    raise DataError(f"MLPClassifier needs samples of at least 2 classes, but y contains only one "
-                                    f"class ({only!r}): add samples of another class to the training data")
+                    raise DataError(
+                        f"MLPClassifier needs samples of at least 2 classes, but y contains only one "
+                        f"class ({only!r}): add samples of another class to the training data"
+                    )
                 model, history = self._train(X, encoded, "cross_entropy", len(classes))
         self._set_fitted(model, history, classes_=classes, _multilabel=multilabel)
         return self
@@ -331,11 +381,35 @@ device, seed, verbose, beta1, beta2
         As in :class:`MLPClassifier`.
     """
 
-    def __init__(self, hidden=(100,), activation="relu", optimizer="momentum", lr=0.05, momentum=0.9,
-                 batch_size=128, epochs=30, weight_decay=0.0, l1=0.0, schedule="constant", decay=0.0,
-                 step_size=10.0, gamma=0.1, min_lr=0.0, warmup=0.0, drop_last=False, early_stopping=False,
-                 validation_fraction=0.1, patience=5, init="glorot", dtype="float32", device="cpu", seed=0,
-                 verbose=False, beta1=0.9, beta2=0.999):
+    def __init__(
+        self,
+        hidden=(100,),
+        activation="relu",
+        optimizer="momentum",
+        lr=0.05,
+        momentum=0.9,
+        batch_size=128,
+        epochs=30,
+        weight_decay=0.0,
+        l1=0.0,
+        schedule="constant",
+        decay=0.0,
+        step_size=10.0,
+        gamma=0.1,
+        min_lr=0.0,
+        warmup=0.0,
+        drop_last=False,
+        early_stopping=False,
+        validation_fraction=0.1,
+        patience=5,
+        init="glorot",
+        dtype="float32",
+        device="cpu",
+        seed=0,
+        verbose=False,
+        beta1=0.9,
+        beta2=0.999,
+    ):
         self.hidden = hidden
         self.activation = activation
         self.optimizer = optimizer

@@ -34,12 +34,15 @@ class GradcheckResult:
         return bool(np.all(np.abs(self.analytic - self.numeric) <= self.atol + self.rtol * np.abs(self.numeric)))
 
     def __str__(self) -> str:
-        return (f"gradcheck {'passed' if self.ok else 'FAILED'}: {self.n_checked} parameters, max abs error "
-                f"{self.max_abs_error:.3g}, max rel error {self.max_rel_error:.3g}")
+        return (
+            f"gradcheck {'passed' if self.ok else 'FAILED'}: {self.n_checked} parameters, max abs error "
+            f"{self.max_abs_error:.3g}, max rel error {self.max_rel_error:.3g}"
+        )
 
 
-def loss_and_gradient(model: MLP, X, y, l2: float = 0.0, l1: float = 0.0, smoothing: float = 0.0,
-                      class_weight=None) -> tuple[float, np.ndarray]:
+def loss_and_gradient(
+    model: MLP, X, y, l2: float = 0.0, l1: float = 0.0, smoothing: float = 0.0, class_weight=None
+) -> tuple[float, np.ndarray]:
     """Mean loss (plus penalties) over all of (X, y) and its gradient, as a host float and flat array.
 
     The gradient comes from the model's own forward, fused loss and backward ops on its own backend.
@@ -60,16 +63,29 @@ def loss_and_gradient(model: MLP, X, y, l2: float = 0.0, l1: float = 0.0, smooth
     loss = float(ops.to_host(ws.acc)[0]) / n
     params, g = model.get_flat(), ops.to_host(grads)
     add_weight_penalty(params, g, model.layout.n_weights, l2, l1)
-    return loss + _penalty(params[:model.layout.n_weights], l2, l1), g
+    return loss + _penalty(params[: model.layout.n_weights], l2, l1), g
 
 
 def _penalty(w: np.ndarray, l2: float, l1: float) -> float:
     return 0.5 * l2 * float(np.dot(w, w)) + l1 * float(np.abs(w).sum())
 
 
-def gradcheck(model: MLP, X, y, *, l2: float = 0.0, l1: float = 0.0, smoothing: float = 0.0,
-              class_weight=None, eps: float = 1e-6, atol: float = 1e-8, rtol: float = 1e-6,
-              max_params: int | None = None, seed: int = 0, device=None) -> GradcheckResult:
+def gradcheck(
+    model: MLP,
+    X,
+    y,
+    *,
+    l2: float = 0.0,
+    l1: float = 0.0,
+    smoothing: float = 0.0,
+    class_weight=None,
+    eps: float = 1e-6,
+    atol: float = 1e-8,
+    rtol: float = 1e-6,
+    max_params: int | None = None,
+    seed: int = 0,
+    device=None,
+) -> GradcheckResult:
     """Compare ``model``'s backpropagated gradient with central differences, on a float64 copy of it.
 
     Parameters
@@ -89,8 +105,16 @@ def gradcheck(model: MLP, X, y, *, l2: float = 0.0, l1: float = 0.0, smoothing: 
     device : str or None
         Backend of the float64 copy (default: the model's own, so a GPU model is checked on the GPU).
     """
-    m64 = MLP(model.sizes, model.activations, model.loss, init=model.init, dtype="float64",
-              device=model.ops if device is None else device, seed=model.seed, leaky_slope=model.leaky_slope)
+    m64 = MLP(
+        model.sizes,
+        model.activations,
+        model.loss,
+        init=model.init,
+        dtype="float64",
+        device=model.ops if device is None else device,
+        seed=model.seed,
+        leaky_slope=model.leaky_slope,
+    )
     theta = model.get_flat().astype(np.float64)
     m64.set_flat(theta)
     _, analytic = loss_and_gradient(m64, X, y, l2, l1, smoothing, class_weight)

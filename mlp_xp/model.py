@@ -55,8 +55,8 @@ class Layout:
 
     def views(self, flat) -> tuple[list, list]:
         """Per-layer views (M_l = W_l^T of shape (in, out), b_l of shape (out,)) into a flat buffer."""
-        Ws = [flat[s:s + o * i].reshape(i, o) for s, (o, i) in zip(self.w_offsets, self.w_shapes)]
-        bs = [flat[s:s + o] for s, (o, _) in zip(self.b_offsets, self.w_shapes)]
+        Ws = [flat[s : s + o * i].reshape(i, o) for s, (o, i) in zip(self.w_offsets, self.w_shapes)]
+        bs = [flat[s : s + o] for s, (o, _) in zip(self.b_offsets, self.w_shapes)]
         return Ws, bs
 
 
@@ -79,8 +79,7 @@ class Workspace:
         """The same buffers cut to the first n rows (for a last batch smaller than the rest)."""
         if n == self.batch_size:
             return self
-        return Workspace(n, self.xb[:n], self.yb[:n], [h[:n] for h in self.hs], [d[:n] for d in self.dhs],
-                         self.acc)
+        return Workspace(n, self.xb[:n], self.yb[:n], [h[:n] for h in self.hs], [d[:n] for d in self.dhs], self.acc)
 
 
 class MLP:
@@ -108,22 +107,36 @@ class MLP:
         Slope of leaky ReLU for negative inputs.
     """
 
-    def __init__(self, sizes, activation="relu", loss: str = "cross_entropy", *, init: str = "glorot",
-                 dtype="float32", device="auto", seed: int = 0, leaky_slope: float = LEAKY_SLOPE) -> None:
+    def __init__(
+        self,
+        sizes,
+        activation="relu",
+        loss: str = "cross_entropy",
+        *,
+        init: str = "glorot",
+        dtype="float32",
+        device="auto",
+        seed: int = 0,
+        leaky_slope: float = LEAKY_SLOPE,
+    ) -> None:
         self.sizes = _check_sizes(sizes)
         n_hidden = len(self.sizes) - 2
         acts = [activation] * n_hidden if isinstance(activation, str) else list(activation)
         if len(acts) != n_hidden:
-            raise ConfigError(f"{len(acts)} activations given for {n_hidden} hidden layers: give one per "
-                              "hidden layer, or a single name for all")
+            raise ConfigError(
+                f"{len(acts)} activations given for {n_hidden} hidden layers: give one per "
+                "hidden layer, or a single name for all"
+            )
         for a in acts:
             check_choice(a, "activation", ACTIVATIONS)
         self.activations = acts
         self.loss = check_choice(loss, "loss", LOSSES)
         self.output = OUTPUTS[self.loss]
         if self.loss == "cross_entropy" and self.sizes[-1] < 2:
-            raise ConfigError("cross_entropy needs at least 2 output classes: use binary_cross_entropy with "
-                              "one output for a binary problem")
+            raise ConfigError(
+                "cross_entropy needs at least 2 output classes: use binary_cross_entropy with "
+                "one output for a binary problem"
+            )
         self.init = check_choice(init, "init", INITS)
         self.dtype = check_dtype(dtype)
         if not 0 < leaky_slope < 1:
@@ -155,13 +168,22 @@ class MLP:
 
     def config(self) -> dict:
         """The architecture as plain JSON-able values (what a saved model records)."""
-        return {"sizes": self.sizes, "activation": self.activations, "loss": self.loss, "init": self.init,
-                "dtype": self.dtype.name, "seed": self.seed, "leaky_slope": self.leaky_slope}
+        return {
+            "sizes": self.sizes,
+            "activation": self.activations,
+            "loss": self.loss,
+            "init": self.init,
+            "dtype": self.dtype.name,
+            "seed": self.seed,
+            "leaky_slope": self.leaky_slope,
+        }
 
     def __repr__(self) -> str:
         acts = ",".join(sorted(set(self.activations))) or "none"
-        return (f"MLP({'-'.join(map(str, self.sizes))}, activation={acts}, loss={self.loss}, "
-                f"dtype={self.dtype.name}, device={self.ops.name})")
+        return (
+            f"MLP({'-'.join(map(str, self.sizes))}, activation={acts}, loss={self.loss}, "
+            f"dtype={self.dtype.name}, device={self.ops.name})"
+        )
 
     # ---- buffers ----
     def workspace(self, batch_size: int, with_grads: bool = True) -> Workspace:
@@ -173,8 +195,9 @@ class MLP:
             yb = ops.empty((batch_size, self.n_outputs), dt)
         hs = [ops.empty((batch_size, n), dt) for n in self.sizes[1:]]
         dhs = [ops.empty((batch_size, n), dt) for n in self.sizes[1:-1]] if with_grads else []
-        return Workspace(batch_size, ops.empty((batch_size, self.n_inputs), dt), yb, hs, dhs,
-                         ops.zeros((2,), np.float64))
+        return Workspace(
+            batch_size, ops.empty((batch_size, self.n_inputs), dt), yb, hs, dhs, ops.zeros((2,), np.float64)
+        )
 
     # ---- the math ----
     def forward(self, x, ws: Workspace):
@@ -195,13 +218,13 @@ class MLP:
         g = ws.hs[-1]
         for l in range(self.n_layers - 1, -1, -1):
             h_prev = ws.hs[l - 1] if l else x
-            ops.matmul(h_prev, g, dW[l], trans_a=True, beta=beta)   # dM_l = h_{l-1}^T g_l
-            ops.bias_grad(g, db[l], beta)                           # db_l = sum of g_l over the batch
+            ops.matmul(h_prev, g, dW[l], trans_a=True, beta=beta)  # dM_l = h_{l-1}^T g_l
+            ops.bias_grad(g, db[l], beta)  # db_l = sum of g_l over the batch
             if l:
                 dh = ws.dhs[l - 1]
-                ops.matmul(g, self.W[l], dh, trans_b=True)      # dh_{l-1} = g_l M_l^T
+                ops.matmul(g, self.W[l], dh, trans_b=True)  # dh_{l-1} = g_l M_l^T
                 ops.act_backward(dh, h_prev, self.activations[l - 1], self.leaky_slope)
-                g = dh                                          # g_{l-1} = dh_{l-1} * g'(z_{l-1})
+                g = dh  # g_{l-1} = dh_{l-1} * g'(z_{l-1})
 
     # ---- host-facing helpers (allocate; not part of a training step) ----
     def predict_proba(self, X, batch_size: int = 4096) -> np.ndarray:
@@ -214,10 +237,10 @@ class MLP:
         out = np.empty((n, self.n_outputs), self.dtype)
         for s in range(0, n, bs):
             part = ws.rows(min(bs, n - s))
-            xb = self.ops.asarray(X[s:s + part.batch_size])
+            xb = self.ops.asarray(X[s : s + part.batch_size])
             z = self.forward(xb, part)
             self.ops.output_act(z, self.output)
-            out[s:s + part.batch_size] = self.ops.to_host(z)
+            out[s : s + part.batch_size] = self.ops.to_host(z)
         return out
 
     def predict(self, X, batch_size: int = 4096) -> np.ndarray:
@@ -248,8 +271,16 @@ class MLP:
 
     def to(self, device) -> MLP:
         """A copy of this model on another backend (parameters copied bit for bit)."""
-        other = MLP(self.sizes, self.activations, self.loss, init=self.init, dtype=self.dtype,
-                    device=device, seed=self.seed, leaky_slope=self.leaky_slope)
+        other = MLP(
+            self.sizes,
+            self.activations,
+            self.loss,
+            init=self.init,
+            dtype=self.dtype,
+            device=device,
+            seed=self.seed,
+            leaky_slope=self.leaky_slope,
+        )
         other.set_flat(self.get_flat())
         return other
 
@@ -271,9 +302,16 @@ class MLP:
         """Load a model saved by :meth:`save` (on any backend) onto ``device``; pickle is never used."""
         meta, arrays = load_arrays(path)
         try:
-            model = cls(meta["sizes"], meta["activation"], meta["loss"], init=meta.get("init", "glorot"),
-                        dtype=meta["dtype"], device=device, seed=meta.get("seed", 0),
-                        leaky_slope=meta.get("leaky_slope", LEAKY_SLOPE))
+            model = cls(
+                meta["sizes"],
+                meta["activation"],
+                meta["loss"],
+                init=meta.get("init", "glorot"),
+                dtype=meta["dtype"],
+                device=device,
+                seed=meta.get("seed", 0),
+                leaky_slope=meta.get("leaky_slope", LEAKY_SLOPE),
+            )
         except (KeyError, TypeError, ConfigError) as e:
             raise ModelFileError(f"{os.fspath(path)!r} has invalid metadata ({e}): save the model again") from None
         flat = np.empty(model.layout.n_params, model.dtype)
@@ -283,19 +321,30 @@ class MLP:
                 src = arrays.get(name)
                 if src is None or src.shape != dst.shape:
                     got = "missing" if src is None else f"shape {src.shape}"
-                    raise ModelFileError(f"{os.fspath(path)!r}: {name} is {got}, expected shape {dst.shape}; the "
-                                         "file is corrupt, save the model again")
+                    raise ModelFileError(
+                        f"{os.fspath(path)!r}: {name} is {got}, expected shape {dst.shape}; the "
+                        "file is corrupt, save the model again"
+                    )
                 dst[...] = src
         if not np.isfinite(flat).all():
-            raise ModelFileError(f"{os.fspath(path)!r} holds NaN or Inf weights: retrain (with a lower learning "
-                                 "rate) and save")
+            raise ModelFileError(
+                f"{os.fspath(path)!r} holds NaN or Inf weights: retrain (with a lower learning rate) and save"
+            )
         model.set_flat(flat)
         return model
 
 
 def _rebuild(config: dict, flat: np.ndarray, device: str) -> MLP:
-    model = MLP(config["sizes"], config["activation"], config["loss"], init=config["init"], dtype=config["dtype"],
-                device=device, seed=config["seed"], leaky_slope=config["leaky_slope"])
+    model = MLP(
+        config["sizes"],
+        config["activation"],
+        config["loss"],
+        init=config["init"],
+        dtype=config["dtype"],
+        device=device,
+        seed=config["seed"],
+        leaky_slope=config["leaky_slope"],
+    )
     model.set_flat(flat)
     return model
 

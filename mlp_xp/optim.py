@@ -31,9 +31,21 @@ class Optimizer:
         Weight decay (L2, adds l2 W to the gradient) and L1 (adds l1 sign(W)), weights only.
     """
 
-    def __init__(self, name: str, ops: Ops, n_params: int, n_weights: int, dtype, *, momentum: float = 0.9,
-                 beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8, l2: float = 0.0,
-                 l1: float = 0.0) -> None:
+    def __init__(
+        self,
+        name: str,
+        ops: Ops,
+        n_params: int,
+        n_weights: int,
+        dtype,
+        *,
+        momentum: float = 0.9,
+        beta1: float = 0.9,
+        beta2: float = 0.999,
+        eps: float = 1e-8,
+        l2: float = 0.0,
+        l1: float = 0.0,
+    ) -> None:
         self.name = check_choice(name, "optimizer", OPTIMIZERS)
         self.momentum = check_positive(momentum, "momentum", allow_zero=True)
         if self.name in ("momentum", "nesterov") and not 0 <= self.momentum < 1:
@@ -69,12 +81,35 @@ class Optimizer:
         When :attr:`accumulates`, ``grads`` is ignored: the gradient is already in ``velocity``."""
         self.t += 1
         if self.accumulates:
-            self.ops.sgd_update(params, None, self.velocity, self.n_weights, lr, self.momentum, False, self.l2,
-                                self.l1, accumulated=True)
+            self.ops.sgd_update(
+                params,
+                None,
+                self.velocity,
+                self.n_weights,
+                lr,
+                self.momentum,
+                False,
+                self.l2,
+                self.l1,
+                accumulated=True,
+            )
         elif self.name == "adam":
-            self.ops.adam_update(params, grads, self.m, self.v, self.n_weights, lr, self.t, self.beta1,
-                                 self.beta2, self.eps, self.l2, self.l1)
+            self.ops.adam_update(
+                params,
+                grads,
+                self.m,
+                self.v,
+                self.n_weights,
+                lr,
+                self.t,
+                self.beta1,
+                self.beta2,
+                self.eps,
+                self.l2,
+                self.l1,
+            )
         else:
             mu = self.momentum if self.name != "sgd" else 0.0
-            self.ops.sgd_update(params, grads, self.velocity, self.n_weights, lr, mu,
-                                self.name == "nesterov", self.l2, self.l1)
+            self.ops.sgd_update(
+                params, grads, self.velocity, self.n_weights, lr, mu, self.name == "nesterov", self.l2, self.l1
+            )

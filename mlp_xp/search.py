@@ -109,8 +109,7 @@ def parse_space(specs: list[str]) -> dict:
         if name not in PARAMS:
             raise ConfigError(f"unknown parameter {name!r} in search spec {spec!r}: use one of {', '.join(PARAMS)}")
         if name in space:
-            raise ConfigError(f"parameter {name!r} is given twice: put all its values in one spec, "
-                              f"e.g. {name}=A,B")
+            raise ConfigError(f"parameter {name!r} is given twice: put all its values in one spec, e.g. {name}=A,B")
         if not text:
             raise ConfigError(f"no values for {name!r} in {spec!r}: write {name}=A,B, {_EXAMPLE}")
         space[name] = _parse_values(name, text, spec)
@@ -126,21 +125,23 @@ def _parse_values(name: str, text: str, spec: str):
     if kind == "choice":
         return _parse_list(name, rest, spec)
     if name == "hidden":
-        raise ConfigError(f"hidden takes a list of layer sizes, not a distribution ({spec!r}): "
-                          "write e.g. hidden=64,128x64")
+        raise ConfigError(
+            f"hidden takes a list of layer sizes, not a distribution ({spec!r}): write e.g. hidden=64,128x64"
+        )
     if name not in NUMERIC_PARAMS:
-        raise ConfigError(f"{name} takes a list of values, not a distribution ({spec!r}): "
-                          f"write e.g. {name}=A,B")
+        raise ConfigError(f"{name} takes a list of values, not a distribution ({spec!r}): write e.g. {name}=A,B")
     bounds = rest.split(":")
     try:
         lo, hi = (float(b) for b in bounds)
     except ValueError:
-        raise ConfigError(f"bad bounds in {spec!r}: write {name}={kind}:LO:HI with two numbers, "
-                          f"e.g. {name}={kind}:1e-4:1e-1") from None
+        raise ConfigError(
+            f"bad bounds in {spec!r}: write {name}={kind}:LO:HI with two numbers, e.g. {name}={kind}:1e-4:1e-1"
+        ) from None
     if not (math.isfinite(lo) and math.isfinite(hi)) or not lo < hi or (kind == "loguniform" and lo <= 0):
         need = "0 < LO < HI" if kind == "loguniform" else "LO < HI"
-        raise ConfigError(f"bad bounds in {spec!r}: {kind} needs finite bounds with {need}, "
-                          f"e.g. {name}={kind}:1e-4:1e-1")
+        raise ConfigError(
+            f"bad bounds in {spec!r}: {kind} needs finite bounds with {need}, e.g. {name}={kind}:1e-4:1e-1"
+        )
     if kind == "randint":
         if lo != int(lo) or hi != int(hi):
             raise ConfigError(f"randint bounds must be integers in {spec!r}: write e.g. {name}=randint:10:50")
@@ -148,8 +149,10 @@ def _parse_values(name: str, text: str, spec: str):
     if name in INT_PARAMS:
         ilo, ihi = math.ceil(lo), math.floor(hi)
         example = f"{name}=randint:{ilo}:{ihi}" if ilo <= ihi else f"{name}=randint:10:50"
-        raise ConfigError(f"{name} takes integers, which {kind} (continuous) does not draw, in {spec!r}: "
-                          f"write {example} (both ends included) or a list such as {name}=A,B")
+        raise ConfigError(
+            f"{name} takes integers, which {kind} (continuous) does not draw, in {spec!r}: "
+            f"write {example} (both ends included) or a list such as {name}=A,B"
+        )
     return stats.loguniform(lo, hi) if kind == "loguniform" else stats.uniform(lo, hi - lo)
 
 
@@ -176,8 +179,10 @@ def _parse_hidden(choice: str, joiner: str, spec: str) -> tuple:
     except ValueError:
         sizes = ()
     if not sizes or any(w < 1 for w in sizes):
-        raise ConfigError(f"bad hidden layers {choice!r} in {spec!r}: write widths joined by 'x' and choices "
-                          "separated by ',', e.g. hidden=64,128x64 (or hidden=none)")
+        raise ConfigError(
+            f"bad hidden layers {choice!r} in {spec!r}: write widths joined by 'x' and choices "
+            "separated by ',', e.g. hidden=64,128x64 (or hidden=none)"
+        )
     return sizes
 
 
@@ -199,15 +204,19 @@ def _parse_scalar(name: str, token: str, spec: str):
         kind, colon, _ = token.partition(":")
         if colon:
             raise ConfigError(f"unknown distribution {kind!r} in {spec!r}: {_DIST_HELP}") from None
-        raise ConfigError(f"{name} takes numbers, got {token!r} in {spec!r}: write e.g. {name}=A,B "
-                          f"with numbers A and B, or a distribution ({_DIST_HELP})") from None
+        raise ConfigError(
+            f"{name} takes numbers, got {token!r} in {spec!r}: write e.g. {name}=A,B "
+            f"with numbers A and B, or a distribution ({_DIST_HELP})"
+        ) from None
     if name in INT_PARAMS:
         if not math.isfinite(value):
-            raise ConfigError(f"{name} takes finite integers, got {token!r} in {spec!r}: "
-                              f"write whole numbers, e.g. {name}=10,20")
+            raise ConfigError(
+                f"{name} takes finite integers, got {token!r} in {spec!r}: write whole numbers, e.g. {name}=10,20"
+            )
         if value != int(value):
-            raise ConfigError(f"{name} takes integers, got {token!r} in {spec!r}: "
-                              f"write whole numbers, e.g. {name}=10,20")
+            raise ConfigError(
+                f"{name} takes integers, got {token!r} in {spec!r}: write whole numbers, e.g. {name}=10,20"
+            )
         return int(value)
     return value
 
@@ -218,12 +227,13 @@ def _candidates(space: dict, mode: str, n_iter: int, seed: int) -> list[dict]:
     dists = [k for k, v in space.items() if hasattr(v, "rvs")]
     for k, v in space.items():
         if k not in dists and (isinstance(v, str) or not hasattr(v, "__len__") or len(v) == 0):
-            raise ConfigError(f"the space of {k!r} must be a non-empty list of values or a distribution, "
-                              f"got {v!r}")
+            raise ConfigError(f"the space of {k!r} must be a non-empty list of values or a distribution, got {v!r}")
     if mode == "grid":
         if dists:
-            raise ConfigError(f"grid search needs lists of values, but {', '.join(map(repr, dists))} "
-                              "has a distribution: give a list (e.g. lr=0.01,0.1) or use random search")
+            raise ConfigError(
+                f"grid search needs lists of values, but {', '.join(map(repr, dists))} "
+                "has a distribution: give a list (e.g. lr=0.01,0.1) or use random search"
+            )
         return list(ParameterGrid(space))
     if not dists:
         # Lists only: ParameterSampler draws without replacement and warns (pointing at GridSearchCV)
@@ -236,9 +246,20 @@ def _candidates(space: dict, mode: str, n_iter: int, seed: int) -> list[dict]:
     return [{k: v.item() if isinstance(v, np.generic) else v for k, v in c.items()} for c in drawn]
 
 
-def run_search(X_train, y_train, X_val, y_val, space: dict, *, mode: str = "grid", n_iter: int = 10,
-               seed: int = 0, base_params: dict | None = None, task: str = "classification",
-               verbose: bool = False) -> list[dict]:
+def run_search(
+    X_train,
+    y_train,
+    X_val,
+    y_val,
+    space: dict,
+    *,
+    mode: str = "grid",
+    n_iter: int = 10,
+    seed: int = 0,
+    base_params: dict | None = None,
+    task: str = "classification",
+    verbose: bool = False,
+) -> list[dict]:
     """Train one model per candidate on the training split and rank them by their validation score.
 
     Parameters
@@ -288,14 +309,16 @@ def run_search(X_train, y_train, X_val, y_val, space: dict, *, mode: str = "grid
         raise ConfigError(f"unknown search mode {mode!r}: use one of grid, random")
     valid = estimator_param_names(task)  # checks task
     if isinstance(n_iter, bool) or not isinstance(n_iter, (int, np.integer)) or n_iter < 1:
-        raise ConfigError(f"n_iter must be a positive integer, got {n_iter!r}: pass e.g. n_iter=10 "
-                          "(--n-iter 10 on the command line)")
+        raise ConfigError(
+            f"n_iter must be a positive integer, got {n_iter!r}: pass e.g. n_iter=10 (--n-iter 10 on the command line)"
+        )
     cls = TASKS[task]
     base = dict(base_params or {})
     unknown = sorted((set(base) | set(space)) - valid)
     if unknown:
-        raise ConfigError(f"unknown {cls.__name__} parameter(s) {unknown}: drop them, or use names from "
-                          f"{', '.join(sorted(valid))}")
+        raise ConfigError(
+            f"unknown {cls.__name__} parameter(s) {unknown}: drop them, or use names from {', '.join(sorted(valid))}"
+        )
 
     candidates = _candidates(space, mode, int(n_iter), seed)
     estimators = [cls(**{**base, **c}) for c in candidates]
@@ -314,12 +337,13 @@ def run_search(X_train, y_train, X_val, y_val, space: dict, *, mode: str = "grid
         else:
             seconds = time.perf_counter() - t0
             score, status, epochs = float(est.score(X_val, y_val)), "ok", est.n_iter_
-        rows.append({"params": params, "score": score, "fit_seconds": seconds, "epochs": epochs,
-                     "status": status})
+        rows.append({"params": params, "score": score, "fit_seconds": seconds, "epochs": epochs, "status": status})
         if verbose:
             shown = "diverged" if status == "diverged" else f"{score:.4f}"
-            print(f"[{i}/{len(candidates)}] {_format_params(params) or '(base)'}: {shown} ({seconds:.1f} s)",
-                  file=sys.stderr)
+            print(
+                f"[{i}/{len(candidates)}] {_format_params(params) or '(base)'}: {shown} ({seconds:.1f} s)",
+                file=sys.stderr,
+            )
 
     # Stable sort: ties keep the candidates' order; diverged rows and NaN scores go last.
     rows.sort(key=lambda r: -r["score"] if r["status"] == "ok" and not math.isnan(r["score"]) else math.inf)
@@ -335,8 +359,10 @@ def _check_validation_data(X_train, y_train, X_val, y_val, task: str) -> None:
     X_val = check_features(X_val, shape[1] if len(shape) == 2 else None, None, "X_val")
     y_train, y_val = np.asarray(y_train), np.asarray(y_val)
     if y_val.ndim == 0 or len(y_val) != len(X_val):
-        raise DataError(f"y_val has {y_val.size if y_val.ndim == 0 else len(y_val)} entries but X_val has "
-                        f"{len(X_val)} samples: pass the targets of the same validation rows")
+        raise DataError(
+            f"y_val has {y_val.size if y_val.ndim == 0 else len(y_val)} entries but X_val has "
+            f"{len(X_val)} samples: pass the targets of the same validation rows"
+        )
     if task == "regression" or type_of_target(y_train) == "multilabel-indicator":
         # Numeric targets, or a 0/1 indicator matrix: number of columns, values.
         k = y_train.shape[1] if y_train.ndim == 2 else 1
@@ -344,14 +370,17 @@ def _check_validation_data(X_train, y_train, X_val, y_val, task: str) -> None:
         check_targets(y_val, len(X_val), loss, k, np.float64, "y_val")
         return
     if y_val.ndim != 1 and y_val.shape[1:] != (1,):
-        raise DataError(f"y_val has shape {y_val.shape} but the training labels are one per sample: pass "
-                        "1-D validation labels")
+        raise DataError(
+            f"y_val has shape {y_val.shape} but the training labels are one per sample: pass 1-D validation labels"
+        )
     unseen = np.setdiff1d(y_val.ravel(), y_train.ravel())
     if len(unseen):
         shown = ", ".join(map(repr, unseen[:5].tolist())) + (", ..." if len(unseen) > 5 else "")
-        raise DataError(f"y_val has {len(unseen)} class label(s) that y_train lacks ({shown}), which no "
-                        "candidate can predict: split the data so that the training split holds every "
-                        "class (e.g. a stratified split)")
+        raise DataError(
+            f"y_val has {len(unseen)} class label(s) that y_train lacks ({shown}), which no "
+            "candidate can predict: split the data so that the training split holds every "
+            "class (e.g. a stratified split)"
+        )
 
 
 def _format_value(value) -> str:
@@ -375,8 +404,15 @@ def format_table(rows: list[dict]) -> str:
     body = []
     for r in rows:
         score = "diverged" if r.get("status") == "diverged" else f"{r['score']:.4f}"
-        body.append((str(r["rank"]), score, str(r["epochs"]), f"{r['fit_seconds']:.2f}",
-                     _format_params(r["params"]) or "(base parameters)"))
+        body.append(
+            (
+                str(r["rank"]),
+                score,
+                str(r["epochs"]),
+                f"{r['fit_seconds']:.2f}",
+                _format_params(r["params"]) or "(base parameters)",
+            )
+        )
     widths = [max(len(row[i]) for row in [header, *body]) for i in range(len(header))]
     lines = []
     for row in [header, *body]:

@@ -75,8 +75,10 @@ class _Checker:
                 k = kernel_name("softmax_xent", C_TYPES[dt])
                 self.record(k, self.host(zd), zt, f"B={B} C={C} {kind} out")
                 self.record(k, self.host(acc), acct, f"B={B} C={C} {kind} sums")
-        for loss, make in (("binary_cross_entropy", lambda s: self.rng.integers(0, 2, s).astype(float)),
-                           ("mse", lambda s: self.rng.standard_normal(s))):
+        for loss, make in (
+            ("binary_cross_entropy", lambda s: self.rng.integers(0, 2, s).astype(float)),
+            ("mse", lambda s: self.rng.standard_normal(s)),
+        ):
             base = "sigmoid_bce" if loss == "binary_cross_entropy" else "squared_error"
             for B, K in ((1, 1), (33, 3), (9, 300)):
                 z, y = self.rng.standard_normal((B, K)) * 4, make((B, K))
@@ -111,24 +113,30 @@ class _Checker:
     def optimizer(self, dt) -> None:
         n, n_w = 70001, 65000
         for rule in ("sgd", "momentum", "nesterov", "adam"):
-            p, g, m, v = (self.rng.standard_normal(n), self.rng.standard_normal(n), self.rng.standard_normal(n),
-                          self.rng.uniform(0, 1, n))
+            p, g, m, v = (
+                self.rng.standard_normal(n),
+                self.rng.standard_normal(n),
+                self.rng.standard_normal(n),
+                self.rng.uniform(0, 1, n),
+            )
             dev = [self.dev(a, dt) for a in (p, g, m, v)]
             for ops, (pp, gg, mm, vv) in ((self.ops, dev), (self.twin, (p, g, m, v))):
                 if rule == "adam":
                     ops.adam_update(pp, gg, mm, vv, n_w, 1e-3, 2, 0.9, 0.999, 1e-8, 1e-2, 1e-3)
                 else:
-                    ops.sgd_update(pp, gg, mm, n_w, 0.05, 0.0 if rule == "sgd" else 0.9, rule == "nesterov",
-                                   1e-2, 1e-3)
+                    ops.sgd_update(pp, gg, mm, n_w, 0.05, 0.0 if rule == "sgd" else 0.9, rule == "nesterov", 1e-2, 1e-3)
             k = kernel_name("adam_update" if rule == "adam" else "sgd_update", C_TYPES[dt])
             self.record(k, self.host(dev[0]), p, f"{rule} params")
             self.record(k, self.host(dev[2]), m, f"{rule} state")
 
     def gemm(self, dt) -> None:
         """The graph-capturable GEMM kernel (the cuBLAS path is CuPy's, not ours to check)."""
-        for (m, k, n), trans_a, trans_b, beta in (((128, 784, 512), False, False, 0.0),
-                                                  ((784, 128, 512), True, False, 0.9),
-                                                  ((128, 256, 512), False, True, 0.0), ((37, 5, 3), True, True, 0.5)):
+        for (m, k, n), trans_a, trans_b, beta in (
+            ((128, 784, 512), False, False, 0.0),
+            ((784, 128, 512), True, False, 0.9),
+            ((128, 256, 512), False, True, 0.0),
+            ((37, 5, 3), True, True, 0.5),
+        ):
             a = self.rng.uniform(-1, 1, (k, m) if trans_a else (m, k))
             b = self.rng.uniform(-1, 1, (n, k) if trans_b else (k, n))
             c = self.rng.uniform(-1, 1, (m, n))
@@ -136,8 +144,12 @@ class _Checker:
             self.ops.gemm_kernel(self.dev(a, dt), self.dev(b, dt), out, trans_a, trans_b, beta)
             ref = (a.T if trans_a else a) @ (b.T if trans_b else b) + beta * c
             # a sum of k products rounds like sqrt(k) float32 additions
-            self.record(kernel_name("gemm", C_TYPES[dt]), self.host(out) / np.sqrt(k), ref / np.sqrt(k),
-                        f"{m}x{k}x{n} trans {trans_a:d}{trans_b:d} beta {beta}")
+            self.record(
+                kernel_name("gemm", C_TYPES[dt]),
+                self.host(out) / np.sqrt(k),
+                ref / np.sqrt(k),
+                f"{m}x{k}x{n} trans {trans_a:d}{trans_b:d} beta {beta}",
+            )
 
     def data(self, dt) -> None:
         X = self.rng.standard_normal((300, 17))
@@ -191,8 +203,11 @@ def check_cpu_kernels(seed: int = 0) -> list[CheckResult]:
             errors.setdefault(f"softmax_xent_{suffix}", []).extend([_err(zk, zt), _err(acc / B, acct / B)])
         for rows, cols in ((1, 1), (128, 512)):
             for act in activations.ACTIVATIONS:
-                z, b, dh = (rng.standard_normal((rows, cols)) * 3, rng.standard_normal(cols),
-                            rng.standard_normal((rows, cols)))
+                z, b, dh = (
+                    rng.standard_normal((rows, cols)) * 3,
+                    rng.standard_normal(cols),
+                    rng.standard_normal((rows, cols)),
+                )
                 zk, dhk = z.astype(dt), dh.astype(dt)
                 k.bias_act(zk, b.astype(dt), act, 0.01)
                 activations.bias_act_forward(z, b, act, 0.01)
@@ -215,10 +230,16 @@ def check_cpu_kernels(seed: int = 0) -> list[CheckResult]:
         k.flush_subnormals(a)
         # exact: a flush that did nothing is off by 1e-38 only, under any relative tolerance
         errors[f"flush_subnormals_{suffix}"] = [
-            0.0 if np.array_equal(a, np.array([0.0, 1.0, 0.0, np.nan, tiny, -np.inf], dt), equal_nan=True)
-            else float("inf")]
-    return [CheckResult(name, max(errs) <= TOLERANCE[np.dtype(np.float32 if name.endswith("f32") else np.float64)],
-                        max(errs)) for name, errs in errors.items()]
+            0.0
+            if np.array_equal(a, np.array([0.0, 1.0, 0.0, np.nan, tiny, -np.inf], dt), equal_nan=True)
+            else float("inf")
+        ]
+    return [
+        CheckResult(
+            name, max(errs) <= TOLERANCE[np.dtype(np.float32 if name.endswith("f32") else np.float64)], max(errs)
+        )
+        for name, errs in errors.items()
+    ]
 
 
 def format_results(results: list[CheckResult], device: str, seconds: float) -> str:
@@ -227,8 +248,10 @@ def format_results(results: list[CheckResult], device: str, seconds: float) -> s
         status = "verified" if r.ok else "FAILING"
         lines.append(f"  {r.kernel:<34s} {status:<9s} max err {r.max_error:.2e}  {r.detail}".rstrip())
     bad = sum(not r.ok for r in results)
-    lines.append(f"{len(results) - bad}/{len(results)} kernels verified in {seconds:.1f}s"
-                 + ("" if not bad else f"; {bad} FAILING"))
+    lines.append(
+        f"{len(results) - bad}/{len(results)} kernels verified in {seconds:.1f}s"
+        + ("" if not bad else f"; {bad} FAILING")
+    )
     return "\n".join(lines)
 
 

@@ -39,28 +39,37 @@ def load_arrays(path) -> tuple[dict, dict[str, np.ndarray]]:
     try:
         loaded = np.load(path, allow_pickle=False)
     except (zipfile.BadZipFile, EOFError, OSError, ValueError) as e:
-        raise ModelFileError(f"{path!r} is not a readable mlp_xp model file (truncated or corrupt: {e}); "
-                             "save the model again") from None
-    if not isinstance(loaded, np.lib.npyio.NpzFile):          # a bare .npy array, not an archive
-        raise ModelFileError(f"{path!r} holds a single NumPy array, not an mlp_xp model archive: save the model "
-                             "with MLP.save or mlp-xp train --save")
+        raise ModelFileError(
+            f"{path!r} is not a readable mlp_xp model file (truncated or corrupt: {e}); save the model again"
+        ) from None
+    if not isinstance(loaded, np.lib.npyio.NpzFile):  # a bare .npy array, not an archive
+        raise ModelFileError(
+            f"{path!r} holds a single NumPy array, not an mlp_xp model archive: save the model "
+            "with MLP.save or mlp-xp train --save"
+        )
     try:
         with loaded as z:
             arrays = {k: z[k] for k in z.files}
     except (zipfile.BadZipFile, EOFError, OSError, ValueError) as e:
-        raise ModelFileError(f"{path!r} is not a readable mlp_xp model file (truncated or corrupt: {e}); "
-                             "save the model again") from None
+        raise ModelFileError(
+            f"{path!r} is not a readable mlp_xp model file (truncated or corrupt: {e}); save the model again"
+        ) from None
     if "metadata" not in arrays:
-        raise ModelFileError(f"{path!r} has no metadata entry, so it is not an mlp_xp model file: "
-                             "save it with MLP.save or mlp-xp train --save")
+        raise ModelFileError(
+            f"{path!r} has no metadata entry, so it is not an mlp_xp model file: "
+            "save it with MLP.save or mlp-xp train --save"
+        )
     try:
         meta = json.loads(arrays.pop("metadata").tobytes().decode())
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise ModelFileError(f"{path!r} has corrupt metadata ({e}): save the model again") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        raise ModelFileError(f"{path!r} is not an mlp_xp model file (format "
-                             f"{meta.get('format') if isinstance(meta, dict) else meta!r})")
+        raise ModelFileError(
+            f"{path!r} is not an mlp_xp model file (format {meta.get('format') if isinstance(meta, dict) else meta!r})"
+        )
     if meta.get("format_version") != FORMAT_VERSION:
-        raise ModelFileError(f"{path!r} has format version {meta.get('format_version')!r}; this mlp_xp reads "
-                             f"version {FORMAT_VERSION}: upgrade mlp_xp or re-save the model")
+        raise ModelFileError(
+            f"{path!r} has format version {meta.get('format_version')!r}; this mlp_xp reads "
+            f"version {FORMAT_VERSION}: upgrade mlp_xp or re-save the model"
+        )
     return meta, arrays

@@ -116,14 +116,26 @@ class TrainConfig:
         check_positive(self.min_delta, "min_delta", allow_zero=True)
         check_positive(self.seed, "seed", integer=True, allow_zero=True)
         self.lr_schedule()  # checks lr and the schedule's settings
-        Optimizer(self.optimizer, _NullOps(), 0, 0, np.float32, momentum=self.momentum, beta1=self.beta1,
-                  beta2=self.beta2, eps=self.eps, l2=self.weight_decay, l1=self.l1)
+        Optimizer(
+            self.optimizer,
+            _NullOps(),
+            0,
+            0,
+            np.float32,
+            momentum=self.momentum,
+            beta1=self.beta1,
+            beta2=self.beta2,
+            eps=self.eps,
+            l2=self.weight_decay,
+            l1=self.l1,
+        )
         return self
 
     def lr_schedule(self) -> Schedule:
         check_choice(self.schedule, "schedule", SCHEDULES)
-        return Schedule(self.schedule, self.lr, self.decay, self.step_size, self.gamma, self.epochs,
-                        self.min_lr, self.warmup)
+        return Schedule(
+            self.schedule, self.lr, self.decay, self.step_size, self.gamma, self.epochs, self.min_lr, self.warmup
+        )
 
 
 class _NullOps:
@@ -160,8 +172,19 @@ class History:
 Callback = Callable[[dict, MLP], "bool | None"]
 
 
-def fit(model: MLP, X, y, config: TrainConfig | None = None, *, X_val=None, y_val=None, X_test=None,
-        y_test=None, callbacks: tuple[Callback, ...] | list = (), **settings) -> History:
+def fit(
+    model: MLP,
+    X,
+    y,
+    config: TrainConfig | None = None,
+    *,
+    X_val=None,
+    y_val=None,
+    X_test=None,
+    y_test=None,
+    callbacks: tuple[Callback, ...] | list = (),
+    **settings,
+) -> History:
     """Train ``model`` in place on (X, y) and return the per-epoch :class:`History`.
 
     ``settings`` override fields of ``config`` (see :class:`TrainConfig`). Validation data come from
@@ -198,8 +221,8 @@ def _accumulate(model: MLP, Xd, Yd, ws: Workspace, acc, smoothing: float = 0.0, 
     n = len(Xd)
     for s in range(0, n, ws.batch_size):
         part = ws.rows(min(ws.batch_size, n - s))
-        z = model.forward(Xd[s:s + part.batch_size], part)
-        model.ops.loss_grad(z, Yd[s:s + part.batch_size], acc, model.loss, False, smoothing, class_weight)
+        z = model.forward(Xd[s : s + part.batch_size], part)
+        model.ops.loss_grad(z, Yd[s : s + part.batch_size], acc, model.loss, False, smoothing, class_weight)
 
 
 def _summarize(model: MLP, acc: np.ndarray, n: int) -> tuple[float, float]:
@@ -215,12 +238,13 @@ class TrainStep:
     backward and one optimizer update: 6L + 1 backend ops for L layers, no allocation, no host sync.
     """
 
-    def __init__(self, model: MLP, batch_size: int, optimizer: Optimizer, smoothing: float = 0.0,
-                 class_weight=None) -> None:
+    def __init__(
+        self, model: MLP, batch_size: int, optimizer: Optimizer, smoothing: float = 0.0, class_weight=None
+    ) -> None:
         self.model, self.optimizer = model, optimizer
         self.smoothing, self.class_weight = smoothing, class_weight
         self.ws = model.workspace(batch_size)
-        if optimizer.accumulates:               # the backward pass writes mu V + dL/dW into V itself
+        if optimizer.accumulates:  # the backward pass writes mu V + dL/dW into V itself
             self.grads, sink, self.beta = None, optimizer.velocity, optimizer.momentum
         else:
             self.grads = sink = model.ops.zeros((model.layout.n_params,), model.dtype)
@@ -285,11 +309,14 @@ class _Run:
         if cfg.early_stopping and X_val is None:
             raise ConfigError("early_stopping needs validation data: set validation_fraction or pass X_val/y_val")
         if cfg.monitor != "val_loss" and cfg.monitor != f"val_{_metric_name(model)}":
-            raise ConfigError(f"monitor {cfg.monitor!r} does not fit loss {loss}: use 'val_loss' or "
-                              f"'val_{_metric_name(model)}'")
+            raise ConfigError(
+                f"monitor {cfg.monitor!r} does not fit loss {loss}: use 'val_loss' or 'val_{_metric_name(model)}'"
+            )
         if cfg.cuda_graph and not hasattr(self.ops, "capture"):
-            raise ConfigError(f"cuda_graph needs the CUDA backend; this model is on {self.ops.name}: "
-                              "drop cuda_graph or use device='cuda'")
+            raise ConfigError(
+                f"cuda_graph needs the CUDA backend; this model is on {self.ops.name}: "
+                "drop cuda_graph or use device='cuda'"
+            )
         self.smoothing = cfg.label_smoothing
         if self.smoothing and loss != "cross_entropy":
             raise ConfigError("label_smoothing applies to cross_entropy only: set it to 0 for this loss")
@@ -312,9 +339,19 @@ class _Run:
     def train(self, callbacks: list) -> History:
         model, cfg, ops = self.model, self.cfg, self.ops
         layout = model.layout
-        opt = Optimizer(cfg.optimizer, ops, layout.n_params, layout.n_weights, model.dtype,
-                        momentum=cfg.momentum, beta1=cfg.beta1, beta2=cfg.beta2, eps=cfg.eps,
-                        l2=cfg.weight_decay, l1=cfg.l1)
+        opt = Optimizer(
+            cfg.optimizer,
+            ops,
+            layout.n_params,
+            layout.n_weights,
+            model.dtype,
+            momentum=cfg.momentum,
+            beta1=cfg.beta1,
+            beta2=cfg.beta2,
+            eps=cfg.eps,
+            l2=cfg.weight_decay,
+            l1=cfg.l1,
+        )
         train_step = TrainStep(model, self.batch, opt, self.smoothing, self.class_weight)
         ws = train_step.ws
         tail = ws.rows(self.n - (self.steps - 1) * self.batch) if not cfg.drop_last else ws
@@ -329,7 +366,7 @@ class _Run:
         # Row 0 sums the training batches, rows 1 and 2 the validation and test sets: one array, so
         # that one copy to the host per epoch brings every metric.
         sums = ops.zeros((3, 2), np.float64)
-        train_sums = sums[0]                 # one view for the whole run (a captured graph keeps its address)
+        train_sums = sums[0]  # one view for the whole run (a captured graph keeps its address)
         graph_step = GraphStep(train_step, self.X, self.Y, train_sums) if cfg.cuda_graph else None
         for epoch in range(1, cfg.epochs + 1):
             ops.copy(last_good, model.params)
@@ -342,9 +379,9 @@ class _Run:
                 s = k * self.batch
                 lr = self.schedule.lr_at(step, self.steps)
                 if graph_step is not None and part is ws:
-                    graph_step(perm[s:s + part.batch_size], lr)
+                    graph_step(perm[s : s + part.batch_size], lr)
                 else:
-                    train_step(self.X, self.Y, perm[s:s + part.batch_size], train_sums, lr, part)
+                    train_step(self.X, self.Y, perm[s : s + part.batch_size], train_sums, lr, part)
                 step += 1
                 if bar is not None:
                     _tick(bar, ops.peek(train_sums), s + part.batch_size, k, self.steps)
@@ -356,8 +393,7 @@ class _Run:
             if bar is not None:
                 bar.close()
             train_loss, train_metric = _summarize(model, totals[0], self.n_seen)
-            record = {"epoch": epoch, "train_loss": train_loss, f"train_{_metric_name(model)}": train_metric,
-                      "lr": lr}
+            record = {"epoch": epoch, "train_loss": train_loss, f"train_{_metric_name(model)}": train_metric, "lr": lr}
             for row, (name, (Xs, _)) in zip((1, 2), self.sets.items()):
                 loss, metric = _summarize(model, totals[row], len(Xs))
                 record[f"{name}_loss"] = loss
@@ -367,9 +403,11 @@ class _Run:
             diverged = [key for key in ("train_loss", "val_loss") if key in record and not math.isfinite(record[key])]
             if diverged:
                 ops.copy(model.params, last_good)
-                msg = (f"training diverged in epoch {epoch}: {diverged[0]} became {record[diverged[0]]}; the model "
-                       f"keeps the weights from the end of epoch {epoch - 1}. Lower the learning rate "
-                       f"(it was {lr:.4g}) or use a schedule with warm-up")
+                msg = (
+                    f"training diverged in epoch {epoch}: {diverged[0]} became {record[diverged[0]]}; the model "
+                    f"keeps the weights from the end of epoch {epoch - 1}. Lower the learning rate "
+                    f"(it was {lr:.4g}) or use a schedule with warm-up"
+                )
                 history.stop_reason = "diverged: " + msg
                 if cfg.verbose:
                     print(msg, file=sys.stderr)
@@ -389,8 +427,10 @@ class _Run:
                 else:
                     waited += 1
                     if waited >= cfg.patience:
-                        history.stop_reason = (f"early stopping: {cfg.monitor} did not improve for "
-                                               f"{cfg.patience} epochs; restored epoch {history.best_epoch}")
+                        history.stop_reason = (
+                            f"early stopping: {cfg.monitor} did not improve for "
+                            f"{cfg.patience} epochs; restored epoch {history.best_epoch}"
+                        )
                         stop = True
             for cb in callbacks:
                 if cb(record, model):
@@ -421,8 +461,9 @@ def _check_class_weight(weights, model: MLP) -> np.ndarray:
         raise ConfigError("class_weight applies to cross_entropy only: remove it for this loss")
     w = np.asarray(weights, dtype=np.float64)
     if w.shape != (model.n_outputs,) or not np.isfinite(w).all() or (w < 0).any():
-        raise ConfigError(f"class_weight must be {model.n_outputs} non-negative numbers (one per class), "
-                          f"got {weights!r}")
+        raise ConfigError(
+            f"class_weight must be {model.n_outputs} non-negative numbers (one per class), got {weights!r}"
+        )
     return w
 
 
@@ -432,8 +473,15 @@ def _progress(verbose: bool, steps: int, epoch: int, epochs: int):
     from tqdm.auto import tqdm
 
     # disable=None: no bar when stderr is not a terminal (logs get the summary lines only)
-    return tqdm(total=steps, desc=f"epoch {epoch}/{epochs}", unit="batch", leave=False, file=sys.stderr,
-                mininterval=0.25, disable=None)
+    return tqdm(
+        total=steps,
+        desc=f"epoch {epoch}/{epochs}",
+        unit="batch",
+        leave=False,
+        file=sys.stderr,
+        mininterval=0.25,
+        disable=None,
+    )
 
 
 def _tick(bar, acc, rows_done: int, k: int, steps: int) -> None:

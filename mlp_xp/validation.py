@@ -35,20 +35,23 @@ def check_features(X, n_features: int | None, dtype, name: str = "X") -> np.ndar
     if X.ndim == 1 and n_features == 1:
         X = X.reshape(-1, 1)
     if X.ndim != 2:
-        raise DataError(f"{name} must be 2-D (samples x features), got shape {X.shape}: reshape it, "
-                        "e.g. X.reshape(len(X), -1)")
+        raise DataError(
+            f"{name} must be 2-D (samples x features), got shape {X.shape}: reshape it, e.g. X.reshape(len(X), -1)"
+        )
     if X.shape[0] == 0:
         raise DataError(f"{name} is empty (0 samples): pass at least one sample")
     if X.shape[1] == 0:
         raise DataError(f"{name} has 0 features: pass at least one feature column")
     if n_features is not None and X.shape[1] != n_features:
-        raise DataError(f"{name} has {X.shape[1]} features but the model expects {n_features}: "
-                        "use data of the model's input size")
+        raise DataError(
+            f"{name} has {X.shape[1]} features but the model expects {n_features}: use data of the model's input size"
+        )
     X = np.ascontiguousarray(X, dtype=dtype)
     if not np.isfinite(X).all():
         bad = np.argwhere(~np.isfinite(X))[0]
-        raise DataError(f"{name} contains NaN or Inf (first at row {bad[0]}, column {bad[1]}): "
-                        "clean or impute the data first")
+        raise DataError(
+            f"{name} contains NaN or Inf (first at row {bad[0]}, column {bad[1]}): clean or impute the data first"
+        )
     return X
 
 
@@ -68,28 +71,38 @@ def check_targets(y, n_samples: int, loss: str, n_outputs: int, dtype, name: str
         raise DataError(f"{name} has {len(y)} entries but X has {n_samples} samples: they must match")
     if loss == "cross_entropy":
         if y.ndim != 1:
-            raise DataError(f"{name} must be 1-D class labels for cross_entropy, got shape {y.shape}: "
-                            "pass integer labels, or use loss='binary_cross_entropy' for multi-label targets")
+            raise DataError(
+                f"{name} must be 1-D class labels for cross_entropy, got shape {y.shape}: "
+                "pass integer labels, or use loss='binary_cross_entropy' for multi-label targets"
+            )
         if y.dtype.kind == "f":
             if not np.isfinite(y).all() or not np.array_equal(y, np.round(y)):
-                raise DataError(f"{name} holds non-integer values but cross_entropy needs class labels "
-                                "0..C-1: pass integer labels, or use loss='mse' for regression")
+                raise DataError(
+                    f"{name} holds non-integer values but cross_entropy needs class labels "
+                    "0..C-1: pass integer labels, or use loss='mse' for regression"
+                )
         lo, hi = (int(y.min()), int(y.max())) if y.size else (0, 0)
         if lo < 0 or hi >= n_outputs:
-            raise DataError(f"{name} has labels in [{lo}, {hi}] but the model has {n_outputs} classes "
-                            f"(labels must be 0..{n_outputs - 1}): relabel, or widen the output layer")
+            raise DataError(
+                f"{name} has labels in [{lo}, {hi}] but the model has {n_outputs} classes "
+                f"(labels must be 0..{n_outputs - 1}): relabel, or widen the output layer"
+            )
         return np.ascontiguousarray(y, dtype=np.int32)
     if y.ndim == 1:
         y = y.reshape(-1, 1)
     if y.ndim != 2 or y.shape[1] != n_outputs:
-        raise DataError(f"{name} has shape {y.shape} but the model has {n_outputs} outputs: "
-                        f"pass targets of shape (n_samples, {n_outputs})")
+        raise DataError(
+            f"{name} has shape {y.shape} but the model has {n_outputs} outputs: "
+            f"pass targets of shape (n_samples, {n_outputs})"
+        )
     y = np.ascontiguousarray(y, dtype=dtype)
     if not np.isfinite(y).all():
         raise DataError(f"{name} contains NaN or Inf: clean the targets first")
     if loss == "binary_cross_entropy" and (y.min() < 0 or y.max() > 1):
-        raise DataError(f"{name} has values outside [0, 1] but binary_cross_entropy needs 0/1 targets "
-                        "(or probabilities): rescale them, or use loss='mse' for regression")
+        raise DataError(
+            f"{name} has values outside [0, 1] but binary_cross_entropy needs 0/1 targets "
+            "(or probabilities): rescale them, or use loss='mse' for regression"
+        )
     return y
 
 

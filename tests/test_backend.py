@@ -10,8 +10,7 @@ import mlp_xp
 from mlp_xp.backend import cuda_status, get_backend
 
 
-def _fake_cupy(monkeypatch, count=None, error=None, runtime_version=12090, driver_version=11040,
-               name=b"Fake GPU"):
+def _fake_cupy(monkeypatch, count=None, error=None, runtime_version=12090, driver_version=11040, name=b"Fake GPU"):
     runtime = types.SimpleNamespace()
 
     def get_device_count():
@@ -29,21 +28,25 @@ def _fake_cupy(monkeypatch, count=None, error=None, runtime_version=12090, drive
 
 
 def test_no_cupy(monkeypatch):
-    monkeypatch.setitem(sys.modules, "cupy", None)          # import cupy raises ImportError
+    monkeypatch.setitem(sys.modules, "cupy", None)  # import cupy raises ImportError
     ok, why = cuda_status()
     assert not ok and "CuPy is not installed" in why and "mlp-xp[cuda12]" in why
 
 
 def test_driver_too_old(monkeypatch):
-    _fake_cupy(monkeypatch, error="cudaErrorInsufficientDriver: CUDA driver version is insufficient for CUDA "
-                                  "runtime version")
+    _fake_cupy(
+        monkeypatch, error="cudaErrorInsufficientDriver: CUDA driver version is insufficient for CUDA runtime version"
+    )
     ok, why = cuda_status()
     assert not ok and "driver is too old for CUDA 12.9" in why and "update the driver" in why
 
 
 def test_no_driver(monkeypatch):
-    _fake_cupy(monkeypatch, driver_version=0, error="cudaErrorInsufficientDriver: CUDA driver version is "
-                                                    "insufficient for CUDA runtime version")
+    _fake_cupy(
+        monkeypatch,
+        driver_version=0,
+        error="cudaErrorInsufficientDriver: CUDA driver version is insufficient for CUDA runtime version",
+    )
     ok, why = cuda_status()
     assert not ok and "no NVIDIA driver is installed" in why
 
@@ -90,13 +93,13 @@ def test_cuda_backend_refuses_wrong_dtype_and_layout_before_launching(host_kerne
         gpu.bias_act(np.zeros((4, 3), np.float16), np.zeros(3, np.float16), "relu", 0.01)
     with pytest.raises(mlp_xp.DataError, match="3 labels for 4 rows"):
         gpu.loss_grad(z, np.zeros(3, np.int32), np.zeros(2), "cross_entropy")
-    assert len(host_kernels.launches) == before       # nothing reached a kernel
+    assert len(host_kernels.launches) == before  # nothing reached a kernel
 
 
 def test_cuda_backend_converts_on_asarray(host_kernels):
     from .conftest import make_backend
 
     gpu = make_backend("cuda-host", host_kernels)
-    a = gpu.asarray(np.arange(6).reshape(2, 3).T, np.float32)   # a transposed int view
+    a = gpu.asarray(np.arange(6).reshape(2, 3).T, np.float32)  # a transposed int view
     assert a.dtype == np.float32 and a.flags.c_contiguous
     np.testing.assert_array_equal(a, [[0, 3], [1, 4], [2, 5]])

@@ -23,21 +23,26 @@ def _untouched(model, before):
     assert np.array_equal(model.get_flat(), before)
 
 
-@pytest.mark.parametrize("mutate, match", [
-    (lambda X, y: (np.where(np.arange(60).reshape(20, 3) == 7, np.nan, X), y),
-     r"NaN or Inf \(first at row 2, column 1\)"),
-    (lambda X, y: (np.where(np.arange(60).reshape(20, 3) == 0, np.inf, X), y), "NaN or Inf"),
-    (lambda X, y: (X, y[:-1]), "19 entries but X has 20 samples"),
-    (lambda X, y: (X[:, :2], y), "2 features but the model expects 3"),
-    (lambda X, y: (X[:0], y[:0]), "empty"),
-    (lambda X, y: (X.ravel(), y), "must be 2-D"),
-    (lambda X, y: (X, y + 5), r"labels in \[5, 6\] but the model has 2 classes"),
-    (lambda X, y: (X, y - 1), r"labels in \[-1, 0\]"),
-    (lambda X, y: (X, y + 0.5), "non-integer values but cross_entropy needs class labels"),
-    (lambda X, y: (X, np.stack([y, y], 1)), "must be 1-D class labels"),
-    (lambda X, y: (X, np.array(["a", "b"] * 10)), "not numbers"),
-    (lambda X, y: (X.astype(object), y), "not numbers"),
-])
+@pytest.mark.parametrize(
+    "mutate, match",
+    [
+        (
+            lambda X, y: (np.where(np.arange(60).reshape(20, 3) == 7, np.nan, X), y),
+            r"NaN or Inf \(first at row 2, column 1\)",
+        ),
+        (lambda X, y: (np.where(np.arange(60).reshape(20, 3) == 0, np.inf, X), y), "NaN or Inf"),
+        (lambda X, y: (X, y[:-1]), "19 entries but X has 20 samples"),
+        (lambda X, y: (X[:, :2], y), "2 features but the model expects 3"),
+        (lambda X, y: (X[:0], y[:0]), "empty"),
+        (lambda X, y: (X.ravel(), y), "must be 2-D"),
+        (lambda X, y: (X, y + 5), r"labels in \[5, 6\] but the model has 2 classes"),
+        (lambda X, y: (X, y - 1), r"labels in \[-1, 0\]"),
+        (lambda X, y: (X, y + 0.5), "non-integer values but cross_entropy needs class labels"),
+        (lambda X, y: (X, np.stack([y, y], 1)), "must be 1-D class labels"),
+        (lambda X, y: (X, np.array(["a", "b"] * 10)), "not numbers"),
+        (lambda X, y: (X.astype(object), y), "not numbers"),
+    ],
+)
 def test_bad_data_is_refused_before_training(model, data, mutate, match):
     before = model.get_flat()
     X, y = mutate(*data)
@@ -46,25 +51,28 @@ def test_bad_data_is_refused_before_training(model, data, mutate, match):
     _untouched(model, before)
 
 
-@pytest.mark.parametrize("settings, match", [
-    ({"optimizer": "rmsprop"}, "unknown optimizer 'rmsprop': use one of sgd, momentum, nesterov, adam"),
-    ({"schedule": "exponential"}, "unknown schedule 'exponential'"),
-    ({"batch_size": 0}, "batch_size must be > 0"),
-    ({"batch_size": -4}, "batch_size must be > 0"),
-    ({"batch_size": 2.5}, "batch_size must be an integer"),
-    ({"lr": 0}, "learning rate must be > 0"),
-    ({"lr": -0.1}, "learning rate must be > 0"),
-    ({"lr": float("nan")}, "learning rate must be a number"),
-    ({"epochs": 0}, "epochs must be > 0"),
-    ({"momentum": 1.5}, r"momentum must be in \[0, 1\)"),
-    ({"validation_fraction": 1.0}, r"validation_fraction must be in \[0, 1\)"),
-    ({"weight_decay": -1}, "weight decay"),
-    ({"early_stopping": True}, "early_stopping needs validation data"),
-    ({"label_smoothing": 1.2}, "label_smoothing"),
-    ({"class_weight": [1.0]}, "class_weight must be 2 non-negative numbers"),
-    ({"learning_rate": 0.1}, "unknown training setting"),
-    ({"monitor": "val_mse"}, "does not fit loss cross_entropy"),
-])
+@pytest.mark.parametrize(
+    "settings, match",
+    [
+        ({"optimizer": "rmsprop"}, "unknown optimizer 'rmsprop': use one of sgd, momentum, nesterov, adam"),
+        ({"schedule": "exponential"}, "unknown schedule 'exponential'"),
+        ({"batch_size": 0}, "batch_size must be > 0"),
+        ({"batch_size": -4}, "batch_size must be > 0"),
+        ({"batch_size": 2.5}, "batch_size must be an integer"),
+        ({"lr": 0}, "learning rate must be > 0"),
+        ({"lr": -0.1}, "learning rate must be > 0"),
+        ({"lr": float("nan")}, "learning rate must be a number"),
+        ({"epochs": 0}, "epochs must be > 0"),
+        ({"momentum": 1.5}, r"momentum must be in \[0, 1\)"),
+        ({"validation_fraction": 1.0}, r"validation_fraction must be in \[0, 1\)"),
+        ({"weight_decay": -1}, "weight decay"),
+        ({"early_stopping": True}, "early_stopping needs validation data"),
+        ({"label_smoothing": 1.2}, "label_smoothing"),
+        ({"class_weight": [1.0]}, "class_weight must be 2 non-negative numbers"),
+        ({"learning_rate": 0.1}, "unknown training setting"),
+        ({"monitor": "val_mse"}, "does not fit loss cross_entropy"),
+    ],
+)
 def test_bad_settings_are_refused_before_training(model, data, settings, match):
     before = model.get_flat()
     with pytest.raises(mlp_xp.ConfigError, match=match):

@@ -16,8 +16,24 @@ def run(capsys, *argv):
 
 def test_train_writes_model_metrics_and_plot(tmp_path, capsys):
     model, metrics, plot = tmp_path / "m.npz", tmp_path / "metrics.json", tmp_path / "curves.png"
-    code, out, err = run(capsys, "train", "--data", "digits", "--hidden", "64", "--epochs", "3", "--device", "cpu",
-                         "--save", str(model), "--metrics-json", str(metrics), "--plot", str(plot))
+    code, out, err = run(
+        capsys,
+        "train",
+        "--data",
+        "digits",
+        "--hidden",
+        "64",
+        "--epochs",
+        "3",
+        "--device",
+        "cpu",
+        "--save",
+        str(model),
+        "--metrics-json",
+        str(metrics),
+        "--plot",
+        str(plot),
+    )
     assert code == 0, err
     records = json.loads(metrics.read_text())
     assert [r["epoch"] for r in records] == [1, 2, 3]
@@ -26,7 +42,7 @@ def test_train_writes_model_metrics_and_plot(tmp_path, capsys):
         assert r["seconds"] > 0
     assert records[-1]["test_accuracy"] > 0.85
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert "epoch   3/3" in err and "train_loss" in err            # one summary line per epoch
+    assert "epoch   3/3" in err and "train_loss" in err  # one summary line per epoch
     assert "done: 3 epochs" in out
 
     code, out, err = run(capsys, "evaluate", str(model), "--data", "digits", "--device", "cpu")
@@ -42,37 +58,77 @@ def test_train_on_an_npz_regression_file(tmp_path, capsys):
     path = tmp_path / "reg.npz"
     np.savez(path, X_train=X[:250], y_train=y[:250], X_test=X[250:], y_test=y[250:])
     metrics = tmp_path / "m.json"
-    code, _, err = run(capsys, "train", "--data", str(path), "--loss", "mse", "--hidden", "16", "--epochs", "40",
-                       "--optimizer", "adam", "--lr", "0.01", "--batch-size", "32", "--device", "cpu", "--quiet",
-                       "--metrics-json", str(metrics))
+    code, _, err = run(
+        capsys,
+        "train",
+        "--data",
+        str(path),
+        "--loss",
+        "mse",
+        "--hidden",
+        "16",
+        "--epochs",
+        "40",
+        "--optimizer",
+        "adam",
+        "--lr",
+        "0.01",
+        "--batch-size",
+        "32",
+        "--device",
+        "cpu",
+        "--quiet",
+        "--metrics-json",
+        str(metrics),
+    )
     assert code == 0, err
     assert json.loads(metrics.read_text())[-1]["test_mse"] < 0.05
 
 
 def test_early_stopping_from_the_command_line(tmp_path, capsys):
     metrics = tmp_path / "m.json"
-    code, out, err = run(capsys, "train", "--data", "digits", "--hidden", "32", "--epochs", "200", "--device",
-                         "cpu", "--early-stopping", "--patience", "2", "--lr", "0.2", "--quiet",
-                         "--metrics-json", str(metrics))
+    code, out, err = run(
+        capsys,
+        "train",
+        "--data",
+        "digits",
+        "--hidden",
+        "32",
+        "--epochs",
+        "200",
+        "--device",
+        "cpu",
+        "--early-stopping",
+        "--patience",
+        "2",
+        "--lr",
+        "0.2",
+        "--quiet",
+        "--metrics-json",
+        str(metrics),
+    )
     assert code == 0, err
     assert len(json.loads(metrics.read_text())) < 200
     assert "early stopping" in out
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["train", "--optimizer", "rmsprop"], "unknown optimizer 'rmsprop'"),
-    (["train", "--lr", "-1"], "learning rate must be > 0"),
-    (["train", "--batch-size", "0"], "batch_size must be > 0"),
-    (["train", "--activation", "swish", "--epochs", "1"], "unknown activation 'swish'"),
-    (["train", "--schedule", "exp"], "unknown schedule 'exp'"),
-    (["train", "--data", "no-such-dataset"], "no-such-dataset"),
-    (["train", "--device", "tpu"], "unknown device 'tpu'"),
-    (["evaluate", "missing.npz"], "does not exist"),
-    (["search", "--data", "digits"], "needs at least one --param"),
-    (["search", "--param", "lr=0.1", "--validation", "0"], "--validation must be in (0, 1)"),
-    (["search", "--param", "lr=0.1", "--validation", "1.5"], "--validation must be in (0, 1)"),
-    (["search", "--param", "lr=0.1", "--loss", "binary_cross_entropy"], "search trains cross_entropy"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["train", "--optimizer", "rmsprop"], "unknown optimizer 'rmsprop'"),
+        (["train", "--lr", "-1"], "learning rate must be > 0"),
+        (["train", "--batch-size", "0"], "batch_size must be > 0"),
+        (["train", "--activation", "swish", "--epochs", "1"], "unknown activation 'swish'"),
+        (["train", "--schedule", "exp"], "unknown schedule 'exp'"),
+        (["train", "--data", "no-such-dataset"], "no-such-dataset"),
+        (["train", "--device", "tpu"], "unknown device 'tpu'"),
+        (["evaluate", "missing.npz"], "does not exist"),
+        (["search", "--data", "digits"], "needs at least one --param"),
+        (["search", "--param", "lr=0.1", "--validation", "0"], "--validation must be in (0, 1)"),
+        (["search", "--param", "lr=0.1", "--validation", "1.5"], "--validation must be in (0, 1)"),
+        (["search", "--param", "lr=0.1", "--loss", "binary_cross_entropy"], "search trains cross_entropy"),
+    ],
+)
 def test_bad_input_gives_one_clear_line_and_status_2(capsys, argv, message):
     code, out, err = run(capsys, *argv)
     assert code == 2
@@ -82,10 +138,33 @@ def test_bad_input_gives_one_clear_line_and_status_2(capsys, argv, message):
 
 def test_divergence_exits_1_and_saves_the_last_good_weights(tmp_path, capsys):
     model, metrics = tmp_path / "m.npz", tmp_path / "m.json"
-    code, out, err = run(capsys, "train", "--data", "digits", "--activation", "tanh", "--optimizer", "sgd",
-                         "--lr", "0.01", "--schedule", "step", "--step-size", "1", "--gamma", "100000",
-                         "--epochs", "10", "--device", "cpu", "--quiet", "--save", str(model),
-                         "--metrics-json", str(metrics))
+    code, out, err = run(
+        capsys,
+        "train",
+        "--data",
+        "digits",
+        "--activation",
+        "tanh",
+        "--optimizer",
+        "sgd",
+        "--lr",
+        "0.01",
+        "--schedule",
+        "step",
+        "--step-size",
+        "1",
+        "--gamma",
+        "100000",
+        "--epochs",
+        "10",
+        "--device",
+        "cpu",
+        "--quiet",
+        "--save",
+        str(model),
+        "--metrics-json",
+        str(metrics),
+    )
     assert code == 1
     assert "diverged in epoch" in err
     from mlp_xp import MLP
@@ -95,8 +174,20 @@ def test_divergence_exits_1_and_saves_the_last_good_weights(tmp_path, capsys):
 
 
 def test_search_prints_a_ranked_table(capsys):
-    code, out, err = run(capsys, "search", "--data", "digits", "--hidden", "32", "--epochs", "5", "--device", "cpu",
-                         "--param", "lr=0.000001,0.05")
+    code, out, err = run(
+        capsys,
+        "search",
+        "--data",
+        "digits",
+        "--hidden",
+        "32",
+        "--epochs",
+        "5",
+        "--device",
+        "cpu",
+        "--param",
+        "lr=0.000001,0.05",
+    )
     assert code == 0, err
     rows = [line.split() for line in out.splitlines() if line.strip()[:1].isdigit()]
     assert rows[0][0] == "1" and "lr=0.05" in " ".join(rows[0])
@@ -105,8 +196,9 @@ def test_search_prints_a_ranked_table(capsys):
 
 def test_bench_reports_the_cpu(tmp_path, capsys):
     plot = tmp_path / "bench.png"
-    code, out, err = run(capsys, "bench", "--batch-sizes", "16,64", "--hidden", "32", "--steps", "3", "--plot",
-                         str(plot))
+    code, out, err = run(
+        capsys, "bench", "--batch-sizes", "16,64", "--hidden", "32", "--steps", "3", "--plot", str(plot)
+    )
     assert code == 0, err
     assert "| cpu" in out and out.count("| cpu") == 2
     assert plot.exists()
@@ -119,21 +211,58 @@ def test_info_lists_backends(capsys):
 
 
 def test_search_passes_every_training_flag_on(capsys):
-    code, out, err = run(capsys, "search", "--data", "digits", "--hidden", "16", "--epochs", "60", "--device", "cpu",
-                         "--param", "lr=0.3", "--early-stopping", "--patience", "1", "--schedule", "step",
-                         "--step-size", "1", "--gamma", "0.5")
+    code, out, err = run(
+        capsys,
+        "search",
+        "--data",
+        "digits",
+        "--hidden",
+        "16",
+        "--epochs",
+        "60",
+        "--device",
+        "cpu",
+        "--param",
+        "lr=0.3",
+        "--early-stopping",
+        "--patience",
+        "1",
+        "--schedule",
+        "step",
+        "--step-size",
+        "1",
+        "--gamma",
+        "0.5",
+    )
     assert code == 0, err
     epochs = int(out.splitlines()[-1].split()[2])
-    assert epochs < 60                       # early stopping reached the estimator
+    assert epochs < 60  # early stopping reached the estimator
 
 
 def test_the_data_seed_is_separate_from_the_model_seed(tmp_path, capsys):
     model = tmp_path / "m.npz"
-    code, out, err = run(capsys, "train", "--data", "digits", "--data-seed", "3", "--seed", "7", "--hidden", "32",
-                         "--epochs", "5", "--device", "cpu", "--quiet", "--save", str(model))
+    code, out, err = run(
+        capsys,
+        "train",
+        "--data",
+        "digits",
+        "--data-seed",
+        "3",
+        "--seed",
+        "7",
+        "--hidden",
+        "32",
+        "--epochs",
+        "5",
+        "--device",
+        "cpu",
+        "--quiet",
+        "--save",
+        str(model),
+    )
     assert code == 0, err
     trained = float(out.split("test_accuracy ")[1].split("%")[0])
     code, out, err = run(capsys, "evaluate", str(model), "--data", "digits", "--data-seed", "3", "--device", "cpu")
     assert float(out.split("accuracy ")[1].split("%")[0]) == pytest.approx(trained, abs=0.01)
-    code, out, err = run(capsys, "evaluate", str(model), "--data", "digits", "--device", "cpu")   # another split
+    code, out, err = run(capsys, "evaluate", str(model), "--data", "digits", "--device", "cpu")  # another split
     assert code == 0

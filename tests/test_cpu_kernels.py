@@ -37,6 +37,7 @@ DTYPES = [np.float32, np.float64]
 
 # ---- softmax cross-entropy ----
 
+
 def _logits(rng, B, C, kind):
     if kind == "huge":
         return rng.choice([-1e4, 1e4, 0.0], (B, C))
@@ -63,8 +64,9 @@ def test_softmax_xent_matches_twin(k, dtype, B, C, kind, write_grad):
         losses.softmax_cross_entropy(zt, y, acct, write_grad, smoothing, weights)
         np.testing.assert_allclose(zk, zt, **TOL[dtype])
         # the loss sums B row losses, each good to the dtype's precision relative to the logits' size
-        np.testing.assert_allclose(acc[0], acct[0], rtol=TOL[dtype]["rtol"] * 10,
-                                   atol=TOL[dtype]["rtol"] * B * (1 + np.abs(z).max()))
+        np.testing.assert_allclose(
+            acc[0], acct[0], rtol=TOL[dtype]["rtol"] * 10, atol=TOL[dtype]["rtol"] * B * (1 + np.abs(z).max())
+        )
         assert acc[1] == acct[1]  # equal logits too: the first maximum (column 0) wins in both
 
 
@@ -101,6 +103,7 @@ def test_softmax_xent_probabilities_without_labels(k):
 
 # ---- layer elementwise work ----
 
+
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("rows, cols", [(1, 1), (3, 17), (128, 512), (33, 1000)])
 @pytest.mark.parametrize("act", ACTIVATIONS)
@@ -132,8 +135,7 @@ def test_bias_grad(k, dtype, rows, cols, beta):
     g, db0 = rng.standard_normal((rows, cols)), rng.standard_normal(cols)
     db = db0.astype(dtype)
     k.bias_grad(g.astype(dtype), db, beta)
-    np.testing.assert_allclose(db, g.sum(0) + beta * db0, rtol=TOL[dtype]["rtol"] * 10,
-                               atol=TOL[dtype]["atol"] * rows)
+    np.testing.assert_allclose(db, g.sum(0) + beta * db0, rtol=TOL[dtype]["rtol"] * 10, atol=TOL[dtype]["atol"] * rows)
 
 
 def test_bias_grad_ignores_a_stale_output_when_beta_is_zero(k):
@@ -144,9 +146,10 @@ def test_bias_grad_ignores_a_stale_output_when_beta_is_zero(k):
 
 # ---- subnormal flushing ----
 
+
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_flush_subnormals(k, dtype):
-    tiny = np.finfo(dtype).tiny                          # the smallest normal number
+    tiny = np.finfo(dtype).tiny  # the smallest normal number
     a = np.array([tiny / 2, -tiny / 3, tiny, -tiny, 1.0, 0.0, np.nan, np.inf, -np.inf, tiny * 0.999], dtype)
     k.flush_subnormals(a)
     want = np.array([0, 0, tiny, -tiny, 1.0, 0.0, np.nan, np.inf, -np.inf, 0], dtype)
@@ -161,7 +164,7 @@ def test_momentum_velocity_is_flushed_and_weights_do_not_change(k, monkeypatch):
     n, tiny, steps = 1000, np.finfo(np.float32).tiny, 3 * FLUSH_EVERY
     p0 = (rng.choice([-1, 1], n) * rng.uniform(1e-3, 1, n)).astype(np.float32)
     v0 = rng.standard_normal(n).astype(np.float32) * 1e-3
-    v0[::3] = tiny * rng.uniform(2, 50, len(v0[::3]))             # these reach the subnormal range in a few steps
+    v0[::3] = tiny * rng.uniform(2, 50, len(v0[::3]))  # these reach the subnormal range in a few steps
     g = rng.standard_normal(n).astype(np.float32) * 1e-2
     g[::3] = 0
     runs = {}
@@ -175,8 +178,8 @@ def test_momentum_velocity_is_flushed_and_weights_do_not_change(k, monkeypatch):
         runs[flush] = p, v
     (pf, vf), (pn, vn) = runs[True], runs[False]
     np.testing.assert_array_equal(pf, pn)
-    assert ((np.abs(vn) < tiny) & (vn != 0)).sum() > 100            # without the flush: many subnormals
-    assert not ((np.abs(vf) < tiny) & (vf != 0)).any()              # just flushed: none
+    assert ((np.abs(vn) < tiny) & (vn != 0)).sum() > 100  # without the flush: many subnormals
+    assert not ((np.abs(vf) < tiny) & (vf != 0)).any()  # just flushed: none
     np.testing.assert_array_equal(vf, np.where(np.abs(vn) < tiny, 0, vn))
 
 
@@ -196,6 +199,7 @@ def test_the_flush_count_is_per_velocity_buffer(k):
 
 # ---- Adam ----
 
+
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("l2, l1", [(0.0, 0.0), (1e-2, 1e-3)])
 @pytest.mark.parametrize("step", [1, 2, 1000])
@@ -204,13 +208,13 @@ def test_adam_update_matches_twin(k, dtype, l2, l1, step):
     n, n_w = 1001, 900
     p, g, m = rng.standard_normal(n), rng.standard_normal(n), rng.standard_normal(n) * 0.1
     v = rng.uniform(0, 1, n)
-    p[::7] = 0.0                                                   # sign(0) = 0 in the L1 term
+    p[::7] = 0.0  # sign(0) = 0 in the L1 term
     got = [a.astype(dtype) for a in (p, g, m, v)]
     c1, c2 = optimizers.adam_corrections(step, 0.9, 0.999)
     k.adam_update(got[0], got[1], got[2], got[3], n_w, 1e-3, 0.9, 0.999, 1e-8, c1, c2, l2, l1)
     want = [a.copy() for a in (p, g, m, v)]
     optimizers.adam_update(*want, n_w, 1e-3, step, 0.9, 0.999, 1e-8, l2, l1)
-    for i, name in ((0, "p"), (2, "m"), (3, "v")):        # (the twin also leaves G in grads: scratch)
+    for i, name in ((0, "p"), (2, "m"), (3, "v")):  # (the twin also leaves G in grads: scratch)
         np.testing.assert_allclose(got[i], want[i], err_msg=name, **TOL[dtype])
 
 
@@ -232,6 +236,7 @@ def test_adam_first_moment_subnormals_become_zero(k):
 
 # ---- the backend takes the compiled path, and keeps NumPy where it must ----
 
+
 def test_the_cpu_backend_uses_them(k):
     ops = NumpyOps()
     assert ops.kernels is k and "compiled kernels" in ops.name
@@ -241,13 +246,14 @@ def test_the_cpu_backend_uses_them(k):
 def test_non_contiguous_arrays_take_the_numpy_path(k):
     rng = np.random.default_rng(3)
     z = rng.standard_normal((6, 8))
-    view = z[:, ::2]                                     # not C-contiguous: the twin handles it
+    view = z[:, ::2]  # not C-contiguous: the twin handles it
     want = np.maximum(view + 1.0, 0)
     NumpyOps().bias_act(view, np.ones(4), "relu", 0.0)
     np.testing.assert_array_equal(view, want)
 
 
 # ---- building and finding ----
+
 
 @pytest.fixture
 def fresh_find():
@@ -262,7 +268,7 @@ def test_a_build_is_reused(k, tmp_path):
     mtime = lib.stat().st_mtime_ns
     again, _ = cpu_kernels.build(cxx, tmp_path)
     assert again == lib and lib.stat().st_mtime_ns == mtime
-    assert [p.name for p in tmp_path.iterdir()] == [lib.name]        # no temporary file left behind
+    assert [p.name for p in tmp_path.iterdir()] == [lib.name]  # no temporary file left behind
 
 
 def test_a_refused_flag_set_is_not_retried_once_a_build_exists(k, tmp_path, monkeypatch):
@@ -282,7 +288,7 @@ def test_a_refused_flag_set_is_not_retried_once_a_build_exists(k, tmp_path, monk
 
 
 def test_a_compiler_command_with_arguments(k, tmp_path, monkeypatch):
-    monkeypatch.setenv("CXX", f"env {cpu_kernels.compiler()[0]}")      # as with "ccache g++"
+    monkeypatch.setenv("CXX", f"env {cpu_kernels.compiler()[0]}")  # as with "ccache g++"
     cxx = cpu_kernels.compiler()
     assert cxx[0] == "env"
     lib, _ = cpu_kernels.build(cxx, tmp_path)
@@ -329,10 +335,10 @@ def test_they_can_be_switched_off(fresh_find, monkeypatch):
 
 def test_arrays_numpy_would_not_write_never_reach_the_raw_pointers(k):
     ops = NumpyOps()
-    frozen = np.frombuffer(np.zeros((2, 3), np.float32).tobytes(), np.float32).reshape(2, 3)   # read-only
+    frozen = np.frombuffer(np.zeros((2, 3), np.float32).tobytes(), np.float32).reshape(2, 3)  # read-only
     with pytest.raises(ValueError):
         ops.bias_act(frozen, np.zeros(3, np.float32), "relu", 0.0)
-    with pytest.raises(ValueError):                   # the direct BLAS path keeps to the same rule
+    with pytest.raises(ValueError):  # the direct BLAS path keeps to the same rule
         ops.matmul(np.ones((2, 4), np.float32), np.ones((4, 3), np.float32), frozen)
     assert (frozen == 0).all()
     # a strided accumulator: the sums must land in acc itself, not in the array it is a view of

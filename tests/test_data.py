@@ -53,12 +53,8 @@ def write_mnist_folder(
     folder.mkdir(parents=True, exist_ok=True)
     train_images = (np.arange(n_train * rows * cols) % 256).astype(np.uint8).reshape(n_train, rows, cols)
     test_images = (255 - np.arange(n_test * rows * cols) % 256).astype(np.uint8).reshape(n_test, rows, cols)
-    train_labels = (
-        np.arange(n_train, dtype=np.uint8) % 10 if label is None else np.full(n_train, label, np.uint8)
-    )
-    test_labels = (
-        np.arange(n_test, dtype=np.uint8) % 10 if label is None else np.full(n_test, label, np.uint8)
-    )
+    train_labels = np.arange(n_train, dtype=np.uint8) % 10 if label is None else np.full(n_train, label, np.uint8)
+    test_labels = np.arange(n_test, dtype=np.uint8) % 10 if label is None else np.full(n_test, label, np.uint8)
     arrays = dict(zip(MNIST_FILES, (train_images, train_labels, test_images, test_labels), strict=True))
     for stem, array in arrays.items():
         if stem in gz:
@@ -142,9 +138,7 @@ def test_read_idx_bad_header(tmp_path, content, match):
 def test_read_idx_truncated_payload(tmp_path):
     path = tmp_path / "short"
     path.write_bytes(bytes([0, 0, 8, 2, 0, 0, 0, 2, 0, 0, 0, 3, 1, 2, 3, 4]))
-    with pytest.raises(
-        DataError, match=r"truncated: expected 6 bytes of data, got 4; re-download it"
-    ) as info:
+    with pytest.raises(DataError, match=r"truncated: expected 6 bytes of data, got 4; re-download it") as info:
         read_idx(path)
     assert str(path) in str(info.value)
 
@@ -226,9 +220,7 @@ def test_read_idx_missing_file(tmp_path):
         read_idx(tmp_path / "nope")
 
 
-@pytest.mark.parametrize(
-    "array", [np.zeros(3, np.int64), np.zeros(3, bool), np.zeros(3, np.uint16), np.float32(1)]
-)
+@pytest.mark.parametrize("array", [np.zeros(3, np.int64), np.zeros(3, bool), np.zeros(3, np.uint16), np.float32(1)])
 def test_write_idx_rejects_unsupported(tmp_path, array):
     with pytest.raises(DataError):
         write_idx(tmp_path / "x", array)
@@ -449,9 +441,7 @@ def test_download_into_cache(tmp_path, fake_server):
     data = load_dataset("mnist")
     assert data.X_train.shape == (6, 64) and data.X_test.shape == (3, 64)
     assert data.source == str(tmp_path / "cache" / "mnist")
-    assert sorted(p.name for p in (tmp_path / "cache" / "mnist").iterdir()) == sorted(
-        f"{s}.gz" for s in MNIST_FILES
-    )
+    assert sorted(p.name for p in (tmp_path / "cache" / "mnist").iterdir()) == sorted(f"{s}.gz" for s in MNIST_FILES)
     # Each file was tried on the first mirror, then fetched from the second.
     assert len(requests) == 8
     assert {u.rsplit("/", 1)[0] + "/" for u in requests} == set(ds._MIRRORS["mnist"])
@@ -597,9 +587,7 @@ def test_synthetic_names_and_options():
     assert make_synthetic(60, 2, 2).X_train.shape == (60, 2)  # fewer features than latent dimensions
 
 
-@pytest.mark.parametrize(
-    "text", ["synthetic:", "synthetic:10", "synthetic:10x", "synthetic:axb", "synthetic:1x2x3x4"]
-)
+@pytest.mark.parametrize("text", ["synthetic:", "synthetic:10", "synthetic:10x", "synthetic:axb", "synthetic:1x2x3x4"])
 def test_synthetic_bad_strings(text):
     with pytest.raises(ConfigError, match="synthetic:NxD"):
         load_dataset(text)

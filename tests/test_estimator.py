@@ -118,14 +118,17 @@ def test_label_smoothing_with_multilabel_is_refused():
         MLPClassifier(epochs=1, label_smoothing=0.1).fit(X, Y)
 
 
-@pytest.mark.parametrize("params, match", [
-    ({"hidden": (0,)}, "hidden"),
-    ({"hidden": "64"}, "hidden"),
-    ({"activation": "relux"}, "activation"),
-    ({"optimizer": "lbfgs"}, "optimizer"),
-    ({"lr": -1.0}, "learning rate"),
-    ({"device": "tpu"}, "device"),
-])
+@pytest.mark.parametrize(
+    "params, match",
+    [
+        ({"hidden": (0,)}, "hidden"),
+        ({"hidden": "64"}, "hidden"),
+        ({"activation": "relux"}, "activation"),
+        ({"optimizer": "lbfgs"}, "optimizer"),
+        ({"lr": -1.0}, "learning rate"),
+        ({"device": "tpu"}, "device"),
+    ],
+)
 def test_bad_settings_raise_config_error_at_fit(params, match):
     X, y = make_blobs(20, random_state=0)
     with pytest.raises(ConfigError, match=match):
@@ -145,8 +148,12 @@ def test_schedule_and_batch_settings_reach_the_trainer(cls, monkeypatch):
     assert {"step_size", "gamma", "min_lr", "drop_last"} <= set(est.get_params())
     with pytest.raises(DivergenceError):
         est.fit(np.eye(4), np.arange(4) % 2)
-    assert {k: seen[k] for k in ("step_size", "gamma", "min_lr", "drop_last")} == \
-        {"step_size": 3.0, "gamma": 0.5, "min_lr": 1e-4, "drop_last": True}
+    assert {k: seen[k] for k in ("step_size", "gamma", "min_lr", "drop_last")} == {
+        "step_size": 3.0,
+        "gamma": 0.5,
+        "min_lr": 1e-4,
+        "drop_last": True,
+    }
     TrainConfig(**seen).validate()  # every setting the estimator passes is a TrainConfig field
 
 
@@ -154,11 +161,13 @@ def test_step_schedule_follows_step_size_and_gamma():
     # 100 rows in batches of 25: 4 steps per epoch; the recorded lr is that of the epoch's last step,
     # at t = epoch - 1/4, so the rate halves after epochs 2 and 4.
     X, y = make_blobs(100, centers=2, random_state=0)
-    clf = MLPClassifier(hidden=(4,), epochs=6, batch_size=25, lr=0.1, schedule="step", step_size=2.0,
-                        gamma=0.5).fit(X, y)
+    clf = MLPClassifier(hidden=(4,), epochs=6, batch_size=25, lr=0.1, schedule="step", step_size=2.0, gamma=0.5).fit(
+        X, y
+    )
     np.testing.assert_allclose(clf.history_["lr"], [0.1, 0.1, 0.05, 0.05, 0.025, 0.025])
-    reg = MLPRegressor(hidden=(4,), epochs=3, batch_size=25, lr=0.01, schedule="step", step_size=1.0,
-                       gamma=0.1).fit(X, y.astype(float))
+    reg = MLPRegressor(hidden=(4,), epochs=3, batch_size=25, lr=0.01, schedule="step", step_size=1.0, gamma=0.1).fit(
+        X, y.astype(float)
+    )
     np.testing.assert_allclose(reg.history_["lr"], [0.01, 0.001, 0.0001])
 
 
@@ -169,8 +178,9 @@ def test_cosine_schedule_ends_at_min_lr():
     assert lr[0] == pytest.approx(0.1) and all(a > b for a, b in zip(lr, lr[1:])) and lr[-1] > 0.01
 
 
-@pytest.mark.parametrize("params, match", [({"step_size": 0.0}, "step_size"), ({"gamma": -1.0}, "gamma"),
-                                           ({"min_lr": -0.1}, "min_lr")])
+@pytest.mark.parametrize(
+    "params, match", [({"step_size": 0.0}, "step_size"), ({"gamma": -1.0}, "gamma"), ({"min_lr": -0.1}, "min_lr")]
+)
 def test_bad_schedule_settings_raise_config_error(params, match):
     X, y = make_blobs(20, random_state=0)
     with pytest.raises(ConfigError, match=match):
@@ -288,10 +298,13 @@ def test_pickle_round_trip_keeps_predictions_and_a_trainable_model():
     assert np.shares_memory(loaded.model_.W[0], loaded.model_.params)
 
 
-@pytest.mark.parametrize("make", [
-    lambda: MLPRegressor(hidden=(16,), epochs=5, optimizer="sgd", lr=1e6),
-    lambda: MLPClassifier(hidden=(16,), activation="identity", epochs=5, optimizer="sgd", lr=1e6),
-])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: MLPRegressor(hidden=(16,), epochs=5, optimizer="sgd", lr=1e6),
+        lambda: MLPClassifier(hidden=(16,), activation="identity", epochs=5, optimizer="sgd", lr=1e6),
+    ],
+)
 def test_divergence_raises_from_fit(make):
     # A ReLU classifier is not used here: its stable log-softmax loss grows huge but stays finite at this
     # rate, so nothing diverges in the trainer's (non-finite loss) sense.
@@ -305,8 +318,9 @@ def test_divergence_raises_from_fit(make):
 @pytest.mark.filterwarnings("ignore:One or more of the test scores are non-finite")
 def test_grid_search_cv_records_error_score_for_divergence():
     X, y = smooth_regression(150)
-    search = GridSearchCV(MLPRegressor(hidden=(8,), epochs=5, optimizer="sgd"), {"lr": [0.01, 1e6]}, cv=2,
-                          error_score=np.nan)
+    search = GridSearchCV(
+        MLPRegressor(hidden=(8,), epochs=5, optimizer="sgd"), {"lr": [0.01, 1e6]}, cv=2, error_score=np.nan
+    )
     with pytest.warns(Warning, match="fits failed"):
         search.fit(X, y)
     assert np.isnan(search.cv_results_["mean_test_score"][1])
@@ -320,7 +334,9 @@ def test_import_mlp_xp_does_not_import_sklearn():
 
 
 def test_missing_sklearn_names_the_extra():
-    code = ("import sys; sys.modules['sklearn'] = None\n"
-            "try:\n    import mlp_xp.estimator\nexcept ImportError as e:\n    print(e)\n")
+    code = (
+        "import sys; sys.modules['sklearn'] = None\n"
+        "try:\n    import mlp_xp.estimator\nexcept ImportError as e:\n    print(e)\n"
+    )
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout
     assert 'pip install "mlp-xp[sklearn]"' in out

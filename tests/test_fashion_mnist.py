@@ -25,7 +25,16 @@ def fashion():
 def test_fashion_mnist_three_epochs_reach_86_percent(fashion):
     assert fashion.X_train.shape == (60000, 784) and fashion.X_test.shape == (10000, 784)
     m = mlp_xp.MLP([784, 256, 10], "relu", device="cpu", seed=0)
-    h = mlp_xp.fit(m, fashion.X_train, fashion.y_train, epochs=3, batch_size=128, lr=0.05, schedule="cosine",
-                   X_test=fashion.X_test, y_test=fashion.y_test)
+    h = mlp_xp.fit(
+        m,
+        fashion.X_train,
+        fashion.y_train,
+        epochs=3,
+        batch_size=128,
+        lr=0.05,
+        schedule="cosine",
+        X_test=fashion.X_test,
+        y_test=fashion.y_test,
+    )
     assert h.last["test_accuracy"] >= 0.86
     assert h["test_accuracy"][0] < h.last["test_accuracy"]

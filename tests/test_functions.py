@@ -15,7 +15,7 @@ def test_softmax_cross_entropy_by_hand():
     # row 1: all equal: loss = log 3; argmax is the first column, which is the label
     assert acc[0] == pytest.approx(0.4076059644 + np.log(3), rel=1e-9)
     assert acc[1] == 2
-    p0 = np.exp([1.0, 2.0, 3.0]) / np.exp([1.0, 2.0, 3.0]).sum()     # [0.09003057, 0.24472847, 0.66524096]
+    p0 = np.exp([1.0, 2.0, 3.0]) / np.exp([1.0, 2.0, 3.0]).sum()  # [0.09003057, 0.24472847, 0.66524096]
     expected = np.array([p0 - [0, 0, 1], [1 / 3 - 1, 1 / 3, 1 / 3]]) / 2
     np.testing.assert_allclose(z, expected, rtol=1e-12)
     np.testing.assert_allclose(z[0], [0.045015285, 0.122364235, -0.16737952], rtol=1e-7)
@@ -25,13 +25,13 @@ def test_softmax_cross_entropy_eval_writes_probabilities_and_counts_misses():
     z = np.array([[5.0, 1.0], [0.0, 2.0]])
     acc = np.zeros(2)
     losses.softmax_cross_entropy(z, np.array([1, 1]), acc, write_grad=False)
-    assert acc[1] == 1                      # the first row predicts class 0
+    assert acc[1] == 1  # the first row predicts class 0
     np.testing.assert_allclose(z.sum(1), 1.0)
     np.testing.assert_allclose(z[1], [1 / (1 + np.e**2), np.e**2 / (1 + np.e**2)])
 
 
 def test_label_smoothing_and_class_weight_by_hand():
-    z = np.array([[0.0, np.log(3.0)]])      # p = [1/4, 3/4]
+    z = np.array([[0.0, np.log(3.0)]])  # p = [1/4, 3/4]
     acc = np.zeros(2)
     losses.softmax_cross_entropy(z, np.array([1]), acc, smoothing=0.2, class_weight=np.array([1.0, 2.0]))
     # q = 0.8 onehot + 0.1 = [0.1, 0.9]; loss = -w (0.1 log 1/4 + 0.9 log 3/4) = 2 (0.1386294 + 0.2589163)
@@ -54,7 +54,7 @@ def test_sigmoid_binary_cross_entropy_by_hand():
     losses.sigmoid_binary_cross_entropy(z, y, acc)
     # log(1 + e^0) = log 2; 2 + log(1 + e^-2) = 2.1269280110
     assert acc[0] == pytest.approx(np.log(2) + 2.1269280110, rel=1e-9)
-    assert acc[1] == 0                      # z = 0 predicts 0 against 1; z = 2 predicts 1 against 0
+    assert acc[1] == 0  # z = 0 predicts 0 against 1; z = 2 predicts 1 against 0
     np.testing.assert_allclose(z, [[-0.25], [0.8807970780 / 2]], rtol=1e-9)
 
 
@@ -79,7 +79,7 @@ def test_squared_error_by_hand():
 def test_activation_derivative_matches_finite_difference(name):
     rng = np.random.default_rng(0)
     z = rng.uniform(-3, 3, (4, 5))
-    z[np.abs(z) < 1e-3] = 0.5               # keep away from the kinks of relu and leaky relu
+    z[np.abs(z) < 1e-3] = 0.5  # keep away from the kinks of relu and leaky relu
     h = z.copy()
     activations.bias_act_forward(h, np.zeros(5), name)
     eps = 1e-6

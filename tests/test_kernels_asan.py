@@ -23,9 +23,23 @@ def _asan_env() -> dict:
 
 
 def test_kernel_twin_tests_pass_under_address_sanitizer():
-    r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider",
-                        str(ROOT / "tests" / "test_kernels_host.py")],
-                       cwd=ROOT, env=_asan_env(), capture_output=True, text=True, timeout=900)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-x",
+            "-p",
+            "no:cacheprovider",
+            str(ROOT / "tests" / "test_kernels_host.py"),
+        ],
+        cwd=ROOT,
+        env=_asan_env(),
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     assert "AddressSanitizer" not in r.stderr
     assert " passed" in r.stdout
@@ -42,8 +56,9 @@ def test_address_sanitizer_catches_an_out_of_bounds_read():
         k.launch("gather_rows<float, int>", (1,), (32,), (X, Y, idx, xb, yb, np.int64(2), np.int32(3), np.int32(1)))
         print("not caught")
     """)
-    r = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=_asan_env(), capture_output=True, text=True,
-                       timeout=300)
+    r = subprocess.run(
+        [sys.executable, "-c", script], cwd=ROOT, env=_asan_env(), capture_output=True, text=True, timeout=300
+    )
     assert r.returncode != 0 and "not caught" not in r.stdout
     assert "AddressSanitizer: heap-buffer-overflow" in r.stderr
-    assert "data.cu" in r.stderr                # the report points into the kernel source
+    assert "data.cu" in r.stderr  # the report points into the kernel source

@@ -33,8 +33,13 @@ def compile_file(fname: str, arch: str) -> tuple[str, dict[str, str]]:
     nvrtc, core = _nvrtc()
     # The options RawModule uses (CuPy's include folders, --std=c++17, -ftz=true, the device-default
     # execution space), with the architecture pinned instead of queried from a device.
-    opts = (f"--gpu-architecture={arch}", "-ftz=true", "--device-as-default-execution-space", "-Xptxas=-v",
-            *core.assemble_cupy_compiler_options(("--std=c++17",)))
+    opts = (
+        f"--gpu-architecture={arch}",
+        "-ftz=true",
+        "--device-as-default-execution-space",
+        "-Xptxas=-v",
+        *core.assemble_cupy_compiler_options(("--std=c++17",)),
+    )
     prog = nvrtc.createProgram(kernels.source(fname), fname, (), ())
     try:
         for name in kernels.KERNELS[fname]:
@@ -55,8 +60,11 @@ def ptxas_stats(log: str) -> dict[str, dict[str, int]]:
     for fn, body in re.findall(r"Compiling entry function '(\w+)'.*?\n(.*?)(?=Compiling entry|\Z)", log, re.S):
         regs = re.search(r"Used (\d+) registers", body)
         spill = re.search(r"(\d+) bytes spill stores, (\d+) bytes spill loads", body)
-        stats[fn] = {"registers": int(regs.group(1)), "spill_stores": int(spill.group(1)),
-                     "spill_loads": int(spill.group(2))}
+        stats[fn] = {
+            "registers": int(regs.group(1)),
+            "spill_stores": int(spill.group(1)),
+            "spill_loads": int(spill.group(2)),
+        }
     return stats
 
 

@@ -33,7 +33,7 @@ def gpu(host):
 
 @pytest.fixture(scope="module")
 def twin():
-    return NumpyOps(fast=False)          # the reference twins, not the BLAS fast path
+    return NumpyOps(fast=False)  # the reference twins, not the BLAS fast path
 
 
 def close(got, ref, dtype, what=""):
@@ -46,11 +46,11 @@ def close(got, ref, dtype, what=""):
 def logits(kind, B, C, rng):
     if kind == "normal":
         return rng.standard_normal((B, C)) * 5
-    if kind == "huge":                       # +-1e4: exp overflows unless shifted by the max
+    if kind == "huge":  # +-1e4: exp overflows unless shifted by the max
         return rng.choice([-1e4, 1e4, 0.0, 9999.5], size=(B, C))
     if kind == "equal":
         return np.full((B, C), 3.0)
-    if kind == "onehot":                    # one large logit per row, ties elsewhere
+    if kind == "onehot":  # one large logit per row, ties elsewhere
         z = np.zeros((B, C))
         z[np.arange(B), rng.integers(0, C, B)] = 50.0
         return z
@@ -71,7 +71,7 @@ def test_softmax_xent_matches_twin(gpu, twin, dtype, B, C, kind, write_grad):
     twin.loss_grad(zt, y, acct, "cross_entropy", write_grad)
     close(zk, zt, dtype, "dL/dz" if write_grad else "p")
     close(acck[0], acct[0], dtype, "loss")
-    assert acck[1] == acct[1]               # hits: same argmax, first maximum wins ties
+    assert acck[1] == acct[1]  # hits: same argmax, first maximum wins ties
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -96,8 +96,13 @@ def test_softmax_xent_is_right_for_every_launch_geometry(host, twin, bx, by, C):
     B = 21
     z, y = rng.standard_normal((B, C)) * 4, rng.integers(0, C, B).astype(np.int32)
     zk, acck = z.astype(np.float32), np.zeros(2)
-    host.launch("softmax_xent<float>", ((B + by - 1) // by,), (bx, by),
-                (zk, y, None, acck, np.int64(B), np.int32(C), np.int32(1), np.float32(0)), bx * by * 16)
+    host.launch(
+        "softmax_xent<float>",
+        ((B + by - 1) // by,),
+        (bx, by),
+        (zk, y, None, acck, np.int64(B), np.int32(C), np.int32(1), np.float32(0)),
+        bx * by * 16,
+    )
     zt, acct = z.copy(), np.zeros(2)
     twin.loss_grad(zt, y, acct, "cross_entropy", True)
     close(zk, zt, np.float32, "dL/dz")
@@ -110,7 +115,7 @@ def test_softmax_xent_bad_label_gives_nan_not_an_out_of_bounds_read(gpu):
     acc = np.zeros(2)
     gpu.loss_grad(z, np.array([1, 7, -2], np.int32), acc, "cross_entropy")
     assert np.isnan(acc[0])
-    np.testing.assert_array_equal(z[1:], 0)        # no gradient from the rows with bad labels
+    np.testing.assert_array_equal(z[1:], 0)  # no gradient from the rows with bad labels
 
 
 def test_row_geometry_choices():
@@ -127,7 +132,7 @@ def test_row_geometry_choices():
 def test_sigmoid_bce_matches_twin(gpu, twin, dtype, B, K, write_grad):
     rng = np.random.default_rng(B + K)
     z = rng.standard_normal((B, K)) * 4
-    z.flat[::7] = 1e4                       # extremes: no overflow, no log(0)
+    z.flat[::7] = 1e4  # extremes: no overflow, no log(0)
     z.flat[3::11] = -1e4
     y = rng.integers(0, 2, (B, K)).astype(float)
     zk, acck = z.astype(dtype), np.zeros(2)
@@ -168,7 +173,7 @@ def test_output_activation_matches_twin(gpu, twin, output):
 def test_bias_act_and_backward_match_twin(gpu, twin, dtype, activation, rows, cols):
     rng = np.random.default_rng(rows + cols)
     z, b = rng.standard_normal((rows, cols)) * 3, rng.standard_normal(cols)
-    z.flat[::5] = 0.0 - b[np.arange(0, z.size, 5) % cols]      # some z + b exactly 0: the kink
+    z.flat[::5] = 0.0 - b[np.arange(0, z.size, 5) % cols]  # some z + b exactly 0: the kink
     zk = z.astype(dtype)
     gpu.bias_act(zk, b.astype(dtype), activation, 0.01)
     zt = z.copy()
@@ -186,11 +191,11 @@ def test_bias_act_and_backward_match_twin(gpu, twin, dtype, activation, rows, co
 def test_bias_grad_matches_twin(gpu, twin, dtype, rows, cols):
     g = np.random.default_rng(rows).standard_normal((rows, cols))
     out = np.full(cols, np.nan, dtype)
-    gpu.bias_grad(g.astype(dtype), out)              # beta = 0: the NaN already there must not leak in
+    gpu.bias_grad(g.astype(dtype), out)  # beta = 0: the NaN already there must not leak in
     ref = np.empty(cols)
     twin.bias_grad(g, ref)
     close(out, ref, dtype, "db")
-    gpu.bias_grad(g.astype(dtype), out, 0.9)         # accumulate: db <- sum g + 0.9 db
+    gpu.bias_grad(g.astype(dtype), out, 0.9)  # accumulate: db <- sum g + 0.9 db
     twin.bias_grad(g, ref, 0.9)
     close(out, ref, dtype, "db accumulated")
 
@@ -206,7 +211,7 @@ def _opt_state(n, rng):
 def test_optimizer_update_matches_twin(gpu, twin, dtype, rule, l2, l1, n, n_w):
     rng = np.random.default_rng(n)
     p, g, m, v = _opt_state(n, rng)
-    p[:5] = 0.0                              # sign(0) = 0 for L1
+    p[:5] = 0.0  # sign(0) = 0 for L1
     state = [a.astype(dtype) for a in (p, g, m, v)]
     ref = [a.copy() for a in (p, g, m, v)]
     for ops, (pp, gg, mm, vv) in ((gpu, state), (twin, ref)):

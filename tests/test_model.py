@@ -24,8 +24,9 @@ def _random_model(ops, activation, loss, seed=1, sizes=(5, 4, 6, 3)):
 
 @pytest.mark.parametrize("activation", sorted(ACTIVATIONS))
 @pytest.mark.parametrize("loss", sorted(LOSS_TARGETS))
-@pytest.mark.parametrize("penalty", [(0.0, 0.0), (0.1, 0.0), (0.0, 0.05), (0.1, 0.05)],
-                         ids=["none", "l2", "l1", "l2+l1"])
+@pytest.mark.parametrize(
+    "penalty", [(0.0, 0.0), (0.1, 0.0), (0.0, 0.05), (0.1, 0.05)], ids=["none", "l2", "l1", "l2+l1"]
+)
 def test_gradcheck_every_activation_loss_and_penalty(ops, activation, loss, penalty):
     rng = np.random.default_rng(0)
     X = rng.standard_normal((7, 5))
@@ -61,11 +62,11 @@ def test_forward_and_backward_by_hand(ops):
     # sizes 2-2-1, relu, mse. x = [1, 2], y = -10.
     m = MLP([2, 2, 1], "relu", "mse", device=ops, dtype="float64")
     W1, b1, W2, b2 = np.array([[1.0, -1.0], [0.5, 2.0]]), [0.0, 1.0], np.array([[1.0, -2.0]]), [0.5]
-    m.set_flat(np.concatenate([W1.T.ravel(), W2.T.ravel(), b1, b2]))      # stored as M = W^T
+    m.set_flat(np.concatenate([W1.T.ravel(), W2.T.ravel(), b1, b2]))  # stored as M = W^T
     # z1 = W1 x + b1 = [-1, 5.5], h1 = [0, 5.5]; z2 = W2 h1 + b2 = -10.5
     np.testing.assert_allclose(m.predict([[1.0, 2.0]]), [-10.5])
     loss, g = loss_and_gradient(m, [[1.0, 2.0]], [-10.0])
-    assert loss == pytest.approx(0.125)     # (1/2) (-10.5 + 10)^2
+    assert loss == pytest.approx(0.125)  # (1/2) (-10.5 + 10)^2
     # dz2 = -0.5; dW2 = dz2 h1 = [0, -2.75]; db2 = -0.5; dh1 = W2^T dz2 = [-0.5, 1]; dz1 = [0, 1]
     # dW1 = dz1 x^T = [[0, 0], [1, 2]]; db1 = [0, 1]; stored transposed: dM1 = [[0, 1], [0, 2]], dM2 = [0, -2.75]
     np.testing.assert_allclose(g, [0, 1, 0, 2, 0, -2.75, 0, 1, -0.5])
@@ -75,7 +76,7 @@ def test_layout_puts_weights_before_biases():
     m = MLP([3, 4, 2], device="cpu")
     assert m.layout.n_weights == 3 * 4 + 4 * 2
     assert m.layout.n_params == m.layout.n_weights + 4 + 2
-    assert np.all(m.get_flat()[m.layout.n_weights:] == 0)       # biases start at zero
+    assert np.all(m.get_flat()[m.layout.n_weights :] == 0)  # biases start at zero
 
 
 def test_glorot_and_he_init_ranges():
@@ -83,7 +84,7 @@ def test_glorot_and_he_init_ranges():
     (W1, _), (W2, _) = m.weights()
     r = np.sqrt(6) / np.sqrt(400 + 300)
     assert np.abs(W1).max() <= r and np.abs(W1).max() > 0.99 * r
-    assert W1.std() == pytest.approx(r / np.sqrt(3), rel=0.02)   # std of U(-r, r)
+    assert W1.std() == pytest.approx(r / np.sqrt(3), rel=0.02)  # std of U(-r, r)
     h = MLP([400, 300, 10], init="he", device="cpu", seed=0)
     assert h.weights()[0][0].std() == pytest.approx(np.sqrt(2 / 400), rel=0.02)
 
@@ -117,9 +118,9 @@ def test_save_load_round_trip(tmp_path):
     back = MLP.load(path, device="cpu")
     assert back.config() == m.config()
     assert np.array_equal(back.get_flat(), m.get_flat())
-    with np.load(path, allow_pickle=False) as z:            # plain arrays: W1, b1, W2, b2, metadata
+    with np.load(path, allow_pickle=False) as z:  # plain arrays: W1, b1, W2, b2, metadata
         assert sorted(z.files) == ["W1", "W2", "b1", "b2", "metadata"]
-        assert z["W1"].shape == (5, 4)                     # (fan_in, fan_out)
+        assert z["W1"].shape == (5, 4)  # (fan_in, fan_out)
 
 
 @pytest.mark.parametrize("damage", ["truncate", "garbage", "missing_array", "bad_version"])
@@ -139,7 +140,8 @@ def test_corrupt_model_files_are_refused_clearly(tmp_path, damage):
             del arrays["W1"]
         else:
             arrays["metadata"] = np.frombuffer(
-                arrays["metadata"].tobytes().replace(b'"format_version": 1', b'"format_version": 99'), np.uint8)
+                arrays["metadata"].tobytes().replace(b'"format_version": 1', b'"format_version": 99'), np.uint8
+            )
         np.savez(path, **arrays)
     with pytest.raises(mlp_xp.ModelFileError, match="save|upgrade"):
         MLP.load(path, device="cpu")
@@ -160,17 +162,20 @@ def test_save_is_atomic_when_writing_fails(tmp_path, monkeypatch):
     assert path.read_bytes() == before
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    ({"sizes": [3]}, "at least an input and an output"),
-    ({"sizes": [3, 0, 2]}, "positive integer"),
-    ({"activation": "swish"}, "unknown activation 'swish'"),
-    ({"loss": "hinge"}, "unknown loss 'hinge'"),
-    ({"dtype": "float16"}, "float32' or 'float64"),
-    ({"init": "zeros"}, "unknown init"),
-    ({"activation": ["relu", "tanh"]}, "2 activations given for 1 hidden layers"),
-    ({"sizes": [3, 4, 1], "loss": "cross_entropy"}, "at least 2 output classes"),
-    ({"device": "tpu"}, "unknown device 'tpu'"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"sizes": [3]}, "at least an input and an output"),
+        ({"sizes": [3, 0, 2]}, "positive integer"),
+        ({"activation": "swish"}, "unknown activation 'swish'"),
+        ({"loss": "hinge"}, "unknown loss 'hinge'"),
+        ({"dtype": "float16"}, "float32' or 'float64"),
+        ({"init": "zeros"}, "unknown init"),
+        ({"activation": ["relu", "tanh"]}, "2 activations given for 1 hidden layers"),
+        ({"sizes": [3, 4, 1], "loss": "cross_entropy"}, "at least 2 output classes"),
+        ({"device": "tpu"}, "unknown device 'tpu'"),
+    ],
+)
 def test_bad_architecture_is_refused(kwargs, match):
     args = {"sizes": [3, 4, 2], **kwargs}
     with pytest.raises(mlp_xp.ConfigError, match=match):

@@ -53,8 +53,18 @@ def test_sgd_update(pair, rule, l2, l1):
     results = []
     for ops in pair:
         pp, gg, vv = p.copy(), g.copy(), v.copy()
-        ops.sgd_update(pp, gg, vv, 400, 0.05, 0.0 if rule == "sgd" else 0.9, rule == "nesterov", l2, l1,
-                       accumulated=rule == "accumulated")
+        ops.sgd_update(
+            pp,
+            gg,
+            vv,
+            400,
+            0.05,
+            0.0 if rule == "sgd" else 0.9,
+            rule == "nesterov",
+            l2,
+            l1,
+            accumulated=rule == "accumulated",
+        )
         results.append((pp, vv))
     np.testing.assert_allclose(results[0][0], results[1][0], rtol=1e-12, atol=1e-15)
     np.testing.assert_allclose(results[0][1], results[1][1], rtol=1e-12, atol=1e-15)
@@ -69,8 +79,8 @@ def test_arrays_blas_cannot_take_go_the_numpy_way(pair):
     fast, _ = pair
     a32, b64 = np.ones((3, 4), np.float32), np.ones((4, 2))
     out = np.zeros((3, 2), np.float32)
-    fast.matmul(a32, b64, out)                       # mixed dtypes: NumPy casts, BLAS would misread
+    fast.matmul(a32, b64, out)  # mixed dtypes: NumPy casts, BLAS would misread
     np.testing.assert_array_equal(out, 4.0)
-    fast.matmul(np.ones((4, 3)).T, b64, np.zeros((3, 2)))          # a transposed view, not C-contiguous
+    fast.matmul(np.ones((4, 3)).T, b64, np.zeros((3, 2)))  # a transposed view, not C-contiguous
     with pytest.raises(ValueError, match="shapes do not fit"):
         fast.matmul(np.ones((3, 5), np.float32), np.ones((4, 2), np.float32), out)

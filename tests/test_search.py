@@ -29,6 +29,7 @@ def digits():
 @pytest.fixture
 def no_training(monkeypatch):
     """Makes any model fit fail loudly: for tests that must fail before the first candidate trains."""
+
     def fit(*args, **kwargs):
         raise AssertionError("a model started training")
 
@@ -46,13 +47,18 @@ def smooth():
 # ---- parse_space ----
 def test_parse_lists_of_scalars():
     space = parse_space(["lr=0.01,1e-1", "epochs=10,20", "optimizer=sgd, adam", "early_stopping=true,False"])
-    assert space == {"lr": [0.01, 0.1], "epochs": [10, 20], "optimizer": ["sgd", "adam"],
-                     "early_stopping": [True, False]}
+    assert space == {
+        "lr": [0.01, 0.1],
+        "epochs": [10, 20],
+        "optimizer": ["sgd", "adam"],
+        "early_stopping": [True, False],
+    }
     assert all(type(v) is int for v in space["epochs"])
 
 
-@pytest.mark.parametrize("spec", ["hidden=64,128x64", "hidden=64;128,64", "hidden=64;128x64",
-                                  "hidden=choice:64,128x64"])
+@pytest.mark.parametrize(
+    "spec", ["hidden=64,128x64", "hidden=64;128,64", "hidden=64;128x64", "hidden=choice:64,128x64"]
+)
 def test_parse_hidden_choices(spec):
     assert parse_space([spec]) == {"hidden": [(64,), (128, 64)]}
 
@@ -69,13 +75,25 @@ def test_parse_words_with_colons_are_values_not_distributions():
 
 def test_parse_new_schedule_settings():
     space = parse_space(["schedule=step", "step_size=5,10", "gamma=0.5", "min_lr=0,1e-4", "drop_last=true,false"])
-    assert space == {"schedule": ["step"], "step_size": [5, 10], "gamma": [0.5], "min_lr": [0, 1e-4],
-                     "drop_last": [True, False]}
+    assert space == {
+        "schedule": ["step"],
+        "step_size": [5, 10],
+        "gamma": [0.5],
+        "min_lr": [0, 1e-4],
+        "drop_last": [True, False],
+    }
 
 
 def test_parse_distributions():
-    space = parse_space(["lr=loguniform:1e-4:1e-1", "momentum=uniform:0.5:0.99", "epochs=randint:10:12",
-                         "batch_size=choice:32,64,128", "seed=randint:0:3"])
+    space = parse_space(
+        [
+            "lr=loguniform:1e-4:1e-1",
+            "momentum=uniform:0.5:0.99",
+            "epochs=randint:10:12",
+            "batch_size=choice:32,64,128",
+            "seed=randint:0:3",
+        ]
+    )
     rng = np.random.RandomState(0)
     lr = [space["lr"].rvs(random_state=rng) for _ in range(200)]
     assert 1e-4 <= min(lr) and max(lr) <= 1e-1
@@ -88,34 +106,37 @@ def test_parse_distributions():
     assert {int(space["seed"].rvs(random_state=rng)) for _ in range(200)} == {0, 1, 2, 3}
 
 
-@pytest.mark.parametrize("spec, match", [
-    ("lr", "NAME=VALUES"),
-    ("=0.1", "NAME=VALUES"),
-    ("lr=", "no values"),
-    ("lrr=0.1", "unknown parameter 'lrr'"),
-    ("lr=0.1,,0.2", "empty value"),
-    ("lr=normal:0:1", "unknown distribution 'normal'.*: use loguniform"),
-    ("lr=fast", "lr takes numbers, got 'fast'.*: write e.g. lr=A,B"),
-    ("lr=loguniform:0:1", "0 < LO < HI"),
-    ("lr=loguniform:1e-3", "two numbers"),
-    ("lr=uniform:a:b", "two numbers"),
-    ("momentum=uniform:0.9:0.5", "LO < HI"),
-    ("epochs=randint:1.5:3", "integers"),
-    ("epochs=1.5", "epochs takes integers, got '1.5'.*: write whole numbers, e.g. epochs=10,20"),
-    ("epochs=inf", "epochs takes finite integers, got 'inf'.*: write whole numbers"),
-    ("epochs=-inf", "finite integers"),
-    ("epochs=nan", "epochs takes finite integers, got 'nan'"),
-    ("batch_size=10,nan", "finite integers"),
-    ("seed=uniform:0:3", "seed takes integers.*uniform.*: write seed=randint:0:3"),
-    ("batch_size=loguniform:16:256", "batch_size takes integers.*: write batch_size=randint:16:256"),
-    ("patience=uniform:2.5:2.7", "write patience=randint:10:50"),
-    ("optimizer=uniform:0:1", "optimizer takes a list of values, not a distribution"),
-    ("early_stopping=randint:0:1", "not a distribution"),
-    ("lr=uniform:0:inf", "finite bounds"),
-    ("hidden=loguniform:8:64", "not a distribution"),
-    ("hidden=64,abc", "bad hidden layers"),
-    ("hidden=0", "bad hidden layers"),
-])
+@pytest.mark.parametrize(
+    "spec, match",
+    [
+        ("lr", "NAME=VALUES"),
+        ("=0.1", "NAME=VALUES"),
+        ("lr=", "no values"),
+        ("lrr=0.1", "unknown parameter 'lrr'"),
+        ("lr=0.1,,0.2", "empty value"),
+        ("lr=normal:0:1", "unknown distribution 'normal'.*: use loguniform"),
+        ("lr=fast", "lr takes numbers, got 'fast'.*: write e.g. lr=A,B"),
+        ("lr=loguniform:0:1", "0 < LO < HI"),
+        ("lr=loguniform:1e-3", "two numbers"),
+        ("lr=uniform:a:b", "two numbers"),
+        ("momentum=uniform:0.9:0.5", "LO < HI"),
+        ("epochs=randint:1.5:3", "integers"),
+        ("epochs=1.5", "epochs takes integers, got '1.5'.*: write whole numbers, e.g. epochs=10,20"),
+        ("epochs=inf", "epochs takes finite integers, got 'inf'.*: write whole numbers"),
+        ("epochs=-inf", "finite integers"),
+        ("epochs=nan", "epochs takes finite integers, got 'nan'"),
+        ("batch_size=10,nan", "finite integers"),
+        ("seed=uniform:0:3", "seed takes integers.*uniform.*: write seed=randint:0:3"),
+        ("batch_size=loguniform:16:256", "batch_size takes integers.*: write batch_size=randint:16:256"),
+        ("patience=uniform:2.5:2.7", "write patience=randint:10:50"),
+        ("optimizer=uniform:0:1", "optimizer takes a list of values, not a distribution"),
+        ("early_stopping=randint:0:1", "not a distribution"),
+        ("lr=uniform:0:inf", "finite bounds"),
+        ("hidden=loguniform:8:64", "not a distribution"),
+        ("hidden=64,abc", "bad hidden layers"),
+        ("hidden=0", "bad hidden layers"),
+    ],
+)
 def test_parse_errors_name_the_fix(spec, match):
     with pytest.raises(ConfigError, match=match):
         parse_space([spec])
@@ -161,16 +182,16 @@ def test_random_search_over_a_small_grid_takes_it_whole_and_quietly(smooth):
     space = parse_space(["lr=0.01,0.02"])
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        rows = run_search(*smooth, space, mode="random", n_iter=10, task="regression",
-                          base_params={"hidden": (4,), "epochs": 1})
+        rows = run_search(
+            *smooth, space, mode="random", n_iter=10, task="regression", base_params={"hidden": (4,), "epochs": 1}
+        )
     assert sorted(r["params"]["lr"] for r in rows) == [0.01, 0.02]
 
 
 def test_a_diverging_candidate_is_reported_not_raised_and_ranks_last(smooth):
     # The diverging candidate comes first: a sort on -score alone would leave its NaN in front.
     space = parse_space(["lr=1e6,0.01,1e6,0.02"])
-    rows = run_search(*smooth, space, task="regression",
-                      base_params={"hidden": (16,), "epochs": 5, "optimizer": "sgd"})
+    rows = run_search(*smooth, space, task="regression", base_params={"hidden": (16,), "epochs": 5, "optimizer": "sgd"})
     assert [r["status"] for r in rows] == ["ok", "ok", "diverged", "diverged"]
     assert [r["rank"] for r in rows] == [1, 2, 3, 4]
     assert {r["params"]["lr"] for r in rows[:2]} == {0.01, 0.02} and rows[0]["score"] >= rows[1]["score"]
@@ -185,17 +206,20 @@ def test_empty_space_runs_the_base_parameters(smooth):
     assert "(base parameters)" in format_table(rows)
 
 
-@pytest.mark.parametrize("space, kw, match", [
-    ({"lr": [0.1]}, {"mode": "exhaustive"}, "unknown search mode"),
-    ({"lr": [0.1]}, {"task": "ranking"}, "unknown search task"),
-    ({"lr": [0.1]}, {"mode": "random", "n_iter": 0}, "n_iter must be a positive integer, got 0: pass e.g."),
-    ({"activation": ["relu", "relux"]}, {}, "activation"),
-    ({"lr": [0.1, -1.0]}, {}, "learning rate"),
-    ({"schedule": ["step"], "gamma": [0.5, 0.0]}, {}, "gamma"),
-    ({"lr": [0.1]}, {"base_params": {"hidden_layer_sizes": (8,)}}, "unknown MLPRegressor parameter"),
-    ({"label_smoothing": [0.1]}, {}, "unknown MLPRegressor parameter.*label_smoothing.*: drop them"),
-    ({"lr": 0.1}, {}, "non-empty list"),
-])
+@pytest.mark.parametrize(
+    "space, kw, match",
+    [
+        ({"lr": [0.1]}, {"mode": "exhaustive"}, "unknown search mode"),
+        ({"lr": [0.1]}, {"task": "ranking"}, "unknown search task"),
+        ({"lr": [0.1]}, {"mode": "random", "n_iter": 0}, "n_iter must be a positive integer, got 0: pass e.g."),
+        ({"activation": ["relu", "relux"]}, {}, "activation"),
+        ({"lr": [0.1, -1.0]}, {}, "learning rate"),
+        ({"schedule": ["step"], "gamma": [0.5, 0.0]}, {}, "gamma"),
+        ({"lr": [0.1]}, {"base_params": {"hidden_layer_sizes": (8,)}}, "unknown MLPRegressor parameter"),
+        ({"label_smoothing": [0.1]}, {}, "unknown MLPRegressor parameter.*label_smoothing.*: drop them"),
+        ({"lr": 0.1}, {}, "non-empty list"),
+    ],
+)
 def test_bad_searches_fail_before_training(smooth, no_training, space, kw, match):
     # The bad candidate comes last where there is one: nothing may train before the error.
     with pytest.raises(ConfigError, match=match):
@@ -207,27 +231,35 @@ def test_the_no_training_fixture_catches_a_fit(smooth, no_training):
         run_search(*smooth, {"lr": [0.1]}, task="regression")
 
 
-@pytest.mark.parametrize("change, match", [
-    (lambda Xv, yv: (Xv[:, :1], yv), "X_val has 1 features but the model expects 2"),
-    (lambda Xv, yv: (np.where(np.arange(Xv.size).reshape(Xv.shape) == 3, np.nan, Xv), yv), "X_val contains NaN"),
-    (lambda Xv, yv: (Xv, yv[:-1]), "y_val has 99 entries but X_val has 100 samples"),
-    (lambda Xv, yv: (Xv, np.column_stack([yv, yv])), "y_val has shape .* outputs"),
-    (lambda Xv, yv: (Xv, np.where(np.arange(len(yv)) == 0, np.inf, yv)), "y_val contains NaN or Inf"),
-    (lambda Xv, yv: (Xv, np.array(["a"] * len(yv))), "y_val has dtype"),
-])
+@pytest.mark.parametrize(
+    "change, match",
+    [
+        (lambda Xv, yv: (Xv[:, :1], yv), "X_val has 1 features but the model expects 2"),
+        (lambda Xv, yv: (np.where(np.arange(Xv.size).reshape(Xv.shape) == 3, np.nan, Xv), yv), "X_val contains NaN"),
+        (lambda Xv, yv: (Xv, yv[:-1]), "y_val has 99 entries but X_val has 100 samples"),
+        (lambda Xv, yv: (Xv, np.column_stack([yv, yv])), "y_val has shape .* outputs"),
+        (lambda Xv, yv: (Xv, np.where(np.arange(len(yv)) == 0, np.inf, yv)), "y_val contains NaN or Inf"),
+        (lambda Xv, yv: (Xv, np.array(["a"] * len(yv))), "y_val has dtype"),
+    ],
+)
 def test_bad_regression_validation_data_fails_before_training(smooth, no_training, change, match):
     X_train, y_train, X_val, y_val = smooth
     with pytest.raises(DataError, match=match):
         run_search(X_train, y_train, *change(X_val, y_val), {"lr": [0.1]}, task="regression")
 
 
-@pytest.mark.parametrize("change, match", [
-    (lambda Xv, yv: (Xv[:, :10], yv), "X_val has 10 features but the model expects 64"),
-    (lambda Xv, yv: (Xv, yv[:10]), "y_val has 10 entries but X_val has .* samples: pass"),
-    (lambda Xv, yv: (Xv, np.where(yv == 9, 42, yv)),
-     r"y_val has 1 class label\(s\) that y_train lacks \(42\).*: split"),
-    (lambda Xv, yv: (Xv, np.column_stack([yv, yv])), "y_val has shape .*: pass 1-D validation labels"),
-])
+@pytest.mark.parametrize(
+    "change, match",
+    [
+        (lambda Xv, yv: (Xv[:, :10], yv), "X_val has 10 features but the model expects 64"),
+        (lambda Xv, yv: (Xv, yv[:10]), "y_val has 10 entries but X_val has .* samples: pass"),
+        (
+            lambda Xv, yv: (Xv, np.where(yv == 9, 42, yv)),
+            r"y_val has 1 class label\(s\) that y_train lacks \(42\).*: split",
+        ),
+        (lambda Xv, yv: (Xv, np.column_stack([yv, yv])), "y_val has shape .*: pass 1-D validation labels"),
+    ],
+)
 def test_bad_classification_validation_data_fails_before_training(digits, no_training, change, match):
     X_train, y_train, X_val, y_val = digits
     with pytest.raises(DataError, match=match):
@@ -265,10 +297,24 @@ def test_grid_search_refuses_distributions(smooth):
 
 
 def test_format_table_aligns_columns():
-    rows = [{"rank": 1, "params": {"hidden": (128, 64), "lr": 0.05}, "score": 0.96123, "fit_seconds": 12.5,
-             "epochs": 10, "status": "ok"},
-            {"rank": 2, "params": {"hidden": (), "lr": 1e-06}, "score": float("nan"), "fit_seconds": 0.4,
-             "epochs": 0, "status": "diverged"}]
+    rows = [
+        {
+            "rank": 1,
+            "params": {"hidden": (128, 64), "lr": 0.05},
+            "score": 0.96123,
+            "fit_seconds": 12.5,
+            "epochs": 10,
+            "status": "ok",
+        },
+        {
+            "rank": 2,
+            "params": {"hidden": (), "lr": 1e-06},
+            "score": float("nan"),
+            "fit_seconds": 0.4,
+            "epochs": 0,
+            "status": "diverged",
+        },
+    ]
     lines = format_table(rows).splitlines()
     assert lines[1].split() == ["1", "0.9612", "10", "12.50", "hidden=128x64", "lr=0.05"]
     assert lines[2].split() == ["2", "diverged", "0", "0.40", "hidden=none", "lr=1e-06"]

@@ -25,9 +25,9 @@ def test_a_broken_kernel_is_reported_failing(host_kernels, monkeypatch):
     def off_by_a_bit(name, grid, block, args, shared_mem=0):
         real(name, grid, block, args, shared_mem)
         if name == "bias_grad<float>":
-            args[1][0] += np.float32(1e-2)      # db[0] is wrong by 0.01
+            args[1][0] += np.float32(1e-2)  # db[0] is wrong by 0.01
 
-    monkeypatch.setattr(ops.kernels, "launch", off_by_a_bit)     # the harness is shared: undo afterwards
+    monkeypatch.setattr(ops.kernels, "launch", off_by_a_bit)  # the harness is shared: undo afterwards
     results = {r.kernel: r for r in check_backend(ops)}
     assert not results["bias_grad<float>"].ok
     assert all(r.ok for k, r in results.items() if k != "bias_grad<float>")
@@ -54,8 +54,11 @@ def test_doctor_checks_the_compiled_cpu_loops(monkeypatch):
     if k is None:
         pytest.skip(f"no compiled CPU kernels: {cpu_kernels.status()}")
     results = {r.kernel: r for r in check_cpu_kernels()}
-    assert set(results) == {f"{name}_{s}" for name in ("softmax_xent", "bias_act", "act_bwd", "bias_grad",
-                                                       "adam_update", "flush_subnormals") for s in ("f32", "f64")}
+    assert set(results) == {
+        f"{name}_{s}"
+        for name in ("softmax_xent", "bias_act", "act_bwd", "bias_grad", "adam_update", "flush_subnormals")
+        for s in ("f32", "f64")
+    }
     assert all(r.ok for r in results.values())
     # negative control: a bias gradient that is off by one part in a thousand is caught
     real = k.bias_grad

@@ -20,12 +20,18 @@ def _setup(ops, sizes, optimizer="momentum", batch=32, n=256, loss="cross_entrop
         Y = ops.asarray(rng.integers(0, sizes[-1], n).astype(np.int32))
     else:
         Y = ops.asarray(rng.integers(0, 2, (n, sizes[-1])).astype(np.float32))
-    opt = Optimizer(optimizer, ops, model.layout.n_params, model.layout.n_weights, model.dtype,
-                    l2=1e-4 if optimizer == "nesterov" else 0.0)
+    opt = Optimizer(
+        optimizer,
+        ops,
+        model.layout.n_params,
+        model.layout.n_weights,
+        model.dtype,
+        l2=1e-4 if optimizer == "nesterov" else 0.0,
+    )
     step = TrainStep(model, batch, opt)
     perm = ops.permutation(n, 0, 1)
     acc = ops.zeros((2,), np.float64)
-    slices = [perm[s:s + batch] for s in range(0, n, batch)]
+    slices = [perm[s : s + batch] for s in range(0, n, batch)]
     return step, X, Y, acc, slices
 
 
@@ -40,7 +46,7 @@ def test_a_step_dispatches_at_most_6L_plus_2_ops_and_never_syncs(ops, sizes, opt
         step(X, Y, idx, acc, 0.01)
     per_step = ops.counts.ops / (len(slices) - 1)
     assert per_step <= 6 * L + 2
-    assert per_step == 6 * L + 1            # gather, 2L forward, loss, 4L - 2 backward, one update
+    assert per_step == 6 * L + 1  # gather, 2L forward, loss, 4L - 2 backward, one update
     assert ops.counts.syncs == 0 and ops.counts.allocations == 0
     assert ops.counts.by_op["gather_rows"] == ops.counts.by_op["loss_grad"] == len(slices) - 1
     update = "adam_update" if optimizer == "adam" else "sgd_update"
@@ -61,8 +67,8 @@ def test_an_epoch_syncs_with_the_host_once(ops):
     mlp_xp.fit(model, X, y, epochs=3, batch_size=32, X_val=Xv, y_val=yv, X_test=Xv, y_test=yv, callbacks=[count])
     syncs = [b[0] - a[0] for a, b in zip(epochs, epochs[1:])]
     allocs = [b[1] - a[1] for a, b in zip(epochs, epochs[1:])]
-    assert syncs == [1, 1]                  # train, validation and test sums come back in one copy
-    assert allocs == [1, 1]                 # the epoch's permutation; no batch is copied from the host
+    assert syncs == [1, 1]  # train, validation and test sums come back in one copy
+    assert allocs == [1, 1]  # the epoch's permutation; no batch is copied from the host
 
 
 @pytest.mark.parametrize("optimizer", ["sgd", "momentum", "nesterov", "adam"])
@@ -72,7 +78,7 @@ def test_an_epoch_syncs_with_the_host_once(ops):
 def test_a_steady_numpy_step_allocates_no_array_memory(optimizer, activation, loss, fast):
     ops = NumpyOps(fast=fast)
     step, X, Y, acc, slices = _setup(ops, [784, 64, 32, 10], optimizer, loss=loss, activation=activation)
-    for idx in slices[:2]:                  # first steps: scratch buffers are made once
+    for idx in slices[:2]:  # first steps: scratch buffers are made once
         step(X, Y, idx, acc, 0.01)
     ops.counts.reset()
     tracemalloc.start()
@@ -85,8 +91,11 @@ def test_a_steady_numpy_step_allocates_no_array_memory(optimizer, activation, lo
         tracemalloc.stop()
     # NumPy reports its array buffers to tracemalloc under its own domain.
     numpy_domain = tracemalloc.DomainFilter(inclusive=True, domain=np.lib.tracemalloc_domain)
-    grown = [d for d in after.filter_traces([numpy_domain]).compare_to(before.filter_traces([numpy_domain]),
-                                                                       "traceback") if d.size_diff > 0]
+    grown = [
+        d
+        for d in after.filter_traces([numpy_domain]).compare_to(before.filter_traces([numpy_domain]), "traceback")
+        if d.size_diff > 0
+    ]
     assert not grown, "\n".join(str(d) for d in grown[:5])
     assert ops.counts.allocations == 0 and ops.counts.ops == 18 * (6 * 3 + 1)
 
@@ -120,18 +129,27 @@ def test_a_graph_captured_step_is_three_ops_and_trains_exactly_like_the_plain_on
         ops = CupyOps(0, gemm="kernel", device=HostDevice(host_kernels), kernels=host_kernels)
         m = mlp_xp.MLP([20, 16, 8, 4], device=ops, seed=0)
         calls = []
-        h = mlp_xp.fit(m, X, y, epochs=2, batch_size=32, optimizer=optimizer, lr=0.05, cuda_graph=graph,
-                       callbacks=[lambda r, mod, ops=ops, calls=calls: calls.append(dict(ops.counts.by_op))])
+        h = mlp_xp.fit(
+            m,
+            X,
+            y,
+            epochs=2,
+            batch_size=32,
+            optimizer=optimizer,
+            lr=0.05,
+            cuda_graph=graph,
+            callbacks=[lambda r, mod, ops=ops, calls=calls: calls.append(dict(ops.counts.by_op))],
+        )
         flats.append(m.get_flat())
         counts.append(calls)
         assert np.isfinite(h.last["train_loss"])
     np.testing.assert_array_equal(flats[0], flats[1])
-    steps = 200 // 32                           # full batches per epoch; the 7th, partial, runs uncaptured
+    steps = 200 // 32  # full batches per epoch; the 7th, partial, runs uncaptured
     second = {k: counts[1][1].get(k, 0) - counts[1][0].get(k, 0) for k in counts[1][1]}
     assert second["replay"] == steps
     update = "adam_update" if optimizer == "adam" else "sgd_update"
     assert second[update] == steps + 1
-    assert second["gather_rows"] == 1           # only the partial batch gathers outside the graph
+    assert second["gather_rows"] == 1  # only the partial batch gathers outside the graph
 
 
 def test_capture_refuses_what_a_cuda_graph_cannot_hold(host_kernels):
@@ -145,10 +163,10 @@ def test_capture_refuses_what_a_cuda_graph_cannot_hold(host_kernels):
         ops.capture(lambda: ops.to_host(a))
     with pytest.raises(CaptureError, match="allocation"):
         ops.capture(lambda: ops.empty((3,), np.float32))
-    graph = ops.capture(lambda: ops.matmul(a, a, a))     # inside a capture, GEMMs go to the gemm kernel
+    graph = ops.capture(lambda: ops.matmul(a, a, a))  # inside a capture, GEMMs go to the gemm kernel
     assert len(graph) == 1 and host_kernels.launches[-1].name == "gemm<float>"
     before = len(host_kernels.launches)
-    ops.matmul(a, a, a)                                  # outside, cuBLAS (here: its NumPy stand-in)
+    ops.matmul(a, a, a)  # outside, cuBLAS (here: its NumPy stand-in)
     assert len(host_kernels.launches) == before
 
 

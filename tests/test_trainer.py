@@ -35,7 +35,7 @@ def test_fit_takes_exactly_the_sgd_steps_of_the_notes(ops, batch_size, drop_last
         perm = permutation(70, 5, epoch)
         stop = 70 - 70 % batch_size if drop_last else 70
         for s in range(0, stop, batch_size):
-            idx = perm[s:s + batch_size]
+            idx = perm[s : s + batch_size]
             ref.set_flat(theta)
             _, g = loss_and_gradient(ref, X[idx], y[idx])
             theta = theta - 0.1 * g
@@ -47,7 +47,7 @@ def test_epoch_loss_is_the_mean_over_every_row_seen(ops):
     X, y = rng.standard_normal((10, 4)), rng.integers(0, 2, 10)
     m = MLP([4, 2], "relu", device=ops, dtype="float64", seed=0)
     before, _ = loss_and_gradient(m, X, y)
-    h = fit(m, X, y, epochs=1, batch_size=10, optimizer="sgd", lr=0.5)     # one full-batch step
+    h = fit(m, X, y, epochs=1, batch_size=10, optimizer="sgd", lr=0.5)  # one full-batch step
     assert h.records[0]["train_loss"] == pytest.approx(before, rel=1e-12)
 
 
@@ -70,8 +70,18 @@ def test_history_records_what_the_issue_asks_for(digits):
     Xtr, Xte, ytr, yte = digits
     m = MLP([64, 32, 10], device="cpu")
     h = fit(m, Xtr, ytr, epochs=2, validation_fraction=0.2, X_test=Xte, y_test=yte)
-    keys = {"epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "test_loss", "test_accuracy",
-            "lr", "seconds", "eval_seconds"}
+    keys = {
+        "epoch",
+        "train_loss",
+        "train_accuracy",
+        "val_loss",
+        "val_accuracy",
+        "test_loss",
+        "test_accuracy",
+        "lr",
+        "seconds",
+        "eval_seconds",
+    }
     assert set(h.records[0]) == keys
     assert h["epoch"] == [1, 2]
     assert all(r["seconds"] > 0 for r in h.records)
@@ -94,8 +104,19 @@ def test_early_stopping_restores_the_best_epoch(digits):
 
     m = MLP([64, 128, 10], device="cpu", seed=0)
     # A tiny training set and a large rate overfit quickly, so the validation loss turns up.
-    h = fit(m, Xtr[:120], ytr[:120], X_val=Xtr[500:], y_val=ytr[500:], epochs=200, lr=0.1, batch_size=8,
-            early_stopping=True, patience=3, callbacks=[keep])
+    h = fit(
+        m,
+        Xtr[:120],
+        ytr[:120],
+        X_val=Xtr[500:],
+        y_val=ytr[500:],
+        epochs=200,
+        lr=0.1,
+        batch_size=8,
+        early_stopping=True,
+        patience=3,
+        callbacks=[keep],
+    )
     assert h.stop_reason.startswith("early stopping")
     assert len(h) < 200
     assert len(h) == h.best_epoch + 3
@@ -114,16 +135,16 @@ def test_divergence_stops_with_a_message_and_keeps_the_last_good_weights(digits)
     # The rate grows 10^5-fold each epoch (a step schedule with gamma > 1) until the loss is no longer finite.
     m = MLP([64, 32, 10], "tanh", device="cpu", seed=0)
     with pytest.raises(mlp_xp.DivergenceError, match="diverged in epoch .*Lower the learning rate") as e:
-        fit(m, Xtr, ytr, epochs=10, optimizer="sgd", lr=0.01, schedule="step", step_size=1, gamma=1e5,
-            callbacks=[keep])
+        fit(m, Xtr, ytr, epochs=10, optimizer="sgd", lr=0.01, schedule="step", step_size=1, gamma=1e5, callbacks=[keep])
     h = e.value.history
     assert 1 <= len(h) < 10 and h.stop_reason.startswith("diverged")
     assert np.isfinite(m.get_flat()).all()
-    assert np.array_equal(m.get_flat(), seen[len(h)])      # the weights at the end of the last good epoch
+    assert np.array_equal(m.get_flat(), seen[len(h)])  # the weights at the end of the last good epoch
 
     m2 = MLP([64, 32, 10], "tanh", device="cpu", seed=0)
-    h2 = fit(m2, Xtr, ytr, epochs=10, optimizer="sgd", lr=0.01, schedule="step", step_size=1, gamma=1e5,
-             on_divergence="stop")
+    h2 = fit(
+        m2, Xtr, ytr, epochs=10, optimizer="sgd", lr=0.01, schedule="step", step_size=1, gamma=1e5, on_divergence="stop"
+    )
     assert h2.stop_reason == h.stop_reason and len(h2) == len(h)
     assert np.array_equal(m2.get_flat(), m.get_flat())
 
@@ -159,18 +180,24 @@ def test_multilabel_with_binary_cross_entropy():
     Y = np.stack([X[:, 0] > 0, X[:, 1] + X[:, 2] > 0, X[:, 3] ** 2 > 1], axis=1).astype(float)
     m = MLP([4, 32, 3], "relu", "binary_cross_entropy", device="cpu", seed=0)
     h = fit(m, X[:500], Y[:500], epochs=60, batch_size=32, optimizer="adam", lr=1e-2, X_test=X[500:], y_test=Y[500:])
-    assert h.last["test_accuracy"] >= 0.85          # every one of the 3 labels right
+    assert h.last["test_accuracy"] >= 0.85  # every one of the 3 labels right
     assert (m.predict(X[500:]) == Y[500:]).all(axis=1).mean() == pytest.approx(h.last["test_accuracy"])
 
 
-@pytest.mark.parametrize("name, kwargs, expected", [
-    ("constant", {}, [0.1, 0.1, 0.1, 0.1]),
-    ("inverse_time", {"decay": 0.5}, [0.1, 0.1 / 1.5, 0.05, 0.1 / 2.5]),
-    ("power", {"decay": 0.5}, [0.1, 0.1 / math.sqrt(2), 0.1 / math.sqrt(3), 0.05]),
-    ("step", {"step_size": 2, "gamma": 0.5}, [0.1, 0.1, 0.05, 0.05]),
-    ("cosine", {"epochs": 4},
-     [0.1, 0.1 * (1 + math.cos(math.pi / 4)) / 2, 0.05, 0.1 * (1 + math.cos(3 * math.pi / 4)) / 2]),
-])
+@pytest.mark.parametrize(
+    "name, kwargs, expected",
+    [
+        ("constant", {}, [0.1, 0.1, 0.1, 0.1]),
+        ("inverse_time", {"decay": 0.5}, [0.1, 0.1 / 1.5, 0.05, 0.1 / 2.5]),
+        ("power", {"decay": 0.5}, [0.1, 0.1 / math.sqrt(2), 0.1 / math.sqrt(3), 0.05]),
+        ("step", {"step_size": 2, "gamma": 0.5}, [0.1, 0.1, 0.05, 0.05]),
+        (
+            "cosine",
+            {"epochs": 4},
+            [0.1, 0.1 * (1 + math.cos(math.pi / 4)) / 2, 0.05, 0.1 * (1 + math.cos(3 * math.pi / 4)) / 2],
+        ),
+    ],
+)
 def test_schedules_at_epoch_boundaries(name, kwargs, expected):
     s = Schedule(name, lr=0.1, **kwargs)
     assert [s.lr_at(e * 10, 10) for e in range(4)] == pytest.approx(expected)
@@ -207,7 +234,7 @@ def test_fit_takes_exactly_the_steps_of_each_optimizer(ops, optimizer):
         perm = permutation(50, 2, epoch)
         for s in range(0, 50, 16):
             ref.set_flat(theta)
-            _, g = loss_and_gradient(ref, X[perm[s:s + 16]], y[perm[s:s + 16]])
+            _, g = loss_and_gradient(ref, X[perm[s : s + 16]], y[perm[s : s + 16]])
             step += 1
             if optimizer == "adam":
                 optimizers.adam_update(theta, g, mom, v, nw, lr, step, 0.9, 0.999, 1e-8, 0.01, 0.001)
@@ -222,6 +249,15 @@ def test_synthetic_set_converges():
 
     ds = load_dataset("synthetic")
     m = MLP([ds.X_train.shape[1], 128, 64, ds.n_classes], "relu", device="cpu", seed=0)
-    h = fit(m, ds.X_train, ds.y_train, epochs=40, batch_size=64, optimizer="adam", lr=3e-3, X_test=ds.X_test,
-            y_test=ds.y_test)
+    h = fit(
+        m,
+        ds.X_train,
+        ds.y_train,
+        epochs=40,
+        batch_size=64,
+        optimizer="adam",
+        lr=3e-3,
+        X_test=ds.X_test,
+        y_test=ds.y_test,
+    )
     assert h.last["test_accuracy"] >= 0.95

@@ -71,8 +71,10 @@ def _explain_cuda_error(e: Exception, cupy) -> str:
             need = f"CUDA {runtime // 1000}.{runtime % 1000 // 10}"
         except Exception:
             need = "this CuPy build"
-        return (f"the NVIDIA driver is too old for {need}: update the driver, or install the CuPy build for "
-                f"your driver's CUDA version ({_INSTALL_HINT})")
+        return (
+            f"the NVIDIA driver is too old for {need}: update the driver, or install the CuPy build for "
+            f"your driver's CUDA version ({_INSTALL_HINT})"
+        )
     if "NoDevice" in text or "no CUDA-capable device" in text:
         return "no CUDA device is visible (check nvidia-smi and CUDA_VISIBLE_DEVICES)"
     return f"CUDA is not usable: {text}"

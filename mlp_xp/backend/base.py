@@ -151,8 +151,9 @@ class Ops:
         """out <- sum over rows of g + beta out (db = sum of the batch's dL/dz)."""
         raise NotImplementedError
 
-    def loss_grad(self, z, y, acc, loss: str, write_grad: bool = True, smoothing: float = 0.0,
-                  class_weight=None) -> None:
+    def loss_grad(
+        self, z, y, acc, loss: str, write_grad: bool = True, smoothing: float = 0.0, class_weight=None
+    ) -> None:
         """Fused output layer + loss: acc += (sum of losses, correct rows or squared error) and
         z <- dL/dz (training) or z <- output p (evaluation). See ``mlp_xp.functions.losses``."""
         raise NotImplementedError
@@ -161,15 +162,39 @@ class Ops:
         """z <- p = softmax(z), sigmoid(z) or z, in place (prediction without labels)."""
         raise NotImplementedError
 
-    def sgd_update(self, params, grads, velocity, n_weights: int, lr: float, momentum: float = 0.0,
-                   nesterov: bool = False, l2: float = 0.0, l1: float = 0.0, accumulated: bool = False) -> None:
+    def sgd_update(
+        self,
+        params,
+        grads,
+        velocity,
+        n_weights: int,
+        lr: float,
+        momentum: float = 0.0,
+        nesterov: bool = False,
+        l2: float = 0.0,
+        l1: float = 0.0,
+        accumulated: bool = False,
+    ) -> None:
         """One SGD/momentum/Nesterov step over the flat buffers (``mlp_xp.functions.optimizers``).
 
         ``accumulated``: the backward pass already wrote mu V + dL/dW into ``velocity`` (``grads`` unused)."""
         raise NotImplementedError
 
-    def adam_update(self, params, grads, m, v, n_weights: int, lr: float, step: int, beta1: float,
-                    beta2: float, eps: float, l2: float = 0.0, l1: float = 0.0) -> None:
+    def adam_update(
+        self,
+        params,
+        grads,
+        m,
+        v,
+        n_weights: int,
+        lr: float,
+        step: int,
+        beta1: float,
+        beta2: float,
+        eps: float,
+        l2: float = 0.0,
+        l1: float = 0.0,
+    ) -> None:
         """One Adam step over the flat buffers (``mlp_xp.functions.optimizers``)."""
         raise NotImplementedError
 

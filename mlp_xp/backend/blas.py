@@ -43,13 +43,35 @@ class Blas:
             axpby.restype = None
             self.gemm[dt], self.axpy[dt], self.axpby[dt] = gemm, axpy, axpby
 
-    def matmul(self, a: np.ndarray, b: np.ndarray, out: np.ndarray, trans_a: bool, trans_b: bool,
-               beta: float = 0.0, alpha: float = 1.0) -> None:
+    def matmul(
+        self,
+        a: np.ndarray,
+        b: np.ndarray,
+        out: np.ndarray,
+        trans_a: bool,
+        trans_b: bool,
+        beta: float = 0.0,
+        alpha: float = 1.0,
+    ) -> None:
         """out <- alpha op(a) op(b) + beta out, all C-contiguous 2-D arrays of out's dtype."""
         m, n = out.shape
         k = a.shape[0] if trans_a else a.shape[1]
-        self.gemm[out.dtype](ROW_MAJOR, TRANS if trans_a else NO_TRANS, TRANS if trans_b else NO_TRANS, m, n, k,
-                             alpha, a.ctypes.data, a.shape[1], b.ctypes.data, b.shape[1], beta, out.ctypes.data, n)
+        self.gemm[out.dtype](
+            ROW_MAJOR,
+            TRANS if trans_a else NO_TRANS,
+            TRANS if trans_b else NO_TRANS,
+            m,
+            n,
+            k,
+            alpha,
+            a.ctypes.data,
+            a.shape[1],
+            b.ctypes.data,
+            b.shape[1],
+            beta,
+            out.ctypes.data,
+            n,
+        )
 
     def add_scaled(self, y: np.ndarray, a: float, x: np.ndarray) -> None:
         """y <- a x + y over contiguous 1-D arrays."""
@@ -62,8 +84,12 @@ class Blas:
 
 # (prefix, suffix, integer type) of the CBLAS symbols, tried in order: scipy-openblas as bundled in
 # NumPy's wheels (64-bit integers), then plain CBLAS names.
-_FLAVOURS = (("scipy_", "64_", ctypes.c_int64), ("", "64_", ctypes.c_int64), ("scipy_", "", ctypes.c_int),
-             ("", "", ctypes.c_int))
+_FLAVOURS = (
+    ("scipy_", "64_", ctypes.c_int64),
+    ("", "64_", ctypes.c_int64),
+    ("scipy_", "", ctypes.c_int),
+    ("", "", ctypes.c_int),
+)
 
 
 def _candidates() -> list[str]:

@@ -77,20 +77,62 @@ class CpuKernels:
         rows, cols = g.shape
         self.fn[("bias_grad", g.dtype)](g.ctypes.data, out.ctypes.data, rows, cols, beta)
 
-    def softmax_xent(self, z: np.ndarray, y: np.ndarray | None, acc: np.ndarray, write_grad: bool,
-                     smoothing: float, class_weight: np.ndarray | None) -> None:
+    def softmax_xent(
+        self,
+        z: np.ndarray,
+        y: np.ndarray | None,
+        acc: np.ndarray,
+        write_grad: bool,
+        smoothing: float,
+        class_weight: np.ndarray | None,
+    ) -> None:
         """The fused softmax cross-entropy of ``mlp_xp.functions.losses`` (y int32, acc float64)."""
         rows, C = z.shape
-        self.fn[("softmax_xent", z.dtype)](z.ctypes.data, None if y is None else y.ctypes.data,
-                                           None if class_weight is None else class_weight.ctypes.data,
-                                           acc.ctypes.data, rows, C, int(write_grad), smoothing)
+        self.fn[("softmax_xent", z.dtype)](
+            z.ctypes.data,
+            None if y is None else y.ctypes.data,
+            None if class_weight is None else class_weight.ctypes.data,
+            acc.ctypes.data,
+            rows,
+            C,
+            int(write_grad),
+            smoothing,
+        )
 
-    def adam_update(self, params, grads, m, v, n_weights: int, lr: float, beta1: float, beta2: float, eps: float,
-                    c1: float, c2: float, l2: float, l1: float) -> None:
+    def adam_update(
+        self,
+        params,
+        grads,
+        m,
+        v,
+        n_weights: int,
+        lr: float,
+        beta1: float,
+        beta2: float,
+        eps: float,
+        c1: float,
+        c2: float,
+        l2: float,
+        l1: float,
+    ) -> None:
         """The one-pass Adam step of ``optimizer.cu`` (bias corrections c1, c2 from the host), m's subnormals
         zeroed as it is stored."""
-        self.fn[("adam_update", params.dtype)](params.ctypes.data, grads.ctypes.data, m.ctypes.data, v.ctypes.data,
-                                               params.size, n_weights, lr, beta1, beta2, eps, c1, c2, l2, l1)
+        self.fn[("adam_update", params.dtype)](
+            params.ctypes.data,
+            grads.ctypes.data,
+            m.ctypes.data,
+            v.ctypes.data,
+            params.size,
+            n_weights,
+            lr,
+            beta1,
+            beta2,
+            eps,
+            c1,
+            c2,
+            l2,
+            l1,
+        )
 
     def flush_subnormals(self, a: np.ndarray) -> None:
         """a <- 0 where |a| is subnormal (see cpu.cpp for why), in place."""
@@ -139,7 +181,7 @@ def build(cxx: str | list[str], out_dir: Path) -> tuple[Path, list[str]]:
     for flags in FLAGS:
         key = hashlib.sha256("\0".join([text, *cxx, version, *flags, *COMMON_FLAGS, _cpu_signature()]).encode())
         candidates.append((out_dir / f"cpu-{key.hexdigest()[:16]}.so", flags))
-    for lib, flags in candidates:        # any earlier build: no compiler run at all (not even a failing one)
+    for lib, flags in candidates:  # any earlier build: no compiler run at all (not even a failing one)
         if lib.is_file():
             return lib, flags
     strict = ["-Werror"] if os.environ.get("MLP_XP_REQUIRE_CPU_KERNELS") == "1" else []
@@ -157,8 +199,9 @@ def build(cxx: str | list[str], out_dir: Path) -> tuple[Path, list[str]]:
                 with atomic_writer(lib) as f:
                     f.write(built.read_bytes())
             except OSError as e:
-                raise RuntimeError(f"cannot write the built kernels to {out_dir} ({e.strerror}): set MLP_XP_CACHE "
-                                   "to a writable folder") from e
+                raise RuntimeError(
+                    f"cannot write the built kernels to {out_dir} ({e.strerror}): set MLP_XP_CACHE to a writable folder"
+                ) from e
             return lib, flags
     raise RuntimeError("building the CPU kernels failed:\n" + "\n".join(errors))
 

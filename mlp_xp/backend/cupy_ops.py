@@ -79,32 +79,40 @@ class CupyOps(Ops):
     # ---- checks: nothing reaches a kernel on the wrong device, of the wrong dtype or layout ----
     def _arr(self, a, dtype, what: str, ndim: int | None = None):
         if not isinstance(a, self.xp.ndarray):
-            hint = "copy it to the device first with ops.asarray(...)" if isinstance(a, np.ndarray) else \
-                "pass a device array"
-            raise DataError(f"{what} is a {type(a).__module__}.{type(a).__name__}, not an array on cuda:{self.index}: "
-                            f"{hint}")
+            hint = (
+                "copy it to the device first with ops.asarray(...)"
+                if isinstance(a, np.ndarray)
+                else "pass a device array"
+            )
+            raise DataError(
+                f"{what} is a {type(a).__module__}.{type(a).__name__}, not an array on cuda:{self.index}: {hint}"
+            )
         if a.dtype != dtype:
-            raise DataError(f"{what} has dtype {a.dtype} where {np.dtype(dtype)} is needed: convert it with "
-                            f"ops.asarray(..., dtype={np.dtype(dtype).name})")
+            raise DataError(
+                f"{what} has dtype {a.dtype} where {np.dtype(dtype)} is needed: convert it with "
+                f"ops.asarray(..., dtype={np.dtype(dtype).name})"
+            )
         if not a.flags.c_contiguous:
             raise DataError(f"{what} is not C-contiguous: pass a contiguous copy (xp.ascontiguousarray)")
         if ndim is not None and a.ndim != ndim:
             raise DataError(f"{what} must be {ndim}-D, got shape {a.shape}")
         device_id = self.dev.device_of(a)
         if device_id is not None and device_id != self.index:
-            raise DataError(f"{what} lives on cuda:{device_id} but this backend is cuda:{self.index}: "
-                            "move it with ops.asarray(...)")
+            raise DataError(
+                f"{what} lives on cuda:{device_id} but this backend is cuda:{self.index}: move it with ops.asarray(...)"
+            )
         return a
 
     def _float(self, a, what: str, ndim: int | None = None):
         if getattr(a, "dtype", None) not in (np.float32, np.float64):
-            raise DataError(f"{what} has dtype {getattr(a, 'dtype', type(a).__name__)}: the kernels take float32 "
-                            "or float64; convert with ops.asarray(..., dtype='float32')")
+            raise DataError(
+                f"{what} has dtype {getattr(a, 'dtype', type(a).__name__)}: the kernels take float32 "
+                "or float64; convert with ops.asarray(..., dtype='float32')"
+            )
         return self._arr(a, a.dtype, what, ndim)
 
     def _launch(self, base: str, dtype, grid, block, args, shared_mem: int = 0) -> None:
-        self.kernels.launch(kernels.kernel_name(base, kernels.C_TYPES[np.dtype(dtype)]), grid, block, args,
-                            shared_mem)
+        self.kernels.launch(kernels.kernel_name(base, kernels.C_TYPES[np.dtype(dtype)]), grid, block, args, shared_mem)
 
     # ---- memory ----
     def empty(self, shape, dtype):
@@ -153,8 +161,10 @@ class CupyOps(Ops):
         rows, d = xb.shape
         k = 1 if Y.ndim == 1 else Y.shape[1]
         if idx.shape[0] != rows or X.shape[1] != d or yb.shape[0] != rows or yb.size != rows * k:
-            raise DataError(f"gather_rows: {rows} rows of width {d} and {k} asked, got X {X.shape}, Y {Y.shape}, "
-                            f"idx {idx.shape}, yb {yb.shape}")
+            raise DataError(
+                f"gather_rows: {rows} rows of width {d} and {k} asked, got X {X.shape}, Y {Y.shape}, "
+                f"idx {idx.shape}, yb {yb.shape}"
+            )
         grid, block = grid_1d(rows * max(d, k))
         name = kernels.kernel_name("gather_rows", kernels.C_TYPES[dt], kernels.C_TYPES[np.dtype(label_type)])
         self.kernels.launch(name, grid, block, (X, Y, idx, xb, yb, np.int64(rows), np.int32(d), np.int32(k)), 0)
@@ -177,9 +187,27 @@ class CupyOps(Ops):
         m, n = out.shape
         k = a.shape[0] if trans_a else a.shape[1]
         t = out.dtype.type
-        self._launch("gemm", out.dtype, (math.ceil(n / 64), math.ceil(m / 64)), (256,),
-                     (a, b, out, np.int32(m), np.int32(n), np.int32(k), np.int32(a.shape[1]), np.int32(b.shape[1]),
-                      np.int32(n), np.int32(bool(trans_a)), np.int32(bool(trans_b)), t(1), t(beta)))
+        self._launch(
+            "gemm",
+            out.dtype,
+            (math.ceil(n / 64), math.ceil(m / 64)),
+            (256,),
+            (
+                a,
+                b,
+                out,
+                np.int32(m),
+                np.int32(n),
+                np.int32(k),
+                np.int32(a.shape[1]),
+                np.int32(b.shape[1]),
+                np.int32(n),
+                np.int32(bool(trans_a)),
+                np.int32(bool(trans_b)),
+                t(1),
+                t(beta),
+            ),
+        )
 
     def bias_act(self, z, b, activation, slope) -> None:
         z = self._float(z, "z", 2)
@@ -188,8 +216,12 @@ class CupyOps(Ops):
         if b.shape[0] != cols:
             raise DataError(f"bias of length {b.shape[0]} for {cols} columns")
         t = z.dtype.type
-        self._launch("bias_act_fwd", z.dtype, *grid_1d(z.size),
-                     (z, b, np.int64(rows), np.int32(cols), np.int32(activation_code(activation)), t(slope)))
+        self._launch(
+            "bias_act_fwd",
+            z.dtype,
+            *grid_1d(z.size),
+            (z, b, np.int64(rows), np.int32(cols), np.int32(activation_code(activation)), t(slope)),
+        )
 
     def act_backward(self, dh, h, activation, slope) -> None:
         dh = self._float(dh, "dh", 2)
@@ -199,8 +231,9 @@ class CupyOps(Ops):
         code = activation_code(activation)
         if code == 0:  # identity: g' = 1
             return
-        self._launch("act_bwd", dh.dtype, *grid_1d(dh.size),
-                     (dh, h, np.int64(dh.size), np.int32(code), dh.dtype.type(slope)))
+        self._launch(
+            "act_bwd", dh.dtype, *grid_1d(dh.size), (dh, h, np.int64(dh.size), np.int32(code), dh.dtype.type(slope))
+        )
 
     def bias_grad(self, g, out, beta=0.0) -> None:
         g = self._float(g, "g", 2)
@@ -208,8 +241,13 @@ class CupyOps(Ops):
         rows, cols = g.shape
         if out.shape[0] != cols:
             raise DataError(f"bias_grad: out has {out.shape[0]} entries for {cols} columns")
-        self._launch("bias_grad", g.dtype, (math.ceil(cols / 32),), (32, 8),
-                     (g, out, np.int64(rows), np.int32(cols), g.dtype.type(beta)))
+        self._launch(
+            "bias_grad",
+            g.dtype,
+            (math.ceil(cols / 32),),
+            (32, 8),
+            (g, out, np.int64(rows), np.int32(cols), g.dtype.type(beta)),
+        )
 
     def loss_grad(self, z, y, acc, loss, write_grad=True, smoothing=0.0, class_weight=None) -> None:
         z = self._float(z, "z (logits)", 2)
@@ -236,23 +274,38 @@ class CupyOps(Ops):
         if code == 1:
             self._sigmoid_bce(z, y, acc, write_grad)
         else:
-            self._launch("squared_error", z.dtype, *grid_1d(z.size),
-                         (z, y, acc, np.int64(rows), np.int32(width), np.int32(write_grad)))
+            self._launch(
+                "squared_error",
+                z.dtype,
+                *grid_1d(z.size),
+                (z, y, acc, np.int64(rows), np.int32(width), np.int32(write_grad)),
+            )
 
     def _softmax_xent(self, z, y, class_weight, acc, write_grad, smoothing) -> None:
         rows, C = z.shape
         grid, block = row_geometry(rows, C, K_CACHE)
         smem = block[0] * block[1] * (3 * z.dtype.itemsize + 4)
-        self._launch("softmax_xent", z.dtype, grid, block,
-                     (z, y, class_weight, acc, np.int64(rows), np.int32(C), np.int32(bool(write_grad)),
-                      z.dtype.type(smoothing)), smem)
+        self._launch(
+            "softmax_xent",
+            z.dtype,
+            grid,
+            block,
+            (z, y, class_weight, acc, np.int64(rows), np.int32(C), np.int32(bool(write_grad)), z.dtype.type(smoothing)),
+            smem,
+        )
 
     def _sigmoid_bce(self, z, y, acc, write_grad) -> None:
         rows, K = z.shape
         grid, block = row_geometry(rows, K)
         smem = block[0] * block[1] * (z.dtype.itemsize + 4)
-        self._launch("sigmoid_bce", z.dtype, grid, block,
-                     (z, y, acc, np.int64(rows), np.int32(K), np.int32(bool(write_grad))), smem)
+        self._launch(
+            "sigmoid_bce",
+            z.dtype,
+            grid,
+            block,
+            (z, y, acc, np.int64(rows), np.int32(K), np.int32(bool(write_grad))),
+            smem,
+        )
 
     def output_act(self, z, output) -> None:
         z = self._float(z, "z (logits)", 2)
@@ -261,8 +314,9 @@ class CupyOps(Ops):
         elif output == "sigmoid":
             self._sigmoid_bce(z, None, None, False)
 
-    def sgd_update(self, params, grads, velocity, n_weights, lr, momentum=0.0, nesterov=False, l2=0.0,
-                   l1=0.0, accumulated=False) -> None:
+    def sgd_update(
+        self, params, grads, velocity, n_weights, lr, momentum=0.0, nesterov=False, l2=0.0, l1=0.0, accumulated=False
+    ) -> None:
         p = self._float(params, "params", 1)
         if accumulated:
             grads = None
@@ -275,9 +329,24 @@ class CupyOps(Ops):
             if a is not None and a.shape != p.shape:
                 raise DataError(f"{what} has shape {a.shape}, params {p.shape}")
         t = p.dtype.type
-        self._launch("sgd_update", p.dtype, *grid_1d(p.size),
-                     (p, grads, v, np.int64(p.size), np.int64(n_weights), t(lr), t(momentum),
-                      np.int32(bool(nesterov)), t(l2), t(l1), np.int32(bool(accumulated))))
+        self._launch(
+            "sgd_update",
+            p.dtype,
+            *grid_1d(p.size),
+            (
+                p,
+                grads,
+                v,
+                np.int64(p.size),
+                np.int64(n_weights),
+                t(lr),
+                t(momentum),
+                np.int32(bool(nesterov)),
+                t(l2),
+                t(l1),
+                np.int32(bool(accumulated)),
+            ),
+        )
 
     def adam_update(self, params, grads, m, v, n_weights, lr, step, beta1, beta2, eps, l2=0.0, l1=0.0) -> None:
         p = self._float(params, "params", 1)
@@ -287,9 +356,27 @@ class CupyOps(Ops):
                 raise DataError(f"{what} has shape {a.shape}, params {p.shape}")
         c1, c2 = adam_corrections(step, beta1, beta2)
         t = p.dtype.type
-        self._launch("adam_update", p.dtype, *grid_1d(p.size),
-                     (p, grads, m, v, np.int64(p.size), np.int64(n_weights), t(lr), t(beta1), t(beta2), t(eps),
-                      t(c1), t(c2), t(l2), t(l1)))
+        self._launch(
+            "adam_update",
+            p.dtype,
+            *grid_1d(p.size),
+            (
+                p,
+                grads,
+                m,
+                v,
+                np.int64(p.size),
+                np.int64(n_weights),
+                t(lr),
+                t(beta1),
+                t(beta2),
+                t(eps),
+                t(c1),
+                t(c2),
+                t(l2),
+                t(l1),
+            ),
+        )
 
     def copy(self, dst, src) -> None:
         self._arr(src, dst.dtype, "src")
@@ -326,7 +413,7 @@ class CupyOps(Ops):
     # ---- per epoch ----
     def permutation(self, n, seed, epoch):
         keys = self._keys.get(n)
-        if keys is None:                     # one key buffer per dataset size, reused every epoch
+        if keys is None:  # one key buffer per dataset size, reused every epoch
             keys = self._keys[n] = self.dev.allocate((n,), np.uint64, zero=False)
         self.kernels.launch("shuffle_keys", *grid_1d(n), (keys, np.int64(n), np.uint64(epoch_base(seed, epoch))), 0)
         self.counts.allocations += 1
@@ -366,15 +453,16 @@ class CupyDevice:
         try:
             return (self.cp.zeros if zero else self.cp.empty)(shape, dtype)
         except MemoryError:
-            raise self._oom(nbytes, f"an array of shape {tuple(np.atleast_1d(shape))} ({np.dtype(dtype).name})") \
-                from None
+            raise self._oom(
+                nbytes, f"an array of shape {tuple(np.atleast_1d(shape))} ({np.dtype(dtype).name})"
+            ) from None
 
     def from_host(self, arr, dtype):
         free, total = self.memory()
         if arr.size * dtype.itemsize > free:
             raise self._oom(arr.size * dtype.itemsize, f"data of shape {arr.shape} ({dtype.name})")
         try:
-            if isinstance(arr, self.cp.ndarray):                  # a copy, never an alias of the caller's
+            if isinstance(arr, self.cp.ndarray):  # a copy, never an alias of the caller's
                 return self.cp.array(arr, dtype=dtype, order="C", copy=True)
             return self.cp.asarray(np.ascontiguousarray(arr, dtype=dtype))
         except MemoryError:
@@ -390,7 +478,8 @@ class CupyDevice:
         return DeviceMemoryError(
             f"cuda:{self.index} ran out of memory: {what} needs {nbytes / mib:,.1f} MiB but only "
             f"{free / mib:,.1f} MiB of {total / mib:,.1f} MiB are free; use a smaller batch size or model, or "
-            "train on a subset of the data")
+            "train on a subset of the data"
+        )
 
     def to_host(self, a) -> np.ndarray:
         return self.cp.asnumpy(a)
@@ -400,7 +489,7 @@ class CupyDevice:
         # landed, so the host never waits for the device.
         import cupyx
 
-        key = (a.data.ptr, a.shape, a.dtype.str)   # the memory, not the view object (views come and go)
+        key = (a.data.ptr, a.shape, a.dtype.str)  # the memory, not the view object (views come and go)
         slot = self._peek.get(key)
         if slot is None:
             host = cupyx.empty_pinned(a.shape, a.dtype)
@@ -468,7 +557,8 @@ class RawModuleKernels:
             module = self._modules.get(fname)
             if module is None:
                 module = self._modules[fname] = cupy.RawModule(
-                    code=kernels.source(fname), options=("--std=c++17",), name_expressions=kernels.KERNELS[fname])
+                    code=kernels.source(fname), options=("--std=c++17",), name_expressions=kernels.KERNELS[fname]
+                )
             fn = self._functions[name] = module.get_function(name)
         return fn
 

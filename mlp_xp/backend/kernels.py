@@ -33,8 +33,7 @@ KERNELS: dict[str, list[str]] = {
     "loss.cu": [*_both("softmax_xent"), *_both("sigmoid_bce"), *_both("squared_error")],
     "optimizer.cu": [*_both("sgd_update"), *_both("adam_update")],
     "gemm.cu": _both("gemm"),
-    "data.cu": ["shuffle_keys"] + [kernel_name("gather_rows", t, l) for t in ("float", "double")
-                                   for l in ("int", t)],
+    "data.cu": ["shuffle_keys"] + [kernel_name("gather_rows", t, l) for t in ("float", "double") for l in ("int", t)],
 }
 
 #: C type of each supported NumPy dtype, for choosing an instantiation.
@@ -47,8 +46,7 @@ def kernel_dir() -> Path:
     for candidate in (here / "kernels", here.parent / "kernels"):
         if (candidate / HEADER).is_file():
             return candidate
-    raise FileNotFoundError(
-        f"the CUDA kernel sources (kernels/{HEADER}) are missing from {here}: reinstall mlp-xp")
+    raise FileNotFoundError(f"the CUDA kernel sources (kernels/{HEADER}) are missing from {here}: reinstall mlp-xp")
 
 
 def file_of(name: str) -> str:

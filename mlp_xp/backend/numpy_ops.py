@@ -54,7 +54,7 @@ class NumpyOps(Ops):
         extras = [what for what, on in (("BLAS direct", self.blas), ("compiled kernels", self.kernels)) if on]
         self.name = f"cpu (NumPy {np.__version__}{''.join(', ' + e for e in extras)})"
         self.scratch = ScratchCache()
-        self._updates: dict[int, int] = {}     # SGD updates seen, per velocity buffer (id)
+        self._updates: dict[int, int] = {}  # SGD updates seen, per velocity buffer (id)
         self._ones = np.ones(0)
 
     # ---- memory ----
@@ -115,7 +115,7 @@ class NumpyOps(Ops):
         activations.act_backward(dh, h, activation, slope, self.scratch)
 
     def bias_grad(self, g, out, beta=0.0) -> None:
-        fits = g.ndim == 2 and out.shape == g.shape[1:]    # else NumPy's sum below raises
+        fits = g.ndim == 2 and out.shape == g.shape[1:]  # else NumPy's sum below raises
         if fits and self._kernels_for(g, out):
             # One pass over g on this thread: no BLAS thread hand-off for a few hundred columns.
             self.kernels.bias_grad(g, out, beta)
@@ -140,9 +140,18 @@ class NumpyOps(Ops):
 
     def loss_grad(self, z, y, acc, loss, write_grad=True, smoothing=0.0, class_weight=None) -> None:
         if loss == "cross_entropy":
-            if (self._kernels_for(z, class_weight) and z.ndim == 2 and z.shape[1] > 0 and y.shape == z.shape[:1]
-                    and y.dtype == np.int32 and y.flags.carray and acc.dtype == np.float64 and acc.size >= 2
-                    and _raw_ok(acc) and (class_weight is None or class_weight.shape == z.shape[1:])):
+            if (
+                self._kernels_for(z, class_weight)
+                and z.ndim == 2
+                and z.shape[1] > 0
+                and y.shape == z.shape[:1]
+                and y.dtype == np.int32
+                and y.flags.carray
+                and acc.dtype == np.float64
+                and acc.size >= 2
+                and _raw_ok(acc)
+                and (class_weight is None or class_weight.shape == z.shape[1:])
+            ):
                 self.kernels.softmax_xent(z, y, acc, write_grad, smoothing, class_weight)
                 return
             losses.softmax_cross_entropy(z, y, acc, write_grad, smoothing, class_weight, self.scratch)
@@ -159,30 +168,32 @@ class NumpyOps(Ops):
         elif output == "sigmoid":
             activations.sigmoid(z)
 
-    def sgd_update(self, params, grads, velocity, n_weights, lr, momentum=0.0, nesterov=False,
-                   l2=0.0, l1=0.0, accumulated=False) -> None:
+    def sgd_update(
+        self, params, grads, velocity, n_weights, lr, momentum=0.0, nesterov=False, l2=0.0, l1=0.0, accumulated=False
+    ) -> None:
         present = [a for a in (params, grads, velocity) if a is not None]
         blas = self._blas_for(*present) if all(a.shape == params.shape for a in present) else None
         if blas is None:
-            optimizers.sgd_update(params, grads, velocity, n_weights, lr, momentum, nesterov, l2, l1,
-                                  accumulated, self.scratch)
+            optimizers.sgd_update(
+                params, grads, velocity, n_weights, lr, momentum, nesterov, l2, l1, accumulated, self.scratch
+            )
             return
         # The twin's rule, one BLAS pass per line (each threaded, none allocating).
         g = velocity if accumulated else grads
         if l2:
-            blas.add_scaled(g[:n_weights], l2, params[:n_weights])              # G += l2 W
+            blas.add_scaled(g[:n_weights], l2, params[:n_weights])  # G += l2 W
         if l1:
             t = self.scratch("penalty", (n_weights,), params.dtype)
             np.sign(params[:n_weights], out=t)
-            blas.add_scaled(g[:n_weights], l1, t)                               # G += l1 sign(W)
+            blas.add_scaled(g[:n_weights], l1, t)  # G += l1 sign(W)
         step = g
         if momentum and not accumulated:
-            blas.scale_add(velocity, momentum, 1.0, grads)                      # V = G + mu V
+            blas.scale_add(velocity, momentum, 1.0, grads)  # V = G + mu V
             if nesterov:
-                blas.add_scaled(grads, momentum, velocity)                      # G + mu V
+                blas.add_scaled(grads, momentum, velocity)  # G + mu V
             else:
                 step = velocity
-        blas.add_scaled(params, -lr, step)                                      # W -= lr step
+        blas.add_scaled(params, -lr, step)  # W -= lr step
         self._flush_now_and_then(velocity)
 
     def _flush_now_and_then(self, velocity) -> None:
@@ -200,14 +211,12 @@ class NumpyOps(Ops):
         if n % FLUSH_EVERY == 0:
             self.kernels.flush_subnormals(velocity)
 
-    def adam_update(self, params, grads, m, v, n_weights, lr, step, beta1, beta2, eps, l2=0.0,
-                    l1=0.0) -> None:
+    def adam_update(self, params, grads, m, v, n_weights, lr, step, beta1, beta2, eps, l2=0.0, l1=0.0) -> None:
         if self._kernels_for(params, grads, m, v) and params.shape == grads.shape == m.shape == v.shape:
             c1, c2 = optimizers.adam_corrections(step, beta1, beta2)
             self.kernels.adam_update(params, grads, m, v, n_weights, lr, beta1, beta2, eps, c1, c2, l2, l1)
             return
-        optimizers.adam_update(params, grads, m, v, n_weights, lr, step, beta1, beta2, eps, l2, l1,
-                               self.scratch)
+        optimizers.adam_update(params, grads, m, v, n_weights, lr, step, beta1, beta2, eps, l2, l1, self.scratch)
 
     def copy(self, dst, src) -> None:
         np.copyto(dst, src)

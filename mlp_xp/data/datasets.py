@@ -146,8 +146,7 @@ class Dataset:
             k = 1 if self.y_train.ndim == 1 else self.y_train.shape[1]
             target = f"{k} float target{'s' if k != 1 else ''}"
         return (
-            f"{self.name}: {len(self.X_train)} train / {test}, {self.n_features} features, {target}, "
-            f"from {self.source}"
+            f"{self.name}: {len(self.X_train)} train / {test}, {self.n_features} features, {target}, from {self.source}"
         )
 
 
@@ -238,8 +237,7 @@ def load_mnist_folder(path: str | os.PathLike[str], *, name: str | None = None) 
     missing = _missing_files(folder)
     if missing:
         raise DataError(
-            f"{folder} lacks {', '.join(missing)} (raw or .gz); put all four of {', '.join(MNIST_FILES)} "
-            "there."
+            f"{folder} lacks {', '.join(missing)} (raw or .gz); put all four of {', '.join(MNIST_FILES)} there."
         )
     X_train, y_train = _read_split(folder, MNIST_FILES[0], MNIST_FILES[1])
     X_test, y_test = _read_split(folder, MNIST_FILES[2], MNIST_FILES[3])
@@ -322,8 +320,7 @@ def _load_named_images(name: str, cache_dir: str | os.PathLike[str] | None, down
             else:
                 fix = "add those files there, or remove the folder"
             warnings.warn(
-                f"Skipping {folder} while looking for {name!r}: it lacks {', '.join(missing)} (raw or .gz); "
-                f"{fix}.",
+                f"Skipping {folder} while looking for {name!r}: it lacks {', '.join(missing)} (raw or .gz); {fix}.",
                 DataFolderWarning,
                 stacklevel=3,  # the caller of load_dataset
             )
@@ -352,9 +349,7 @@ def _load_named_images(name: str, cache_dir: str | os.PathLike[str] | None, down
 # Generated and bundled datasets
 
 
-def _stratified_split(
-    y: np.ndarray, test_fraction: float, rng: np.random.Generator
-) -> tuple[np.ndarray, ...]:
+def _stratified_split(y: np.ndarray, test_fraction: float, rng: np.random.Generator) -> tuple[np.ndarray, ...]:
     train, test = [], []
     for c in np.unique(y):
         idx = rng.permutation(np.flatnonzero(y == c))
@@ -373,8 +368,7 @@ def _load_digits(seed: int, test_fraction: float = 0.2) -> Dataset:
         from sklearn.datasets import load_digits
     except ImportError:
         raise DatasetNotFound(
-            'The "digits" dataset comes from scikit-learn, which is not installed; run '
-            '`pip install "mlp-xp[sklearn]"`.'
+            'The "digits" dataset comes from scikit-learn, which is not installed; run `pip install "mlp-xp[sklearn]"`.'
         ) from None
     bunch = load_digits()
     X = (bunch.data / 16.0).astype(np.float32)  # pixel intensities are 0..16
@@ -543,9 +537,7 @@ def _load_npz(path: Path) -> Dataset:
                 arrays = {key: npz[key] for key in npz.files}
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as err:
         # ValueError covers object arrays, which would need pickle, and non-.npz content.
-        raise DataError(
-            f"{path} is not a readable .npz of plain arrays ({err}); re-save it with numpy.savez."
-        ) from err
+        raise DataError(f"{path} is not a readable .npz of plain arrays ({err}); re-save it with numpy.savez.") from err
     if arrays is None:  # np.load gave one array: the file is .npy content under an .npz name
         raise DataError(
             f"{path} holds a single .npy array, not an .npz archive; save the splits by name with "
@@ -566,11 +558,7 @@ def _load_npz(path: Path) -> Dataset:
     if "X_test" in arrays:
         X_test = _npz_features(arrays["X_test"], "X_test", path)
         y_test, test_labels = _npz_targets(arrays["y_test"], "y_test", path)
-        if (
-            test_labels != labels
-            or y_test.shape[1:] != y_train.shape[1:]
-            or X_test.shape[1] != X_train.shape[1]
-        ):
+        if test_labels != labels or y_test.shape[1:] != y_train.shape[1:] or X_test.shape[1] != X_train.shape[1]:
             raise DataError(
                 f"The test split in {path} (X {X_test.shape}, y {y_test.dtype} {y_test.shape}) does not "
                 f"match the training split (X {X_train.shape}, y {y_train.dtype} {y_train.shape}); re-save "
@@ -579,9 +567,7 @@ def _load_npz(path: Path) -> Dataset:
         splits.append(("X_test", X_test, "y_test", y_test))
     for xkey, X, ykey, y in splits:
         if len(X) != len(y):
-            raise DataError(
-                f"{path} has {len(X)} rows in {xkey} but {len(y)} in {ykey}; re-save them paired."
-            )
+            raise DataError(f"{path} has {len(X)} rows in {xkey} but {len(y)} in {ykey}; re-save them paired.")
     n_classes = 0
     if labels:
         n_classes = int(max(y.max(initial=-1) for _, _, _, y in splits)) + 1

@@ -52,9 +52,7 @@ def _read_payload(path: Path) -> bytes:
         return gzip.decompress(raw)
     except (OSError, EOFError, zlib.error) as err:
         # gzip reports a cut-off stream as EOFError and a bad CRC or header as BadGzipFile (an OSError).
-        raise DataError(
-            f"IDX file {path} is a corrupt gzip stream ({err}); delete it and re-download it."
-        ) from err
+        raise DataError(f"IDX file {path} is a corrupt gzip stream ({err}); delete it and re-download it.") from err
 
 
 def read_idx(path: str | os.PathLike[str]) -> np.ndarray:
@@ -118,9 +116,7 @@ def read_idx(path: str | os.PathLike[str]) -> np.ndarray:
             f"larger than NumPy can hold, for {got} bytes of data; re-download it."
         )
     if got < expected:
-        raise DataError(
-            f"IDX file {path} is truncated: expected {expected} bytes of data, got {got}; re-download it."
-        )
+        raise DataError(f"IDX file {path} is truncated: expected {expected} bytes of data, got {got}; re-download it.")
     if got > expected:
         raise DataError(
             f"IDX file {path} has {got - expected} trailing bytes after the {expected} bytes of data its "
@@ -158,9 +154,7 @@ def write_idx(path: str | os.PathLike[str], array: np.ndarray) -> None:
     if array.ndim < 1:
         raise DataError("IDX needs at least one dimension but the array is a scalar; wrap it, e.g. np.atleast_1d.")
     if max(array.shape) > _MAX_DIM:
-        raise DataError(
-            f"IDX dimensions must be below 2**32 but the shape is {array.shape}; split the array."
-        )
+        raise DataError(f"IDX dimensions must be below 2**32 but the shape is {array.shape}; split the array.")
     header = bytes([0, 0, code, array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape)
     body = np.ascontiguousarray(array, dtype=IDX_DTYPES[code]).tobytes()
     with atomic_writer(path) as f:

@@ -34,8 +34,9 @@ def activation_code(name: str) -> int:
         raise ConfigError(f"unknown activation {name!r}: use one of {', '.join(ACTIVATIONS)}") from None
 
 
-def bias_act_forward(z: np.ndarray, b: np.ndarray, activation: str, slope: float = LEAKY_SLOPE,
-                     scratch: Scratch = fresh) -> None:
+def bias_act_forward(
+    z: np.ndarray, b: np.ndarray, activation: str, slope: float = LEAKY_SLOPE, scratch: Scratch = fresh
+) -> None:
     """z <- g(z + b) in place, for a batch z of shape (B, n) and a bias b of shape (n,)."""
     z += b
     if activation == "identity":
@@ -63,8 +64,9 @@ def sigmoid(z: np.ndarray) -> None:
     z *= 0.5
 
 
-def act_backward(dh: np.ndarray, h: np.ndarray, activation: str, slope: float = LEAKY_SLOPE,
-                 scratch: Scratch = fresh) -> None:
+def act_backward(
+    dh: np.ndarray, h: np.ndarray, activation: str, slope: float = LEAKY_SLOPE, scratch: Scratch = fresh
+) -> None:
     """dz = dh * g'(z), written in place over dh, with g' read off the layer's output h."""
     if activation == "identity":
         return
@@ -72,17 +74,17 @@ def act_backward(dh: np.ndarray, h: np.ndarray, activation: str, slope: float = 
     # g' is built as a float array and multiplied in: NumPy's masked writes (copyto where=) and
     # float-by-bool products are several times slower.
     if activation == "relu":
-        np.greater(h, 0, out=gprime)                 # 1 where h > 0, else 0
+        np.greater(h, 0, out=gprime)  # 1 where h > 0, else 0
     elif activation == "leaky_relu":
         np.greater(h, 0, out=gprime)
         gprime *= 1 - slope
-        gprime += slope                              # 1 or a
+        gprime += slope  # 1 or a
     elif activation == "sigmoid":
-        np.subtract(1, h, out=gprime)       # 1 - h
-        gprime *= h                          # h (1 - h)
+        np.subtract(1, h, out=gprime)  # 1 - h
+        gprime *= h  # h (1 - h)
     elif activation == "tanh":
-        np.multiply(h, h, out=gprime)        # h^2
-        np.subtract(1, gprime, out=gprime)   # 1 - h^2
+        np.multiply(h, h, out=gprime)  # h^2
+        np.subtract(1, gprime, out=gprime)  # 1 - h^2
     else:
         activation_code(activation)
     dh *= gprime

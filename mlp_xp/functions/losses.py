@@ -48,9 +48,15 @@ def _row_offsets(B: int, C: int) -> np.ndarray:
     return off
 
 
-def softmax_cross_entropy(z: np.ndarray, y: np.ndarray, acc: np.ndarray, write_grad: bool = True,
-                          smoothing: float = 0.0, class_weight: np.ndarray | None = None,
-                          scratch: Scratch = fresh) -> None:
+def softmax_cross_entropy(
+    z: np.ndarray,
+    y: np.ndarray,
+    acc: np.ndarray,
+    write_grad: bool = True,
+    smoothing: float = 0.0,
+    class_weight: np.ndarray | None = None,
+    scratch: Scratch = fresh,
+) -> None:
     """Softmax cross-entropy over logits z (B, C) and integer labels y (B,) in [0, C); see the module table."""
     B, C = z.shape
     dt = z.dtype
@@ -66,8 +72,8 @@ def softmax_cross_entropy(z: np.ndarray, y: np.ndarray, acc: np.ndarray, write_g
     at += rows
     m = scratch("m", (B, 1), dt)
     np.take(zf, at, out=m.reshape(-1), mode="clip")
-    z -= m                                               # z - max: exp below cannot overflow
-    np.add(rows, y, out=at)                              # flat index of (i, y_i)
+    z -= m  # z - max: exp below cannot overflow
+    np.add(rows, y, out=at)  # flat index of (i, y_i)
     zy = scratch("zy", (B,), dt)
     np.take(zf, at, out=zy, mode="clip")
     if smoothing:
@@ -75,7 +81,7 @@ def softmax_cross_entropy(z: np.ndarray, y: np.ndarray, acc: np.ndarray, write_g
         np.sum(z, axis=1, out=zsum)
     np.exp(z, out=z)
     s = scratch("s", (B, 1), dt)
-    np.matmul(z, _ones(C, dt), out=s)                    # row sums (a reduction along short rows is slow)
+    np.matmul(z, _ones(C, dt), out=s)  # row sums (a reduction along short rows is slow)
 
     # loss_i = lse_i - sum_c q_ic z_ic = log s_i - (1 - eps) zy_i - eps/C sum_c zs_ic  (both shifted by m)
     loss = scratch("loss", (B,), dt)
@@ -100,10 +106,10 @@ def softmax_cross_entropy(z: np.ndarray, y: np.ndarray, acc: np.ndarray, write_g
         loss[bad] = np.nan
     acc[0] += loss.sum(dtype=np.float64)
 
-    z /= s                                               # p = softmax(z)
+    z /= s  # p = softmax(z)
     if not write_grad:
         return
-    py = scratch("py", (B,), dt)                         # p - q at the label column
+    py = scratch("py", (B,), dt)  # p - q at the label column
     np.take(zf, at, out=py, mode="clip")
     py -= 1 - smoothing
     np.put(zf, at, py, mode="clip")
@@ -129,8 +135,9 @@ def _ones(n: int, dtype) -> np.ndarray:
     return ones
 
 
-def sigmoid_binary_cross_entropy(z: np.ndarray, y: np.ndarray, acc: np.ndarray, write_grad: bool = True,
-                                 scratch: Scratch = fresh) -> None:
+def sigmoid_binary_cross_entropy(
+    z: np.ndarray, y: np.ndarray, acc: np.ndarray, write_grad: bool = True, scratch: Scratch = fresh
+) -> None:
     """Sigmoid binary cross-entropy over logits z (B, K) and targets y (B, K) in [0, 1]; see the module table.
 
     A row counts as correct when every output's prediction (z > 0) matches its target (y >= 1/2).
@@ -159,18 +166,19 @@ def sigmoid_binary_cross_entropy(z: np.ndarray, y: np.ndarray, acc: np.ndarray, 
     np.any(pred, axis=1, out=wrong)
     acc[1] += B - np.count_nonzero(wrong)
 
-    sigmoid(z)                                          # p
+    sigmoid(z)  # p
     if write_grad:
         z -= y
         z *= dt.type(1.0 / B)
 
 
-def squared_error(z: np.ndarray, y: np.ndarray, acc: np.ndarray, write_grad: bool = True,
-                  scratch: Scratch = fresh) -> None:
+def squared_error(
+    z: np.ndarray, y: np.ndarray, acc: np.ndarray, write_grad: bool = True, scratch: Scratch = fresh
+) -> None:
     """Half squared error over outputs z (B, K) and targets y (B, K); acc[1] gets the sum of squared errors."""
     B, K = z.shape
     d = z if write_grad else scratch("d", (B, K), z.dtype)
-    np.subtract(z, y, out=d)                            # z - y
+    np.subtract(z, y, out=d)  # z - y
     sq = np.vdot(d.reshape(-1), d.reshape(-1)).astype(np.float64)
     acc[0] += 0.5 * sq
     acc[1] += sq

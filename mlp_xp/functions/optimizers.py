@@ -25,8 +25,9 @@ import numpy as np
 from ._scratch import Scratch, fresh
 
 
-def add_weight_penalty(params: np.ndarray, grads: np.ndarray, n_weights: int, l2: float, l1: float,
-                       scratch: Scratch = fresh) -> None:
+def add_weight_penalty(
+    params: np.ndarray, grads: np.ndarray, n_weights: int, l2: float, l1: float, scratch: Scratch = fresh
+) -> None:
     """grads[:n] += l2 W + l1 sign(W) for the weights W = params[:n]; biases are left alone."""
     if not (l2 or l1):
         return
@@ -41,12 +42,22 @@ def add_weight_penalty(params: np.ndarray, grads: np.ndarray, n_weights: int, l2
         g += t
 
 
-def sgd_update(params: np.ndarray, grads: np.ndarray | None, velocity: np.ndarray | None, n_weights: int,
-               lr: float, momentum: float = 0.0, nesterov: bool = False, l2: float = 0.0, l1: float = 0.0,
-               accumulated: bool = False, scratch: Scratch = fresh) -> None:
+def sgd_update(
+    params: np.ndarray,
+    grads: np.ndarray | None,
+    velocity: np.ndarray | None,
+    n_weights: int,
+    lr: float,
+    momentum: float = 0.0,
+    nesterov: bool = False,
+    l2: float = 0.0,
+    l1: float = 0.0,
+    accumulated: bool = False,
+    scratch: Scratch = fresh,
+) -> None:
     """One SGD step (plain, momentum or Nesterov) over the flat buffers; see the module table."""
     dt = params.dtype.type
-    if accumulated:                                 # V already holds mu V + dL/dW
+    if accumulated:  # V already holds mu V + dL/dW
         add_weight_penalty(params, velocity, n_weights, l2, l1, scratch)
         grads = velocity
         momentum = 0.0
@@ -55,11 +66,11 @@ def sgd_update(params: np.ndarray, grads: np.ndarray | None, velocity: np.ndarra
     step = grads
     if momentum:
         velocity *= dt(momentum)
-        velocity += grads                           # V = mu V + G
+        velocity += grads  # V = mu V + G
         if nesterov:
             t = scratch("step", params.shape, params.dtype)
             np.multiply(velocity, dt(momentum), out=t)
-            grads += t                              # G + mu V
+            grads += t  # G + mu V
         else:
             step = velocity
     t = scratch("step", params.shape, params.dtype)
@@ -67,9 +78,21 @@ def sgd_update(params: np.ndarray, grads: np.ndarray | None, velocity: np.ndarra
     params -= t
 
 
-def adam_update(params: np.ndarray, grads: np.ndarray, m: np.ndarray, v: np.ndarray, n_weights: int,
-                lr: float, step: int, beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8,
-                l2: float = 0.0, l1: float = 0.0, scratch: Scratch = fresh) -> None:
+def adam_update(
+    params: np.ndarray,
+    grads: np.ndarray,
+    m: np.ndarray,
+    v: np.ndarray,
+    n_weights: int,
+    lr: float,
+    step: int,
+    beta1: float = 0.9,
+    beta2: float = 0.999,
+    eps: float = 1e-8,
+    l2: float = 0.0,
+    l1: float = 0.0,
+    scratch: Scratch = fresh,
+) -> None:
     """One Adam step (``step`` counts from 1) over the flat buffers; see the module table."""
     add_weight_penalty(params, grads, n_weights, l2, l1, scratch)
     dt = params.dtype.type
@@ -77,16 +100,16 @@ def adam_update(params: np.ndarray, grads: np.ndarray, m: np.ndarray, v: np.ndar
     m *= dt(beta1)
     t = scratch("step", params.shape, params.dtype)
     np.multiply(grads, dt(1 - beta1), out=t)
-    m += t                                          # m = b1 m + (1 - b1) G
+    m += t  # m = b1 m + (1 - b1) G
     v *= dt(beta2)
     np.multiply(grads, grads, out=t)
     t *= dt(1 - beta2)
-    v += t                                          # v = b2 v + (1 - b2) G^2
+    v += t  # v = b2 v + (1 - b2) G^2
     np.multiply(v, dt(c2), out=t)
     np.sqrt(t, out=t)
-    t += dt(eps)                                    # sqrt(v_hat) + eps
+    t += dt(eps)  # sqrt(v_hat) + eps
     np.divide(m, t, out=t)
-    t *= dt(lr * c1)                                # lr m_hat / (sqrt(v_hat) + eps)
+    t *= dt(lr * c1)  # lr m_hat / (sqrt(v_hat) + eps)
     params -= t
 
 

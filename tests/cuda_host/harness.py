@@ -30,14 +30,24 @@ SHIM = HERE / "shim.h"
 
 _KERNEL_RE = re.compile(
     r'(?:template\s*<(?P<tparams>[^>]*)>\s*|extern\s+"C"\s+)__global__\s+void\s+'
-    r'(?:__launch_bounds__\([^)]*\)\s*)?(?P<name>\w+)\s*\((?P<params>[^)]*)\)',
-    re.S)
+    r"(?:__launch_bounds__\([^)]*\)\s*)?(?P<name>\w+)\s*\((?P<params>[^)]*)\)",
+    re.S,
+)
 _DYN_SMEM_RE = re.compile(r"extern\s+__shared__\s+(?:__align__\(\d+\)\s*)?([\w\s]+?)\s+(\w+)\s*\[\s*\]\s*;")
-_POINTEE = {"float": np.float32, "double": np.float64, "int": np.int32, "long long": np.int64,
-            "unsigned long long": np.uint64}
-_SCALAR = {"int": (np.int32, ctypes.c_int), "long long": (np.int64, ctypes.c_longlong),
-           "unsigned long long": (np.uint64, ctypes.c_ulonglong), "float": (np.float32, ctypes.c_float),
-           "double": (np.float64, ctypes.c_double)}
+_POINTEE = {
+    "float": np.float32,
+    "double": np.float64,
+    "int": np.int32,
+    "long long": np.int64,
+    "unsigned long long": np.uint64,
+}
+_SCALAR = {
+    "int": (np.int32, ctypes.c_int),
+    "long long": (np.int64, ctypes.c_longlong),
+    "unsigned long long": (np.uint64, ctypes.c_ulonglong),
+    "float": (np.float32, ctypes.c_float),
+    "double": (np.float64, ctypes.c_double),
+}
 MAX_THREADS, MAX_DYNAMIC_SMEM = 1024, 48 * 1024
 
 
@@ -99,7 +109,8 @@ class _HostModule:
                 f'extern "C" void {sym}(unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned by,'
                 f" unsigned bz, size_t smem, int fibers, {sig}) {{\n"
                 f"  shim::launch(dim3(gx, gy, gz), dim3(bx, by, bz), smem, fibers != 0,\n"
-                f"               [&] {{ {expr}({call}); }});\n}}\n")
+                f"               [&] {{ {expr}({call}); }});\n}}\n"
+            )
         body = _DYN_SMEM_RE.sub(lambda m: f"{m.group(1)}* {m.group(2)} = ({m.group(1)}*)shim::dyn_smem;", src)
         full = body + "\n// ---- generated launchers ----\n" + "".join(launchers)
         flags = ["-std=c++17", "-O1", "-g", "-fPIC", "-shared", "-ffp-contract=off", "-Wno-unknown-pragmas"]
@@ -111,8 +122,11 @@ class _HostModule:
             cpp = so.with_suffix(".cpp")
             cpp.write_text(full)
             tmp = so.with_suffix(f".tmp{os.getpid()}.so")
-            r = subprocess.run(["g++", "-x", "c++", "-include", str(SHIM), *flags, str(cpp), "-o", str(tmp)],
-                               capture_output=True, text=True)
+            r = subprocess.run(
+                ["g++", "-x", "c++", "-include", str(SHIM), *flags, str(cpp), "-o", str(tmp)],
+                capture_output=True,
+                text=True,
+            )
             if r.returncode:
                 raise RuntimeError(f"g++ failed on {fname}:\n{r.stderr}")
             os.replace(tmp, so)
@@ -132,20 +146,26 @@ class _HostModule:
                     continue
                 if not isinstance(a, np.ndarray) or not a.flags.c_contiguous or a.dtype != want:
                     got = f"{type(a).__name__} {getattr(a, 'dtype', '')}"
-                    raise TypeError(f"{expr}: argument {pname} must be a C-contiguous {np.dtype(want)} array, "
-                                    f"got {got}")
+                    raise TypeError(
+                        f"{expr}: argument {pname} must be a C-contiguous {np.dtype(want)} array, got {got}"
+                    )
                 cargs.append(ctypes.c_void_p(a.ctypes.data))
             else:
                 want, cty = _SCALAR[ctype]
                 if not isinstance(a, np.generic) or type(a) is not want:
-                    raise TypeError(f"{expr}: scalar {pname} must be {want.__name__} (C {ctype}), "
-                                    f"got {type(a).__name__}")
+                    raise TypeError(
+                        f"{expr}: scalar {pname} must be {want.__name__} (C {ctype}), got {type(a).__name__}"
+                    )
                 cargs.append(cty(a.item()))
         fn = getattr(self.lib, "shimlaunch_" + re.sub(r"\W+", "_", expr))
         fn.restype = None
         fibers = int(self.uses_sync[expr])
-        call_args = (*(ctypes.c_uint(v) for v in grid + block), ctypes.c_size_t(shared_mem), ctypes.c_int(fibers),
-                     *cargs)
+        call_args = (
+            *(ctypes.c_uint(v) for v in grid + block),
+            ctypes.c_size_t(shared_mem),
+            ctypes.c_int(fibers),
+            *cargs,
+        )
         return lambda: fn(*call_args)
 
 
