@@ -20,7 +20,7 @@ BACKENDS = ["cpu", "cpu-numpy", "cuda-host", pytest.param("cuda", marks=pytest.m
 def _hermetic_data(tmp_path, monkeypatch):
     """No test reads the user's data folders or cache, or reaches the network: the cache is the test's own
     tmp_path / "cache" (Debian's system folder is still found: it is installed, not the user's)."""
-    from mlp_xp.data import datasets
+    from mlp_xp.data import download
 
     monkeypatch.delenv("MLP_XP_DATA", raising=False)
     monkeypatch.setenv("MLP_XP_CACHE", str(tmp_path / "cache"))
@@ -29,7 +29,7 @@ def _hermetic_data(tmp_path, monkeypatch):
     def no_network(url, timeout):
         raise AssertionError(f"a test tried to reach the network: {url}")
 
-    monkeypatch.setattr(datasets, "_fetch_url", no_network)
+    monkeypatch.setattr(download, "_fetch_url", no_network)
 
 
 @pytest.fixture(scope="session")

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from mlp_xp.errors import DataError
-from mlp_xp.files import atomic_writer
+from ..errors import DataError
+from ..files import atomic_writer
 
 __all__ = ["IDX_DTYPES", "read_idx", "write_idx"]
 
@@ -41,10 +41,10 @@ def _read_payload(path: Path) -> bytes:
     try:
         raw = path.read_bytes()
     except FileNotFoundError:
-        raise DataError(f"IDX file {path} does not exist; check the path or re-download the file.") from None
+        raise DataError(f"IDX file {path} does not exist: check the path or re-download the file") from None
     except OSError as err:
         raise DataError(
-            f"IDX file {path} cannot be read ({err.strerror or err}); check that the path is a readable file."
+            f"IDX file {path} cannot be read ({err.strerror or err}): check that the path is a readable file"
         ) from err
     if not raw.startswith(_GZIP_MAGIC):
         return raw
@@ -52,7 +52,7 @@ def _read_payload(path: Path) -> bytes:
         return gzip.decompress(raw)
     except (OSError, EOFError, zlib.error) as err:
         # gzip reports a cut-off stream as EOFError and a bad CRC or header as BadGzipFile (an OSError).
-        raise DataError(f"IDX file {path} is a corrupt gzip stream ({err}); delete it and re-download it.") from err
+        raise DataError(f"IDX file {path} is a corrupt gzip stream ({err}): delete it and re-download it") from err
 
 
 def read_idx(path: str | os.PathLike[str]) -> np.ndarray:
@@ -78,27 +78,24 @@ def read_idx(path: str | os.PathLike[str]) -> np.ndarray:
     path = Path(path)
     data = _read_payload(path)
     if len(data) < 4 or data[0] != 0 or data[1] != 0:
-        raise DataError(
-            f"{path} is not an IDX file (it must start with two zero bytes); pass an MNIST-format IDX file."
-        )
+        raise DataError(f"{path} is not an IDX file (it must start with two zero bytes): pass an MNIST-format IDX file")
     code, ndim = data[2], data[3]
     if code not in IDX_DTYPES:
         known = ", ".join(f"0x{c:02X}" for c in IDX_DTYPES)
         raise DataError(
-            f"IDX file {path} has unknown type code 0x{code:02X} (known: {known}); re-download or rewrite it."
+            f"IDX file {path} has unknown type code 0x{code:02X} (known: {known}): re-download or rewrite it"
         )
     if ndim < 1:
-        raise DataError(f"IDX file {path} declares 0 dimensions; rewrite it with at least one dimension.")
+        raise DataError(f"IDX file {path} declares 0 dimensions: rewrite it with at least one dimension")
     if ndim > _NUMPY_MAX_NDIM:
         raise DataError(
-            f"IDX file {path} declares {ndim} dimensions but NumPy arrays have at most {_NUMPY_MAX_NDIM}; "
-            "the header is probably corrupt, so re-download the file."
+            f"IDX file {path} declares {ndim} dimensions but NumPy arrays have at most {_NUMPY_MAX_NDIM}, so its "
+            "header is probably corrupt: re-download the file"
         )
     header = 4 + 4 * ndim
     if len(data) < header:
         raise DataError(
-            f"IDX file {path} is truncated inside its header (expected {header} bytes, got {len(data)}); "
-            "re-download it."
+            f"IDX file {path} is truncated inside its header (expected {header} bytes, got {len(data)}): re-download it"
         )
     dims = struct.unpack(f">{ndim}I", data[4:header])
     dtype = IDX_DTYPES[code]
@@ -112,15 +109,15 @@ def read_idx(path: str | os.PathLike[str]) -> np.ndarray:
     got = len(data) - header
     if nonzero > _NUMPY_MAX_BYTES:
         raise DataError(
-            f"IDX file {path} has a corrupt header: its dimensions {dims} describe an array of {nonzero} bytes, "
-            f"larger than NumPy can hold, for {got} bytes of data; re-download it."
+            f"IDX file {path} has a corrupt header (its dimensions {dims} describe an array of {nonzero} bytes, "
+            f"larger than NumPy can hold, for {got} bytes of data): re-download it"
         )
     if got < expected:
-        raise DataError(f"IDX file {path} is truncated: expected {expected} bytes of data, got {got}; re-download it.")
+        raise DataError(f"IDX file {path} is truncated (expected {expected} bytes of data, got {got}): re-download it")
     if got > expected:
         raise DataError(
             f"IDX file {path} has {got - expected} trailing bytes after the {expected} bytes of data its "
-            "header declares; re-download it."
+            "header declares: re-download it"
         )
     array = np.frombuffer(data, dtype=dtype, offset=header).reshape(dims)
     # astype copies, which also makes the result writable (frombuffer over bytes is read-only).
@@ -147,14 +144,14 @@ def write_idx(path: str | os.PathLike[str], array: np.ndarray) -> None:
     code = _CODE_OF_KIND.get((array.dtype.kind, array.dtype.itemsize))
     if code is None:
         raise DataError(
-            f"IDX cannot store dtype {array.dtype}; convert the array to uint8, int8, int16, int32, float32 "
-            "or float64 first."
+            f"IDX cannot store dtype {array.dtype}: convert the array to uint8, int8, int16, int32, float32 "
+            "or float64 first"
         )
     # IDX allows up to 255 dimensions, more than any NumPy array has, so only the lower bound can fail.
     if array.ndim < 1:
-        raise DataError("IDX needs at least one dimension but the array is a scalar; wrap it, e.g. np.atleast_1d.")
+        raise DataError("IDX needs at least one dimension but the array is a scalar: wrap it, e.g. np.atleast_1d")
     if max(array.shape) > _MAX_DIM:
-        raise DataError(f"IDX dimensions must be below 2**32 but the shape is {array.shape}; split the array.")
+        raise DataError(f"IDX dimensions must be below 2**32 but the shape is {array.shape}: split the array")
     header = bytes([0, 0, code, array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape)
     body = np.ascontiguousarray(array, dtype=IDX_DTYPES[code]).tobytes()
     with atomic_writer(path) as f:
