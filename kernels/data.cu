@@ -1,5 +1,5 @@
 // data.cu -- epoch permutations and batch gathers, entirely on the device.
-// Twins: mlp_xp/functions/shuffle.py (shuffle_keys, gather_rows).
+// Reference: mlp_xp/reference/data.py (shuffle_keys, gather_rows).
 
 #define K_GAMMA 0x9E3779B97F4A7C15ULL
 

@@ -1,6 +1,6 @@
-// gemm.cu -- C <- alpha op(A) op(B) + beta C for row-major matrices, without cuBLAS.
-// Twin: numpy.matmul. It exists so that a whole training step can be captured as a CUDA graph: CuPy
-// refuses to call cuBLAS while a stream is capturing, and this kernel is an ordinary launch.
+// gemm.cu -- C <- alpha op(A) op(B) + accumulate C for row-major matrices, without cuBLAS.
+// Reference: mlp_xp/reference/layer.py matmul. It exists so that a whole training step can be captured as a CUDA
+// graph: CuPy refuses to call cuBLAS while a stream is capturing, and this kernel is an ordinary launch.
 //
 // C is M x N with leading dimension ldc; op(A) is M x K (A stored K x M when trans_a), op(B) is K x N
 // (B stored N x K when trans_b); lda and ldb are the row lengths of A and B as stored.
@@ -13,7 +13,7 @@
 template <typename T>
 __global__ void __launch_bounds__(256) gemm(const T* __restrict__ A, const T* __restrict__ B, T* __restrict__ C,
                                             int M, int N, int K, int lda, int ldb, int ldc, int trans_a,
-                                            int trans_b, T alpha, T beta) {
+                                            int trans_b, T alpha, T accumulate) {
     __shared__ T As[G_KSTEP][G_TILE + 1];   // As[k][m] = op(A)[row0 + m][k0 + k]; +1 avoids bank conflicts
     __shared__ T Bs[G_KSTEP][G_TILE + 1];   // Bs[k][n] = op(B)[k0 + k][col0 + n]
     const int tx = threadIdx.x % 16, ty = threadIdx.x / 16;
@@ -59,7 +59,7 @@ __global__ void __launch_bounds__(256) gemm(const T* __restrict__ A, const T* __
             const int c = col0 + tx + 16 * j;
             if (c >= N) continue;
             T* out = C + (long long)r * ldc + c;
-            *out = beta == (T)0 ? alpha * acc[i][j] : alpha * acc[i][j] + beta * *out;
+            *out = accumulate == (T)0 ? alpha * acc[i][j] : alpha * acc[i][j] + accumulate * *out;
         }
     }
 }

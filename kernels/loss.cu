@@ -1,6 +1,6 @@
 // loss.cu -- fused output layer + loss + dL/dz, with the batch's loss and hits summed on the device.
-// Twins: mlp_xp/functions/losses.py. Every kernel here:
-//   * overwrites z with dL/dz = w (p - q) / B when write_grad (training), else with the output p;
+// Reference: mlp_xp/reference/loss.py (softmax_xent, sigmoid_bce, squared_error, output_act). Every kernel here:
+//   * overwrites z with dL/dz when write_grad (training), else with the output p;
 //   * adds (sum of row losses, correct rows or squared error) into acc[0], acc[1] (doubles);
 //   * with labels == nullptr (prediction) only writes p.
 // Geometry of softmax_xent and sigmoid_bce: blockDim.x threads share a row (a power of two), blockDim.y rows
@@ -10,26 +10,62 @@
 // K_CACHE * blockDim.x (1024) logits is read from memory once; wider rows read their tail twice.
 #define K_CACHE 4
 
+// Where a thread of a row kernel stands: tx-th of the bx threads of row r, which is the ty-th row of its block.
+struct RowThread {
+    int tx, ty, bx, t;  // t: the thread's index in its block
+    long long r;
+    bool live;  // r < rows: the block's last rows may lie past the batch
+};
+
+__device__ __forceinline__ RowThread k_row_thread(long long rows) {
+    RowThread th;
+    th.tx = threadIdx.x;
+    th.ty = threadIdx.y;
+    th.bx = blockDim.x;
+    th.t = th.ty * th.bx + th.tx;
+    th.r = (long long)blockIdx.x * blockDim.y + th.ty;
+    th.live = th.r < rows;
+    return th;
+}
+
 // Combine two partial (max, sum of exp(x - max), argmax) triples into the first; ties keep the lower index.
 template <typename T>
 __device__ __forceinline__ void k_merge_softmax(T& m, T& s, int& a, T m2, T s2, int a2) {
     if (m2 > m || (m2 == m && a2 < a)) {
-        T tm = m, ts = s; int ta = a;
-        m = m2; s = s2; a = a2;
-        m2 = tm; s2 = ts; a2 = ta;
+        T tm = m, ts = s;
+        int ta = a;
+        m = m2;
+        s = s2;
+        a = a2;
+        m2 = tm;
+        s2 = ts;
+        a2 = ta;
     }
     if (s2 != (T)0) s += s2 * k_exp(m2 - m);
 }
 
-// Sum the per-row results of a block (thread tx == 0 of each row wrote them) and add them to acc.
+// Add the per-row results of a block (row_loss[ty], row_hit[ty], written by thread tx == 0 of each row) to acc.
+// Every thread of the block calls it.
 __device__ __forceinline__ void k_block_accumulate(double* acc, const double* row_loss, const double* row_hit,
-                                                   int rows_here) {
+                                                   long long rows) {
+    __syncthreads();
     if (threadIdx.x == 0 && threadIdx.y == 0) {
+        const long long left = rows - (long long)blockIdx.x * blockDim.y;
+        const int here = (int)(left < blockDim.y ? left : blockDim.y);
         double l = 0.0, h = 0.0;
-        for (int k = 0; k < rows_here; ++k) { l += row_loss[k]; h += row_hit[k]; }
+        for (int k = 0; k < here; ++k) {
+            l += row_loss[k];
+            h += row_hit[k];
+        }
         atomicAdd(&acc[0], l);
         atomicAdd(&acc[1], h);
     }
+}
+
+// What pass 2 writes at column c: the probability p, or dL/dz_c (common.cuh's k_xent_grad).
+template <typename T>
+__device__ __forceinline__ T k_xent_output(T p, int c, int yr, bool grad, T scale, XentTarget<T> q) {
+    return grad ? k_xent_grad(p, c == yr, scale, q) : p;
 }
 
 // softmax + cross-entropy over logits z (rows x C) and labels y in [0, C):
@@ -43,16 +79,13 @@ __global__ void softmax_xent(T* __restrict__ z, const int* __restrict__ labels, 
     extern __shared__ __align__(8) unsigned char k_smem[];
     __shared__ double row_loss[256];
     __shared__ double row_hit[256];
-    const int tx = threadIdx.x, ty = threadIdx.y, bx = blockDim.x;
-    const int nthr = blockDim.x * blockDim.y, t = ty * bx + tx;
+    const RowThread th = k_row_thread(rows);
+    const int nthr = blockDim.x * blockDim.y, t = th.t, tx = th.tx, bx = th.bx;
     T* s_max = reinterpret_cast<T*>(k_smem);
     T* s_sum = s_max + nthr;
     T* s_zsum = s_sum + nthr;
     int* s_arg = reinterpret_cast<int*>(s_zsum + nthr);
-
-    const long long r = (long long)blockIdx.x * blockDim.y + ty;
-    const bool live = r < rows;
-    T* zr = z + (live ? r : 0) * (long long)C;
+    T* zr = z + (th.live ? th.r : 0) * (long long)C;
 
     // Pass 1: max, sum of exp(x - max) (rescaled online as the max grows), argmax and sum of logits.
     T m = k_neg_inf<T>(), s = (T)0, zs = (T)0;
@@ -62,14 +95,14 @@ __global__ void softmax_xent(T* __restrict__ z, const int* __restrict__ labels, 
     for (int j = 0; j < K_CACHE; ++j) {
         const int c = tx + j * bx;
         cache[j] = (T)0;
-        if (live && c < C) {
+        if (th.live && c < C) {
             const T x = zr[c];
             cache[j] = x;
             k_merge_softmax(m, s, am, x, (T)1, c);
             zs += x;
         }
     }
-    for (int c = tx + K_CACHE * bx; live && c < C; c += bx) {
+    for (int c = tx + K_CACHE * bx; th.live && c < C; c += bx) {
         const T x = zr[c];
         k_merge_softmax(m, s, am, x, (T)1, c);
         zs += x;
@@ -79,66 +112,59 @@ __global__ void softmax_xent(T* __restrict__ z, const int* __restrict__ labels, 
     int yr = -1;
     T wy = (T)1, zy = (T)0;
     bool valid = false;
-    if (live && labels != nullptr) {
-        yr = labels[r];
+    if (th.live && labels != nullptr) {
+        yr = labels[th.r];
         valid = yr >= 0 && yr < C;
         if (valid && class_weight != nullptr) wy = class_weight[yr];
         if (valid && tx == 0) zy = zr[yr];
     }
-    s_max[t] = m; s_sum[t] = s; s_zsum[t] = zs; s_arg[t] = am;
+    s_max[t] = m;
+    s_sum[t] = s;
+    s_zsum[t] = zs;
+    s_arg[t] = am;
     __syncthreads();
     for (int off = bx / 2; off > 0; off >>= 1) {
         if (tx < off) {
             T mm = s_max[t], ss = s_sum[t];
             int aa = s_arg[t];
             k_merge_softmax(mm, ss, aa, s_max[t + off], s_sum[t + off], s_arg[t + off]);
-            s_max[t] = mm; s_sum[t] = ss; s_arg[t] = aa;
+            s_max[t] = mm;
+            s_sum[t] = ss;
+            s_arg[t] = aa;
             s_zsum[t] += s_zsum[t + off];
         }
         __syncthreads();
     }
-    const int row0 = ty * bx;
+    const int row0 = th.ty * bx;
     // p = exp(x - max) / sum rather than exp(x - lse): with logits near 1e4, lse itself is only good to
     // float32's 1e-3 there, and that error would land in every p.
     const T mx = s_max[row0], inv_sum = (T)1 / s_sum[row0];
 
     if (labels != nullptr && tx == 0) {
         double loss = 0.0, hit = 0.0;
-        if (live) {
-            if (valid) {
-                // lse - sum_c q_c z_c, arranged so that no two large numbers are subtracted
-                const T lse_minus_target = k_log(s_sum[row0]) + ((T)1 - smoothing) * (mx - zy) +
-                                           smoothing / (T)C * ((T)C * mx - s_zsum[row0]);
-                loss = (double)(wy * lse_minus_target);
-                hit = s_arg[row0] == yr ? 1.0 : 0.0;
-            } else {
-                loss = (double)k_neg_inf<T>() * 0.0;  // NaN: a bad label must not pass silently
-            }
+        if (th.live && valid) {
+            loss = (double)(wy * k_xent_row_loss(k_log(s_sum[row0]), mx, zy, s_zsum[row0], C, smoothing));
+            hit = s_arg[row0] == yr ? 1.0 : 0.0;
+        } else if (th.live) {
+            loss = (double)k_neg_inf<T>() * 0.0;  // NaN: a bad label must not pass silently
         }
-        row_loss[ty] = loss;
-        row_hit[ty] = hit;
+        row_loss[th.ty] = loss;
+        row_hit[th.ty] = hit;
     }
 
     // Pass 2: write p, or dL/dz = w (p - q) / rows.
     const bool grad = write_grad && labels != nullptr;
     const T scale = valid ? wy / (T)rows : (T)0;
-    const T off_label = smoothing / (T)C, on_label = (T)1 - smoothing + smoothing / (T)C;
+    const XentTarget<T> q = k_xent_target(smoothing, C);
 #pragma unroll
     for (int j = 0; j < K_CACHE; ++j) {
         const int c = tx + j * bx;
-        if (live && c < C) {
-            const T p = k_exp(cache[j] - mx) * inv_sum;
-            zr[c] = grad ? scale * (p - (c == yr ? on_label : off_label)) : p;
-        }
+        if (th.live && c < C) zr[c] = k_xent_output(k_exp(cache[j] - mx) * inv_sum, c, yr, grad, scale, q);
     }
-    for (int c = tx + K_CACHE * bx; live && c < C; c += bx) {
-        const T p = k_exp(zr[c] - mx) * inv_sum;
-        zr[c] = grad ? scale * (p - (c == yr ? on_label : off_label)) : p;
-    }
+    for (int c = tx + K_CACHE * bx; th.live && c < C; c += bx)
+        zr[c] = k_xent_output(k_exp(zr[c] - mx) * inv_sum, c, yr, grad, scale, q);
     if (labels == nullptr) return;
-    __syncthreads();
-    const long long left = rows - (long long)blockIdx.x * blockDim.y;
-    k_block_accumulate(acc, row_loss, row_hit, (int)(left < blockDim.y ? left : blockDim.y));
+    k_block_accumulate(acc, row_loss, row_hit, rows);
 }
 
 // sigmoid + binary cross-entropy over logits z (rows x K) and targets y in [0, 1]:
@@ -150,19 +176,17 @@ __global__ void sigmoid_bce(T* __restrict__ z, const T* __restrict__ y, double* 
     extern __shared__ __align__(8) unsigned char k_smem[];
     __shared__ double row_loss[256];
     __shared__ double row_hit[256];
-    const int tx = threadIdx.x, ty = threadIdx.y, bx = blockDim.x;
-    const int nthr = blockDim.x * blockDim.y, t = ty * bx + tx;
+    const RowThread th = k_row_thread(rows);
+    const int nthr = blockDim.x * blockDim.y, t = th.t, bx = th.bx;
     T* s_loss = reinterpret_cast<T*>(k_smem);
     int* s_wrong = reinterpret_cast<int*>(s_loss + nthr);
 
-    const long long r = (long long)blockIdx.x * blockDim.y + ty;
-    const bool live = r < rows;
-    const long long base = (live ? r : 0) * (long long)K;
+    const long long base = (th.live ? th.r : 0) * (long long)K;
     T loss = (T)0;
     int wrong = 0;
-    for (int c = tx; live && c < K; c += bx) {
+    for (int c = th.tx; th.live && c < K; c += bx) {
         const T x = z[base + c];
-        const T p = (T)0.5 * ((T)1 + k_tanh((T)0.5 * x));
+        const T p = k_activate(x, ACT_SIGMOID, (T)0);
         if (y != nullptr) {
             const T target = y[base + c];
             const T ax = x < (T)0 ? -x : x;
@@ -178,19 +202,17 @@ __global__ void sigmoid_bce(T* __restrict__ z, const T* __restrict__ y, double* 
     s_wrong[t] = wrong;
     __syncthreads();
     for (int off = bx / 2; off > 0; off >>= 1) {
-        if (tx < off) {
+        if (th.tx < off) {
             s_loss[t] += s_loss[t + off];
             s_wrong[t] |= s_wrong[t + off];
         }
         __syncthreads();
     }
-    if (tx == 0) {
-        row_loss[ty] = live ? (double)s_loss[ty * bx] : 0.0;
-        row_hit[ty] = live && !s_wrong[ty * bx] ? 1.0 : 0.0;
+    if (th.tx == 0) {
+        row_loss[th.ty] = th.live ? (double)s_loss[th.ty * bx] : 0.0;
+        row_hit[th.ty] = th.live && !s_wrong[th.ty * bx] ? 1.0 : 0.0;
     }
-    __syncthreads();
-    const long long left = rows - (long long)blockIdx.x * blockDim.y;
-    k_block_accumulate(acc, row_loss, row_hit, (int)(left < blockDim.y ? left : blockDim.y));
+    k_block_accumulate(acc, row_loss, row_hit, rows);
 }
 
 // identity + half squared error over z (rows x K) and targets y:

@@ -18,7 +18,7 @@ from .backend import cuda_status, get_backend
 from .files import write_json_atomic
 from .model import MLP
 from .optim import Optimizer
-from .trainer import GraphStep, TrainStep
+from .step import GraphStep, TrainStep
 
 N_FEATURES, N_CLASSES = 784, 10
 
@@ -51,7 +51,7 @@ def time_step(
     X = ops.asarray(rng.random((n, N_FEATURES), dtype=np.float32), model.dtype)
     Y = ops.asarray(rng.integers(0, N_CLASSES, n).astype(np.int32))
     perm = ops.permutation(n, seed, 1)
-    opt = Optimizer("momentum", ops, model.layout.n_params, model.layout.n_weights, model.dtype)
+    opt = Optimizer("momentum", ops, model.layout, model.dtype)
     step = TrainStep(model, batch_size, opt)
     acc = ops.zeros((2,), np.float64)
     slices = [perm[s : s + batch_size] for s in range(0, n - batch_size + 1, batch_size)]
@@ -124,13 +124,14 @@ def plot(rows: list[BenchRow], path, title: str) -> None:
     plt.close(fig)
 
 
-def run_bench(args) -> int:
-    """The ``mlp-xp bench`` command."""
-    sizes = [int(s) for s in str(args.batch_sizes).split(",")]
-    rows = bench(sizes, args.hidden, args.steps, args.dtype, log=lambda m: print(m, file=sys.stderr))
-    print(format_table(rows, args.hidden, args.dtype))
-    if args.json:
-        write_json_atomic(args.json, [asdict(r) for r in rows])
-    if args.plot:
-        plot(rows, args.plot, f"784-{'-'.join(map(str, args.hidden))}-10 training step")
+def run_bench(
+    batch_sizes: list[int], hidden: list[int], steps: int, dtype: str = "float32", *, json_path=None, plot_path=None
+) -> int:
+    """The ``mlp-xp bench`` command (its flags already checked): print the table, write the JSON and the plot."""
+    rows = bench(batch_sizes, hidden, steps, dtype, log=lambda m: print(m, file=sys.stderr))
+    print(format_table(rows, hidden, dtype))
+    if json_path:
+        write_json_atomic(json_path, [asdict(r) for r in rows])
+    if plot_path:
+        plot(rows, plot_path, f"784-{'-'.join(map(str, hidden))}-10 training step")
     return 0

@@ -1,240 +1,274 @@
 """The ``mlp-xp`` command: train, evaluate, search, bench, doctor, info.
 
-Every mlp_xp error is printed as one line, ``mlp-xp: error: ...``, with exit status 2; a diverged run
-prints its message, keeps (and saves, with --save) the last good weights, and exits with status 1.
+Every model and training flag comes from the settings table (:mod:`mlp_xp.settings`): ``--name-with-dashes``,
+its help, and its check. Exit statuses (ARCHITECTURE.md): 0 success; 1 training diverged or a check failed;
+2 bad input, reported as one line ``mlp-xp: error: ...`` on stderr before any work starts; 3 no usable GPU
+where one was required; 130 interrupted (Ctrl-C); 143 terminated (SIGTERM).
 """
 
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 
 import numpy as np
 
-from .errors import ConfigError, DivergenceError, MLPXPError
-from .validation import check_fraction
+from . import settings
+from .constraints import Flag, Number
+from .errors import BackendUnavailable, ConfigError, DivergenceError, MLPXPError
+
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_NO_GPU, EXIT_INTERRUPTED, EXIT_TERMINATED = 0, 1, 2, 3, 130, 143
+
+#: Old flags still accepted, with a warning: old flag -> the setting that replaced it. ``train --validation`` was
+#: the flag of validation_fraction; ``search --validation`` is now ``--holdout`` (see cmd_search).
+RENAMED_FLAGS = {"--" + old.replace("_", "-"): new for old, new in settings.RENAMED.items()}
+TRAIN_RENAMED_FLAGS = {**RENAMED_FLAGS, "--validation": "validation_fraction"}
+MODEL = [s.name for s in settings.SETTINGS if s.uses in ("model", "both") and s.cli]
+TRAINING = [s.name for s in settings.TRAIN_SETTINGS if s.cli and s.uses == "train"]
 
 
-def _hidden(text: str) -> list[int]:
-    """'512,256' -> [512, 256]; '' or 'none' -> [] (no hidden layer)."""
-    if text.strip().lower() in ("", "none"):
-        return []
-    try:
-        sizes = [int(t) for t in text.split(",")]
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"--hidden takes widths separated by commas, e.g. 512,256; got {text!r}"
-        ) from None
-    if any(s < 1 for s in sizes):
-        raise argparse.ArgumentTypeError(f"--hidden widths must be positive, got {text!r}")
-    return sizes
+class _Parser(argparse.ArgumentParser):
+    """argparse with its own errors (unknown flags, a missing command) as one line and status 2, like every
+    other bad input, instead of a usage block."""
+
+    def error(self, message: str):
+        raise ConfigError(f"{message} (see {self.prog} --help)")
+
+
+class _Terminated(Exception):
+    """SIGTERM, turned into an exception so that the run unwinds as it does on Ctrl-C."""
+
+
+def _setting_flags(parser: argparse.ArgumentParser, names: list[str], renamed: dict[str, str]) -> None:
+    """One flag per setting, in groups, and the ``renamed`` old flags; values stay text here and are parsed by
+    :func:`command_line_settings`."""
+    parser.set_defaults(renamed_flags=renamed)
+    groups: dict[str, argparse._ArgumentGroup] = {}
+    for name in names:
+        s = settings.BY_NAME[name]
+        group = groups.get(s.group) or groups.setdefault(s.group, parser.add_argument_group(s.group))
+        rule = s.rule.describe()
+        default = (
+            "off"
+            if s.default is False
+            else ",".join(map(str, s.default))
+            if isinstance(s.default, tuple)
+            else s.default
+        )
+        text = f"{s.help} ({rule + '; ' if rule and not isinstance(s.rule, Flag) else ''}default {default})"
+        if isinstance(s.rule, Flag):
+            group.add_argument(s.flag, dest=s.name, action="store_const", const="true", default=None, help=text)
+        else:
+            metavar = "N" if getattr(s.rule, "integer", False) else "X" if isinstance(s.rule, Number) else "VALUE"
+            group.add_argument(s.flag, dest=s.name, default=None, metavar=metavar, help=text)
+        for old, new in renamed.items():
+            if new == name:
+                group.add_argument(old, dest=f"renamed:{old}", default=None, help=argparse.SUPPRESS)
+
+
+def command_line_settings(args: argparse.Namespace) -> dict:
+    """Every model and training setting of a command: the flags given, parsed and checked by their rules
+    (renamed flags too, with a warning), and the table's defaults for the rest. With --early-stopping and no
+    --validation-fraction, a tenth of the training data is held out for it."""
+    for old, new in args.renamed_flags.items():
+        text = getattr(args, f"renamed:{old}", None)
+        if text is not None:
+            flag = "--" + new.replace("_", "-")
+            if getattr(args, new, None) is not None:
+                raise ConfigError(f"{old} and {flag} are the same setting: give only {flag}")
+            print(f"mlp-xp: warning: {old} is now {flag}; {old} will be removed", file=sys.stderr)
+            setattr(args, new, text)
+    values = {}
+    for name in MODEL + TRAINING:
+        text = getattr(args, name, None)
+        values[name] = settings.BY_NAME[name].default if text is None else settings.BY_NAME[name].parse(text)
+    if values["early_stopping"] and args.validation_fraction is None:
+        values["validation_fraction"] = 0.1
+    return values
 
 
 def _seed(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"a seed is a non-negative integer, got {text!r}")
-    return value
+    return settings.BY_NAME["seed"].rule.parse(text, "--data-seed")
 
 
-def _data_flags() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(add_help=False)
-    g = p.add_argument_group("data")
+def _data_flags(parser: argparse.ArgumentParser) -> None:
+    g = parser.add_argument_group("data")
     g.add_argument(
         "--data",
         default="digits",
-        help="dataset name (digits, synthetic, synthetic:NxD[xC], mnist, fashion-mnist), a folder of "
-        "MNIST-layout IDX files, or an .npz file with X_train, y_train[, X_test, y_test] "
-        "(default: digits)",
+        help="dataset name (digits, synthetic, synthetic:NxD[xC], mnist, fashion-mnist), a folder of MNIST-layout "
+        "IDX files, or an .npz file with X_train, y_train[, X_test, y_test] (default digits)",
     )
     g.add_argument(
         "--data-seed",
-        type=_seed,
-        default=0,
-        help="seed of the dataset itself where it has one (the digits split, the synthetic set); "
-        "evaluate with the same value a model was trained with (default 0)",
+        default="0",
+        help="seed of the dataset itself where it has one (the digits split, the synthetic set); evaluate with the "
+        "same value a model was trained with (default 0)",
     )
-    return p
-
-
-def _model_and_training_flags() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(add_help=False, parents=[_data_flags()])
-    g = p.add_argument_group("validation")
-    g.add_argument(
-        "--validation",
-        type=float,
-        default=None,
-        metavar="FRACTION",
-        help="hold out this fraction of the training data for validation (train: default 0, or 0.1 "
-        "with --early-stopping; search: default 0.2)",
-    )
-    g = p.add_argument_group("model")
-    g.add_argument("--hidden", type=_hidden, default=[256, 128], help="hidden widths, e.g. 512,256 (default 256,128)")
-    g.add_argument("--activation", default="relu", help="relu, leaky_relu, sigmoid, tanh or identity")
-    g.add_argument("--loss", default="cross_entropy", help="cross_entropy, binary_cross_entropy or mse")
-    g.add_argument("--init", default="glorot", help="glorot or he")
-    g.add_argument("--dtype", default="float32", help="float32 or float64")
-    g.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    g.add_argument(
-        "--seed", type=_seed, default=0, help="seed of the weights, the validation split and the shuffles (default 0)"
-    )
-    g = p.add_argument_group("optimization")
-    g.add_argument("--optimizer", default="momentum", help="sgd, momentum, nesterov or adam")
-    g.add_argument("--lr", type=float, default=0.05, help="learning rate (default 0.05)")
-    g.add_argument("--momentum", type=float, default=0.9)
-    g.add_argument("--beta1", type=float, default=0.9)
-    g.add_argument("--beta2", type=float, default=0.999)
-    g.add_argument("--weight-decay", type=float, default=0.0, help="L2 penalty on the weights")
-    g.add_argument("--l1", type=float, default=0.0, help="L1 penalty on the weights")
-    g.add_argument("--schedule", default="constant", help="constant, inverse_time, power, step or cosine")
-    g.add_argument("--decay", type=float, default=0.0, help="delta of inverse_time and power")
-    g.add_argument("--step-size", type=float, default=10.0, help="epochs between steps of the step schedule")
-    g.add_argument("--gamma", type=float, default=0.1, help="factor of the step schedule")
-    g.add_argument("--min-lr", type=float, default=0.0, help="floor of the cosine schedule")
-    g.add_argument("--warmup", type=float, default=0.0, help="epochs of linear warm-up")
-    g.add_argument("--batch-size", type=int, default=128)
-    g.add_argument("--epochs", type=int, default=20)
-    g.add_argument("--drop-last", action="store_true", help="skip each epoch's last partial batch")
-    g.add_argument("--early-stopping", action="store_true", help="stop when validation loss stops improving")
-    g.add_argument("--patience", type=int, default=5)
-    g.add_argument("--label-smoothing", type=float, default=0.0)
-    return p
 
 
 def build_parser() -> argparse.ArgumentParser:
-    common = _model_and_training_flags()
-    parser = argparse.ArgumentParser(prog="mlp-xp", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = _Parser(prog="mlp-xp", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     t = sub.add_parser(
         "train",
-        parents=[common],
         help="train a model",
-        description="Train an MLP; prints a progress bar per epoch and a summary line after each.",
+        description="Train an MLP; a progress bar per epoch and a summary line after each.",
     )
+    _data_flags(t)
+    _setting_flags(t, MODEL + TRAINING, TRAIN_RENAMED_FLAGS)
     t.add_argument("--save", metavar="PATH", help="save the trained model (.npz: arrays + JSON metadata)")
     t.add_argument("--metrics-json", metavar="PATH", help="write the per-epoch metrics as a JSON list")
     t.add_argument("--plot", metavar="PATH", help="write a PNG of the learning curves")
     t.add_argument("--quiet", action="store_true", help="no progress bar or per-epoch lines")
 
-    e = sub.add_parser("evaluate", parents=[_data_flags()], help="score a saved model on a dataset")
+    e = sub.add_parser("evaluate", help="score a saved model on a dataset")
     e.add_argument("model", help="model file written by mlp-xp train --save")
+    _data_flags(e)
     e.add_argument("--split", choices=("test", "train"), default="test")
-    e.add_argument("--device", default="auto")
+    e.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
 
     s = sub.add_parser(
         "search",
-        parents=[common],
-        help="grid or random search scored on a validation split",
-        description="Grid or random search over --param specs, each candidate trained on the "
-        "training split and scored on the validation split; prints a ranked table.",
+        help="grid or random search scored on a held-out split",
+        description="Grid or random search over --param specs: each candidate trains on the "
+        "training split and is scored on the held-out split; prints a ranked table. Every other "
+        "flag is passed on to each candidate.",
     )
+    _data_flags(s)
+    _setting_flags(s, MODEL + TRAINING, RENAMED_FLAGS)
     s.add_argument(
         "--param",
         action="append",
         default=[],
         metavar="SPEC",
-        help="a searched setting, e.g. lr=0.01,0.1  hidden=64;128,64  lr=loguniform:1e-4:1e-1 (repeat for several)",
+        help="a searched setting, e.g. lr=0.01,0.1  hidden=64,128x64  lr=loguniform:1e-4:1e-1 (repeat for several)",
     )
     s.add_argument("--mode", choices=("grid", "random"), default="grid")
-    s.add_argument("--n-iter", type=int, default=10, help="candidates drawn by random search")
+    s.add_argument("--n-iter", default="10", help="candidates drawn by random search (default 10)")
+    s.add_argument(
+        "--holdout",
+        default=None,
+        metavar="FRACTION",
+        help="part of the training data held out to score the candidates (in (0, 1); default 0.2)",
+    )
+    s.add_argument("--validation", dest="renamed:--validation", default=None, help=argparse.SUPPRESS)
 
     b = sub.add_parser("bench", help="time training steps on every usable backend")
-    b.add_argument("--batch-sizes", default="32,128,512,2048")
-    b.add_argument("--hidden", type=_hidden, default=[512, 256])
-    b.add_argument("--steps", type=int, default=50)
-    b.add_argument("--dtype", default="float32")
+    b.add_argument(
+        "--batch-sizes", default="32,128,512,2048", help="batch sizes, e.g. 32,128 (default 32,128,512,2048)"
+    )
+    b.add_argument("--hidden", default="512,256", help="hidden widths (default 512,256)")
+    b.add_argument("--steps", default="50", help="timed steps per configuration (default 50)")
+    b.add_argument("--dtype", default="float32", help="float32 or float64 (default float32)")
     b.add_argument("--plot", metavar="PATH", help="write a PNG of samples per second against batch size")
     b.add_argument("--json", metavar="PATH", help="write the table as JSON")
 
-    sub.add_parser("doctor", help="check every CUDA kernel on this machine's GPU against its NumPy twin")
+    d = sub.add_parser("doctor", help="check every op of this machine's backends against its reference")
+    d.add_argument(
+        "--device", default="all", help="all (the CPU and cuda:0, which must be usable), cpu, or cuda[:N] (default all)"
+    )
     sub.add_parser("info", help="versions, and which backends are usable here and why not")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    previous = _catch_sigterm()
     try:
-        return {
-            "train": cmd_train,
-            "evaluate": cmd_evaluate,
-            "search": cmd_search,
-            "bench": cmd_bench,
-            "doctor": cmd_doctor,
-            "info": cmd_info,
-        }[args.command](args)
+        args = build_parser().parse_args(argv)
+        return COMMANDS[args.command](args)
+    except BackendUnavailable as e:
+        print(f"mlp-xp: error: {e}", file=sys.stderr)
+        return EXIT_NO_GPU
     except MLPXPError as e:
         print(f"mlp-xp: error: {e}", file=sys.stderr)
-        return 2
+        return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         print("mlp-xp: interrupted", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
+    except _Terminated:
+        print("mlp-xp: terminated", file=sys.stderr)
+        return EXIT_TERMINATED
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _catch_sigterm():
+    def handler(signum, frame):
+        raise _Terminated
+
+    try:
+        return signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread (an embedding application): leave its handling alone
+        return None
 
 
 def _output_width(dataset, loss: str) -> int:
-    y = dataset.y_train
     if loss == "cross_entropy":
         if dataset.n_classes < 2:
             raise ConfigError(
                 f"{dataset.name} has no class labels for cross_entropy: use --loss mse or binary_cross_entropy"
             )
         return dataset.n_classes
+    y = dataset.y_train
     return 1 if np.ndim(y) == 1 else y.shape[1]
 
 
-def _train_settings(args, validation: float) -> dict:
-    return dict(
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        optimizer=args.optimizer,
-        lr=args.lr,
-        momentum=args.momentum,
-        beta1=args.beta1,
-        beta2=args.beta2,
-        weight_decay=args.weight_decay,
-        l1=args.l1,
-        schedule=args.schedule,
-        decay=args.decay,
-        step_size=args.step_size,
-        gamma=args.gamma,
-        min_lr=args.min_lr,
-        warmup=args.warmup,
-        drop_last=args.drop_last,
-        validation_fraction=validation,
-        early_stopping=args.early_stopping,
-        patience=args.patience,
-        label_smoothing=args.label_smoothing,
-        seed=args.seed,
+def _model_and_config(args):
+    """(model settings, TrainConfig, backend) from the command line, every setting checked against its rule and
+    against the model's loss and backend, before any data are read."""
+    from .backend import get_backend
+    from .trainer import TrainConfig, check_against_model
+
+    values = command_line_settings(args)
+    model = {name: values[name] for name in MODEL}
+    train = {name: values[name] for name in TRAINING + ["seed"]}
+    config = TrainConfig(**train, verbose=not args.quiet).validate()
+    ops = get_backend(model["device"])  # an unusable GPU is exit status 3, now rather than after loading data
+    check_against_model(config, model["loss"], ops, has_validation=config.validation_fraction > 0)
+    return model, config, ops
+
+
+def _build_model(dataset, model_settings: dict, ops):
+    from .model import MLP
+
+    m = model_settings
+    sizes = [dataset.X_train.shape[1], *m["hidden"], _output_width(dataset, m["loss"])]
+    return MLP(
+        sizes,
+        m["activation"],
+        m["loss"],
+        init=m["init"],
+        dtype=m["dtype"],
+        device=ops,
+        seed=m["seed"],
+        leaky_slope=m["leaky_slope"],
     )
 
 
 def cmd_train(args) -> int:
     from .data import load_dataset
-    from .model import MLP
-    from .trainer import TrainConfig, fit
+    from .trainer import fit
 
-    validation = args.validation if args.validation is not None else (0.1 if args.early_stopping else 0.0)
-    # Every setting is checked before the data are read or a model is built.
-    config = TrainConfig(**_train_settings(args, validation), verbose=not args.quiet).validate()
+    model_settings, config, ops = _model_and_config(args)
     if args.plot:
         from .plotting import _pyplot
 
         _pyplot()
-    ds = load_dataset(args.data, seed=args.data_seed)
+    ds = load_dataset(args.data, seed=_seed(args.data_seed))
     print(ds.describe(), file=sys.stderr)
-    sizes = [ds.X_train.shape[1], *args.hidden, _output_width(ds, args.loss)]
-    model = MLP(sizes, args.activation, args.loss, init=args.init, dtype=args.dtype, device=args.device, seed=args.seed)
+    model = _build_model(ds, model_settings, ops)
     print(f"{model}", file=sys.stderr)
-    status = 0
+    status = EXIT_OK
     try:
         history = fit(model, ds.X_train, ds.y_train, config, X_test=ds.X_test, y_test=ds.y_test)
     except DivergenceError as e:
         print(f"mlp-xp: {e}", file=sys.stderr)
-        history, status = e.history, 1
-    _report(history, model)
+        history, status = e.history, EXIT_FAILED
+    _report(history)
     if args.save:
         model.save(args.save)
         print(f"saved the model to {args.save}", file=sys.stderr)
@@ -247,7 +281,7 @@ def cmd_train(args) -> int:
     return status
 
 
-def _report(history, model) -> None:
+def _report(history) -> None:
     if not len(history):
         return
     last = history.last
@@ -269,15 +303,17 @@ def cmd_evaluate(args) -> int:
     from .model import MLP
     from .trainer import evaluate
 
-    model = MLP.load(args.model, device=args.device)
-    ds = load_dataset(args.data, seed=args.data_seed)
+    device = settings.check("device", args.device)
+    data_seed = _seed(args.data_seed)
+    model = MLP.load(args.model, device=device)
+    ds = load_dataset(args.data, seed=data_seed)
     X, y = (ds.X_test, ds.y_test) if args.split == "test" else (ds.X_train, ds.y_train)
     if X is None:
         raise ConfigError(f"{ds.name} has no test split: use --split train")
     scores = evaluate(model, X, y)
     line = "  ".join(f"{k} {v:.4f}" if k != "accuracy" else f"accuracy {100 * v:.2f}%" for k, v in scores.items())
     print(f"{ds.name} {args.split} ({len(X)} samples): {line}")
-    return 0
+    return EXIT_OK
 
 
 def cmd_search(args) -> int:
@@ -288,57 +324,58 @@ def cmd_search(args) -> int:
     if not args.param:
         raise ConfigError("search needs at least one --param, e.g. --param lr=0.01,0.1")
     space = parse_space(args.param)
-    validation = check_fraction(args.validation if args.validation is not None else 0.2, "--validation", low_open=True)
-    if args.loss not in ("cross_entropy", "mse"):
+    renamed = getattr(args, "renamed:--validation")
+    if renamed is not None:
+        if args.holdout is not None:
+            raise ConfigError("--validation and --holdout are the same setting: give only --holdout")
+        print("mlp-xp: warning: search's --validation is now --holdout; --validation will be removed", file=sys.stderr)
+    flag = "--validation" if renamed is not None else "--holdout"  # errors name the flag the user gave
+    holdout = Number(low=0, high=1, low_open=True, high_open=True).parse(args.holdout or renamed or "0.2", flag)
+    n_iter = Number(integer=True, low=1).parse(args.n_iter, "--n-iter")
+    values = command_line_settings(args)
+    loss = values["loss"]
+    if loss not in ("cross_entropy", "mse"):
         raise ConfigError(
-            f"search trains cross_entropy classifiers or mse regressors, not {args.loss}: use the "
+            f"search trains cross_entropy classifiers or mse regressors, not {loss}: use the "
             "Python API (mlp_xp.estimator with GridSearchCV) for other losses"
         )
-    ds = load_dataset(args.data, seed=args.data_seed)
+    task = "regression" if loss == "mse" else "classification"
+    base = {k: v for k, v in values.items() if k in estimator_param_names(task)}
+    ds = load_dataset(args.data, seed=_seed(args.data_seed))
     print(ds.describe(), file=sys.stderr)
-    if args.loss == "cross_entropy":
-        _output_width(ds, args.loss)  # class labels, or one clear line
-    Xtr, ytr, Xval, yval = split_validation(ds.X_train, ds.y_train, validation, args.seed)
-    task = "regression" if args.loss == "mse" else "classification"
-    # Every training flag the estimator takes is passed on; the ones it lacks (loss, data) are not settings.
-    flags = {**vars(args), "hidden": tuple(args.hidden)}
-    base = {k: v for k, v in flags.items() if k in estimator_param_names(task)}
-    if args.early_stopping:
-        base["validation_fraction"] = 0.1  # carved from the training split; the search split stays apart
+    if loss == "cross_entropy":
+        _output_width(ds, loss)  # class labels, or one clear line
+    seed = values["seed"]
+    Xtr, ytr, Xval, yval = split_validation(ds.X_train, ds.y_train, holdout, seed)
     rows = run_search(
-        Xtr,
-        ytr,
-        Xval,
-        yval,
-        space,
-        mode=args.mode,
-        n_iter=args.n_iter,
-        seed=args.seed,
-        base_params=base,
-        task=task,
-        verbose=True,
+        Xtr, ytr, Xval, yval, space, mode=args.mode, n_iter=n_iter, seed=seed, base_params=base, task=task, verbose=True
     )
     print(format_table(rows))
-    return 0
+    return EXIT_OK
 
 
 def cmd_bench(args) -> int:
     from .bench import run_bench
 
-    return run_bench(args)
+    batch = settings.BY_NAME["batch_size"]
+    sizes = [batch.rule.parse(t, "--batch-sizes") for t in str(args.batch_sizes).split(",")]
+    hidden = settings.BY_NAME["hidden"].rule.parse(args.hidden, "--hidden")
+    steps = Number(integer=True, low=1).parse(args.steps, "--steps")
+    dtype = settings.check("dtype", args.dtype)
+    return run_bench(sizes, list(hidden), steps, dtype.name, json_path=args.json, plot_path=args.plot)
 
 
 def cmd_doctor(args) -> int:
     from .doctor import run_doctor
 
-    return run_doctor()
+    return run_doctor(args.device)
 
 
 def cmd_info(args) -> int:
     import platform
 
     from . import __version__
-    from .backend import blas, cpu_kernels, cuda_status
+    from .backend import blas, cpu_loops, cuda_status
 
     print(f"mlp_xp {__version__}  Python {platform.python_version()}  NumPy {np.__version__}")
     for mod in ("tqdm", "sklearn", "matplotlib", "cupy"):
@@ -351,16 +388,24 @@ def cmd_info(args) -> int:
             print(f"  {mod} failed to import: {e}")
     print("backends:")
     try:
-        loops = cpu_kernels.status()
+        loops = cpu_loops.status()
     except RuntimeError as e:  # MLP_XP_REQUIRE_CPU_KERNELS=1 and the build failed
         loops = f"FAILED: {e}"
-    print(
-        f"  cpu: usable; BLAS {'direct: ' + blas.find().path if blas.find() else 'through NumPy'}; "
-        f"compiled loops {loops}"
-    )
+    direct = blas.find()
+    print(f"  cpu: usable; BLAS {'direct: ' + direct.path if direct else 'through NumPy'}; compiled loops {loops}")
     ok, what = cuda_status(0)
     print(f"  cuda: {'usable: ' + what if ok else 'not usable: ' + what}")
-    return 0
+    return EXIT_OK
+
+
+COMMANDS = {
+    "train": cmd_train,
+    "evaluate": cmd_evaluate,
+    "search": cmd_search,
+    "bench": cmd_bench,
+    "doctor": cmd_doctor,
+    "info": cmd_info,
+}
 
 
 if __name__ == "__main__":

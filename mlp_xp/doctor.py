@@ -1,32 +1,41 @@
-"""``mlp-xp doctor``: every kernel this machine runs, the compiled CPU loops and the CUDA kernels on its GPU,
-compared with its NumPy twin."""
+"""``mlp-xp doctor``: every op of this machine's backends against its reference (:mod:`mlp_xp.selfcheck`):
+the CPU backend as it runs here (compiled loops, direct BLAS, NumPy path) and the CUDA kernels on its GPU."""
 
 from __future__ import annotations
 
 import sys
-import time
 
-from .backend import cpu_kernels, cuda_status, get_backend
-from .selfcheck import check_cpu_kernels, format_results, timed_check
+from .backend import cpu_loops, cuda_status, get_backend, parse_device
+from .selfcheck import format_results, timed_check
+
+#: Exit statuses (ARCHITECTURE.md): all verified, a check failed, no usable GPU where one was asked for.
+OK, FAILED, NO_GPU = 0, 1, 3
 
 
-def run_doctor(device: str = "cuda:0") -> int:
-    """Print one line per kernel (verified or FAILING) under the device's name; exit status 0 if all pass.
+def run_doctor(device: str = "all") -> int:
+    """Print one line per op and dtype (verified or FAILING) under each backend's name; return the exit status.
 
-    The CPU loops come first; without a usable GPU the status is 1 and says why."""
-    t = time.perf_counter()
-    cpu = check_cpu_kernels()
-    if cpu:
-        print(format_results(cpu, f"cpu, compiled loops {cpu_kernels.status()}", time.perf_counter() - t))
-    else:
-        print(f"mlp-xp doctor: cpu, compiled loops {cpu_kernels.status()}")
-    cpu_ok = all(r.ok for r in cpu)
-    index = int(device.partition(":")[2] or 0)
-    ok, why = cuda_status(index)
-    if not ok:
-        print(f"mlp-xp doctor: no usable GPU, so no CUDA kernel was checked: {why}", file=sys.stderr)
-        return 1
-    ops = get_backend(device)
+    ``device``: "all" (the CPU, then cuda:0, which must be usable), "cpu", or "cuda"/"cuda:N" (that GPU only).
+    """
+    kind, index = ("all", 0) if device == "all" else parse_device(device)
+    kind = "all" if kind == "auto" else kind
+    ok = True
+    if kind in ("all", "cpu"):
+        ops = get_backend("cpu")
+        results, seconds = timed_check(ops)
+        print(format_results(results, f"{ops.name}; compiled loops {cpu_loops.status()}", seconds))
+        ok = all(r.ok for r in results)
+        if kind == "cpu":
+            return OK if ok else FAILED
+    usable, why = cuda_status(index)
+    if not usable:
+        print(
+            f"mlp-xp: error: no usable GPU, so no CUDA kernel was checked: {why} (check the CPU alone with "
+            "mlp-xp doctor --device cpu)",
+            file=sys.stderr,
+        )
+        return FAILED if not ok else NO_GPU
+    ops = get_backend(f"cuda:{index}")
     results, seconds = timed_check(ops)
     print(format_results(results, ops.name, seconds))
-    return 0 if cpu_ok and all(r.ok for r in results) else 1
+    return OK if ok and all(r.ok for r in results) else FAILED

@@ -14,7 +14,7 @@ Example
 
 from __future__ import annotations
 
-import numbers
+import warnings
 from contextlib import contextmanager
 
 import numpy as np
@@ -30,12 +30,10 @@ try:
 except ImportError as e:  # pragma: no cover - scikit-learn < 1.6
     raise ImportError('mlp_xp.estimator needs scikit-learn >= 1.6: pip install -U "mlp-xp[sklearn]"') from e
 
-from .backend import parse_device
+from . import settings
 from .errors import ConfigError, DataError
-from .functions.activations import ACTIVATIONS
-from .model import INITS, MLP
+from .model import MLP
 from .trainer import History, TrainConfig, fit
-from .validation import check_choice, check_dtype
 
 __all__ = ["MLPClassifier", "MLPRegressor"]
 
@@ -45,49 +43,48 @@ _X_DTYPES = (np.float64, np.float32)
 _INPUT_ATTRS = ("n_features_in_", "feature_names_in_")
 
 
-def _hidden_sizes(hidden) -> list[int]:
-    """``hidden`` as a list of layer widths; an int means one hidden layer, () none."""
-    if isinstance(hidden, numbers.Integral) and not isinstance(hidden, bool):
-        hidden = (hidden,)
-    try:
-        sizes = list(hidden)
-        ok = all(isinstance(h, numbers.Integral) and not isinstance(h, bool) and h > 0 for h in sizes)
-    except TypeError:
-        ok = False
-    if not ok:
-        raise ConfigError(f"hidden must be a tuple of positive layer widths such as (128, 64), got {hidden!r}")
-    return [int(h) for h in sizes]
+_TRAINING = {s.name for s in settings.TRAIN_SETTINGS}
+_DOC_PARAMETERS = """Parameters
+    ----------
+{parameters}
+    weight_decay : float, deprecated
+        The old name of ``l2``; still accepted with a FutureWarning, and to be removed."""
+
+
+def _parameters_doc(task: str) -> str:
+    text = settings.numpydoc(settings.estimator_settings(task), default_of=lambda s: s.estimator_default)
+    return _DOC_PARAMETERS.format(parameters="\n".join("    " + line for line in text.splitlines()))
 
 
 class _BaseMLP(BaseEstimator):
-    """What the classifier and the regressor share: building the MLP, training it, pickling it."""
+    """What the classifier and the regressor share: the settings (one parameter per row of the settings table
+    that the task takes), building the MLP, training it, pickling it."""
 
-    def _train_settings(self) -> dict:
-        return {
-            "epochs": self.epochs,
-            "batch_size": self.batch_size,
-            "optimizer": self.optimizer,
-            "lr": self.lr,
-            "momentum": self.momentum,
-            "beta1": self.beta1,
-            "beta2": self.beta2,
-            "weight_decay": self.weight_decay,
-            "l1": self.l1,
-            "schedule": self.schedule,
-            "decay": self.decay,
-            "step_size": self.step_size,
-            "gamma": self.gamma,
-            "min_lr": self.min_lr,
-            "warmup": self.warmup,
-            "drop_last": self.drop_last,
-            "early_stopping": self.early_stopping,
-            # The trainer holds out validation_fraction whenever it is non-zero; here it means the
-            # early-stopping split only, as in scikit-learn.
-            "validation_fraction": self.validation_fraction if self.early_stopping else 0.0,
-            "patience": self.patience,
-            "seed": self.seed,
-            "verbose": self.verbose,
-        }
+    _task = "classification"
+
+    def _settings(self) -> dict:
+        """The parameters as the trainer takes them: checked by the table's rules, renamed ones resolved."""
+        values = {s.name: s.check(getattr(self, s.name)) for s in settings.estimator_settings(self._task)}
+        if self.weight_decay != "deprecated":
+            warnings.warn(
+                "the parameter 'weight_decay' is now called 'l2'; 'weight_decay' will be removed",
+                FutureWarning,
+                stacklevel=3,
+            )
+            if self.l2 != 0.0:
+                raise ConfigError("weight_decay and l2 are the same setting: give only l2")
+            values["l2"] = settings.check("l2", self.weight_decay)
+        # The trainer holds out validation_fraction whenever it is non-zero; here it means the early-stopping
+        # split only, as in scikit-learn.
+        if not values["early_stopping"]:
+            values["validation_fraction"] = 0.0
+        return values
+
+    def _train_settings(self, values: dict, classes=None) -> dict:
+        train = {k: v for k, v in values.items() if k in _TRAINING}
+        if classes is not None and isinstance(train.get("class_weight"), dict):
+            train["class_weight"] = _weights_by_index(train["class_weight"], classes)
+        return train
 
     def _check_settings(self) -> None:
         """Raise ConfigError for any unusable setting, without building a model or touching data.
@@ -95,13 +92,7 @@ class _BaseMLP(BaseEstimator):
         :func:`mlp_xp.search.run_search` calls this on every candidate before the first fit, so that a
         typo in the search space fails at once instead of hours in.
         """
-        _hidden_sizes(self.hidden)
-        for a in [self.activation] if isinstance(self.activation, str) else list(self.activation):
-            check_choice(a, "activation", ACTIVATIONS)
-        check_choice(self.init, "init", INITS)
-        check_dtype(self.dtype)
-        parse_device(self.device)
-        TrainConfig(**self._train_settings()).validate()
+        TrainConfig(**self._train_settings(self._settings())).validate()
 
     @contextmanager
     def _keeping_fitted_state(self):
@@ -116,20 +107,22 @@ class _BaseMLP(BaseEstimator):
             self.__dict__.update(before)
             raise
 
-    def _train(self, X: np.ndarray, Y: np.ndarray, loss: str, n_outputs: int) -> tuple[MLP, History]:
+    def _train(self, X: np.ndarray, Y: np.ndarray, loss: str, n_outputs: int, classes=None) -> tuple[MLP, History]:
         """Build and train a fresh model; sets nothing on the estimator (the caller does, on success)."""
+        v = self._settings()
         model = MLP(
-            [X.shape[1], *_hidden_sizes(self.hidden), n_outputs],
-            self.activation,
+            [X.shape[1], *v["hidden"], n_outputs],
+            v["activation"],
             loss,
-            init=self.init,
-            dtype=self.dtype,
-            device=self.device,
-            seed=self.seed,
+            init=v["init"],
+            dtype=v["dtype"],
+            device=v["device"],
+            seed=v["seed"],
+            leaky_slope=v["leaky_slope"],
         )
         # DivergenceError propagates: GridSearchCV records error_score for the candidate, and a
         # silently half-trained estimator would be worse than an error.
-        return model, fit(model, X, Y, **self._train_settings())
+        return model, fit(model, X, Y, **self._train_settings(v, classes))
 
     def _set_fitted(self, model: MLP, history: History, **attrs) -> None:
         """Record a finished run: called only after training succeeded."""
@@ -147,66 +140,27 @@ class _BaseMLP(BaseEstimator):
         return self.model_.predict_proba(X).astype(np.float64)
 
 
+def _weights_by_index(weights: dict, classes: np.ndarray) -> dict:
+    """class_weight keyed by class label -> keyed by the label's index in ``classes`` (as the model sees it)."""
+    index = {c.item() if isinstance(c, np.generic) else c: i for i, c in enumerate(classes)}
+    unknown = [k for k in weights if k not in index]
+    if unknown:
+        raise ConfigError(
+            f"class_weight names label(s) {unknown} that y does not hold: use labels from {sorted(index, key=str)}"
+        )
+    return {index[k]: w for k, w in weights.items()}
+
+
 class MLPClassifier(ClassifierMixin, _BaseMLP):
     """Multilayer perceptron classifier trained with mini-batch gradient descent.
 
     Binary and multiclass targets train a softmax output with cross-entropy (one output per class);
     a 2-D 0/1 indicator matrix (multi-label) trains independent sigmoid outputs with binary
-    cross-entropy.
+    cross-entropy. The parameters are the settings of :mod:`mlp_xp.settings`. ``class_weight`` takes
+    scikit-learn's forms, a dict {label: weight} (labels left out weigh 1) or ``"balanced"``, and also a
+    list of weights in the order of ``classes_``.
 
-    Parameters
-    ----------
-    hidden : tuple of int
-        Widths of the hidden layers, e.g. ``(128, 64)``; ``()`` gives a linear (softmax) model.
-    activation : str or list of str
-        Hidden activation: relu, leaky_relu, sigmoid, tanh or identity (or one per hidden layer).
-    optimizer : {"sgd", "momentum", "nesterov", "adam"}
-    lr : float
-        Base learning rate.
-    momentum : float
-        mu of momentum and Nesterov.
-    batch_size : int
-        Rows per step (clipped to the number of samples).
-    epochs : int
-        Passes over the training data (fewer if early stopping ends training).
-    weight_decay, l1 : float
-        L2 and L1 penalties on the weights.
-    schedule : {"constant", "inverse_time", "power", "step", "cosine"}
-        Learning-rate schedule, with ``decay``, ``step_size``, ``gamma``, ``min_lr`` and ``warmup``
-        (see :mod:`mlp_xp.schedules`).
-    decay : float
-        delta of the inverse_time and power schedules.
-    step_size : float
-        Epochs between the step schedule's drops (``lr * gamma ** floor(epoch / step_size)``).
-    gamma : float
-        Factor of each drop of the step schedule.
-    min_lr : float
-        The cosine schedule's final learning rate.
-    warmup : float
-        Epochs of linear learning-rate warm-up.
-    drop_last : bool
-        Skip the last partial batch of each epoch instead of training on it.
-    early_stopping : bool
-        Hold out ``validation_fraction`` of the training data, stop when its loss has not improved for
-        ``patience`` epochs, and keep the best weights.
-    validation_fraction : float
-        Part of the training data held out for early stopping (unused otherwise).
-    patience : int
-        Epochs without improvement before early stopping.
-    init : {"glorot", "he"}
-        Weight initialization.
-    dtype : {"float32", "float64"}
-        Precision of the parameters and of the computation.
-    device : str
-        ``cpu`` (default, deterministic and quiet), ``cuda``, ``cuda:N`` or ``auto``.
-    seed : int
-        Seed of the initial weights, the shuffling and the validation split.
-    label_smoothing : float
-        eps of label smoothing (softmax outputs only).
-    verbose : bool
-        Print a progress bar and a line per epoch to stderr.
-    beta1, beta2 : float
-        Adam's decay rates.
+    {parameters}
 
     Attributes
     ----------
@@ -226,16 +180,28 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         Epochs run.
     """
 
+    _task = "classification"
+
     def __init__(
         self,
         hidden=(100,),
         activation="relu",
+        *,
+        init="glorot",
+        leaky_slope=0.01,
+        dtype="float32",
+        device="cpu",
+        seed=0,
+        epochs=30,
+        batch_size=128,
+        drop_last=False,
         optimizer="momentum",
         lr=0.05,
         momentum=0.9,
-        batch_size=128,
-        epochs=30,
-        weight_decay=0.0,
+        beta1=0.9,
+        beta2=0.999,
+        eps=1e-08,
+        l2=0.0,
         l1=0.0,
         schedule="constant",
         decay=0.0,
@@ -243,27 +209,35 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         gamma=0.1,
         min_lr=0.0,
         warmup=0.0,
-        drop_last=False,
-        early_stopping=False,
         validation_fraction=0.1,
+        early_stopping=False,
+        monitor="val_loss",
         patience=5,
-        init="glorot",
-        dtype="float32",
-        device="cpu",
-        seed=0,
+        min_delta=0.0,
         label_smoothing=0.0,
+        class_weight=None,
+        on_divergence="raise",
+        cuda_graph=False,
         verbose=False,
-        beta1=0.9,
-        beta2=0.999,
+        weight_decay="deprecated",
     ):
         self.hidden = hidden
         self.activation = activation
+        self.init = init
+        self.leaky_slope = leaky_slope
+        self.dtype = dtype
+        self.device = device
+        self.seed = seed
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.drop_last = drop_last
         self.optimizer = optimizer
         self.lr = lr
         self.momentum = momentum
-        self.batch_size = batch_size
-        self.epochs = epochs
-        self.weight_decay = weight_decay
+        self.beta1 = beta1
+        self.beta2 = beta2
+        self.eps = eps
+        self.l2 = l2
         self.l1 = l1
         self.schedule = schedule
         self.decay = decay
@@ -271,27 +245,22 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         self.gamma = gamma
         self.min_lr = min_lr
         self.warmup = warmup
-        self.drop_last = drop_last
-        self.early_stopping = early_stopping
         self.validation_fraction = validation_fraction
+        self.early_stopping = early_stopping
+        self.monitor = monitor
         self.patience = patience
-        self.init = init
-        self.dtype = dtype
-        self.device = device
-        self.seed = seed
+        self.min_delta = min_delta
         self.label_smoothing = label_smoothing
+        self.class_weight = class_weight
+        self.on_divergence = on_divergence
+        self.cuda_graph = cuda_graph
         self.verbose = verbose
-        self.beta1 = beta1
-        self.beta2 = beta2
+        self.weight_decay = weight_decay
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.classifier_tags.multi_label = True
         return tags
-
-    def _train_settings(self) -> dict:
-        # Passed for multi-label targets too, where a non-zero value is a ConfigError rather than ignored.
-        return {**super()._train_settings(), "label_smoothing": self.label_smoothing}
 
     def fit(self, X, y) -> MLPClassifier:
         """Train on features X (n, d) and labels y (n,) of any hashable kind, or a 0/1 indicator (n, K).
@@ -332,7 +301,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
                         f"MLPClassifier needs samples of at least 2 classes, but y contains only one "
                         f"class ({only!r}): add samples of another class to the training data"
                     )
-                model, history = self._train(X, encoded, "cross_entropy", len(classes))
+                model, history = self._train(X, encoded, "cross_entropy", len(classes), classes)
         self._set_fitted(model, history, classes_=classes, _multilabel=multilabel)
         return self
 
@@ -361,17 +330,12 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
 class MLPRegressor(RegressorMixin, _BaseMLP):
     """Multilayer perceptron regressor: identity outputs trained on the mean squared error.
 
-    Takes the parameters of :class:`MLPClassifier` except ``label_smoothing``. y may be 1-D (one target,
-    ``predict`` returns shape (n,)) or 2-D (n, K) (K targets, ``predict`` returns (n, K)). ``score`` is
-    R^2. Scaling the targets (e.g. with ``TransformedTargetRegressor``) helps when they are far from
-    unit size.
+    Takes the parameters of :class:`MLPClassifier` except ``label_smoothing`` and ``class_weight``. y may be
+    1-D (one target, ``predict`` returns shape (n,)) or 2-D (n, K) (K targets, ``predict`` returns (n, K)).
+    ``score`` is R^2. Scaling the targets (e.g. with ``TransformedTargetRegressor``) helps when they are far
+    from unit size.
 
-    Parameters
-    ----------
-    hidden, activation, optimizer, lr, momentum, batch_size, epochs, weight_decay, l1, schedule, decay, \
-step_size, gamma, min_lr, warmup, drop_last, early_stopping, validation_fraction, patience, init, dtype, \
-device, seed, verbose, beta1, beta2
-        As in :class:`MLPClassifier`.
+    {parameters}
 
     Attributes
     ----------
@@ -381,16 +345,28 @@ device, seed, verbose, beta1, beta2
         As in :class:`MLPClassifier`.
     """
 
+    _task = "regression"
+
     def __init__(
         self,
         hidden=(100,),
         activation="relu",
+        *,
+        init="glorot",
+        leaky_slope=0.01,
+        dtype="float32",
+        device="cpu",
+        seed=0,
+        epochs=30,
+        batch_size=128,
+        drop_last=False,
         optimizer="momentum",
         lr=0.05,
         momentum=0.9,
-        batch_size=128,
-        epochs=30,
-        weight_decay=0.0,
+        beta1=0.9,
+        beta2=0.999,
+        eps=1e-08,
+        l2=0.0,
         l1=0.0,
         schedule="constant",
         decay=0.0,
@@ -398,26 +374,33 @@ device, seed, verbose, beta1, beta2
         gamma=0.1,
         min_lr=0.0,
         warmup=0.0,
-        drop_last=False,
-        early_stopping=False,
         validation_fraction=0.1,
+        early_stopping=False,
+        monitor="val_loss",
         patience=5,
-        init="glorot",
-        dtype="float32",
-        device="cpu",
-        seed=0,
+        min_delta=0.0,
+        on_divergence="raise",
+        cuda_graph=False,
         verbose=False,
-        beta1=0.9,
-        beta2=0.999,
+        weight_decay="deprecated",
     ):
         self.hidden = hidden
         self.activation = activation
+        self.init = init
+        self.leaky_slope = leaky_slope
+        self.dtype = dtype
+        self.device = device
+        self.seed = seed
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.drop_last = drop_last
         self.optimizer = optimizer
         self.lr = lr
         self.momentum = momentum
-        self.batch_size = batch_size
-        self.epochs = epochs
-        self.weight_decay = weight_decay
+        self.beta1 = beta1
+        self.beta2 = beta2
+        self.eps = eps
+        self.l2 = l2
         self.l1 = l1
         self.schedule = schedule
         self.decay = decay
@@ -425,17 +408,15 @@ device, seed, verbose, beta1, beta2
         self.gamma = gamma
         self.min_lr = min_lr
         self.warmup = warmup
-        self.drop_last = drop_last
-        self.early_stopping = early_stopping
         self.validation_fraction = validation_fraction
+        self.early_stopping = early_stopping
+        self.monitor = monitor
         self.patience = patience
-        self.init = init
-        self.dtype = dtype
-        self.device = device
-        self.seed = seed
+        self.min_delta = min_delta
+        self.on_divergence = on_divergence
+        self.cuda_graph = cuda_graph
         self.verbose = verbose
-        self.beta1 = beta1
-        self.beta2 = beta2
+        self.weight_decay = weight_decay
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -469,3 +450,7 @@ device, seed, verbose, beta1, beta2
         """Predicted values, shape (n,) for a 1-D training target, else (n, K)."""
         out = self._outputs(X)
         return out[:, 0] if self._y_1d else out
+
+
+MLPClassifier.__doc__ = MLPClassifier.__doc__.replace("{parameters}", _parameters_doc("classification"))
+MLPRegressor.__doc__ = MLPRegressor.__doc__.replace("{parameters}", _parameters_doc("regression"))

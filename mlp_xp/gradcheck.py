@@ -12,8 +12,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .functions.optimizers import add_weight_penalty
 from .model import MLP
+from .optim import Gradients
+from .reference.optimizer import regularized
 from .validation import check_features, check_targets
 
 
@@ -55,15 +56,14 @@ def loss_and_gradient(
     xd = ops.asarray(X)
     ops.copy(ws.yb, ops.asarray(Y))
     grads = ops.zeros((model.layout.n_params,), model.dtype)
-    dW, db = model.layout.views(grads)
     cw = None if class_weight is None else ops.asarray(np.asarray(class_weight, model.dtype))
     z = model.forward(xd, ws)
-    ops.loss_grad(z, ws.yb, ws.acc, model.loss, True, smoothing, cw)
-    model.backward(xd, ws, dW, db)
+    ops.loss_grad(z, ws.yb, ws.acc, model.loss, smoothing=smoothing, class_weight=cw)
+    model.backward(xd, ws, Gradients(grads, *model.layout.views(grads)))
     loss = float(ops.to_host(ws.acc)[0]) / n
-    params, g = model.get_flat(), ops.to_host(grads)
-    add_weight_penalty(params, g, model.layout.n_weights, l2, l1)
-    return loss + _penalty(params[: model.layout.n_weights], l2, l1), g
+    params, nw = model.get_flat(), model.layout.n_weights
+    g = regularized(ops.to_host(grads), params, nw, l2, l1)  # d/dW of the penalty term below
+    return loss + _penalty(params[:nw], l2, l1), g
 
 
 def _penalty(w: np.ndarray, l2: float, l1: float) -> float:
@@ -105,16 +105,7 @@ def gradcheck(
     device : str or None
         Backend of the float64 copy (default: the model's own, so a GPU model is checked on the GPU).
     """
-    m64 = MLP(
-        model.sizes,
-        model.activations,
-        model.loss,
-        init=model.init,
-        dtype="float64",
-        device=model.ops if device is None else device,
-        seed=model.seed,
-        leaky_slope=model.leaky_slope,
-    )
+    m64 = MLP.from_config({**model.config(), "dtype": "float64"}, model.ops if device is None else device)
     theta = model.get_flat().astype(np.float64)
     m64.set_flat(theta)
     _, analytic = loss_and_gradient(m64, X, y, l2, l1, smoothing, class_weight)

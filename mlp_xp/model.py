@@ -1,62 +1,58 @@
 """The multilayer perceptron: parameters in one flat buffer, forward and backward by hand.
 
-The notes write one sample as a column: z = W h + b, dW = g h^T, dh = W^T g. Here a batch is stored one
-sample per row, and each layer keeps M_l = W_l^T, of shape (fan_in, fan_out), so the same equations read,
-for layers l = 1..L with h_0 = x:
+The notes write one sample as a column, z = W h + b. Here a batch holds one sample per row and each layer's
+W is stored (fan_in, fan_out), the notes' W transposed (scikit-learn's ``coefs_`` layout), so for layers
+l = 1..L with h_0 = x the same equations read (the formulas: mlp_xp/reference/layer.py and loss.py):
 
-    forward    z_l = h_{l-1} M_l + b_l            h_l = g_l(z_l)        (g_L is the output of the loss)
-    output     g_L = dL/dz_L = (p - y) / B       (softmax, sigmoid or identity; mlp_xp.functions.losses)
-    backward   dM_l = h_{l-1}^T g_l   (= dW^T)   db_l = sum over rows of g_l
-               dh_{l-1} = g_l M_l^T  (= W^T g)   g_{l-1} = dh_{l-1} * g'_{l-1}(z_{l-1})
+    forward    z_l = h_{l-1} W_l + b_l          h_l = g_l(z_l)          (g_L is the loss's output layer)
+    output     g_L = dL/dz_L = (p - y) / B      (softmax, sigmoid or identity)
+    backward   dW_l = h_{l-1}^T g_l            db_l = sum over rows of g_l
+               dh_{l-1} = g_l W_l^T            g_{l-1} = dh_{l-1} * g'_{l-1}(z_{l-1})
 
-Every line is one backend op, so a step is 2L ops forward, one for the loss, 4L - 2 backward. The
-(fan_in, fan_out) layout is scikit-learn's ``coefs_`` layout, and on the CPU its three products run about
-10% faster than with (fan_out, fan_in) (OpenBLAS, measured in benchmarks/cpu_epoch.py's setting).
+Every line is one backend op, so a step is 2L ops forward, one for the loss and 4L - 2 backward.
 """
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
+from . import settings
 from .backend import Ops, get_backend
 from .errors import ConfigError, ModelFileError
-from .functions.activations import ACTIVATIONS, LEAKY_SLOPE
-from .functions.losses import LOSSES, OUTPUTS
+from .reference.layer import LEAKY_SLOPE
+from .reference.loss import OUTPUTS
 from .serialization import load_arrays, save_arrays
-from .validation import check_choice, check_dtype, check_features, check_positive
+from .validation import check_features
 
-INITS = ("glorot", "he")
+if TYPE_CHECKING:
+    from .optim import Gradients
 
 
 class Layout:
     """Where each layer's W and b live in the flat parameter buffer: all weights first, then all biases.
 
-    Keeping the weights a prefix ``[:n_weights]`` lets one optimizer launch apply weight decay to the
-    weights and not the biases with a single bound instead of a mask.
+    Keeping the weights a prefix ``[:n_weights]`` lets one optimizer launch apply the L2 and L1 penalties to
+    the weights and not the biases with a single bound instead of a mask.
     """
 
     def __init__(self, sizes: list[int]) -> None:
         self.sizes = list(sizes)
-        shapes = list(zip(self.sizes[1:], self.sizes[:-1]))
-        self.w_shapes = shapes
-        self.w_offsets, off = [], 0
-        for o, i in shapes:
-            self.w_offsets.append(off)
-            off += o * i
-        self.n_weights = off
-        self.b_offsets = []
-        for o, _ in shapes:
-            self.b_offsets.append(off)
-            off += o
-        self.n_params = off
+        #: (fan_in, fan_out) of each W_l
+        self.w_shapes = list(zip(self.sizes[:-1], self.sizes[1:]))
+        w_sizes, b_sizes = [i * o for i, o in self.w_shapes], self.sizes[1:]
+        self.n_weights = sum(w_sizes)
+        self.n_params = self.n_weights + sum(b_sizes)
+        self.w_offsets = [sum(w_sizes[:l]) for l in range(len(w_sizes))]
+        self.b_offsets = [self.n_weights + sum(b_sizes[:l]) for l in range(len(b_sizes))]
 
     def views(self, flat) -> tuple[list, list]:
-        """Per-layer views (M_l = W_l^T of shape (in, out), b_l of shape (out,)) into a flat buffer."""
-        Ws = [flat[s : s + o * i].reshape(i, o) for s, (o, i) in zip(self.w_offsets, self.w_shapes)]
-        bs = [flat[s : s + o] for s, (o, _) in zip(self.b_offsets, self.w_shapes)]
+        """Per-layer views into a flat buffer: W_l of shape (fan_in, fan_out) and b_l of shape (fan_out,)."""
+        Ws = [flat[s : s + i * o].reshape(i, o) for s, (i, o) in zip(self.w_offsets, self.w_shapes)]
+        bs = [flat[s : s + o] for s, (_, o) in zip(self.b_offsets, self.w_shapes)]
         return Ws, bs
 
 
@@ -121,28 +117,25 @@ class MLP:
     ) -> None:
         self.sizes = _check_sizes(sizes)
         n_hidden = len(self.sizes) - 2
-        acts = [activation] * n_hidden if isinstance(activation, str) else list(activation)
+        acts = settings.check("activation", activation)
+        acts = [acts] * n_hidden if isinstance(acts, str) else acts
         if len(acts) != n_hidden:
             raise ConfigError(
                 f"{len(acts)} activations given for {n_hidden} hidden layers: give one per "
                 "hidden layer, or a single name for all"
             )
-        for a in acts:
-            check_choice(a, "activation", ACTIVATIONS)
         self.activations = acts
-        self.loss = check_choice(loss, "loss", LOSSES)
+        self.loss = settings.check("loss", loss)
         self.output = OUTPUTS[self.loss]
         if self.loss == "cross_entropy" and self.sizes[-1] < 2:
             raise ConfigError(
                 "cross_entropy needs at least 2 output classes: use binary_cross_entropy with "
                 "one output for a binary problem"
             )
-        self.init = check_choice(init, "init", INITS)
-        self.dtype = check_dtype(dtype)
-        if not 0 < leaky_slope < 1:
-            raise ConfigError(f"leaky_slope must be in (0, 1), got {leaky_slope!r}")
-        self.leaky_slope = float(leaky_slope)
-        self.seed = check_positive(seed, "seed", integer=True, allow_zero=True)
+        self.init = settings.check("init", init)
+        self.dtype = settings.check("dtype", dtype)
+        self.leaky_slope = settings.check("leaky_slope", leaky_slope)
+        self.seed = settings.check("seed", seed)
         self.ops: Ops = get_backend(device)
         self.layout = Layout(self.sizes)
         self.params = self.ops.asarray(initial_params(self.layout, self.init, self.seed, self.dtype))
@@ -201,7 +194,7 @@ class MLP:
 
     # ---- the math ----
     def forward(self, x, ws: Workspace):
-        """z_l = h_{l-1} M_l + b_l, h_l = g_l(z_l) for every layer; returns the logits z_L (in ws.hs[-1])."""
+        """z_l = h_{l-1} W_l + b_l, h_l = g_l(z_l) for every layer; returns the logits z_L (in ws.hs[-1])."""
         ops, h = self.ops, x
         for l in range(self.n_layers):
             z = ws.hs[l]
@@ -210,19 +203,22 @@ class MLP:
             h = z
         return h
 
-    def backward(self, x, ws: Workspace, dW: list, db: list, beta: float = 0.0) -> None:
-        """Given dL/dz_L in ws.hs[-1], write dW_l and db_l for every layer (the chain rule, layer by layer).
+    def backward(self, x, ws: Workspace, grads: Gradients) -> None:
+        """Given dL/dz_L in ws.hs[-1], write dW_l and db_l of every layer into ``grads`` (the chain rule, layer
+        by layer).
 
-        With ``beta`` the gradients are added to beta times what dW and db held (momentum folded in)."""
-        ops = self.ops
+        ``grads`` comes from the optimizer (:meth:`mlp_xp.optim.Optimizer.gradients`). When it is momentum's
+        velocity V, ``grads.momentum`` = mu and each product keeps mu times what it overwrites:
+        V <- mu V + dL/dW, momentum's first line, at no extra cost."""
+        ops, mu = self.ops, grads.momentum
         g = ws.hs[-1]
         for l in range(self.n_layers - 1, -1, -1):
             h_prev = ws.hs[l - 1] if l else x
-            ops.matmul(h_prev, g, dW[l], trans_a=True, beta=beta)  # dM_l = h_{l-1}^T g_l
-            ops.bias_grad(g, db[l], beta)  # db_l = sum of g_l over the batch
+            ops.matmul(h_prev, g, grads.dW[l], trans_a=True, accumulate=mu)  # dW_l = h_{l-1}^T g_l
+            ops.bias_grad(g, grads.db[l], accumulate=mu)  # db_l = sum of g_l over the batch
             if l:
                 dh = ws.dhs[l - 1]
-                ops.matmul(g, self.W[l], dh, trans_b=True)  # dh_{l-1} = g_l M_l^T
+                ops.matmul(g, self.W[l], dh, trans_b=True)  # dh_{l-1} = g_l W_l^T
                 ops.act_backward(dh, h_prev, self.activations[l - 1], self.leaky_slope)
                 g = dh  # g_{l-1} = dh_{l-1} * g'(z_{l-1})
 
@@ -265,29 +261,33 @@ class MLP:
         self.ops.copy(self.params, self.ops.asarray(flat, self.dtype))
 
     def weights(self) -> list[tuple[np.ndarray, np.ndarray]]:
-        """Host copies of (M_l, b_l) for every layer, M_l = W_l^T of shape (fan_in, fan_out)."""
+        """Host copies of (W_l, b_l) for every layer, W_l of shape (fan_in, fan_out)."""
         Ws, bs = self.layout.views(self.get_flat())
         return list(zip(Ws, bs))
 
     def to(self, device) -> MLP:
         """A copy of this model on another backend (parameters copied bit for bit)."""
-        other = MLP(
-            self.sizes,
-            self.activations,
-            self.loss,
-            init=self.init,
-            dtype=self.dtype,
-            device=device,
-            seed=self.seed,
-            leaky_slope=self.leaky_slope,
-        )
+        other = MLP.from_config(self.config(), device)
         other.set_flat(self.get_flat())
         return other
 
+    @classmethod
+    def from_config(cls, config: dict, device="auto") -> MLP:
+        """A freshly initialized model of the architecture :meth:`config` describes, on ``device``."""
+        return cls(
+            config["sizes"],
+            config["activation"],
+            config["loss"],
+            init=config.get("init", "glorot"),
+            dtype=config["dtype"],
+            device=device,
+            seed=config.get("seed", 0),
+            leaky_slope=config.get("leaky_slope", LEAKY_SLOPE),
+        )
+
     def __reduce__(self):
         # The parameters travel as a host array and come back as one flat buffer with fresh views into it.
-        device = "cpu" if self.ops.kind == "cpu" else f"cuda:{getattr(self.ops, 'index', 0)}"
-        return _rebuild, (self.config(), self.get_flat(), device)
+        return _rebuild, (self.config(), self.get_flat(), self.ops.device)
 
     def save(self, path) -> None:
         """Save to ``path``: the W_l and b_l as plain arrays plus the architecture as JSON metadata
@@ -302,16 +302,7 @@ class MLP:
         """Load a model saved by :meth:`save` (on any backend) onto ``device``; pickle is never used."""
         meta, arrays = load_arrays(path)
         try:
-            model = cls(
-                meta["sizes"],
-                meta["activation"],
-                meta["loss"],
-                init=meta.get("init", "glorot"),
-                dtype=meta["dtype"],
-                device=device,
-                seed=meta.get("seed", 0),
-                leaky_slope=meta.get("leaky_slope", LEAKY_SLOPE),
-            )
+            model = cls.from_config(meta, device)
         except (KeyError, TypeError, ConfigError) as e:
             raise ModelFileError(f"{os.fspath(path)!r} has invalid metadata ({e}): save the model again") from None
         flat = np.empty(model.layout.n_params, model.dtype)
@@ -335,16 +326,7 @@ class MLP:
 
 
 def _rebuild(config: dict, flat: np.ndarray, device: str) -> MLP:
-    model = MLP(
-        config["sizes"],
-        config["activation"],
-        config["loss"],
-        init=config["init"],
-        dtype=config["dtype"],
-        device=device,
-        seed=config["seed"],
-        leaky_slope=config["leaky_slope"],
-    )
+    model = MLP.from_config(config, device)
     model.set_flat(flat)
     return model
 

@@ -1,42 +1,66 @@
-"""Optimizers: hyperparameters and state on the host side, one backend op per step on the device side.
+"""Optimizers: hyperparameters and state on the host, one backend op per step on the device.
 
-The update rules themselves (and their twins) are in :mod:`mlp_xp.functions.optimizers`.
+The update rules, and every implementation of them, are in :mod:`mlp_xp.reference.optimizer`. An optimizer
+owns all of its state, including where the backward pass writes the gradient (:meth:`Optimizer.gradients`):
+
+* for momentum (not Nesterov) that is the **velocity** itself. The backward pass's GEMMs then compute
+  V <- mu V + dL/dW in place (a GEMM accumulates at no extra cost), which is momentum's first line; the update
+  op is left with the penalties and W <- W - lr V. Two passes over the parameters fewer than doing
+  V <- mu V + G apart, and the result is the same rule.
+* for every other rule it is a gradient buffer of the optimizer's, overwritten by each backward pass.
 """
 
 from __future__ import annotations
 
-from .backend import Ops
-from .errors import ConfigError
-from .validation import check_choice, check_positive
+from dataclasses import dataclass
 
-OPTIMIZERS = ("sgd", "momentum", "nesterov", "adam")
+from . import settings
+from .backend import Ops
+
+#: Every this many steps the CPU backend sets the velocity's subnormal numbers to zero (kernels/cpu.cpp says
+#: why); counted in the optimizer's own steps, so that a run resumed at step t flushes where it would have.
+FLUSH_EVERY = 16
+
+
+@dataclass(frozen=True)
+class Gradients:
+    """Where the backward pass writes dL/dtheta: per-layer views ``dW[l]``, ``db[l]`` into the flat buffer ``flat``.
+
+    ``momentum`` is mu when the buffer is momentum's velocity V: the backward pass then writes
+    V <- mu V + dL/dtheta (each product keeps mu times what it overwrites). It is 0 when the buffer holds the
+    plain gradient.
+    """
+
+    flat: object
+    dW: list
+    db: list
+    momentum: float = 0.0
 
 
 class Optimizer:
-    """State and hyperparameters of one optimizer over a flat parameter buffer.
+    """State and hyperparameters of one optimizer over a model's flat parameter buffer.
 
     Parameters
     ----------
     name : {"sgd", "momentum", "nesterov", "adam"}
     ops : Ops
         The backend holding the parameters.
-    n_params, n_weights : int
-        Size of the flat buffer and of its weight prefix (weight decay and L1 act on that prefix only).
+    layout : mlp_xp.model.Layout
+        Where each layer's W and b live in the flat buffer (weights first: the penalties act on that prefix).
     dtype : numpy dtype of the parameters.
     momentum : float
         mu of momentum and Nesterov, in [0, 1).
     beta1, beta2, eps : float
         Adam's decay rates and denominator offset.
     l2, l1 : float
-        Weight decay (L2, adds l2 W to the gradient) and L1 (adds l1 sign(W)), weights only.
+        L2 (adds l2 W to the gradient) and L1 (adds l1 sign(W)) penalties, weights only.
     """
 
     def __init__(
         self,
         name: str,
         ops: Ops,
-        n_params: int,
-        n_weights: int,
+        layout,
         dtype,
         *,
         momentum: float = 0.9,
@@ -46,70 +70,84 @@ class Optimizer:
         l2: float = 0.0,
         l1: float = 0.0,
     ) -> None:
-        self.name = check_choice(name, "optimizer", OPTIMIZERS)
-        self.momentum = check_positive(momentum, "momentum", allow_zero=True)
-        if self.name in ("momentum", "nesterov") and not 0 <= self.momentum < 1:
-            raise ConfigError(f"momentum must be in [0, 1), got {momentum!r}")
-        for v, label in ((beta1, "beta1"), (beta2, "beta2")):
-            if not 0 <= check_positive(v, label, allow_zero=True) < 1:
-                raise ConfigError(f"{label} must be in [0, 1), got {v!r}")
-        self.beta1, self.beta2 = float(beta1), float(beta2)
-        self.eps = check_positive(eps, "eps")
-        self.l2 = check_positive(l2, "weight decay (l2)", allow_zero=True)
-        self.l1 = check_positive(l1, "l1", allow_zero=True)
-        self.ops, self.n_weights = ops, n_weights
+        self.name = settings.check("optimizer", name)
+        self.momentum = settings.check("momentum", momentum)
+        self.beta1, self.beta2 = settings.check("beta1", beta1), settings.check("beta2", beta2)
+        self.eps = settings.check("eps", eps)
+        self.l2, self.l1 = settings.check("l2", l2), settings.check("l1", l1)
+        self.ops, self.n_weights = ops, layout.n_weights
+        #: Steps taken (Adam's t; also the phase of the subnormal flush).
         self.t = 0
         self.velocity = self.m = self.v = None
+        n = layout.n_params
         if self.name in ("momentum", "nesterov"):
-            self.velocity = ops.zeros((n_params,), dtype)
+            self.velocity = ops.zeros((n,), dtype)
         elif self.name == "adam":
-            self.m = ops.zeros((n_params,), dtype)
-            self.v = ops.zeros((n_params,), dtype)
+            self.m, self.v = ops.zeros((n,), dtype), ops.zeros((n,), dtype)
+        if self.folds_momentum:
+            flat, mu = self.velocity, self.momentum
+        else:
+            flat, mu = ops.zeros((n,), dtype), 0.0
+        self._gradients = Gradients(flat, *layout.views(flat), momentum=mu)
+
+    @classmethod
+    def from_config(cls, config, model) -> Optimizer:
+        """The optimizer a :class:`mlp_xp.TrainConfig` describes, for ``model``'s parameters."""
+        return cls(
+            config.optimizer,
+            model.ops,
+            model.layout,
+            model.dtype,
+            momentum=config.momentum,
+            beta1=config.beta1,
+            beta2=config.beta2,
+            eps=config.eps,
+            l2=config.l2,
+            l1=config.l1,
+        )
 
     @property
-    def accumulates(self) -> bool:
-        """True for momentum (not Nesterov): the backward pass writes mu V + dL/dW straight into V.
-
-        The gradient GEMMs accumulate (C <- g^T h + mu C) at no extra cost, so the update is left with the
-        penalties and W <- W - lr V: two passes over the parameters fewer than V <- mu V + G done apart.
-        """
+    def folds_momentum(self) -> bool:
+        """True for momentum (not Nesterov): the backward pass writes mu V + dL/dW into the velocity itself."""
         return self.name == "momentum" and self.momentum > 0
 
-    def step(self, params, grads, lr: float) -> None:
-        """Apply one update with learning rate ``lr``; ``grads`` is consumed (overwritten).
+    def gradients(self) -> Gradients:
+        """Where the backward pass must write the gradient, and with what momentum (see the module docstring)."""
+        return self._gradients
 
-        When :attr:`accumulates`, ``grads`` is ignored: the gradient is already in ``velocity``."""
+    def step(self, params, lr: float) -> None:
+        """Apply one update with learning rate ``lr`` to ``params``, from the gradient the backward pass wrote
+        into :meth:`gradients` (which the update may overwrite)."""
         self.t += 1
-        if self.accumulates:
-            self.ops.sgd_update(
+        ops, nw, g = self.ops, self.n_weights, self._gradients.flat
+        penalties = {"l2": self.l2, "l1": self.l1}
+        flush = self.t % FLUSH_EVERY == 0
+        if self.name == "adam":
+            ops.adam_update(
+                params, g, self.m, self.v, nw, lr, self.t, beta1=self.beta1, beta2=self.beta2, eps=self.eps, **penalties
+            )
+        elif self.folds_momentum:
+            ops.sgd_update(
                 params,
                 None,
                 self.velocity,
-                self.n_weights,
+                nw,
                 lr,
-                self.momentum,
-                False,
-                self.l2,
-                self.l1,
-                accumulated=True,
-            )
-        elif self.name == "adam":
-            self.ops.adam_update(
-                params,
-                grads,
-                self.m,
-                self.v,
-                self.n_weights,
-                lr,
-                self.t,
-                self.beta1,
-                self.beta2,
-                self.eps,
-                self.l2,
-                self.l1,
+                momentum=self.momentum,
+                folded=True,
+                flush_subnormals=flush,
+                **penalties,
             )
         else:
-            mu = self.momentum if self.name != "sgd" else 0.0
-            self.ops.sgd_update(
-                params, grads, self.velocity, self.n_weights, lr, mu, self.name == "nesterov", self.l2, self.l1
+            mu = 0.0 if self.name == "sgd" else self.momentum
+            ops.sgd_update(
+                params,
+                g,
+                self.velocity,
+                nw,
+                lr,
+                momentum=mu,
+                nesterov=self.name == "nesterov",
+                flush_subnormals=flush,
+                **penalties,
             )

@@ -17,33 +17,30 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from .validation import check_choice, check_positive
+from . import settings
 
-SCHEDULES = ("constant", "inverse_time", "power", "step", "cosine")
+_DEFAULT = {s.name: s.default for s in settings.SETTINGS}
 
 
 @dataclass(frozen=True)
 class Schedule:
-    """A learning-rate schedule; ``lr_at(step, steps_per_epoch)`` gives the rate of a step (0-based)."""
+    """A learning-rate schedule; ``lr_at(step, steps_per_epoch)`` gives the rate of a step (0-based).
 
-    name: str = "constant"
-    lr: float = 0.01
-    decay: float = 0.0
-    step_size: float = 10.0
-    gamma: float = 0.1
-    epochs: int = 1
-    min_lr: float = 0.0
-    warmup: float = 0.0
+    The fields are the settings of the same names (``name`` is ``schedule``), with their defaults."""
+
+    name: str = _DEFAULT["schedule"]
+    lr: float = _DEFAULT["lr"]
+    decay: float = _DEFAULT["decay"]
+    step_size: float = _DEFAULT["step_size"]
+    gamma: float = _DEFAULT["gamma"]
+    epochs: int = _DEFAULT["epochs"]
+    min_lr: float = _DEFAULT["min_lr"]
+    warmup: float = _DEFAULT["warmup"]
 
     def __post_init__(self) -> None:
-        check_choice(self.name, "schedule", SCHEDULES)
-        check_positive(self.lr, "learning rate")
-        check_positive(self.decay, "decay", allow_zero=True)
-        check_positive(self.step_size, "step_size")
-        check_positive(self.gamma, "gamma")
-        check_positive(self.epochs, "epochs", integer=True)
-        check_positive(self.min_lr, "min_lr", allow_zero=True)
-        check_positive(self.warmup, "warmup", allow_zero=True)
+        settings.check("schedule", self.name)
+        for name in ("lr", "decay", "step_size", "gamma", "epochs", "min_lr", "warmup"):
+            settings.check(name, getattr(self, name))
 
     def lr_at(self, step: int, steps_per_epoch: int) -> float:
         """The learning rate of global step ``step`` (0-based)."""

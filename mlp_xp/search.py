@@ -34,6 +34,8 @@ import warnings
 
 import numpy as np
 
+from . import settings
+from .constraints import Number
 from .errors import ConfigError, DataError, DivergenceError
 from .estimator import MLPClassifier, MLPRegressor
 from .validation import check_features, check_targets
@@ -48,11 +50,11 @@ except ImportError as e:  # pragma: no cover - exercised only where scikit-learn
 __all__ = ["parse_space", "run_search", "format_table", "estimator_param_names"]
 
 TASKS = {"classification": MLPClassifier, "regression": MLPRegressor}
-_DEFAULTS = {**MLPClassifier().get_params(), **MLPRegressor().get_params()}
-PARAMS = tuple(_DEFAULTS)
-INT_PARAMS = ("epochs", "batch_size", "patience", "seed")
-# Settings that take numbers (their defaults are numbers): only these take distributions.
-NUMERIC_PARAMS = tuple(k for k, v in _DEFAULTS.items() if isinstance(v, (int, float)) and not isinstance(v, bool))
+_SETTINGS = {s.name: s for task in TASKS for s in settings.estimator_settings(task)}
+PARAMS = (*_SETTINGS, *settings.RENAMED)
+# Settings that take numbers: only these take distributions; the integer ones take lists or randint.
+NUMERIC_PARAMS = tuple(k for k, s in _SETTINGS.items() if isinstance(s.rule, Number)) + tuple(settings.RENAMED)
+INT_PARAMS = tuple(k for k, s in _SETTINGS.items() if isinstance(s.rule, Number) and s.rule.integer)
 DISTRIBUTIONS = ("loguniform", "uniform", "randint", "choice")
 _EXAMPLE = "e.g. lr=0.01,0.1 or lr=loguniform:1e-4:1e-1"
 _DIST_HELP = "use loguniform:LO:HI, uniform:LO:HI, randint:LO:HI or choice:A,B"

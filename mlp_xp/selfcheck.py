@@ -1,256 +1,366 @@
-"""Every kernel of a backend against its NumPy twin, on random and extreme inputs: what ``mlp-xp doctor``
-runs on a user's GPU, and what the ``gpu`` tests assert. Also runs against the CPU harness in CI.
+"""Every op of a backend against its reference, on one set of cases and one tolerance table.
+
+The cases (:func:`cases`) cover each op of the vocabulary on many shapes, both float dtypes, extreme and
+degenerate inputs (logits of +-1e4, equal and one-hot rows, bad labels, a kink of ReLU, sign(0) in L1, a
+stale output that must not leak in). :func:`run_case` runs one case on a backend and on
+:class:`~mlp_xp.backend.reference_ops.ReferenceOps` in float64, from the same inputs rounded to the case's
+dtype, and measures the worst error of every output. ``tests/test_ops.py`` asserts every case on every backend;
+``mlp-xp doctor`` runs them on a user's machine (:func:`check_backend`).
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from .backend import Ops
-from .backend.kernels import C_TYPES, KERNELS, kernel_name
-from .backend.numpy_ops import NumpyOps
-from .functions.activations import ACTIVATIONS
+from .backend.reference_ops import ReferenceOps
+from .reference.layer import ACTIVATIONS
 
-#: Allowed |kernel - float64 twin| / (1 + |twin|), by dtype.
+#: The most an output may differ from its reference: |got - ref| <= tol (1 + |ref|) elementwise, for the
+#: precision the op ran in (float32: its rounding, and a GPU's fused multiply-adds; float64 likewise).
 TOLERANCE = {np.dtype(np.float32): 2e-5, np.dtype(np.float64): 1e-11}
+
+#: Where each op writes: the positions (ints) and keywords (strs) of its output arguments; None is the
+#: returned array.
+OUTPUTS: dict[str, tuple] = {
+    "gather_rows": (3, 4),
+    "matmul": (2,),
+    "bias_act": (0,),
+    "act_backward": (0,),
+    "bias_grad": (1,),
+    "loss_grad": (0, 2),
+    "output_act": (0,),
+    "sgd_update": (0, 2),  # params, velocity (the gradient buffer is the op's to overwrite)
+    "adam_update": (0, 2, 3),
+    "permutation": (None,),
+}
+
+#: Arguments that are float64 whatever the op's dtype: the float64 sums of the loss ops.
+FLOAT64_ARGUMENTS: dict[str, tuple] = {"loss_grad": (2,)}
+
+DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+@dataclass(frozen=True)
+class Case:
+    """One call of one op: ``make(rng)`` returns its (args, kwargs) in float64 (ints where the op takes ints).
+
+    ``scale`` widens the tolerance where the output is a sum whose rounding grows with its length (a matrix
+    product of depth k: sqrt(k)); ``exact`` asks for bit-for-bit equality."""
+
+    op: str
+    name: str
+    dtype: np.dtype
+    make: Callable = field(repr=False, compare=False)
+    scale: float = 1.0
+    exact: bool = False
+
+    @property
+    def id(self) -> str:
+        return f"{self.op}-{self.name}-{self.dtype.name}"
+
+
+# ---- the input generator ----
+
+
+def logits(rng, B: int, C: int, kind: str) -> np.ndarray:
+    """Logits of a kind: normal (std 5), huge (+-1e4: exp overflows unless shifted), equal rows (ties), one-hot
+    (one large logit, ties elsewhere)."""
+    if kind == "huge":
+        return rng.choice([-1e4, 1e4, 0.0, 9999.5], size=(B, C))
+    if kind == "equal":
+        return np.full((B, C), 3.0)
+    if kind == "onehot":
+        z = np.zeros((B, C))
+        z[np.arange(B), rng.integers(0, C, B)] = 50.0
+        return z
+    return rng.standard_normal((B, C)) * 5
+
+
+def _softmax_cases(dtype) -> list[Case]:
+    out = []
+    sizes = [(1, 2), (3, 3), (3, 10), (37, 10), (128, 10), (5, 33), (7, 1000), (2, 4097), (3, 10000)]
+    for B, C in sizes:
+        for kind in ("normal", "huge", "equal", "onehot"):
+            for write_grad in (True, False):
+
+                def make(rng, B=B, C=C, kind=kind, write_grad=write_grad):
+                    y = rng.integers(0, C, B).astype(np.int32)
+                    return (logits(rng, B, C, kind), y, np.zeros(2), "cross_entropy"), {"write_grad": write_grad}
+
+                out.append(Case("loss_grad", f"xent-{B}x{C}-{kind}-{'grad' if write_grad else 'p'}", dtype, make))
+    for B, C in [(19, 2), (19, 10), (19, 300), (7, 1000), (128, 10)]:
+        for kind in ("normal", "huge"):
+
+            def make(rng, B=B, C=C, kind=kind):
+                y = rng.integers(0, C, B).astype(np.int32)
+                w = rng.uniform(0.2, 3.0, C)
+                return (logits(rng, B, C, kind), y, np.zeros(2), "cross_entropy"), {"smoothing": 0.1, "class_weight": w}
+
+            out.append(Case("loss_grad", f"xent-{B}x{C}-{kind}-smoothing-weights", dtype, make))
+
+    def bad_labels(rng):  # outside [0, C): a NaN loss, a zero gradient row, never a hit
+        return (np.ones((4, 4)), np.array([1, 4, -1, 7], np.int32), np.zeros(2), "cross_entropy"), {}
+
+    out.append(Case("loss_grad", "xent-bad-labels", dtype, bad_labels))
+    return out
+
+
+def _other_loss_cases(dtype) -> list[Case]:
+    out = []
+    for B, K in [(1, 1), (5, 3), (64, 1), (9, 40), (33, 3), (3, 600)]:
+        for write_grad in (True, False):
+
+            def bce(rng, B=B, K=K, write_grad=write_grad):
+                z = rng.standard_normal((B, K)) * 4
+                z.flat[::7], z.flat[3::11] = 1e4, -1e4  # no overflow, no log(0)
+                y = rng.integers(0, 2, (B, K)).astype(float)
+                return (z, y, np.zeros(2), "binary_cross_entropy"), {"write_grad": write_grad}
+
+            def mse(rng, B=B, K=K, write_grad=write_grad):
+                z, y = rng.standard_normal((B, K)) * 3, rng.standard_normal((B, K))
+                return (z, y, np.zeros(2), "mse"), {"write_grad": write_grad}
+
+            tag = "grad" if write_grad else "p"
+            out += [
+                Case("loss_grad", f"bce-{B}x{K}-{tag}", dtype, bce),
+                Case("loss_grad", f"mse-{B}x{K}-{tag}", dtype, mse),
+            ]
+    for output in ("softmax", "sigmoid", "identity"):
+        for B, C in [(11, 7), (3, 1000)]:
+
+            def make(rng, B=B, C=C, output=output):
+                return (rng.standard_normal((B, C)) * 30, output), {}
+
+            out.append(Case("output_act", f"{output}-{B}x{C}", dtype, make))
+    return out
+
+
+_LAYER_SHAPES = [(1, 1), (3, 7), (3, 17), (128, 10), (7, 513), (128, 512), (33, 1000)]
+
+
+def _layer_cases(dtype) -> list[Case]:
+    from .reference.layer import activate
+
+    out = []
+    for rows, cols in _LAYER_SHAPES:
+        for act in ACTIVATIONS:
+
+            def forward(rng, rows=rows, cols=cols, act=act):
+                z, b = rng.standard_normal((rows, cols)) * 3, rng.standard_normal(cols)
+                z.flat[::5] = -b[np.arange(0, z.size, 5) % cols]  # some z + b exactly 0: the kink
+                return (z, b, act, 0.01), {}
+
+            def backward(rng, rows=rows, cols=cols, act=act):
+                h = activate(rng.standard_normal((rows, cols)) * 3, act, 0.01)  # a layer's output
+                h.flat[::9] = 0.0  # exactly at ReLU's kink
+                return (rng.standard_normal((rows, cols)), h, act, 0.01), {}
+
+            out += [
+                Case("bias_act", f"{act}-{rows}x{cols}", dtype, forward),
+                Case("act_backward", f"{act}-{rows}x{cols}", dtype, backward),
+            ]
+    for rows, cols in [*_LAYER_SHAPES, (1000, 10), (4096, 3)]:
+        for accumulate in (0.0, 0.9):
+
+            def bias_grad(rng, rows=rows, cols=cols, accumulate=accumulate):
+                # with accumulate = 0 the NaN already in the output must not leak in
+                out = rng.standard_normal(cols) if accumulate else np.full(cols, np.nan)
+                return (rng.standard_normal((rows, cols)), out), {"accumulate": accumulate}
+
+            out.append(Case("bias_grad", f"{rows}x{cols}-acc{accumulate}", dtype, bias_grad, scale=np.sqrt(rows)))
+    for m, k, n in [(1, 1, 1), (7, 5, 3), (37, 53, 29), (64, 16, 64), (130, 70, 65), (128, 200, 10)]:
+        for trans_a in (False, True):
+            for trans_b in (False, True):
+                for accumulate in (0.0, 0.9):
+
+                    def matmul(rng, m=m, k=k, n=n, trans_a=trans_a, trans_b=trans_b, accumulate=accumulate):
+                        a = rng.standard_normal((k, m) if trans_a else (m, k))
+                        b = rng.standard_normal((n, k) if trans_b else (k, n))
+                        c = rng.standard_normal((m, n)) if accumulate else np.full((m, n), np.nan)
+                        return (a, b, c), {"trans_a": trans_a, "trans_b": trans_b, "accumulate": accumulate}
+
+                    name = f"{m}x{k}x{n}-{'T' if trans_a else 'N'}{'T' if trans_b else 'N'}-acc{accumulate}"
+                    out.append(Case("matmul", name, dtype, matmul, scale=np.sqrt(k)))
+    return out
+
+
+def _update_cases(dtype) -> list[Case]:
+    out = []
+    sizes = [(1, 1), (300, 200), (1001, 900), (70000, 65000)]
+    for n, n_w in sizes:
+        for l2, l1 in [(0.0, 0.0), (0.01, 0.0), (0.0, 0.003), (0.01, 0.003)]:
+
+            def state(rng, n=n):
+                p, g = rng.standard_normal(n), rng.standard_normal(n)
+                p[:5] = 0.0  # sign(0) = 0 in the L1 term
+                return p, g, rng.standard_normal(n) * 0.1, rng.uniform(0, 0.1, n)
+
+            for rule in ("sgd", "momentum", "nesterov", "folded"):
+
+                def sgd(rng, n_w=n_w, l2=l2, l1=l1, rule=rule, state=state):
+                    p, g, v, _ = state(rng)
+                    kw = {
+                        "momentum": 0.0 if rule == "sgd" else 0.9,
+                        "nesterov": rule == "nesterov",
+                        "l2": l2,
+                        "l1": l1,
+                        "folded": rule == "folded",
+                    }
+                    return (p, None if rule == "folded" else g, v, n_w, 0.05), kw
+
+                out.append(Case("sgd_update", f"{rule}-{n}-l2{l2}-l1{l1}", dtype, sgd))
+            for step in (1, 3, 1000):
+
+                def adam(rng, n_w=n_w, l2=l2, l1=l1, step=step, state=state):
+                    p, g, m, v = state(rng)
+                    return (p, g, m, v, n_w, 1e-3, step), {
+                        "beta1": 0.9,
+                        "beta2": 0.999,
+                        "eps": 1e-8,
+                        "l2": l2,
+                        "l1": l1,
+                    }
+
+                out.append(Case("adam_update", f"t{step}-{n}-l2{l2}-l1{l1}", dtype, adam))
+    return out
+
+
+def _data_cases(dtype) -> list[Case]:
+    def gather(rng, classes: bool):
+        X = rng.standard_normal((300, 17))
+        Y = rng.integers(0, 9, 300).astype(np.int32) if classes else rng.standard_normal((300, 4))
+        idx = rng.permutation(300)[:64].astype(np.int64)
+        yb = np.zeros((64,), np.int32) if classes else np.zeros((64, 4))
+        return (X, Y, idx, np.zeros((64, 17)), yb), {}
+
+    out = [
+        Case("gather_rows", f"{what}", dtype, lambda rng, c=c: gather(rng, c), exact=True)
+        for what, c in (("labels", True), ("targets", False))
+    ]
+    if dtype == DTYPES[0]:  # a permutation has no float dtype: once
+        out += [
+            Case("permutation", f"n{n}", dtype, lambda rng, n=n: ((n, 11, 4), {}), exact=True)
+            for n in (1, 2, 1000, 60000)
+        ]
+    return out
+
+
+def cases(dtypes=DTYPES) -> list[Case]:
+    """Every case, for each of ``dtypes``."""
+    out = []
+    for dt in dtypes:
+        for family in (_softmax_cases, _other_loss_cases, _layer_cases, _update_cases, _data_cases):
+            out += family(np.dtype(dt))
+    return out
+
+
+# ---- running a case ----
+
+
+def _error(got, ref) -> float:
+    """max |got - ref| / (1 + |ref|); inf where the two differ in shape or in a non-finite value."""
+    got, ref = np.asarray(got, np.float64), np.asarray(ref, np.float64)
+    if got.shape != ref.shape:
+        return float("inf")
+    fin = np.isfinite(ref)
+    if not np.array_equal(np.isfinite(got), fin) or not np.array_equal(got[~fin], ref[~fin], equal_nan=True):
+        return float("inf")
+    return float((np.abs(got[fin] - ref[fin]) / (1 + np.abs(ref[fin]))).max(initial=0.0))
+
+
+def _rounded(a, dtype):
+    """An input as the op sees it in ``dtype``: float arrays rounded to it (and back to float64 for the
+    reference); ints, labels and scalars as they are."""
+    if isinstance(a, np.ndarray) and a.dtype.kind == "f":
+        return a.astype(dtype).astype(np.float64)
+    return a
+
+
+def _on(ops: Ops, a, dtype):
+    if isinstance(a, np.ndarray):
+        return ops.asarray(a, dtype if a.dtype.kind == "f" else a.dtype)
+    return a
+
+
+def run_case(ops: Ops, case: Case, seed: int = 0, method: str | None = None) -> tuple[float, str]:
+    """Run ``case`` on ``ops`` (its op, or ``method`` of it) and on the reference; (worst error in units of the
+    tolerance, what was worst). An error above 1 fails the case; ``exact`` cases give 0 or inf."""
+    args, kwargs = case.make(np.random.default_rng(seed))
+    f64 = FLOAT64_ARGUMENTS.get(case.op, ())
+    dtypes = [np.dtype(np.float64) if i in f64 else case.dtype for i in range(len(args))]
+    args = [_rounded(a, dt) for a, dt in zip(args, dtypes)]
+    kwargs = {k: _rounded(v, case.dtype) for k, v in kwargs.items()}
+    ref_args, ref_kwargs = [a.copy() if isinstance(a, np.ndarray) else a for a in args], dict(kwargs)
+    ref_result = getattr(ReferenceOps(), case.op)(*ref_args, **ref_kwargs)
+    dev_args = [_on(ops, a, dt) for a, dt in zip(args, dtypes)]
+    dev_kwargs = {k: _on(ops, v, case.dtype) for k, v in kwargs.items()}
+    result = getattr(ops, method or case.op)(*dev_args, **dev_kwargs)
+    worst, where = 0.0, ""
+    for pos in OUTPUTS[case.op]:
+        got = ops.to_host(result if pos is None else dev_args[pos])
+        ref = ref_result if pos is None else ref_args[pos]
+        if case.exact:
+            err = 0.0 if np.array_equal(got, ref) else float("inf")
+        else:
+            # float64 sums (acc) are as precise as the op that fed them
+            err = _error(got, ref) / (TOLERANCE[case.dtype] * case.scale)
+        if not err <= worst:  # NaN counts as worst
+            worst, where = err, f"output {'returned' if pos is None else pos}"
+    return worst, where
 
 
 @dataclass
 class CheckResult:
-    """One kernel instantiation: whether it matched its twin, and the worst error seen."""
+    """One op in one dtype on one backend: whether every case matched the reference, and the worst error in
+    units of the tolerance (1 = at the tolerance)."""
 
-    kernel: str
-    ok: bool
-    max_error: float
-    detail: str = ""
+    op: str
+    dtype: str
+    cases: int
+    worst: float
+    failures: list[str] = field(default_factory=list)
 
-
-def _err(got, ref) -> float:
-    got, ref = np.asarray(got, np.float64), np.asarray(ref, np.float64)
-    if not np.array_equal(np.isfinite(got), np.isfinite(ref)):
-        return float("inf")
-    fin = np.isfinite(ref)
-    return float((np.abs(got[fin] - ref[fin]) / (1 + np.abs(ref[fin]))).max(initial=0.0))
+    @property
+    def ok(self) -> bool:
+        return not self.failures
 
 
-class _Checker:
-    def __init__(self, ops: Ops, twin: Ops, seed: int) -> None:
-        self.ops, self.twin = ops, twin
-        self.rng = np.random.default_rng(seed)
-        self.errors: dict[str, list[float]] = {}
-        self.failures: dict[str, list[str]] = {}
+def check_backend(ops: Ops, selected: list[Case] | None = None) -> list[CheckResult]:
+    """Every case (or ``selected``) on ``ops``; one result per (op, dtype), in the order of the cases.
 
-    def dev(self, a, dtype=None):
-        return self.ops.asarray(a, dtype)
-
-    def record(self, kernel: str, got, ref, what: str, exact: bool = False) -> None:
-        err = float(not np.array_equal(got, ref)) if exact else _err(got, ref)
-        self.errors.setdefault(kernel, []).append(err)
-        # the precision of the kernel, not of the output (the sums are float64 for every kernel)
-        tol = 0.0 if exact else TOLERANCE[np.dtype(np.float64 if "<double" in kernel else np.float32)]
-        if not err <= tol:
-            self.failures.setdefault(kernel, []).append(f"{what}: error {err:.3g}")
-
-    def host(self, a) -> np.ndarray:
-        return self.ops.to_host(a)
-
-    # -- one method per kernel family --
-    def loss(self, dt) -> None:
-        cases = [(1, 2, "normal"), (64, 10, "normal"), (7, 1000, "huge"), (3, 10000, "normal"), (5, 10, "equal")]
-        for B, C, kind in cases:
-            z = self.rng.standard_normal((B, C)) * 5
-            if kind == "huge":
-                z = self.rng.choice([-1e4, 1e4, 0.0], (B, C))
-            elif kind == "equal":
-                z[:] = 2.0
-            y = self.rng.integers(0, C, B).astype(np.int32)
-            for write_grad in (True, False):
-                zd, acc = self.dev(z, dt), self.ops.zeros((2,), np.float64)
-                self.ops.loss_grad(zd, self.dev(y), acc, "cross_entropy", write_grad)
-                zt, acct = z.copy(), np.zeros(2)
-                self.twin.loss_grad(zt, y, acct, "cross_entropy", write_grad)
-                k = kernel_name("softmax_xent", C_TYPES[dt])
-                self.record(k, self.host(zd), zt, f"B={B} C={C} {kind} out")
-                self.record(k, self.host(acc), acct, f"B={B} C={C} {kind} sums")
-        for loss, make in (
-            ("binary_cross_entropy", lambda s: self.rng.integers(0, 2, s).astype(float)),
-            ("mse", lambda s: self.rng.standard_normal(s)),
-        ):
-            base = "sigmoid_bce" if loss == "binary_cross_entropy" else "squared_error"
-            for B, K in ((1, 1), (33, 3), (9, 300)):
-                z, y = self.rng.standard_normal((B, K)) * 4, make((B, K))
-                zd, acc = self.dev(z, dt), self.ops.zeros((2,), np.float64)
-                self.ops.loss_grad(zd, self.dev(y, dt), acc, loss, True)
-                zt, acct = z.copy(), np.zeros(2)
-                self.twin.loss_grad(zt, y, acct, loss, True)
-                k = kernel_name(base, C_TYPES[dt])
-                self.record(k, self.host(zd), zt, f"B={B} K={K} grad")
-                self.record(k, self.host(acc), acct, f"B={B} K={K} sums")
-
-    def activation(self, dt) -> None:
-        for rows, cols in ((1, 1), (128, 512), (33, 1000)):
-            for act in ACTIVATIONS:
-                z, b = self.rng.standard_normal((rows, cols)) * 3, self.rng.standard_normal(cols)
-                zd = self.dev(z, dt)
-                self.ops.bias_act(zd, self.dev(b, dt), act, 0.01)
-                self.twin.bias_act(z, b, act, 0.01)
-                self.record(kernel_name("bias_act_fwd", C_TYPES[dt]), self.host(zd), z, f"{act} {rows}x{cols}")
-                if act == "identity":
-                    continue
-                dh = self.rng.standard_normal((rows, cols))
-                dhd = self.dev(dh, dt)
-                self.ops.act_backward(dhd, zd, act, 0.01)
-                self.twin.act_backward(dh, self.host(zd).astype(np.float64), act, 0.01)
-                self.record(kernel_name("act_bwd", C_TYPES[dt]), self.host(dhd), dh, f"{act} {rows}x{cols}")
-            g = self.rng.standard_normal((rows, cols))
-            out = self.ops.empty((cols,), dt)
-            self.ops.bias_grad(self.dev(g, dt), out)
-            self.record(kernel_name("bias_grad", C_TYPES[dt]), self.host(out), g.sum(0), f"{rows}x{cols}")
-
-    def optimizer(self, dt) -> None:
-        n, n_w = 70001, 65000
-        for rule in ("sgd", "momentum", "nesterov", "adam"):
-            p, g, m, v = (
-                self.rng.standard_normal(n),
-                self.rng.standard_normal(n),
-                self.rng.standard_normal(n),
-                self.rng.uniform(0, 1, n),
-            )
-            dev = [self.dev(a, dt) for a in (p, g, m, v)]
-            for ops, (pp, gg, mm, vv) in ((self.ops, dev), (self.twin, (p, g, m, v))):
-                if rule == "adam":
-                    ops.adam_update(pp, gg, mm, vv, n_w, 1e-3, 2, 0.9, 0.999, 1e-8, 1e-2, 1e-3)
-                else:
-                    ops.sgd_update(pp, gg, mm, n_w, 0.05, 0.0 if rule == "sgd" else 0.9, rule == "nesterov", 1e-2, 1e-3)
-            k = kernel_name("adam_update" if rule == "adam" else "sgd_update", C_TYPES[dt])
-            self.record(k, self.host(dev[0]), p, f"{rule} params")
-            self.record(k, self.host(dev[2]), m, f"{rule} state")
-
-    def gemm(self, dt) -> None:
-        """The graph-capturable GEMM kernel (the cuBLAS path is CuPy's, not ours to check)."""
-        for (m, k, n), trans_a, trans_b, beta in (
-            ((128, 784, 512), False, False, 0.0),
-            ((784, 128, 512), True, False, 0.9),
-            ((128, 256, 512), False, True, 0.0),
-            ((37, 5, 3), True, True, 0.5),
-        ):
-            a = self.rng.uniform(-1, 1, (k, m) if trans_a else (m, k))
-            b = self.rng.uniform(-1, 1, (n, k) if trans_b else (k, n))
-            c = self.rng.uniform(-1, 1, (m, n))
-            out = self.dev(c, dt)
-            self.ops.gemm_kernel(self.dev(a, dt), self.dev(b, dt), out, trans_a, trans_b, beta)
-            ref = (a.T if trans_a else a) @ (b.T if trans_b else b) + beta * c
-            # a sum of k products rounds like sqrt(k) float32 additions
-            self.record(
-                kernel_name("gemm", C_TYPES[dt]),
-                self.host(out) / np.sqrt(k),
-                ref / np.sqrt(k),
-                f"{m}x{k}x{n} trans {trans_a:d}{trans_b:d} beta {beta}",
-            )
-
-    def data(self, dt) -> None:
-        X = self.rng.standard_normal((300, 17))
-        for Y in (self.rng.integers(0, 9, 300).astype(np.int32), self.rng.standard_normal((300, 4))):
-            ydt = np.int32 if Y.dtype == np.int32 else dt
-            idx = self.rng.permutation(300)[:64]
-            xb, yb = self.ops.empty((64, 17), dt), self.ops.empty((64,) + Y.shape[1:], ydt)
-            self.ops.gather_rows(self.dev(X, dt), self.dev(Y, ydt), self.dev(idx, np.int64), xb, yb)
-            k = kernel_name("gather_rows", C_TYPES[dt], C_TYPES[np.dtype(ydt)])
-            self.record(k, self.host(xb), X[idx].astype(dt), "rows", exact=True)
-            self.record(k, self.host(yb), Y[idx].astype(ydt), "labels", exact=True)
-        perm = self.host(self.ops.permutation(60000, 3, 7))
-        self.record("shuffle_keys", perm, self.twin.permutation(60000, 3, 7), "permutation", exact=True)
-
-
-def check_backend(ops: Ops, seed: int = 0) -> list[CheckResult]:
-    """Run every kernel of ``ops`` (float32 and float64) against the NumPy twins; one result per kernel."""
-    c = _Checker(ops, NumpyOps(fast=False), seed)
-    for dt in (np.dtype(np.float32), np.dtype(np.float64)):
-        for family in (c.loss, c.activation, c.optimizer, c.gemm, c.data):
-            family(dt)
-    results = []
-    for names in KERNELS.values():
-        for name in names:
-            errs = c.errors.get(name)
-            if errs is None:
-                results.append(CheckResult(name, False, float("nan"), "not exercised"))
-            else:
-                fails = c.failures.get(name, [])
-                results.append(CheckResult(name, not fails, max(errs), "; ".join(fails[:3])))
-    return results
-
-
-def check_cpu_kernels(seed: int = 0) -> list[CheckResult]:
-    """The compiled CPU loops (kernels/cpu.cpp) against the NumPy twins; empty where they are not built."""
-    from .backend import cpu_kernels
-    from .functions import activations, losses, optimizers
-
-    k = cpu_kernels.find()
-    if k is None:
-        return []
-    rng = np.random.default_rng(seed)
-    errors: dict[str, list[float]] = {}
-    for dt in (np.dtype(np.float32), np.dtype(np.float64)):
-        suffix = "f32" if dt == np.float32 else "f64"
-        for B, C in ((1, 2), (128, 10), (7, 1000)):
-            z, y = rng.standard_normal((B, C)) * 5, rng.integers(0, C, B).astype(np.int32)
-            zk, acc, zt, acct = z.astype(dt), np.zeros(2), z.copy(), np.zeros(2)
-            k.softmax_xent(zk, y, acc, True, 0.0, None)
-            losses.softmax_cross_entropy(zt, y, acct, True)
-            errors.setdefault(f"softmax_xent_{suffix}", []).extend([_err(zk, zt), _err(acc / B, acct / B)])
-        for rows, cols in ((1, 1), (128, 512)):
-            for act in activations.ACTIVATIONS:
-                z, b, dh = (
-                    rng.standard_normal((rows, cols)) * 3,
-                    rng.standard_normal(cols),
-                    rng.standard_normal((rows, cols)),
-                )
-                zk, dhk = z.astype(dt), dh.astype(dt)
-                k.bias_act(zk, b.astype(dt), act, 0.01)
-                activations.bias_act_forward(z, b, act, 0.01)
-                k.act_backward(dhk, zk, act, 0.01)
-                activations.act_backward(dh, zk.astype(np.float64), act, 0.01)
-                errors.setdefault(f"bias_act_{suffix}", []).append(_err(zk, z))
-                errors.setdefault(f"act_bwd_{suffix}", []).append(_err(dhk, dh))
-            g, out = rng.standard_normal((rows, cols)), np.empty(cols, dt)
-            k.bias_grad(g.astype(dt), out, 0.0)
-            errors.setdefault(f"bias_grad_{suffix}", []).append(_err(out / np.sqrt(rows), g.sum(0) / np.sqrt(rows)))
-        n, n_w = 70001, 65000
-        p, g, m, v = (rng.standard_normal(n), rng.standard_normal(n), rng.standard_normal(n), rng.uniform(0, 1, n))
-        got = [a.astype(dt) for a in (p, g, m, v)]
-        c1, c2 = optimizers.adam_corrections(2, 0.9, 0.999)
-        k.adam_update(*got, n_w, 1e-3, 0.9, 0.999, 1e-8, c1, c2, 1e-2, 1e-3)
-        optimizers.adam_update(p, g, m, v, n_w, 1e-3, 2, 0.9, 0.999, 1e-8, 1e-2, 1e-3)
-        errors[f"adam_update_{suffix}"] = [_err(got[0], p), _err(got[2], m), _err(got[3], v)]
-        tiny = np.finfo(dt).tiny
-        a = np.array([tiny / 2, 1.0, -tiny / 3, np.nan, tiny, -np.inf], dt)
-        k.flush_subnormals(a)
-        # exact: a flush that did nothing is off by 1e-38 only, under any relative tolerance
-        errors[f"flush_subnormals_{suffix}"] = [
-            0.0
-            if np.array_equal(a, np.array([0.0, 1.0, 0.0, np.nan, tiny, -np.inf], dt), equal_nan=True)
-            else float("inf")
-        ]
-    return [
-        CheckResult(
-            name, max(errs) <= TOLERANCE[np.dtype(np.float32 if name.endswith("f32") else np.float64)], max(errs)
-        )
-        for name, errs in errors.items()
-    ]
+    On the CUDA backend the matmul cases also run through its own GEMM kernel (``gemm_kernel``, what a captured
+    CUDA graph uses instead of cuBLAS), reported as ``matmul:gemm_kernel``."""
+    runs = [(case, None) for case in (cases() if selected is None else selected)]
+    if hasattr(ops, "gemm_kernel"):
+        runs += [(case, "gemm_kernel") for case, _ in runs if case.op == "matmul"]
+    results: dict[tuple[str, str], CheckResult] = {}
+    for case, method in runs:
+        err, where = run_case(ops, case, method=method)
+        op = case.op if method is None else f"{case.op}:{method}"
+        r = results.setdefault((op, case.dtype.name), CheckResult(op, case.dtype.name, 0, 0.0))
+        r.cases += 1
+        r.worst = max(r.worst, err)
+        if not err <= 1:
+            r.failures.append(f"{case.name}: {err:.3g} x tolerance at {where}")
+    return list(results.values())
 
 
 def format_results(results: list[CheckResult], device: str, seconds: float) -> str:
     lines = [f"mlp-xp doctor: {device}"]
     for r in results:
         status = "verified" if r.ok else "FAILING"
-        lines.append(f"  {r.kernel:<34s} {status:<9s} max err {r.max_error:.2e}  {r.detail}".rstrip())
+        detail = f"  first failure: {r.failures[0]}" if r.failures else ""
+        lines.append(
+            f"  {r.op:<18s} {r.dtype:<8s} {status:<9s} {r.cases:>4d} cases, worst {r.worst:.2g} x tolerance{detail}"
+        )
     bad = sum(not r.ok for r in results)
     lines.append(
-        f"{len(results) - bad}/{len(results)} kernels verified in {seconds:.1f}s"
-        + ("" if not bad else f"; {bad} FAILING")
+        f"{len(results) - bad}/{len(results)} ops verified in {seconds:.1f}s" + (f"; {bad} FAILING" if bad else "")
     )
     return "\n".join(lines)
 

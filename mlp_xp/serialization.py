@@ -3,8 +3,8 @@
 Layout: named arrays (for an MLP: ``W1, b1, ..., WL, bL``, each W_l stored as (fan_in, fan_out)) and
 ``metadata``, a uint8 array of UTF-8 JSON holding the format name and version and the architecture. Files are
 written to a temporary name and renamed into place, so a crash leaves the old file or the new one, never
-half of one. This module knows the file format only; :meth:`mlp_xp.MLP.save` and :meth:`mlp_xp.MLP.load`
-map a model onto it.
+half of one. A file holds no time, host or path: the same model gives the same bytes. This module knows the
+file format only; :meth:`mlp_xp.MLP.save` and :meth:`mlp_xp.MLP.load` map a model onto it.
 """
 
 from __future__ import annotations
@@ -20,14 +20,23 @@ from .files import atomic_writer
 
 FORMAT = "mlp_xp.model"
 FORMAT_VERSION = 1
+# The earliest time a zip entry can hold: every entry gets it, so that the bytes do not depend on the clock.
+_NO_TIME = (1980, 1, 1, 0, 0, 0)
 
 
 def save_arrays(path, metadata: dict, arrays: dict[str, np.ndarray]) -> None:
-    """Write ``arrays`` and ``metadata`` (plus the format name and version) to ``path``, atomically."""
+    """Write ``arrays`` and ``metadata`` (plus the format name and version) to ``path``, atomically.
+
+    The file is a plain .npz that ``numpy.load`` reads, written so that the same arrays and metadata give the
+    same bytes: no timestamp in the archive (numpy.savez stores the time of writing), keys in sorted order."""
     path = os.fspath(path)
     meta = {"format": FORMAT, "format_version": FORMAT_VERSION, **metadata}
-    with atomic_writer(path) as f:
-        np.savez(f, **arrays, metadata=np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8))
+    entries = {**arrays, "metadata": np.frombuffer(json.dumps(meta, sort_keys=True).encode(), dtype=np.uint8)}
+    with atomic_writer(path) as f, zipfile.ZipFile(f, "w", compression=zipfile.ZIP_STORED) as archive:
+        for name in sorted(entries):
+            info = zipfile.ZipInfo(f"{name}.npy", date_time=_NO_TIME)
+            with archive.open(info, "w", force_zip64=True) as member:
+                np.lib.format.write_array(member, np.ascontiguousarray(entries[name]), allow_pickle=False)
 
 
 def load_arrays(path) -> tuple[dict, dict[str, np.ndarray]]:

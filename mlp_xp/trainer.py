@@ -1,14 +1,14 @@
-"""The training loop: mini-batches on the device, metrics to the host once per epoch.
+"""The training loop: epochs of steps on the device, metrics to the host once per epoch.
 
-One run: the data are checked and copied to the device once; each epoch draws its permutation on the
-device; each step gathers its rows there, runs forward, the fused loss, backward and one optimizer op;
-the loss and the count of correct rows add up on the device and reach the host once, at the epoch's
-end, where validation, early stopping, divergence checks and the progress line happen.
+One run (:func:`fit`): the settings are checked against the model, the data are checked and copied to the
+device once; each epoch draws its permutation on the device and runs its steps (:mod:`mlp_xp.step`); the loss
+and the count of correct rows add up on the device and reach the host once, at the epoch's end, where the
+validation and test sets are scored, the record is made, and the divergence guard, early stopping and the
+callbacks (:mod:`mlp_xp.stopping`) decide whether to go on.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import sys
 from collections.abc import Callable
@@ -19,130 +19,16 @@ import numpy as np
 from .errors import ConfigError, DataError, DivergenceError
 from .files import write_json_atomic
 from .model import MLP, Workspace
-from .optim import OPTIMIZERS, Optimizer
-from .schedules import SCHEDULES, Schedule
-from .validation import check_choice, check_features, check_fraction, check_positive, check_targets
+from .optim import Optimizer
+from .settings import TrainConfig
+from .step import GraphStep, TrainStep
+from .stopping import DivergenceGuard, EarlyStopping
+from .validation import check_features, check_targets
 
+__all__ = ["History", "TrainConfig", "evaluate", "fit", "split_validation"]
 
-@dataclass
-class TrainConfig:
-    """Every setting of a training run. ``validate()`` checks them all before any work starts.
-
-    Parameters
-    ----------
-    epochs : int
-        Passes over the training data.
-    batch_size : int
-        Rows per step, from 1 (pure SGD) to n (full batch); larger values are clipped to n.
-    optimizer : {"sgd", "momentum", "nesterov", "adam"}
-    lr : float
-        Base learning rate.
-    momentum : float
-        mu of momentum and Nesterov.
-    beta1, beta2, eps : float
-        Adam's settings.
-    weight_decay, l1 : float
-        L2 and L1 penalties on the weights (never the biases).
-    schedule : {"constant", "inverse_time", "power", "step", "cosine"}
-        Learning-rate schedule (see :mod:`mlp_xp.schedules`), with ``decay``, ``step_size``, ``gamma``,
-        ``min_lr`` and ``warmup`` (epochs of linear warm-up).
-    drop_last : bool
-        Skip the last partial batch of each epoch instead of training on it.
-    validation_fraction : float
-        Part of the training data held out for validation when no explicit validation set is given.
-    early_stopping : bool
-        Stop when ``monitor`` has not improved by ``min_delta`` for ``patience`` epochs, then restore the
-        best weights.
-    label_smoothing : float
-        eps of label smoothing (cross_entropy only).
-    class_weight : sequence of float or None
-        Per-class loss weights (cross_entropy only).
-    seed : int
-        Seed of the validation split and of the epoch permutations.
-    on_divergence : {"raise", "stop"}
-        What a non-finite loss does after the last good weights are restored: raise DivergenceError, or
-        stop quietly with ``history.stop_reason`` set.
-    cuda_graph : bool
-        On the CUDA backend, capture each step's gather, forward, loss and backward as one CUDA graph
-        (:class:`GraphStep`): fewer launches for small, launch-bound models.
-    verbose : bool
-        Show a progress bar per epoch and print a summary line after each.
-    """
-
-    epochs: int = 20
-    batch_size: int = 128
-    optimizer: str = "momentum"
-    lr: float = 0.05
-    momentum: float = 0.9
-    beta1: float = 0.9
-    beta2: float = 0.999
-    eps: float = 1e-8
-    weight_decay: float = 0.0
-    l1: float = 0.0
-    schedule: str = "constant"
-    decay: float = 0.0
-    step_size: float = 10.0
-    gamma: float = 0.1
-    min_lr: float = 0.0
-    warmup: float = 0.0
-    drop_last: bool = False
-    validation_fraction: float = 0.0
-    early_stopping: bool = False
-    patience: int = 5
-    min_delta: float = 0.0
-    monitor: str = "val_loss"
-    label_smoothing: float = 0.0
-    class_weight: list | None = None
-    seed: int = 0
-    on_divergence: str = "raise"
-    cuda_graph: bool = False
-    verbose: bool = False
-
-    def replace(self, **changes) -> TrainConfig:
-        unknown = set(changes) - {f.name for f in dataclasses.fields(self)}
-        if unknown:
-            raise ConfigError(f"unknown training setting(s) {sorted(unknown)}: see TrainConfig for the names")
-        return dataclasses.replace(self, **changes)
-
-    def validate(self) -> TrainConfig:
-        check_positive(self.epochs, "epochs", integer=True)
-        check_positive(self.batch_size, "batch_size", integer=True)
-        check_choice(self.optimizer, "optimizer", OPTIMIZERS)
-        check_choice(self.on_divergence, "on_divergence", ("raise", "stop"))
-        check_choice(self.monitor, "monitor", ("val_loss", "val_accuracy", "val_mse"))
-        check_fraction(self.validation_fraction, "validation_fraction")
-        check_fraction(self.label_smoothing, "label_smoothing")
-        check_positive(self.patience, "patience", integer=True)
-        check_positive(self.min_delta, "min_delta", allow_zero=True)
-        check_positive(self.seed, "seed", integer=True, allow_zero=True)
-        self.lr_schedule()  # checks lr and the schedule's settings
-        Optimizer(
-            self.optimizer,
-            _NullOps(),
-            0,
-            0,
-            np.float32,
-            momentum=self.momentum,
-            beta1=self.beta1,
-            beta2=self.beta2,
-            eps=self.eps,
-            l2=self.weight_decay,
-            l1=self.l1,
-        )
-        return self
-
-    def lr_schedule(self) -> Schedule:
-        check_choice(self.schedule, "schedule", SCHEDULES)
-        return Schedule(
-            self.schedule, self.lr, self.decay, self.step_size, self.gamma, self.epochs, self.min_lr, self.warmup
-        )
-
-
-class _NullOps:
-    """Lets ``validate`` build an Optimizer to check its settings without allocating anything."""
-
-    def zeros(self, shape, dtype):
-        return None
+#: Rows per batch when scoring the validation and test sets.
+EVAL_BATCH = 4096
 
 
 @dataclass
@@ -193,14 +79,33 @@ def fit(
     record and the model; returning True stops training.
     """
     cfg = (config or TrainConfig()).replace(**settings).validate()
-    run = _Run(model, cfg, X, y, X_val, y_val, X_test, y_test)
+    has_val = X_val is not None or cfg.validation_fraction > 0
+    check_against_model(cfg, model.loss, model.ops, has_validation=has_val)
+    run = _Run(model, cfg, _TrainingData.prepare(model, cfg, X, y, X_val, y_val, X_test, y_test))
     # A diverging run overflows before its loss turns non-finite; the epoch check reports that once,
     # so NumPy's per-operation warnings would only bury the message.
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
         return run.train(list(callbacks))
 
 
-def evaluate(model: MLP, X, y, batch_size: int = 4096) -> dict:
+def check_against_model(cfg: TrainConfig, loss: str, ops, *, has_validation: bool) -> None:
+    """The settings that depend on the model's loss and backend, checked before any data are touched."""
+    metric = metric_name(loss)
+    if cfg.early_stopping and not has_validation:
+        raise ConfigError("early_stopping needs validation data: set validation_fraction or pass X_val/y_val")
+    if cfg.monitor not in ("val_loss", f"val_{metric}"):
+        raise ConfigError(f"monitor {cfg.monitor!r} does not fit loss {loss}: use 'val_loss' or 'val_{metric}'")
+    if cfg.cuda_graph and not ops.can_capture:
+        raise ConfigError(
+            f"cuda_graph needs the CUDA backend; this model is on {ops.name}: drop cuda_graph or use device='cuda'"
+        )
+    if loss != "cross_entropy":
+        for name in ("label_smoothing", "class_weight"):
+            if getattr(cfg, name) not in (0.0, None):
+                raise ConfigError(f"{name} applies to cross_entropy only: remove it for loss {loss}")
+
+
+def evaluate(model: MLP, X, y, batch_size: int = EVAL_BATCH) -> dict:
     """Mean loss and accuracy (classification) or mse (regression) of ``model`` on host data (X, y)."""
     Xc = check_features(X, model.n_inputs, model.dtype)
     Yc = check_targets(y, len(Xc), model.loss, model.n_outputs, model.dtype)
@@ -209,11 +114,12 @@ def evaluate(model: MLP, X, y, batch_size: int = 4096) -> dict:
     ops.fill(ws.acc, 0.0)
     _accumulate(model, ops.asarray(Xc), ops.asarray(Yc), ws, ws.acc)
     loss, metric = _summarize(model, ops.to_host(ws.acc), len(Xc))
-    return {"loss": loss, _metric_name(model): metric}
+    return {"loss": loss, metric_name(model.loss): metric}
 
 
-def _metric_name(model: MLP) -> str:
-    return "mse" if model.loss == "mse" else "accuracy"
+def metric_name(loss: str) -> str:
+    """What the loss ops' second sum counts: accuracy for classification, mse for regression."""
+    return "mse" if loss == "mse" else "accuracy"
 
 
 def _accumulate(model: MLP, Xd, Yd, ws: Workspace, acc, smoothing: float = 0.0, class_weight=None) -> None:
@@ -222,7 +128,15 @@ def _accumulate(model: MLP, Xd, Yd, ws: Workspace, acc, smoothing: float = 0.0, 
     for s in range(0, n, ws.batch_size):
         part = ws.rows(min(ws.batch_size, n - s))
         z = model.forward(Xd[s : s + part.batch_size], part)
-        model.ops.loss_grad(z, Yd[s : s + part.batch_size], acc, model.loss, False, smoothing, class_weight)
+        model.ops.loss_grad(
+            z,
+            Yd[s : s + part.batch_size],
+            acc,
+            model.loss,
+            write_grad=False,
+            smoothing=smoothing,
+            class_weight=class_weight,
+        )
 
 
 def _summarize(model: MLP, acc: np.ndarray, n: int) -> tuple[float, float]:
@@ -231,73 +145,23 @@ def _summarize(model: MLP, acc: np.ndarray, n: int) -> tuple[float, float]:
     return loss, metric
 
 
-class TrainStep:
-    """One training step and the buffers it writes into, allocated once for a batch size.
+@dataclass
+class _TrainingData:
+    """The checked data of one run, on the device: training arrays and the named evaluation sets."""
 
-    A call gathers the batch's rows on the device, runs forward, the fused loss (adding into ``acc``),
-    backward and one optimizer update: 6L + 1 backend ops for L layers, no allocation, no host sync.
-    """
+    X: object
+    Y: object
+    n: int
+    sets: dict  # "val" / "test" -> (X, Y) on the device
+    class_weight: object  # one weight per class on the device, or None
 
-    def __init__(
-        self, model: MLP, batch_size: int, optimizer: Optimizer, smoothing: float = 0.0, class_weight=None
-    ) -> None:
-        self.model, self.optimizer = model, optimizer
-        self.smoothing, self.class_weight = smoothing, class_weight
-        self.ws = model.workspace(batch_size)
-        if optimizer.accumulates:  # the backward pass writes mu V + dL/dW into V itself
-            self.grads, sink, self.beta = None, optimizer.velocity, optimizer.momentum
-        else:
-            self.grads = sink = model.ops.zeros((model.layout.n_params,), model.dtype)
-            self.beta = 0.0
-        self.dW, self.db = model.layout.views(sink)
-
-    def __call__(self, X, Y, idx, acc, lr: float, ws: Workspace | None = None) -> None:
-        self.gradients(X, Y, idx, acc, ws)
-        self.optimizer.step(self.model.params, self.grads, lr)
-
-    def gradients(self, X, Y, idx, acc, ws: Workspace | None = None) -> None:
-        """Everything of a step but the update: gather, forward, fused loss, backward."""
-        model, ops = self.model, self.model.ops
-        part = ws or self.ws
-        ops.gather_rows(X, Y, idx, part.xb, part.yb)
-        z = model.forward(part.xb, part)
-        ops.loss_grad(z, part.yb, acc, model.loss, True, self.smoothing, self.class_weight)
-        model.backward(part.xb, part, self.dW, self.db, self.beta)
-
-
-class GraphStep:
-    """A :class:`TrainStep` whose gather, forward, loss and backward are captured once as a CUDA graph.
-
-    A step is then three launches instead of 6L + 1: a copy of the batch's row indices into a fixed device
-    buffer (the graph reads them there), the graph, and the optimizer update, which stays outside the graph
-    because its learning rate (and Adam's corrections) change every step. Batches of the captured size
-    only; the trainer runs a last partial batch through the plain step.
-    """
-
-    def __init__(self, step: TrainStep, X, Y, acc) -> None:
-        ops = step.model.ops
-        if not hasattr(ops, "capture"):
-            raise ConfigError(f"cuda_graph needs the CUDA backend; this model is on {ops.name}")
-        self.step, self.ops = step, ops
-        self.idx = ops.zeros((step.ws.batch_size,), np.int64)
-        self.graph = ops.capture(lambda: step.gradients(X, Y, self.idx, acc))
-
-    def __call__(self, idx, lr: float) -> None:
-        self.ops.copy(self.idx, idx)
-        self.ops.replay(self.graph)
-        self.step.optimizer.step(self.step.model.params, self.step.grads, lr)
-
-
-class _Run:
-    """One call of :func:`fit`: the checked data on the device, the buffers, the loop."""
-
-    def __init__(self, model: MLP, cfg: TrainConfig, X, y, X_val, y_val, X_test, y_test) -> None:
-        self.model, self.cfg, self.ops = model, cfg, model.ops
+    @classmethod
+    def prepare(cls, model: MLP, cfg: TrainConfig, X, y, X_val, y_val, X_test, y_test) -> _TrainingData:
         dt, loss, k = model.dtype, model.loss, model.n_outputs
-        X = check_features(X, model.n_inputs, dt)
-        Y = check_targets(y, len(X), loss, k, dt)
         if (X_val is None) != (y_val is None) or (X_test is None) != (y_test is None):
             raise DataError("pass features and targets together (X_val with y_val, X_test with y_test)")
+        X = check_features(X, model.n_inputs, dt)
+        Y = check_targets(y, len(X), loss, k, dt)
         if X_val is not None:
             X_val = check_features(X_val, model.n_inputs, dt, "X_val")
             y_val = check_targets(y_val, len(X_val), loss, k, dt, "y_val")
@@ -306,147 +170,150 @@ class _Run:
         if X_test is not None:
             X_test = check_features(X_test, model.n_inputs, dt, "X_test")
             y_test = check_targets(y_test, len(X_test), loss, k, dt, "y_test")
-        if cfg.early_stopping and X_val is None:
-            raise ConfigError("early_stopping needs validation data: set validation_fraction or pass X_val/y_val")
-        if cfg.monitor != "val_loss" and cfg.monitor != f"val_{_metric_name(model)}":
-            raise ConfigError(
-                f"monitor {cfg.monitor!r} does not fit loss {loss}: use 'val_loss' or 'val_{_metric_name(model)}'"
-            )
-        if cfg.cuda_graph and not hasattr(self.ops, "capture"):
-            raise ConfigError(
-                f"cuda_graph needs the CUDA backend; this model is on {self.ops.name}: "
-                "drop cuda_graph or use device='cuda'"
-            )
-        self.smoothing = cfg.label_smoothing
-        if self.smoothing and loss != "cross_entropy":
-            raise ConfigError("label_smoothing applies to cross_entropy only: set it to 0 for this loss")
-        self.class_weight = None
-        if cfg.class_weight is not None:
-            self.class_weight = self.ops.asarray(_check_class_weight(cfg.class_weight, model), dt)
-
-        self.n = len(X)
-        self.batch = min(cfg.batch_size, self.n)
-        self.steps = self.n // self.batch if cfg.drop_last else math.ceil(self.n / self.batch)
-        self.n_seen = self.steps * self.batch if cfg.drop_last else self.n
-        self.schedule = cfg.lr_schedule()
+        weights = None if cfg.class_weight is None else class_weights(cfg.class_weight, k, Y)
+        ops = model.ops
         # The data go to the device once; every later step reads them there.
-        self.X, self.Y = self.ops.asarray(X), self.ops.asarray(Y)
-        self.sets = {}
-        for name, Xs, Ys in (("val", X_val, y_val), ("test", X_test, y_test)):
-            if Xs is not None:
-                self.sets[name] = (self.ops.asarray(Xs), self.ops.asarray(Ys))
+        sets = {
+            name: (ops.asarray(Xs), ops.asarray(Ys))
+            for name, Xs, Ys in (("val", X_val, y_val), ("test", X_test, y_test))
+            if Xs is not None
+        }
+        cw = None if weights is None else ops.asarray(weights, dt)
+        return cls(ops.asarray(X), ops.asarray(Y), len(X), sets, cw)
+
+
+def class_weights(spec, n_classes: int, labels: np.ndarray) -> np.ndarray:
+    """One weight per class from a ``class_weight`` setting: a list of ``n_classes`` weights, a dict
+    {class: weight} (others 1), or "balanced": n / (n_classes * count), counted on the training ``labels``
+    (a class absent from them weighs 1: it adds no loss either way)."""
+    if isinstance(spec, str):  # "balanced", the settings' only word
+        counts = np.bincount(labels, minlength=n_classes).astype(np.float64)
+        return np.where(counts > 0, len(labels) / (n_classes * np.maximum(counts, 1)), 1.0)
+    if isinstance(spec, dict):
+        unknown = [c for c in spec if not (isinstance(c, (int, np.integer)) and 0 <= c < n_classes)]
+        if unknown:
+            raise ConfigError(
+                f"class_weight names class(es) {unknown} but the model has classes 0..{n_classes - 1}: "
+                "use those class numbers as keys"
+            )
+        w = np.ones(n_classes)
+        w[list(spec)] = list(spec.values())
+        return w
+    w = np.asarray(spec, dtype=np.float64)
+    if w.shape != (n_classes,):
+        raise ConfigError(
+            f"class_weight must be {n_classes} non-negative numbers (one per class), got {len(w)}: give one "
+            "weight per class, a dict {class: weight}, or 'balanced'"
+        )
+    return w
+
+
+class _Run:
+    """One call of :func:`fit`: the optimizer, the steps, the epoch loop."""
+
+    def __init__(self, model: MLP, cfg: TrainConfig, data: _TrainingData) -> None:
+        self.model, self.cfg, self.ops, self.data = model, cfg, model.ops, data
+        self.batch = min(cfg.batch_size, data.n)
+        self.steps = data.n // self.batch if cfg.drop_last else math.ceil(data.n / self.batch)
+        self.n_seen = self.steps * self.batch if cfg.drop_last else data.n
+        self.schedule = cfg.lr_schedule()
+        self.optimizer = Optimizer.from_config(cfg, model)
+        self.step = TrainStep(
+            model, self.batch, self.optimizer, smoothing=cfg.label_smoothing, class_weight=data.class_weight
+        )
+        ws = self.step.ws
+        self.tail = ws.rows(data.n - (self.steps - 1) * self.batch) if not cfg.drop_last else ws
+        self.eval_ws = None
+        if data.sets:
+            self.eval_ws = model.workspace(
+                min(EVAL_BATCH, max(len(s[0]) for s in data.sets.values())), with_grads=False
+            )
+        # Row 0 sums the training batches, rows 1 and 2 the validation and test sets: one array, so that one
+        # copy to the host per epoch brings every metric.
+        self.sums = self.ops.zeros((3, 2), np.float64)
+        self.train_sums = self.sums[0]  # one view for the whole run (a captured graph keeps its address)
+        self.graph_step = GraphStep(self.step, data.X, data.Y, self.train_sums) if cfg.cuda_graph else None
+        self.global_step = 0
 
     def train(self, callbacks: list) -> History:
-        model, cfg, ops = self.model, self.cfg, self.ops
-        layout = model.layout
-        opt = Optimizer(
-            cfg.optimizer,
-            ops,
-            layout.n_params,
-            layout.n_weights,
-            model.dtype,
-            momentum=cfg.momentum,
-            beta1=cfg.beta1,
-            beta2=cfg.beta2,
-            eps=cfg.eps,
-            l2=cfg.weight_decay,
-            l1=cfg.l1,
-        )
-        train_step = TrainStep(model, self.batch, opt, self.smoothing, self.class_weight)
-        ws = train_step.ws
-        tail = ws.rows(self.n - (self.steps - 1) * self.batch) if not cfg.drop_last else ws
-        eval_ws = None
-        if self.sets:
-            eval_ws = model.workspace(min(4096, max(len(s[0]) for s in self.sets.values())), with_grads=False)
-        last_good = ops.empty((layout.n_params,), model.dtype)
-        best = ops.empty((layout.n_params,), model.dtype) if cfg.early_stopping else None
-        best_score, waited = None, 0
+        cfg, model = self.cfg, self.model
         history = History()
-        step = 0
-        # Row 0 sums the training batches, rows 1 and 2 the validation and test sets: one array, so
-        # that one copy to the host per epoch brings every metric.
-        sums = ops.zeros((3, 2), np.float64)
-        train_sums = sums[0]  # one view for the whole run (a captured graph keeps its address)
-        graph_step = GraphStep(train_step, self.X, self.Y, train_sums) if cfg.cuda_graph else None
+        guard = DivergenceGuard(self.ops, model.params)
+        early = (
+            EarlyStopping(self.ops, model.params, cfg.monitor, cfg.patience, cfg.min_delta)
+            if cfg.early_stopping
+            else None
+        )
         for epoch in range(1, cfg.epochs + 1):
-            ops.copy(last_good, model.params)
-            ops.fill(sums, 0.0)
-            bar = _progress(cfg.verbose, self.steps, epoch, cfg.epochs)
-            t0 = ops.timestamp()
-            perm = ops.permutation(self.n, cfg.seed, epoch)
-            for k in range(self.steps):
-                part = tail if k == self.steps - 1 else ws
-                s = k * self.batch
-                lr = self.schedule.lr_at(step, self.steps)
-                if graph_step is not None and part is ws:
-                    graph_step(perm[s : s + part.batch_size], lr)
-                else:
-                    train_step(self.X, self.Y, perm[s : s + part.batch_size], train_sums, lr, part)
-                step += 1
-                if bar is not None:
-                    _tick(bar, ops.peek(train_sums), s + part.batch_size, k, self.steps)
-            t1 = ops.timestamp()
-            for row, (Xs, Ys) in zip((1, 2), self.sets.values()):
-                _accumulate(model, Xs, Ys, eval_ws, sums[row], self.smoothing, self.class_weight)
-            t2 = ops.timestamp()
-            totals = ops.to_host(sums)  # the epoch's one host sync
-            if bar is not None:
-                bar.close()
-            train_loss, train_metric = _summarize(model, totals[0], self.n_seen)
-            record = {"epoch": epoch, "train_loss": train_loss, f"train_{_metric_name(model)}": train_metric, "lr": lr}
-            for row, (name, (Xs, _)) in zip((1, 2), self.sets.items()):
-                loss, metric = _summarize(model, totals[row], len(Xs))
-                record[f"{name}_loss"] = loss
-                record[f"{name}_{_metric_name(model)}"] = metric
-            record["seconds"] = ops.seconds_between(t0, t1)
-            record["eval_seconds"] = ops.seconds_between(t1, t2)
-            diverged = [key for key in ("train_loss", "val_loss") if key in record and not math.isfinite(record[key])]
+            guard.snapshot()
+            record = self._epoch(epoch)
+            diverged = guard.check(record, record["lr"])
             if diverged:
-                ops.copy(model.params, last_good)
-                msg = (
-                    f"training diverged in epoch {epoch}: {diverged[0]} became {record[diverged[0]]}; the model "
-                    f"keeps the weights from the end of epoch {epoch - 1}. Lower the learning rate "
-                    f"(it was {lr:.4g}) or use a schedule with warm-up"
-                )
-                history.stop_reason = "diverged: " + msg
+                history.stop_reason = "diverged: " + diverged
                 if cfg.verbose:
-                    print(msg, file=sys.stderr)
+                    print(diverged, file=sys.stderr)
                 if cfg.on_divergence == "raise":
-                    raise DivergenceError(msg, history)
+                    raise DivergenceError(diverged, history)
                 break
             history.records.append(record)
             if cfg.verbose:
                 print(_summary_line(record, cfg.epochs), file=sys.stderr)
-            stop = False
-            if cfg.early_stopping:
-                score = record[cfg.monitor]
-                sign = -1.0 if cfg.monitor == "val_accuracy" else 1.0
-                if best_score is None or sign * (score - best_score) < -cfg.min_delta:
-                    best_score, waited, history.best_epoch = score, 0, epoch
-                    ops.copy(best, model.params)
-                else:
-                    waited += 1
-                    if waited >= cfg.patience:
-                        history.stop_reason = (
-                            f"early stopping: {cfg.monitor} did not improve for "
-                            f"{cfg.patience} epochs; restored epoch {history.best_epoch}"
-                        )
-                        stop = True
-            for cb in callbacks:
-                if cb(record, model):
-                    history.stop_reason = f"stopped by callback {getattr(cb, '__name__', cb)!s}"
-                    stop = True
-            if stop:
+            reasons = [early.update(record)] if early is not None else []
+            reasons += [f"stopped by callback {getattr(cb, '__name__', cb)!s}" for cb in callbacks if cb(record, model)]
+            reasons = [r for r in reasons if r]
+            if early is not None:
+                history.best_epoch = early.best_epoch
+            if reasons:
+                history.stop_reason = reasons[-1]
                 break
-        if cfg.early_stopping and history.best_epoch is not None:
-            ops.copy(model.params, best)
+        if early is not None:
+            early.restore()
         return history
+
+    def _epoch(self, epoch: int) -> dict:
+        """Train one epoch, score the evaluation sets, bring the sums to the host once; the epoch's record."""
+        cfg, ops, data = self.cfg, self.ops, self.data
+        ops.fill(self.sums, 0.0)
+        bar = _progress(cfg.verbose, self.steps, epoch, cfg.epochs)
+        t0 = ops.timestamp()
+        perm = ops.permutation(data.n, cfg.seed, epoch)
+        lr = self.schedule.lr_at(self.global_step, self.steps)
+        for k in range(self.steps):
+            part = self.tail if k == self.steps - 1 else self.step.ws
+            s = k * self.batch
+            idx = perm[s : s + part.batch_size]
+            lr = self.schedule.lr_at(self.global_step, self.steps)
+            if self.graph_step is not None and part is self.step.ws:
+                self.graph_step(idx, lr)
+            else:
+                self.step(data.X, data.Y, idx, self.train_sums, lr, part)
+            self.global_step += 1
+            if bar is not None:
+                _tick(bar, ops.peek(self.train_sums), s + part.batch_size, k, self.steps)
+        t1 = ops.timestamp()
+        for row, (Xs, Ys) in zip((1, 2), data.sets.values()):
+            _accumulate(self.model, Xs, Ys, self.eval_ws, self.sums[row], cfg.label_smoothing, data.class_weight)
+        t2 = ops.timestamp()
+        totals = ops.to_host(self.sums)  # the epoch's one host sync
+        if bar is not None:
+            bar.close()
+        return self._record(epoch, totals, lr, ops.seconds_between(t0, t1), ops.seconds_between(t1, t2))
+
+    def _record(self, epoch: int, totals: np.ndarray, lr: float, seconds: float, eval_seconds: float) -> dict:
+        metric = metric_name(self.model.loss)
+        loss, value = _summarize(self.model, totals[0], self.n_seen)
+        record = {"epoch": epoch, "train_loss": loss, f"train_{metric}": value, "lr": lr}
+        for row, (name, (Xs, _)) in zip((1, 2), self.data.sets.items()):
+            loss, value = _summarize(self.model, totals[row], len(Xs))
+            record[f"{name}_loss"], record[f"{name}_{metric}"] = loss, value
+        record["seconds"], record["eval_seconds"] = seconds, eval_seconds
+        return record
 
 
 def split_validation(X: np.ndarray, Y: np.ndarray, fraction: float, seed: int):
     """Hold out ``fraction`` (in (0, 1)) of the rows for validation, at least one, leaving at least one."""
-    check_fraction(fraction, "validation fraction", low_open=True)
-    check_positive(seed, "seed", integer=True, allow_zero=True)
+    if not 0 < fraction < 1:
+        raise ConfigError(f"validation fraction must be in (0, 1), got {fraction!r}")
     n = len(X)
     if n < 2:
         raise DataError("a validation split needs at least 2 samples: pass more data or X_val/y_val")
@@ -454,17 +321,6 @@ def split_validation(X: np.ndarray, Y: np.ndarray, fraction: float, seed: int):
     order = np.random.default_rng(seed).permutation(n)
     val, train = np.sort(order[:n_val]), np.sort(order[n_val:])
     return X[train], Y[train], X[val], Y[val]
-
-
-def _check_class_weight(weights, model: MLP) -> np.ndarray:
-    if model.loss != "cross_entropy":
-        raise ConfigError("class_weight applies to cross_entropy only: remove it for this loss")
-    w = np.asarray(weights, dtype=np.float64)
-    if w.shape != (model.n_outputs,) or not np.isfinite(w).all() or (w < 0).any():
-        raise ConfigError(
-            f"class_weight must be {model.n_outputs} non-negative numbers (one per class), got {weights!r}"
-        )
-    return w
 
 
 def _progress(verbose: bool, steps: int, epoch: int, epochs: int):

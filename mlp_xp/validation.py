@@ -1,25 +1,11 @@
-"""Input checks that run before any work starts, each failing with one sentence that names the fix."""
+"""Checks of the data a run takes (features and targets), run before any work starts, each failing with one
+sentence that names the fix. Settings have their rules in :mod:`mlp_xp.constraints`."""
 
 from __future__ import annotations
 
-import numbers
-
 import numpy as np
 
-from .errors import ConfigError, DataError
-
-FLOAT_DTYPES = {"float32": np.float32, "float64": np.float64}
-
-
-def check_dtype(dtype) -> np.dtype:
-    """np.float32 or np.float64 from a name or dtype; anything else is a ConfigError."""
-    try:
-        dt = np.dtype(dtype)
-    except TypeError:
-        dt = None
-    if dt is None or dt.name not in FLOAT_DTYPES:
-        raise ConfigError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
-    return dt
+from .errors import DataError
 
 
 def check_features(X, n_features: int | None, dtype, name: str = "X") -> np.ndarray:
@@ -104,30 +90,3 @@ def check_targets(y, n_samples: int, loss: str, n_outputs: int, dtype, name: str
             "(or probabilities): rescale them, or use loss='mse' for regression"
         )
     return y
-
-
-def check_positive(value, name: str, integer: bool = False, allow_zero: bool = False) -> float | int:
-    """A positive number (or non-negative with ``allow_zero``), else a ConfigError naming the setting."""
-    kind = numbers.Integral if integer else numbers.Real
-    if isinstance(value, bool) or not isinstance(value, kind) or not np.isfinite(value):
-        what = "an integer" if integer else "a number"
-        raise ConfigError(f"{name} must be {what}, got {value!r}")
-    if value < 0 or (value == 0 and not allow_zero):
-        raise ConfigError(f"{name} must be {'>= 0' if allow_zero else '> 0'}, got {value!r}")
-    return int(value) if integer else float(value)
-
-
-def check_fraction(value, name: str, low_open: bool = False, high_open: bool = True) -> float:
-    """A number in [0, 1) by default; ``low_open``/``high_open`` exclude the ends."""
-    v = check_positive(value, name, allow_zero=True)
-    if (low_open and v <= 0) or v < 0 or (high_open and v >= 1) or v > 1:
-        lo, hi = ("(" if low_open else "["), (")" if high_open else "]")
-        raise ConfigError(f"{name} must be in {lo}0, 1{hi}, got {value!r}")
-    return v
-
-
-def check_choice(value, name: str, choices) -> str:
-    """One of ``choices``, else a ConfigError listing them."""
-    if value not in choices:
-        raise ConfigError(f"unknown {name} {value!r}: use one of {', '.join(map(str, choices))}")
-    return value

@@ -1,79 +1,31 @@
-"""The model's forward and backward: by hand on a tiny net, and by gradcheck on every combination."""
+"""The model (mlp_xp.model): its layout, forward and backward by hand on a tiny net, initialization, model files,
+and the checks of its architecture. Gradcheck on every combination: tests/test_gradcheck.py."""
 
 import numpy as np
 import pytest
 
 import mlp_xp
 from mlp_xp import MLP
-from mlp_xp.functions.activations import ACTIVATIONS
-from mlp_xp.gradcheck import gradcheck, loss_and_gradient
-
-LOSS_TARGETS = {
-    "cross_entropy": lambda rng, n, k: rng.integers(0, k, n),
-    "binary_cross_entropy": lambda rng, n, k: rng.integers(0, 2, (n, k)).astype(float),
-    "mse": lambda rng, n, k: rng.standard_normal((n, k)),
-}
-
-
-def _random_model(ops, activation, loss, seed=1, sizes=(5, 4, 6, 3)):
-    m = MLP(list(sizes), activation, loss, device=ops, seed=seed)
-    # Random biases as well as weights: with zero biases a ReLU unit sits exactly on its kink.
-    m.set_flat(np.random.default_rng(seed).standard_normal(m.layout.n_params) * 0.5)
-    return m
-
-
-@pytest.mark.parametrize("activation", sorted(ACTIVATIONS))
-@pytest.mark.parametrize("loss", sorted(LOSS_TARGETS))
-@pytest.mark.parametrize(
-    "penalty", [(0.0, 0.0), (0.1, 0.0), (0.0, 0.05), (0.1, 0.05)], ids=["none", "l2", "l1", "l2+l1"]
-)
-def test_gradcheck_every_activation_loss_and_penalty(ops, activation, loss, penalty):
-    rng = np.random.default_rng(0)
-    X = rng.standard_normal((7, 5))
-    y = LOSS_TARGETS[loss](rng, 7, 3)
-    result = gradcheck(_random_model(ops, activation, loss), X, y, l2=penalty[0], l1=penalty[1])
-    assert result.n_checked == 5 * 4 + 4 * 6 + 6 * 3 + 4 + 6 + 3
-    assert result.ok, str(result)
-    assert result.max_abs_error < 1e-8
-
-
-def test_gradcheck_with_label_smoothing_and_class_weights(ops):
-    rng = np.random.default_rng(1)
-    X, y = rng.standard_normal((9, 5)), rng.integers(0, 3, 9)
-    result = gradcheck(_random_model(ops, "tanh", "cross_entropy"), X, y, smoothing=0.1, class_weight=[1.0, 2.0, 0.5])
-    assert result.ok, str(result)
-
-
-def test_gradcheck_catches_a_wrong_gradient(ops, monkeypatch):
-    rng = np.random.default_rng(0)
-    X, y = rng.standard_normal((4, 5)), rng.integers(0, 3, 4)
-    m = _random_model(ops, "tanh", "cross_entropy")
-    real = type(ops).bias_grad
-
-    def off_by_half(self, g, out, beta=0.0):
-        real(self, g, out, beta)
-        out *= 0.5
-
-    monkeypatch.setattr(type(ops), "bias_grad", off_by_half)
-    assert not gradcheck(m, X, y).ok
+from mlp_xp.gradcheck import loss_and_gradient
 
 
 def test_forward_and_backward_by_hand(ops):
-    # sizes 2-2-1, relu, mse. x = [1, 2], y = -10.
+    # sizes 2-2-1, relu, mse. x = [1, 2], y = -10. In the notes' column form, with N_l the notes' matrices:
     m = MLP([2, 2, 1], "relu", "mse", device=ops, dtype="float64")
-    W1, b1, W2, b2 = np.array([[1.0, -1.0], [0.5, 2.0]]), [0.0, 1.0], np.array([[1.0, -2.0]]), [0.5]
-    m.set_flat(np.concatenate([W1.T.ravel(), W2.T.ravel(), b1, b2]))  # stored as M = W^T
-    # z1 = W1 x + b1 = [-1, 5.5], h1 = [0, 5.5]; z2 = W2 h1 + b2 = -10.5
+    N1, b1, N2, b2 = np.array([[1.0, -1.0], [0.5, 2.0]]), [0.0, 1.0], np.array([[1.0, -2.0]]), [0.5]
+    m.set_flat(np.concatenate([N1.T.ravel(), N2.T.ravel(), b1, b2]))  # stored as W = N^T, (fan_in, fan_out)
+    # z1 = N1 x + b1 = [-1, 5.5], h1 = [0, 5.5]; z2 = N2 h1 + b2 = -10.5
     np.testing.assert_allclose(m.predict([[1.0, 2.0]]), [-10.5])
     loss, g = loss_and_gradient(m, [[1.0, 2.0]], [-10.0])
     assert loss == pytest.approx(0.125)  # (1/2) (-10.5 + 10)^2
-    # dz2 = -0.5; dW2 = dz2 h1 = [0, -2.75]; db2 = -0.5; dh1 = W2^T dz2 = [-0.5, 1]; dz1 = [0, 1]
-    # dW1 = dz1 x^T = [[0, 0], [1, 2]]; db1 = [0, 1]; stored transposed: dM1 = [[0, 1], [0, 2]], dM2 = [0, -2.75]
+    # dz2 = -0.5; dN2 = dz2 h1 = [0, -2.75]; db2 = -0.5; dh1 = N2^T dz2 = [-0.5, 1]; dz1 = [0, 1]
+    # dN1 = dz1 x^T = [[0, 0], [1, 2]]; db1 = [0, 1]; stored transposed: dW1 = [[0, 1], [0, 2]], dW2 = [0, -2.75]
     np.testing.assert_allclose(g, [0, 1, 0, 2, 0, -2.75, 0, 1, -0.5])
 
 
 def test_layout_puts_weights_before_biases():
     m = MLP([3, 4, 2], device="cpu")
+    assert m.layout.w_shapes == [(3, 4), (4, 2)] and [W.shape for W in m.W] == [(3, 4), (4, 2)]
     assert m.layout.n_weights == 3 * 4 + 4 * 2
     assert m.layout.n_params == m.layout.n_weights + 4 + 2
     assert np.all(m.get_flat()[m.layout.n_weights :] == 0)  # biases start at zero

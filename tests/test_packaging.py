@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from mlp_xp.backend import cpu_kernels, kernels
+from mlp_xp.backend import cpu_loops, kernels
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -46,12 +46,12 @@ def test_an_installed_wheel_finds_its_kernels(wheel, tmp_path):
     code = (
         "import mlp_xp.backend.kernels as k; d = k.kernel_dir(); print(d); "
         "assert all((d / f).is_file() for f in k.KERNELS); print(len(k.source('loss.cu'))); "
-        "from mlp_xp.backend import cpu_kernels as c; print(c.status())"
+        "from mlp_xp.backend import cpu_loops as c; print(c.status())"
     )
     env = {"PYTHONPATH": str(target), "PATH": os.environ.get("PATH", ""), "MLP_XP_CACHE": str(tmp_path / "cache")}
     r = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     assert str(target) in r.stdout.splitlines()[0]
     # the CPU loops build from the installed sources too (where this machine has a compiler)
-    if cpu_kernels.find() is not None:
+    if cpu_loops.find() is not None:
         assert r.stdout.splitlines()[2].startswith("built by"), r.stdout

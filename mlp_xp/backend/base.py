@@ -1,8 +1,8 @@
 """The op vocabulary every backend implements, and the counters that watch it.
 
-Model and trainer code touch arrays only through these ops (DESIGN.md, principle 1). Because every
-device operation of a training step passes through one class, the ops per step, the host
-synchronizations and the allocations can be counted, and tests assert on the counts.
+Model and trainer code touch arrays only through these ops. Because every device operation of a training
+step passes through one class, the ops per step, the host synchronizations and the allocations can be
+counted, and tests assert on the counts (the step budget of ARCHITECTURE.md).
 
 Conventions of every op:
 
@@ -10,16 +10,20 @@ Conventions of every op:
   (float32 or float64); class labels are int32;
 * outputs are written into arrays the caller allocated once (``out=`` or in place); no op returns a
   new array except the few named as allocating (``empty``, ``zeros``, ``asarray``, ``permutation``);
-* the math of each op is in ``mlp_xp.functions``, next to its derivative.
+* flags and options are keyword-only;
+* what each op computes is its reference in :mod:`mlp_xp.reference`, which names every implementation.
 """
 
 from __future__ import annotations
 
 import time
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+
+from ..errors import DataError
 
 #: Ops a training step dispatches; each call adds one to ``Ops.counts.ops``.
 STEP_OPS = (
@@ -37,6 +41,9 @@ STEP_OPS = (
     "replay",
 )
 
+#: Keyword arguments of the ops that were renamed (old -> new); the old names still work, with a warning.
+RENAMED_ARGUMENTS = {"beta": "accumulate", "accumulated": "folded"}
+
 
 @dataclass
 class OpCounts:
@@ -52,17 +59,38 @@ class OpCounts:
         self.by_op.clear()
 
 
+def _renamed(kwargs: dict, op: str) -> dict:
+    for old, new in RENAMED_ARGUMENTS.items():
+        if old in kwargs:
+            warnings.warn(f"{op}({old}=...) is now {op}({new}=...)", FutureWarning, stacklevel=3)
+            kwargs[new] = kwargs.pop(old)
+    return kwargs
+
+
 def _counted(name: str, fn):
     def op(self, *args, **kwargs):
         c = self.counts
         c.ops += 1
         c.by_op[name] = c.by_op.get(name, 0) + 1
+        if kwargs.keys() & RENAMED_ARGUMENTS.keys():
+            kwargs = _renamed(kwargs, name)
         return fn(self, *args, **kwargs)
 
     op.__name__ = fn.__name__
     op.__qualname__ = fn.__qualname__
     op.__doc__ = fn.__doc__
+    op.__wrapped__ = fn
     return op
+
+
+def matmul_shape(a, b, out, trans_a: bool, trans_b: bool) -> tuple[int, int, int]:
+    """(m, n, k) of out <- op(a) op(b), or a DataError when the shapes do not fit (before any raw pointer
+    reaches BLAS or a kernel)."""
+    m, k = a.shape[::-1] if trans_a else a.shape
+    k2, n = b.shape[::-1] if trans_b else b.shape
+    if k != k2 or out.shape != (m, n):
+        raise DataError(f"matmul shapes do not fit: op(a) {m}x{k}, op(b) {k2}x{n}, out {out.shape}")
+    return m, n, k
 
 
 class Ops:
@@ -74,10 +102,14 @@ class Ops:
 
     #: "cpu" or "cuda"
     kind: str = "cpu"
+    #: The device string that selects this backend again: "cpu" or "cuda:N".
+    device: str = "cpu"
     #: Human-readable name, e.g. "cpu (NumPy 2.1, OpenBLAS)" or "cuda:0 (NVIDIA H100)".
     name: str = "cpu"
     #: The array module of this backend (numpy or cupy); for allocation and host transfer only.
     xp: Any = np
+    #: Whether ``capture`` and ``replay`` (CUDA graphs) are available.
+    can_capture: bool = False
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -130,13 +162,13 @@ class Ops:
         """Wait for all queued device work (for timing). Counted as a sync."""
         self.counts.syncs += 1
 
-    # ---- step ops ----
+    # ---- step ops (references: mlp_xp/reference) ----
     def gather_rows(self, X, Y, idx, xb, yb) -> None:
         """xb <- X[idx], yb <- Y[idx]: the rows of one mini-batch, gathered on the device."""
         raise NotImplementedError
 
-    def matmul(self, a, b, out, trans_a: bool = False, trans_b: bool = False, beta: float = 0.0) -> None:
-        """out <- op(a) @ op(b) + beta out, where op(x) is x.T when its flag is set."""
+    def matmul(self, a, b, out, *, trans_a: bool = False, trans_b: bool = False, accumulate: float = 0.0) -> None:
+        """out <- op(a) op(b) + accumulate out, where op(x) is x.T when its flag is set."""
         raise NotImplementedError
 
     def bias_act(self, z, b, activation: str, slope: float) -> None:
@@ -147,15 +179,15 @@ class Ops:
         """dh <- dh * g'(z) in place, g' read off the layer output h."""
         raise NotImplementedError
 
-    def bias_grad(self, g, out, beta: float = 0.0) -> None:
-        """out <- sum over rows of g + beta out (db = sum of the batch's dL/dz)."""
+    def bias_grad(self, g, out, *, accumulate: float = 0.0) -> None:
+        """out <- sum over rows of g + accumulate out (db = sum of the batch's dL/dz)."""
         raise NotImplementedError
 
     def loss_grad(
-        self, z, y, acc, loss: str, write_grad: bool = True, smoothing: float = 0.0, class_weight=None
+        self, z, y, acc, loss: str, *, write_grad: bool = True, smoothing: float = 0.0, class_weight=None
     ) -> None:
         """Fused output layer + loss: acc += (sum of losses, correct rows or squared error) and
-        z <- dL/dz (training) or z <- output p (evaluation). See ``mlp_xp.functions.losses``."""
+        z <- dL/dz (training) or z <- output p (evaluation). See :mod:`mlp_xp.reference.loss`."""
         raise NotImplementedError
 
     def output_act(self, z, output: str) -> None:
@@ -169,15 +201,19 @@ class Ops:
         velocity,
         n_weights: int,
         lr: float,
+        *,
         momentum: float = 0.0,
         nesterov: bool = False,
         l2: float = 0.0,
         l1: float = 0.0,
-        accumulated: bool = False,
+        folded: bool = False,
+        flush_subnormals: bool = False,
     ) -> None:
-        """One SGD/momentum/Nesterov step over the flat buffers (``mlp_xp.functions.optimizers``).
+        """One SGD, momentum or Nesterov step over the flat buffers (:mod:`mlp_xp.reference.optimizer`).
 
-        ``accumulated``: the backward pass already wrote mu V + dL/dW into ``velocity`` (``grads`` unused)."""
+        ``folded``: the backward pass already wrote mu V + dL/dW into ``velocity`` (``grads`` unused).
+        ``flush_subnormals``: also set the velocity's subnormal entries to zero, where subnormal arithmetic is
+        slow (the CPU; see kernels/cpu.cpp). The result differs from the reference only in those entries."""
         raise NotImplementedError
 
     def adam_update(
@@ -189,13 +225,14 @@ class Ops:
         n_weights: int,
         lr: float,
         step: int,
+        *,
         beta1: float,
         beta2: float,
         eps: float,
         l2: float = 0.0,
         l1: float = 0.0,
     ) -> None:
-        """One Adam step over the flat buffers (``mlp_xp.functions.optimizers``)."""
+        """One Adam step (``step`` = t, from 1) over the flat buffers (:mod:`mlp_xp.reference.optimizer`)."""
         raise NotImplementedError
 
     def copy(self, dst, src) -> None:
@@ -208,5 +245,5 @@ class Ops:
 
     # ---- per epoch ----
     def permutation(self, n: int, seed: int, epoch: int):
-        """The epoch's row order as a device int array (``mlp_xp.functions.shuffle``); allocates."""
+        """The epoch's row order as a device int array (:func:`mlp_xp.reference.data.permutation`); allocates."""
         raise NotImplementedError

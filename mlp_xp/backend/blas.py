@@ -3,7 +3,7 @@
 NumPy's ``matmul`` cannot accumulate (C = alpha op(A) op(B) + beta C) and NumPy's elementwise arithmetic
 runs on one core; BLAS does both, multi-threaded. The CPU backend uses:
 
-    gemm    C <- alpha op(A) op(B) + beta C      (beta = mu folds momentum into the gradient GEMM)
+    gemm    C <- alpha op(A) op(B) + beta C      (beta is the ops' accumulate: mu folds momentum into the GEMM)
     axpy    y <- a x + y                          (the parameter step W <- W - lr V)
     axpby   y <- a x + b y                        (V <- G + mu V)
 
@@ -48,18 +48,21 @@ class Blas:
         a: np.ndarray,
         b: np.ndarray,
         out: np.ndarray,
-        trans_a: bool,
-        trans_b: bool,
-        beta: float = 0.0,
+        *,
+        trans_a: bool = False,
+        trans_b: bool = False,
+        accumulate: float = 0.0,
         alpha: float = 1.0,
     ) -> None:
-        """out <- alpha op(a) op(b) + beta out, all C-contiguous 2-D arrays of out's dtype."""
+        """out <- alpha op(a) op(b) + accumulate out, all C-contiguous 2-D arrays of out's dtype (BLAS's beta is
+        ``accumulate``)."""
         m, n = out.shape
         k = a.shape[0] if trans_a else a.shape[1]
+        op_a, op_b = TRANS if trans_a else NO_TRANS, TRANS if trans_b else NO_TRANS
         self.gemm[out.dtype](
             ROW_MAJOR,
-            TRANS if trans_a else NO_TRANS,
-            TRANS if trans_b else NO_TRANS,
+            op_a,
+            op_b,
             m,
             n,
             k,
@@ -68,7 +71,7 @@ class Blas:
             a.shape[1],
             b.ctypes.data,
             b.shape[1],
-            beta,
+            accumulate,
             out.ctypes.data,
             n,
         )
@@ -121,7 +124,7 @@ def _works(blas: Blas) -> bool:
     rng = np.random.default_rng(0)
     a, b = rng.random((3, 4), np.float32), rng.random((5, 4), np.float32)
     out = np.ones((3, 5), np.float32)
-    blas.matmul(a, b, out, False, True, beta=2.0)
+    blas.matmul(a, b, out, trans_b=True, accumulate=2.0)
     y = np.ones(7)
     blas.scale_add(y, 0.5, 2.0, np.arange(7.0))
     return np.allclose(out, a @ b.T + 2.0, rtol=1e-5) and np.allclose(y, 0.5 + 2.0 * np.arange(7.0))

@@ -2,12 +2,11 @@
 
 Two layers, so that almost all of it runs in CI on machines without a GPU:
 
-* ``CupyOps`` (this class) decides everything: argument checks, dtype and instantiation choice, launch
+* ``CupyOps`` (this module) decides everything: argument checks, dtype and instantiation choice, launch
   geometry, argument order, in-place contracts. CI runs it with the CPU harness of ``tests/cuda_host``
-  standing in for the GPU.
-* ``CupyDevice`` and ``RawModuleKernels`` are the thin layer of actual ``cupy`` calls: allocation,
-  transfers, cuBLAS GEMM, argsort, events, and compiling ``kernels/*.cu`` with ``cupy.RawModule``.
-  Only they need a real GPU; the ``gpu``-marked tests and ``mlp-xp doctor`` exercise them.
+  standing in for the GPU. Nothing here imports cupy.
+* :mod:`mlp_xp.backend.cupy_device` is the thin layer of actual ``cupy`` calls (``CupyDevice``,
+  ``RawModuleKernels``). Only it needs a real GPU.
 """
 
 from __future__ import annotations
@@ -16,13 +15,12 @@ import math
 
 import numpy as np
 
-from ..errors import ConfigError, DataError, DeviceMemoryError
-from ..functions.activations import activation_code
-from ..functions.losses import loss_code
-from ..functions.optimizers import adam_corrections
-from ..functions.shuffle import epoch_base
+from ..errors import ConfigError, DataError
+from ..reference.data import epoch_base
+from ..reference.optimizer import adam_corrections
 from . import kernels
-from .base import Ops
+from .base import Ops, matmul_shape
+from .kernels import activation_code, loss_kernel
 
 #: Threads per block of the elementwise kernels, and the most blocks a grid-stride launch uses.
 THREADS = 256
@@ -59,19 +57,25 @@ class CupyOps(Ops):
         a CUDA graph can capture (CuPy refuses cuBLAS calls during stream capture).
     device, kernels : optional
         The device layer and the kernel launcher. Default: ``CupyDevice(index)`` and
-        ``RawModuleKernels()``. Tests pass the CPU harness instead.
+        ``RawModuleKernels()`` (:mod:`mlp_xp.backend.cupy_device`). Tests pass the CPU harness instead.
     """
 
     kind = "cuda"
+    can_capture = True
 
     def __init__(self, index: int = 0, *, gemm: str = "cublas", device=None, kernels=None) -> None:
         super().__init__()
         if gemm not in ("cublas", "kernel"):
             raise ConfigError(f"gemm must be 'cublas' or 'kernel', got {gemm!r}")
+        if device is None or kernels is None:
+            from .cupy_device import CupyDevice, RawModuleKernels
+
+            device = device if device is not None else CupyDevice(index)
+            kernels = kernels if kernels is not None else RawModuleKernels(index)
         self.index, self.gemm = index, gemm
-        self.dev = device if device is not None else CupyDevice(index)
-        self.kernels = kernels if kernels is not None else RawModuleKernels(index)
+        self.dev, self.kernels = device, kernels
         self.xp = self.dev.xp
+        self.device = f"cuda:{index}"
         self.name = f"cuda:{index} ({self.dev.name})"
         self._keys: dict[int, object] = {}
         self._capturing = False
@@ -169,45 +173,24 @@ class CupyOps(Ops):
         name = kernels.kernel_name("gather_rows", kernels.C_TYPES[dt], kernels.C_TYPES[np.dtype(label_type)])
         self.kernels.launch(name, grid, block, (X, Y, idx, xb, yb, np.int64(rows), np.int32(d), np.int32(k)), 0)
 
-    def matmul(self, a, b, out, trans_a=False, trans_b=False, beta=0.0) -> None:
+    def matmul(self, a, b, out, *, trans_a=False, trans_b=False, accumulate=0.0) -> None:
         out = self._float(out, "out", 2)
         self._arr(a, out.dtype, "a", 2)
         self._arr(b, out.dtype, "b", 2)
-        m, k = a.shape[::-1] if trans_a else a.shape
-        k2, n = b.shape[::-1] if trans_b else b.shape
-        if k != k2 or out.shape != (m, n):
-            raise DataError(f"matmul shapes do not fit: op(a) {m}x{k}, op(b) {k2}x{n}, out {out.shape}")
+        matmul_shape(a, b, out, trans_a, trans_b)
         if self.gemm == "kernel" or self._capturing:
-            self.gemm_kernel(a, b, out, trans_a, trans_b, beta)
+            self.gemm_kernel(a, b, out, trans_a=trans_a, trans_b=trans_b, accumulate=accumulate)
         else:
-            self.dev.gemm(a, b, out, trans_a, trans_b, beta)
+            self.dev.gemm(a, b, out, trans_a, trans_b, accumulate)
 
-    def gemm_kernel(self, a, b, out, trans_a=False, trans_b=False, beta=0.0) -> None:
-        """out <- op(a) op(b) + beta out with kernels/gemm.cu (shapes already checked by ``matmul``)."""
+    def gemm_kernel(self, a, b, out, *, trans_a=False, trans_b=False, accumulate=0.0) -> None:
+        """out <- op(a) op(b) + accumulate out with kernels/gemm.cu (shapes already checked by ``matmul``)."""
         m, n = out.shape
         k = a.shape[0] if trans_a else a.shape[1]
         t = out.dtype.type
-        self._launch(
-            "gemm",
-            out.dtype,
-            (math.ceil(n / 64), math.ceil(m / 64)),
-            (256,),
-            (
-                a,
-                b,
-                out,
-                np.int32(m),
-                np.int32(n),
-                np.int32(k),
-                np.int32(a.shape[1]),
-                np.int32(b.shape[1]),
-                np.int32(n),
-                np.int32(bool(trans_a)),
-                np.int32(bool(trans_b)),
-                t(1),
-                t(beta),
-            ),
-        )
+        sizes = (np.int32(v) for v in (m, n, k, a.shape[1], b.shape[1], n, bool(trans_a), bool(trans_b)))
+        grid = (math.ceil(n / 64), math.ceil(m / 64))
+        self._launch("gemm", out.dtype, grid, (256,), (a, b, out, *sizes, t(1), t(accumulate)))
 
     def bias_act(self, z, b, activation, slope) -> None:
         z = self._float(z, "z", 2)
@@ -215,13 +198,8 @@ class CupyOps(Ops):
         rows, cols = z.shape
         if b.shape[0] != cols:
             raise DataError(f"bias of length {b.shape[0]} for {cols} columns")
-        t = z.dtype.type
-        self._launch(
-            "bias_act_fwd",
-            z.dtype,
-            *grid_1d(z.size),
-            (z, b, np.int64(rows), np.int32(cols), np.int32(activation_code(activation)), t(slope)),
-        )
+        args = (z, b, np.int64(rows), np.int32(cols), np.int32(activation_code(activation)), z.dtype.type(slope))
+        self._launch("bias_act", z.dtype, *grid_1d(z.size), args)
 
     def act_backward(self, dh, h, activation, slope) -> None:
         dh = self._float(dh, "dh", 2)
@@ -229,34 +207,28 @@ class CupyOps(Ops):
         if h.shape != dh.shape:
             raise DataError(f"act_backward: dh {dh.shape} and h {h.shape} differ")
         code = activation_code(activation)
-        if code == 0:  # identity: g' = 1
+        if code == kernels.ACTIVATION_CODES["identity"]:  # g' = 1: nothing to do
             return
-        self._launch(
-            "act_bwd", dh.dtype, *grid_1d(dh.size), (dh, h, np.int64(dh.size), np.int32(code), dh.dtype.type(slope))
-        )
+        args = (dh, h, np.int64(dh.size), np.int32(code), dh.dtype.type(slope))
+        self._launch("act_backward", dh.dtype, *grid_1d(dh.size), args)
 
-    def bias_grad(self, g, out, beta=0.0) -> None:
+    def bias_grad(self, g, out, *, accumulate=0.0) -> None:
         g = self._float(g, "g", 2)
         self._arr(out, g.dtype, "out", 1)
         rows, cols = g.shape
         if out.shape[0] != cols:
             raise DataError(f"bias_grad: out has {out.shape[0]} entries for {cols} columns")
-        self._launch(
-            "bias_grad",
-            g.dtype,
-            (math.ceil(cols / 32),),
-            (32, 8),
-            (g, out, np.int64(rows), np.int32(cols), g.dtype.type(beta)),
-        )
+        args = (g, out, np.int64(rows), np.int32(cols), g.dtype.type(accumulate))
+        self._launch("bias_grad", g.dtype, (math.ceil(cols / 32),), (32, 8), args)
 
-    def loss_grad(self, z, y, acc, loss, write_grad=True, smoothing=0.0, class_weight=None) -> None:
+    def loss_grad(self, z, y, acc, loss, *, write_grad=True, smoothing=0.0, class_weight=None) -> None:
         z = self._float(z, "z (logits)", 2)
         self._arr(acc, np.float64, "acc")
         if acc.size < 2:
             raise DataError("acc must hold at least 2 float64 sums")
         rows, width = z.shape
-        code = loss_code(loss)
-        if code == 0:
+        kernel = loss_kernel(loss)
+        if kernel == "softmax_xent":
             self._arr(y, np.int32, "y (class labels)", 1)
             if y.shape[0] != rows:
                 raise DataError(f"{y.shape[0]} labels for {rows} rows of logits")
@@ -271,41 +243,35 @@ class CupyOps(Ops):
             raise DataError(f"targets of shape {y.shape} for outputs of shape {z.shape}")
         if smoothing or class_weight is not None:
             raise ConfigError("label smoothing and class weights apply to cross_entropy only")
-        if code == 1:
+        if kernel == "sigmoid_bce":
             self._sigmoid_bce(z, y, acc, write_grad)
         else:
-            self._launch(
-                "squared_error",
-                z.dtype,
-                *grid_1d(z.size),
-                (z, y, acc, np.int64(rows), np.int32(width), np.int32(write_grad)),
-            )
+            args = (z, y, acc, np.int64(rows), np.int32(width), np.int32(write_grad))
+            self._launch("squared_error", z.dtype, *grid_1d(z.size), args)
+
+    def _row_launch(self, kernel: str, z, per_thread: int, smem_per_thread: int, args) -> None:
+        """Launch a row kernel of loss.cu over z's rows, with ``smem_per_thread`` bytes of shared memory each."""
+        grid, block = row_geometry(z.shape[0], z.shape[1], per_thread)
+        self._launch(kernel, z.dtype, grid, block, args, block[0] * block[1] * smem_per_thread)
 
     def _softmax_xent(self, z, y, class_weight, acc, write_grad, smoothing) -> None:
         rows, C = z.shape
-        grid, block = row_geometry(rows, C, K_CACHE)
-        smem = block[0] * block[1] * (3 * z.dtype.itemsize + 4)
-        self._launch(
-            "softmax_xent",
-            z.dtype,
-            grid,
-            block,
-            (z, y, class_weight, acc, np.int64(rows), np.int32(C), np.int32(bool(write_grad)), z.dtype.type(smoothing)),
-            smem,
+        args = (
+            z,
+            y,
+            class_weight,
+            acc,
+            np.int64(rows),
+            np.int32(C),
+            np.int32(bool(write_grad)),
+            z.dtype.type(smoothing),
         )
+        self._row_launch("softmax_xent", z, K_CACHE, 3 * z.dtype.itemsize + 4, args)
 
     def _sigmoid_bce(self, z, y, acc, write_grad) -> None:
         rows, K = z.shape
-        grid, block = row_geometry(rows, K)
-        smem = block[0] * block[1] * (z.dtype.itemsize + 4)
-        self._launch(
-            "sigmoid_bce",
-            z.dtype,
-            grid,
-            block,
-            (z, y, acc, np.int64(rows), np.int32(K), np.int32(bool(write_grad))),
-            smem,
-        )
+        args = (z, y, acc, np.int64(rows), np.int32(K), np.int32(bool(write_grad)))
+        self._row_launch("sigmoid_bce", z, 1, z.dtype.itemsize + 4, args)
 
     def output_act(self, z, output) -> None:
         z = self._float(z, "z (logits)", 2)
@@ -314,68 +280,48 @@ class CupyOps(Ops):
         elif output == "sigmoid":
             self._sigmoid_bce(z, None, None, False)
 
-    def sgd_update(
-        self, params, grads, velocity, n_weights, lr, momentum=0.0, nesterov=False, l2=0.0, l1=0.0, accumulated=False
-    ) -> None:
-        p = self._float(params, "params", 1)
-        if accumulated:
-            grads = None
-        else:
-            self._arr(grads, p.dtype, "grads", 1)
-        if momentum or accumulated:
-            self._arr(velocity, p.dtype, "velocity", 1)
-        v = velocity if momentum or accumulated else None
-        for a, what in ((grads, "grads"), (v, "velocity")):
-            if a is not None and a.shape != p.shape:
-                raise DataError(f"{what} has shape {a.shape}, params {p.shape}")
-        t = p.dtype.type
-        self._launch(
-            "sgd_update",
-            p.dtype,
-            *grid_1d(p.size),
-            (
-                p,
-                grads,
-                v,
-                np.int64(p.size),
-                np.int64(n_weights),
-                t(lr),
-                t(momentum),
-                np.int32(bool(nesterov)),
-                t(l2),
-                t(l1),
-                np.int32(bool(accumulated)),
-            ),
-        )
+    def _same_shape(self, params, **buffers) -> None:
+        for what, a in buffers.items():
+            self._arr(a, params.dtype, what, 1)
+            if a.shape != params.shape:
+                raise DataError(f"{what} has shape {a.shape}, params {params.shape}")
 
-    def adam_update(self, params, grads, m, v, n_weights, lr, step, beta1, beta2, eps, l2=0.0, l1=0.0) -> None:
+    def sgd_update(
+        self,
+        params,
+        grads,
+        velocity,
+        n_weights,
+        lr,
+        *,
+        momentum=0.0,
+        nesterov=False,
+        l2=0.0,
+        l1=0.0,
+        folded=False,
+        flush_subnormals=False,
+    ) -> None:
+        # flush_subnormals is the CPU's: on the GPU subnormals cost nothing, and float32 ones are flushed anyway.
         p = self._float(params, "params", 1)
-        for a, what in ((grads, "grads"), (m, "m"), (v, "v")):
-            self._arr(a, p.dtype, what, 1)
-            if a.shape != p.shape:
-                raise DataError(f"{what} has shape {a.shape}, params {p.shape}")
+        grads = None if folded else grads
+        v = velocity if momentum or folded else None
+        buffers = {} if folded else {"grads": grads}
+        if v is not None:
+            buffers["velocity"] = v
+        self._same_shape(p, **buffers)
+        t = p.dtype.type
+        sizes = (np.int64(p.size), np.int64(n_weights))
+        rates = (t(lr), t(momentum), np.int32(bool(nesterov)), t(l2), t(l1), np.int32(bool(folded)))
+        self._launch("sgd_update", p.dtype, *grid_1d(p.size), (p, grads, v, *sizes, *rates))
+
+    def adam_update(self, params, grads, m, v, n_weights, lr, step, *, beta1, beta2, eps, l2=0.0, l1=0.0) -> None:
+        p = self._float(params, "params", 1)
+        self._same_shape(p, grads=grads, m=m, v=v)
         c1, c2 = adam_corrections(step, beta1, beta2)
         t = p.dtype.type
+        rates = (t(x) for x in (lr, beta1, beta2, eps, c1, c2, l2, l1))
         self._launch(
-            "adam_update",
-            p.dtype,
-            *grid_1d(p.size),
-            (
-                p,
-                grads,
-                m,
-                v,
-                np.int64(p.size),
-                np.int64(n_weights),
-                t(lr),
-                t(beta1),
-                t(beta2),
-                t(eps),
-                t(c1),
-                t(c2),
-                t(l2),
-                t(l1),
-            ),
+            "adam_update", p.dtype, *grid_1d(p.size), (p, grads, m, v, np.int64(p.size), np.int64(n_weights), *rates)
         )
 
     def copy(self, dst, src) -> None:
@@ -418,153 +364,3 @@ class CupyOps(Ops):
         self.kernels.launch("shuffle_keys", *grid_1d(n), (keys, np.int64(n), np.uint64(epoch_base(seed, epoch))), 0)
         self.counts.allocations += 1
         return self.dev.argsort(keys)
-
-
-# ---------------------------------------------------------------------------------------------------------
-# The thin layer: real CuPy calls. Nothing above this line imports cupy.
-
-
-class CupyDevice:
-    """Allocation, transfers, GEMM, sorting and timing on one CUDA device, through CuPy."""
-
-    def __init__(self, index: int) -> None:
-        import cupy
-        import cupy.cublas  # loads cuBLAS now, not inside the first step
-
-        self.cp = cupy
-        self.xp = cupy
-        self.index = index
-        self.device = cupy.cuda.Device(index)
-        self.device.use()
-        # All of this backend's work goes to one non-blocking stream (the current stream of this thread):
-        # a CUDA graph can only be captured from such a stream.
-        self.stream = cupy.cuda.Stream(non_blocking=True)
-        self.stream.use()
-        props = cupy.cuda.runtime.getDeviceProperties(index)
-        name = props["name"]
-        self.name = name.decode() if isinstance(name, bytes) else str(name)
-        self._peek: dict[int, tuple] = {}
-
-    def device_of(self, a) -> int | None:
-        return a.device.id
-
-    def allocate(self, shape, dtype, zero: bool):
-        nbytes = int(np.prod(shape)) * np.dtype(dtype).itemsize
-        try:
-            return (self.cp.zeros if zero else self.cp.empty)(shape, dtype)
-        except MemoryError:
-            raise self._oom(
-                nbytes, f"an array of shape {tuple(np.atleast_1d(shape))} ({np.dtype(dtype).name})"
-            ) from None
-
-    def from_host(self, arr, dtype):
-        free, total = self.memory()
-        if arr.size * dtype.itemsize > free:
-            raise self._oom(arr.size * dtype.itemsize, f"data of shape {arr.shape} ({dtype.name})")
-        try:
-            if isinstance(arr, self.cp.ndarray):  # a copy, never an alias of the caller's
-                return self.cp.array(arr, dtype=dtype, order="C", copy=True)
-            return self.cp.asarray(np.ascontiguousarray(arr, dtype=dtype))
-        except MemoryError:
-            raise self._oom(arr.size * dtype.itemsize, f"data of shape {arr.shape} ({dtype.name})") from None
-
-    def memory(self) -> tuple[int, int]:
-        free, total = self.cp.cuda.runtime.memGetInfo()
-        return free + self.cp.get_default_memory_pool().free_bytes(), total
-
-    def _oom(self, nbytes: int, what: str) -> DeviceMemoryError:
-        free, total = self.memory()
-        mib = 1 << 20
-        return DeviceMemoryError(
-            f"cuda:{self.index} ran out of memory: {what} needs {nbytes / mib:,.1f} MiB but only "
-            f"{free / mib:,.1f} MiB of {total / mib:,.1f} MiB are free; use a smaller batch size or model, or "
-            "train on a subset of the data"
-        )
-
-    def to_host(self, a) -> np.ndarray:
-        return self.cp.asnumpy(a)
-
-    def peek(self, a) -> np.ndarray:
-        # An asynchronous copy into pinned memory; the value returned is the newest copy that has already
-        # landed, so the host never waits for the device.
-        import cupyx
-
-        key = (a.data.ptr, a.shape, a.dtype.str)  # the memory, not the view object (views come and go)
-        slot = self._peek.get(key)
-        if slot is None:
-            host = cupyx.empty_pinned(a.shape, a.dtype)
-            host[...] = 0
-            slot = self._peek[key] = (host, None)
-        host, event = slot
-        if event is None or event.done:
-            a.get(out=host, blocking=False)
-            event = self.cp.cuda.Event(disable_timing=True)
-            event.record()
-            self._peek[key] = (host, event)
-        return host
-
-    def gemm(self, a, b, out, trans_a, trans_b, beta) -> None:
-        # cupy.cublas.gemm takes C- or F-contiguous operands without copying and honours beta in place.
-        self.cp.cublas.gemm("T" if trans_a else "N", "T" if trans_b else "N", a, b, out=out, alpha=1.0, beta=beta)
-
-    def argsort(self, keys):
-        return self.cp.argsort(keys)
-
-    def copy(self, dst, src) -> None:
-        self.cp.copyto(dst, src)
-
-    def fill(self, a, value) -> None:
-        a.fill(value)
-
-    def capture(self, fn):
-        self.stream.begin_capture()
-        try:
-            fn()
-        finally:
-            graph = self.stream.end_capture()
-        return graph
-
-    def replay(self, graph) -> None:
-        graph.launch(self.stream)
-
-    def timestamp(self):
-        event = self.cp.cuda.Event()
-        event.record()
-        return event
-
-    def seconds_between(self, start, end) -> float:
-        end.synchronize()
-        return self.cp.cuda.get_elapsed_time(start, end) / 1000.0
-
-    def synchronize(self) -> None:
-        self.device.synchronize()
-
-
-class RawModuleKernels:
-    """kernels/*.cu compiled by CuPy's RawModule (NVRTC), one module per file, on first use, once per process."""
-
-    def __init__(self, index: int = 0) -> None:
-        self.index = index
-        self._modules: dict[str, object] = {}
-        self._functions: dict[str, object] = {}
-
-    def function(self, name: str):
-        fn = self._functions.get(name)
-        if fn is None:
-            import cupy
-
-            fname = kernels.file_of(name)
-            module = self._modules.get(fname)
-            if module is None:
-                module = self._modules[fname] = cupy.RawModule(
-                    code=kernels.source(fname), options=("--std=c++17",), name_expressions=kernels.KERNELS[fname]
-                )
-            fn = self._functions[name] = module.get_function(name)
-        return fn
-
-    def launch(self, name: str, grid: tuple, block: tuple, args: tuple, shared_mem: int = 0) -> None:
-        self.function(name)(grid, block, args, shared_mem=shared_mem)
-
-    def preload(self, names) -> None:
-        for name in names:
-            self.function(name)

@@ -1,4 +1,5 @@
-"""Where the CUDA sources live, which instantiations each file has, and the text a compiler is given.
+"""Where the CUDA sources live, which instantiations each file has, the codes they switch on, and the text a
+compiler is given.
 
 The ``.cu`` files sit in ``kernels/`` at the top of the repository and are copied into the wheel as
 ``mlp_xp/kernels``. Each file is compiled as one module with ``common.cuh`` pasted in front (not
@@ -15,7 +16,31 @@ from pathlib import Path
 
 import numpy as np
 
+from ..constraints import Options
+from ..reference.layer import ACTIVATIONS
+from ..reference.loss import LOSSES
+
 HEADER = "common.cuh"
+
+#: The activation codes of common.cuh (ACT_IDENTITY ... ACT_TANH), by the reference's names.
+ACTIVATION_CODES: dict[str, int] = {"identity": 0, "relu": 1, "leaky_relu": 2, "sigmoid": 3, "tanh": 4}
+#: Which kernel of loss.cu computes each loss.
+LOSS_KERNELS: dict[str, str] = {
+    "cross_entropy": "softmax_xent",
+    "binary_cross_entropy": "sigmoid_bce",
+    "mse": "squared_error",
+}
+_ACTIVATION, _LOSS = Options(*ACTIVATIONS), Options(*LOSSES)
+
+
+def activation_code(name: str) -> int:
+    """The kernel code of activation ``name``, or a ConfigError listing the valid names."""
+    return ACTIVATION_CODES[_ACTIVATION.check(name, "activation")]
+
+
+def loss_kernel(name: str) -> str:
+    """The kernel of loss ``name``, or a ConfigError listing the valid names."""
+    return LOSS_KERNELS[_LOSS.check(name, "loss")]
 
 
 def kernel_name(base: str, *types: str) -> str:
@@ -29,7 +54,7 @@ def _both(base: str) -> list[str]:
 
 #: Every kernel, by source file, as the name expressions that are compiled.
 KERNELS: dict[str, list[str]] = {
-    "activation.cu": [*_both("bias_act_fwd"), *_both("act_bwd"), *_both("bias_grad")],
+    "activation.cu": [*_both("bias_act"), *_both("act_backward"), *_both("bias_grad")],
     "loss.cu": [*_both("softmax_xent"), *_both("sigmoid_bce"), *_both("squared_error")],
     "optimizer.cu": [*_both("sgd_update"), *_both("adam_update")],
     "gemm.cu": _both("gemm"),
@@ -50,7 +75,7 @@ def kernel_dir() -> Path:
 
 
 def file_of(name: str) -> str:
-    """The source file that defines kernel ``name`` (a name expression such as ``act_bwd<float>``)."""
+    """The source file that defines kernel ``name`` (a name expression such as ``act_backward<float>``)."""
     for fname, names in KERNELS.items():
         if name in names:
             return fname

@@ -1,31 +1,31 @@
-"""The CPU backend: every op in NumPy, by way of the reference twins in ``mlp_xp.functions``.
+"""The CPU backend: the op vocabulary on NumPy arrays, each op taking the fastest of three implementations that
+can take its arguments.
 
-Two faster paths are taken where they exist, each with the twins' contract:
+* NumPy's own BLAS, called directly (:mod:`mlp_xp.backend.blas`), for the matrix products and the SGD update:
+  multi-threaded, and able to accumulate in place, which lets momentum ride along in the gradient GEMMs;
+* the compiled loops (:mod:`mlp_xp.backend.cpu_loops`, ``kernels/cpu.cpp``) for the elementwise ops, the softmax
+  cross-entropy, the bias gradient and Adam's update: one call per op instead of several NumPy calls;
+* the NumPy path (:mod:`mlp_xp.backend.numpy_path`) for everything else: other dtypes, non-contiguous or
+  read-only arrays, the losses without a compiled loop, and machines without a compiler.
 
-* NumPy's own BLAS called directly (:mod:`mlp_xp.backend.blas`) for the matrix products and the SGD
-  update: multi-threaded, and able to accumulate in place, which lets momentum ride along in the gradient GEMMs;
-* compiled loops (:mod:`mlp_xp.backend.cpu_kernels`, ``kernels/cpu.cpp``) for the elementwise ops, the
-  softmax cross-entropy, the bias gradient and Adam's update: one call per op instead of several NumPy calls.
-
-``NumpyOps(fast=False)`` is the plain reference; the twins also serve every case the fast paths leave
-(other dtypes, non-contiguous or read-only arrays, the losses other than softmax cross-entropy).
+Raw pointers go to compiled code only for arrays it can take (one float dtype, C-contiguous, aligned,
+writeable, fitting shapes); anything else takes the NumPy path, which raises where NumPy would.
+``NumpyOps(fast=False)`` is the NumPy path alone.
 """
 
 from __future__ import annotations
 
-import weakref
-
 import numpy as np
 
-from ..functions import activations, losses, optimizers, shuffle
-from ..functions._scratch import ScratchCache
+from ..reference.data import permutation
 from . import blas as _blas
-from . import cpu_kernels as _cpu_kernels
-from .base import Ops
+from . import cpu_loops as _cpu_loops
+from . import numpy_path
+from .base import Ops, matmul_shape
+from .kernels import activation_code, loss_kernel
+from .scratch import ScratchCache
 
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
-#: How often the SGD velocity's subnormal numbers are set to zero, in updates.
-FLUSH_EVERY = 16
 
 
 def _raw_ok(a: np.ndarray) -> bool:
@@ -34,9 +34,8 @@ def _raw_ok(a: np.ndarray) -> bool:
 
 
 def _raw_pointers_ok(arrays) -> bool:
-    """Whether arrays (Nones skipped) may go to compiled code (BLAS or kernels/cpu.cpp) as raw pointers: one
-    float dtype, each C-contiguous, aligned and writeable. Anything else takes the NumPy path, which raises
-    where NumPy would (a read-only output, say) instead of writing through the pointer."""
+    """Whether arrays (Nones skipped) may go to compiled code as raw pointers: one float dtype, each
+    C-contiguous, aligned and writeable."""
     dt = arrays[0].dtype
     return dt in _FLOATS and all(a.dtype == dt and _raw_ok(a) for a in arrays if a is not None)
 
@@ -45,16 +44,16 @@ class NumpyOps(Ops):
     """Ops on NumPy arrays in host memory. Temporaries come from a cache, so a steady step allocates nothing."""
 
     kind = "cpu"
+    device = "cpu"
     xp = np
 
     def __init__(self, fast: bool = True) -> None:
         super().__init__()
         self.blas = _blas.find() if fast else None
-        self.kernels = _cpu_kernels.find() if fast else None
-        extras = [what for what, on in (("BLAS direct", self.blas), ("compiled kernels", self.kernels)) if on]
+        self.loops = _cpu_loops.find() if fast else None
+        extras = [what for what, on in (("BLAS direct", self.blas), ("compiled loops", self.loops)) if on]
         self.name = f"cpu (NumPy {np.__version__}{''.join(', ' + e for e in extras)})"
         self.scratch = ScratchCache()
-        self._updates: dict[int, int] = {}  # SGD updates seen, per velocity buffer (id)
         self._ones = np.ones(0)
 
     # ---- memory ----
@@ -70,67 +69,70 @@ class NumpyOps(Ops):
     def peek(self, a) -> np.ndarray:
         return a
 
-    # ---- step ops ----
-    def gather_rows(self, X, Y, idx, xb, yb) -> None:
-        shuffle.gather_rows(X, Y, idx, xb, yb)
-
-    def _kernels_for(self, *arrays) -> bool:
-        """Whether the compiled kernels can take these arrays (Nones skipped) as raw pointers."""
-        return self.kernels is not None and _raw_pointers_ok(arrays)
+    # ---- which implementation takes the arguments ----
+    def _loops_for(self, *arrays):
+        """The compiled loops, if they can take these arrays (Nones skipped) as raw pointers (else None)."""
+        return self.loops if self.loops is not None and _raw_pointers_ok(arrays) else None
 
     def _blas_for(self, *arrays):
         """The direct BLAS, if it can take these arrays as raw pointers (else None)."""
         return self.blas if self.blas is not None and _raw_pointers_ok(arrays) else None
 
-    def matmul(self, a, b, out, trans_a=False, trans_b=False, beta=0.0) -> None:
-        if self._blas_for(out, a, b) is not None:
-            # BLAS takes raw pointers: check the shapes NumPy's matmul would have checked.
-            m, k = a.shape[::-1] if trans_a else a.shape
-            k2, n = b.shape[::-1] if trans_b else b.shape
-            if k != k2 or out.shape != (m, n):
-                raise ValueError(f"matmul shapes do not fit: op(a) {m}x{k}, op(b) {k2}x{n}, out {out.shape}")
-            self.blas.matmul(a, b, out, trans_a, trans_b, beta)
+    # ---- step ops ----
+    def gather_rows(self, X, Y, idx, xb, yb) -> None:
+        numpy_path.gather_rows(X, Y, idx, xb, yb)
+
+    def matmul(self, a, b, out, *, trans_a=False, trans_b=False, accumulate=0.0) -> None:
+        blas = self._blas_for(out, a, b)
+        if blas is not None:
+            matmul_shape(a, b, out, trans_a, trans_b)  # BLAS takes raw pointers: NumPy's shape check, first
+            blas.matmul(a, b, out, trans_a=trans_a, trans_b=trans_b, accumulate=accumulate)
             return
         a = a.T if trans_a else a
         b = b.T if trans_b else b
-        if not beta:
+        if not accumulate:
             np.matmul(a, b, out=out)
             return
         t = self.scratch("matmul", out.shape, out.dtype)
         np.matmul(a, b, out=t)
-        out *= out.dtype.type(beta)
+        out *= out.dtype.type(accumulate)
         out += t
 
     def bias_act(self, z, b, activation, slope) -> None:
-        # (shapes checked here: the loops take raw pointers; a mismatch goes to the twin, which raises)
-        if self._kernels_for(z, b) and z.ndim == 2 and b.shape == z.shape[1:] and activation in activations.ACTIVATIONS:
-            self.kernels.bias_act(z, b, activation, slope)
-            return
-        activations.bias_act_forward(z, b, activation, slope, self.scratch)
+        activation_code(activation)  # an unknown name is refused on every path, as on the GPU
+        # (shapes checked here: the loops take raw pointers; a mismatch goes to the NumPy path, which raises)
+        loops = self._loops_for(z, b)
+        if loops is not None and z.ndim == 2 and b.shape == z.shape[1:]:
+            loops.bias_act(z, b, activation, slope)
+        else:
+            numpy_path.bias_act(z, b, activation, slope, self.scratch)
 
     def act_backward(self, dh, h, activation, slope) -> None:
-        if self._kernels_for(dh, h) and h.shape == dh.shape and activation in activations.ACTIVATIONS:
-            self.kernels.act_backward(dh, h, activation, slope)
-            return
-        activations.act_backward(dh, h, activation, slope, self.scratch)
+        activation_code(activation)
+        loops = self._loops_for(dh, h)
+        if loops is not None and h.shape == dh.shape:
+            loops.act_backward(dh, h, activation, slope)
+        else:
+            numpy_path.act_backward(dh, h, activation, slope, self.scratch)
 
-    def bias_grad(self, g, out, beta=0.0) -> None:
+    def bias_grad(self, g, out, *, accumulate=0.0) -> None:
         fits = g.ndim == 2 and out.shape == g.shape[1:]  # else NumPy's sum below raises
-        if fits and self._kernels_for(g, out):
+        loops = self._loops_for(g, out) if fits else None
+        if loops is not None:
             # One pass over g on this thread: no BLAS thread hand-off for a few hundred columns.
-            self.kernels.bias_grad(g, out, beta)
+            loops.bias_grad(g, out, accumulate=accumulate)
             return
-        if fits and self._blas_for(out, g) is not None:
-            # db = 1^T g + beta db: a 1-row GEMM, threaded and accumulating in place.
-            ones = self._ones_row(g.shape[0], g.dtype)
-            self.blas.matmul(ones, g, out.reshape(1, -1), False, False, beta)
+        blas = self._blas_for(out, g) if fits else None
+        if blas is not None:
+            # db = 1^T g + accumulate db: a 1-row GEMM, threaded and accumulating in place.
+            blas.matmul(self._ones_row(g.shape[0], g.dtype), g, out.reshape(1, -1), accumulate=accumulate)
             return
-        if not beta:
+        if not accumulate:
             np.sum(g, axis=0, out=out)
             return
         t = self.scratch("bias_grad", out.shape, out.dtype)
         np.sum(g, axis=0, out=t)
-        out *= out.dtype.type(beta)
+        out *= out.dtype.type(accumulate)
         out += t
 
     def _ones_row(self, n: int, dtype) -> np.ndarray:
@@ -138,10 +140,12 @@ class NumpyOps(Ops):
             self._ones = np.ones((1, max(n, 2 * self._ones.shape[-1])), dtype)
         return self._ones[:, :n]
 
-    def loss_grad(self, z, y, acc, loss, write_grad=True, smoothing=0.0, class_weight=None) -> None:
-        if loss == "cross_entropy":
-            if (
-                self._kernels_for(z, class_weight)
+    def loss_grad(self, z, y, acc, loss, *, write_grad=True, smoothing=0.0, class_weight=None) -> None:
+        kernel = loss_kernel(loss)
+        if kernel == "softmax_xent":
+            loops = self._loops_for(z, class_weight)
+            fits = (
+                loops is not None
                 and z.ndim == 2
                 and z.shape[1] > 0
                 and y.shape == z.shape[:1]
@@ -151,35 +155,52 @@ class NumpyOps(Ops):
                 and acc.size >= 2
                 and _raw_ok(acc)
                 and (class_weight is None or class_weight.shape == z.shape[1:])
-            ):
-                self.kernels.softmax_xent(z, y, acc, write_grad, smoothing, class_weight)
-                return
-            losses.softmax_cross_entropy(z, y, acc, write_grad, smoothing, class_weight, self.scratch)
-        elif loss == "binary_cross_entropy":
-            losses.sigmoid_binary_cross_entropy(z, y, acc, write_grad, self.scratch)
-        elif loss == "mse":
-            losses.squared_error(z, y, acc, write_grad, self.scratch)
+            )
+            impl = loops if fits else numpy_path
+            options = {"smoothing": smoothing, "class_weight": class_weight}
         else:
-            losses.loss_code(loss)
+            impl, options = numpy_path, {}
+        if impl is numpy_path:
+            options["scratch"] = self.scratch
+        getattr(impl, kernel)(z, y, acc, write_grad=write_grad, **options)
 
     def output_act(self, z, output) -> None:
-        if output == "softmax":
-            losses.softmax(z, self.scratch)
-        elif output == "sigmoid":
-            activations.sigmoid(z)
+        numpy_path.output_act(z, output, self.scratch)
 
     def sgd_update(
-        self, params, grads, velocity, n_weights, lr, momentum=0.0, nesterov=False, l2=0.0, l1=0.0, accumulated=False
+        self,
+        params,
+        grads,
+        velocity,
+        n_weights,
+        lr,
+        *,
+        momentum=0.0,
+        nesterov=False,
+        l2=0.0,
+        l1=0.0,
+        folded=False,
+        flush_subnormals=False,
     ) -> None:
         present = [a for a in (params, grads, velocity) if a is not None]
         blas = self._blas_for(*present) if all(a.shape == params.shape for a in present) else None
         if blas is None:
-            optimizers.sgd_update(
-                params, grads, velocity, n_weights, lr, momentum, nesterov, l2, l1, accumulated, self.scratch
+            numpy_path.sgd_update(
+                params,
+                grads,
+                velocity,
+                n_weights,
+                lr,
+                momentum=momentum,
+                nesterov=nesterov,
+                l2=l2,
+                l1=l1,
+                folded=folded,
+                scratch=self.scratch,
             )
             return
-        # The twin's rule, one BLAS pass per line (each threaded, none allocating).
-        g = velocity if accumulated else grads
+        # The reference's rule, one BLAS pass per line (each threaded, none allocating).
+        g = velocity if folded else grads
         if l2:
             blas.add_scaled(g[:n_weights], l2, params[:n_weights])  # G += l2 W
         if l1:
@@ -187,36 +208,24 @@ class NumpyOps(Ops):
             np.sign(params[:n_weights], out=t)
             blas.add_scaled(g[:n_weights], l1, t)  # G += l1 sign(W)
         step = g
-        if momentum and not accumulated:
+        if momentum and not folded:
             blas.scale_add(velocity, momentum, 1.0, grads)  # V = G + mu V
             if nesterov:
                 blas.add_scaled(grads, momentum, velocity)  # G + mu V
             else:
                 step = velocity
         blas.add_scaled(params, -lr, step)  # W -= lr step
-        self._flush_now_and_then(velocity)
+        loops = self._loops_for(velocity) if flush_subnormals and velocity is not None else None
+        if loops is not None:
+            loops.flush_subnormals(velocity)
 
-    def _flush_now_and_then(self, velocity) -> None:
-        # Every FLUSH_EVERY-th update of a velocity buffer, its subnormal entries become 0 (kernels/cpu.cpp says
-        # why): each then lives a few steps instead of the ~150 it takes mu^k to underflow, at 1/16 of one pass
-        # over V. Counted per buffer, so that when a run flushes depends on that run alone.
-        if velocity is None or not self._kernels_for(velocity):
-            return
-        key = id(velocity)
-        n = self._updates.get(key)
-        if n is None:
-            weakref.finalize(velocity, self._updates.pop, key, None)
-            n = 0
-        self._updates[key] = n = n + 1
-        if n % FLUSH_EVERY == 0:
-            self.kernels.flush_subnormals(velocity)
-
-    def adam_update(self, params, grads, m, v, n_weights, lr, step, beta1, beta2, eps, l2=0.0, l1=0.0) -> None:
-        if self._kernels_for(params, grads, m, v) and params.shape == grads.shape == m.shape == v.shape:
-            c1, c2 = optimizers.adam_corrections(step, beta1, beta2)
-            self.kernels.adam_update(params, grads, m, v, n_weights, lr, beta1, beta2, eps, c1, c2, l2, l1)
-            return
-        optimizers.adam_update(params, grads, m, v, n_weights, lr, step, beta1, beta2, eps, l2, l1, self.scratch)
+    def adam_update(self, params, grads, m, v, n_weights, lr, step, *, beta1, beta2, eps, l2=0.0, l1=0.0) -> None:
+        loops = self._loops_for(params, grads, m, v)
+        fits = loops is not None and params.shape == grads.shape == m.shape == v.shape
+        impl, extra = (loops, {}) if fits else (numpy_path, {"scratch": self.scratch})
+        impl.adam_update(
+            params, grads, m, v, n_weights, lr, step, beta1=beta1, beta2=beta2, eps=eps, l2=l2, l1=l1, **extra
+        )
 
     def copy(self, dst, src) -> None:
         np.copyto(dst, src)
@@ -227,4 +236,4 @@ class NumpyOps(Ops):
     # ---- per epoch ----
     def permutation(self, n, seed, epoch):
         self.counts.allocations += 1
-        return shuffle.permutation(n, seed, epoch)
+        return permutation(n, seed, epoch)

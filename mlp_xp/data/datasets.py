@@ -7,8 +7,8 @@ import os
 import re
 from pathlib import Path
 
+from .. import settings
 from ..errors import ConfigError, DataError, DatasetNotFound
-from ..validation import check_positive
 from .dataset import Dataset
 from .download import _load_named_images
 from .folders import load_mnist_folder
@@ -92,7 +92,7 @@ def load_dataset(
     DataFolderWarning
         When a folder searched for a named set exists but lacks some of its files (it is passed over).
     """
-    seed = check_positive(seed, "seed", integer=True, allow_zero=True)
+    seed = settings.check("seed", seed)
     text = os.fspath(name_or_path)
     key = text.strip().lower().replace("_", "-")
     if key in ("mnist", "fashion-mnist"):

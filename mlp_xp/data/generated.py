@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import ConfigError, DatasetNotFound
-from ..validation import check_fraction, check_positive
+from .. import settings
+from ..constraints import Number
+from ..errors import DatasetNotFound
 from .dataset import Dataset
 
 __all__ = ["make_synthetic"]
@@ -35,9 +36,12 @@ def _stratified_split(y: np.ndarray, test_fraction: float, rng: np.random.Genera
     return rng.permutation(np.concatenate(train)), rng.permutation(np.concatenate(test))
 
 
+_COUNT, _FRACTION = Number(integer=True, low=0, low_open=True), Number(low=0, high=1, high_open=True)
+
+
 def _load_digits(seed: int, test_fraction: float = 0.2) -> Dataset:
-    seed = check_positive(seed, "seed", integer=True, allow_zero=True)
-    test_fraction = check_fraction(test_fraction, "test_fraction")
+    seed = settings.check("seed", seed)
+    test_fraction = _FRACTION.check(test_fraction, "test_fraction")
     try:
         from sklearn.datasets import load_digits
     except ImportError:
@@ -112,13 +116,11 @@ def make_synthetic(
         If a count is not an integer or below its minimum, ``seed`` is negative, or ``test_fraction`` is
         outside [0, 1).
     """
-    n_samples = check_positive(n_samples, "n_samples", integer=True)
-    n_features = check_positive(n_features, "n_features", integer=True)
-    n_classes = check_positive(n_classes, "n_classes", integer=True)
-    if n_classes < 2:
-        raise ConfigError(f"n_classes must be >= 2, got {n_classes}: pass 2 or more classes")
-    seed = check_positive(seed, "seed", integer=True, allow_zero=True)
-    test_fraction = check_fraction(test_fraction, "test_fraction")
+    n_samples = _COUNT.check(n_samples, "n_samples")
+    n_features = _COUNT.check(n_features, "n_features")
+    n_classes = Number(integer=True, low=2).check(n_classes, "n_classes")
+    seed = settings.check("seed", seed)
+    test_fraction = _FRACTION.check(test_fraction, "test_fraction")
     n_test = int(round(n_samples * test_fraction / (1.0 - test_fraction)))
 
     problem = np.random.default_rng([seed, 0])

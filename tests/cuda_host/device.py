@@ -1,4 +1,4 @@
-"""A NumPy stand-in for the CuPy backend's thin device layer (mlp_xp.backend.cupy_ops.CupyDevice).
+"""A NumPy stand-in for the CuPy backend's thin device layer (mlp_xp.backend.cupy_device.CupyDevice).
 
 With it and ``HostKernels``, ``CupyOps`` runs its own code (checks, geometry, dtypes, argument order) on
 the CPU. Each method here does what the CuPy call it replaces does, in NumPy.
@@ -61,11 +61,11 @@ class HostDevice:
     def peek(self, a) -> np.ndarray:
         return a
 
-    def gemm(self, a, b, out, trans_a, trans_b, beta) -> None:
+    def gemm(self, a, b, out, trans_a, trans_b, accumulate) -> None:
         self._no_capture("cuBLAS call")
         prod = (a.T if trans_a else a) @ (b.T if trans_b else b)
-        if beta:
-            out *= beta
+        if accumulate:
+            out *= accumulate
             out += prod
         else:
             out[...] = prod

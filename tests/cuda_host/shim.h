@@ -1,6 +1,6 @@
-// shim.h -- compile CUDA C kernel sources with g++ and run them serially on the CPU (mlp_xp's copy of the
-// reference harness in shared/reference/cuda-on-cpu, extended for the project's kernels).
-// Prepended (via `g++ -include cuda_cpu_shim.h`) to an unmodified .cu file.
+// shim.h -- compile CUDA C kernel sources with g++ and run them serially on the CPU, so that the unmodified
+// kernels/*.cu run in CI on machines without a GPU (tests/cuda_host/harness.py builds and launches them).
+// Prepended (via `g++ -include shim.h`) to an unmodified .cu file.
 // Blocks run one after another; threads of a block run serially. Kernels that call __syncthreads()
 // run each thread as a ucontext fiber, and the barrier is a cooperative yield (all fibers reach it,
 // then all continue) -- so shared memory + barriers behave as on a GPU (minus warp intrinsics).

@@ -1,8 +1,8 @@
-"""Scratch buffers for the NumPy twins.
+"""Scratch buffers for the NumPy path (:mod:`mlp_xp.backend.numpy_path`).
 
-A twin that needs a temporary asks ``scratch(key, shape, dtype)`` for it. Called alone, a twin gets
-fresh arrays; the NumPy backend passes a cache instead, so that a training step reuses the same buffers
-and allocates nothing after the first step.
+A function that needs a temporary asks ``scratch(key, shape, dtype)`` for it. Called alone, it gets fresh
+arrays; the NumPy backend passes a cache instead, so that a training step reuses the same buffers and
+allocates nothing after the first step.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ def constant(value: float, shape: tuple, dtype) -> np.ndarray:
     """A read-only array filled with ``value``, made once per (value, shape, dtype).
 
     NumPy's ufuncs run several times faster against an array than against a broadcast scalar
-    (np.maximum(z, zeros) vs np.maximum(z, 0)), so the hot twins keep such arrays around.
+    (np.maximum(z, zeros) vs np.maximum(z, 0)), so the NumPy path keeps such arrays around.
     """
     key = (value, shape, np.dtype(dtype).char)
     arr = _CONSTANTS.get(key)

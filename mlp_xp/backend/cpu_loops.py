@@ -31,8 +31,8 @@ from pathlib import Path
 import numpy as np
 
 from ..files import atomic_writer, cache_root
-from ..functions.activations import ACTIVATIONS  # the codes of common.cuh
-from .kernels import HEADER, kernel_dir
+from ..reference.optimizer import adam_corrections
+from .kernels import HEADER, activation_code, kernel_dir
 
 SOURCE = "cpu.cpp"
 #: Tried in order; -march=native is dropped when the compiler refuses it (some ARM compilers).
@@ -42,7 +42,7 @@ FLAGS = (["-O3", "-march=native"], ["-O3"])
 COMMON_FLAGS = ["-std=c++17", "-shared", "-fPIC", "-fno-math-errno", "-ffp-contract=off", "-Wall"]
 
 
-class CpuKernels:
+class CompiledLoops:
     """Typed entry points of the built library, for float32 and float64 arrays (C-contiguous)."""
 
     def __init__(self, lib: ctypes.CDLL, path: Path, compiler: str) -> None:
@@ -52,7 +52,7 @@ class CpuKernels:
         for suffix, real, dt in (("f32", ctypes.c_float, np.float32), ("f64", ctypes.c_double, np.float64)):
             sig = {
                 "bias_act": [vp, vp, i64, i64, i32, real],
-                "act_bwd": [vp, vp, i64, i32, real],
+                "act_backward": [vp, vp, i64, i32, real],
                 "bias_grad": [vp, vp, i64, i64, real],
                 "softmax_xent": [vp, vp, vp, vp, i64, i64, i32, real],
                 "flush_subnormals": [vp, i64],
@@ -66,37 +66,34 @@ class CpuKernels:
     def bias_act(self, z: np.ndarray, b: np.ndarray, activation: str, slope: float) -> None:
         """z <- g(z + b) in place."""
         rows, cols = z.shape
-        self.fn[("bias_act", z.dtype)](z.ctypes.data, b.ctypes.data, rows, cols, ACTIVATIONS[activation], slope)
+        self.fn[("bias_act", z.dtype)](z.ctypes.data, b.ctypes.data, rows, cols, activation_code(activation), slope)
 
     def act_backward(self, dh: np.ndarray, h: np.ndarray, activation: str, slope: float) -> None:
         """dh <- dh * g'(z) in place, g' read off h."""
-        self.fn[("act_bwd", dh.dtype)](dh.ctypes.data, h.ctypes.data, dh.size, ACTIVATIONS[activation], slope)
+        code = activation_code(activation)
+        self.fn[("act_backward", dh.dtype)](dh.ctypes.data, h.ctypes.data, dh.size, code, slope)
 
-    def bias_grad(self, g: np.ndarray, out: np.ndarray, beta: float) -> None:
-        """out <- sum over rows of g + beta out."""
+    def bias_grad(self, g: np.ndarray, out: np.ndarray, *, accumulate: float = 0.0) -> None:
+        """out <- sum over rows of g + accumulate out."""
         rows, cols = g.shape
-        self.fn[("bias_grad", g.dtype)](g.ctypes.data, out.ctypes.data, rows, cols, beta)
+        self.fn[("bias_grad", g.dtype)](g.ctypes.data, out.ctypes.data, rows, cols, accumulate)
 
     def softmax_xent(
         self,
         z: np.ndarray,
         y: np.ndarray | None,
         acc: np.ndarray,
-        write_grad: bool,
-        smoothing: float,
-        class_weight: np.ndarray | None,
+        *,
+        write_grad: bool = True,
+        smoothing: float = 0.0,
+        class_weight: np.ndarray | None = None,
     ) -> None:
-        """The fused softmax cross-entropy of ``mlp_xp.functions.losses`` (y int32, acc float64)."""
+        """Softmax cross-entropy in place (y int32 or None for probabilities only, acc float64)."""
         rows, C = z.shape
+        y_ptr = None if y is None else y.ctypes.data
+        w_ptr = None if class_weight is None else class_weight.ctypes.data
         self.fn[("softmax_xent", z.dtype)](
-            z.ctypes.data,
-            None if y is None else y.ctypes.data,
-            None if class_weight is None else class_weight.ctypes.data,
-            acc.ctypes.data,
-            rows,
-            C,
-            int(write_grad),
-            smoothing,
+            z.ctypes.data, y_ptr, w_ptr, acc.ctypes.data, rows, C, int(write_grad), smoothing
         )
 
     def adam_update(
@@ -107,32 +104,18 @@ class CpuKernels:
         v,
         n_weights: int,
         lr: float,
+        step: int,
+        *,
         beta1: float,
         beta2: float,
         eps: float,
-        c1: float,
-        c2: float,
-        l2: float,
-        l1: float,
+        l2: float = 0.0,
+        l1: float = 0.0,
     ) -> None:
-        """The one-pass Adam step of ``optimizer.cu`` (bias corrections c1, c2 from the host), m's subnormals
-        zeroed as it is stored."""
-        self.fn[("adam_update", params.dtype)](
-            params.ctypes.data,
-            grads.ctypes.data,
-            m.ctypes.data,
-            v.ctypes.data,
-            params.size,
-            n_weights,
-            lr,
-            beta1,
-            beta2,
-            eps,
-            c1,
-            c2,
-            l2,
-            l1,
-        )
+        """One Adam step in one pass, m's subnormals stored as 0 (common.cuh's k_adam_step)."""
+        c1, c2 = adam_corrections(step, beta1, beta2)
+        pointers = (a.ctypes.data for a in (params, grads, m, v))
+        self.fn[("adam_update", params.dtype)](*pointers, params.size, n_weights, lr, beta1, beta2, eps, c1, c2, l2, l1)
 
     def flush_subnormals(self, a: np.ndarray) -> None:
         """a <- 0 where |a| is subnormal (see cpu.cpp for why), in place."""
@@ -200,18 +183,19 @@ def build(cxx: str | list[str], out_dir: Path) -> tuple[Path, list[str]]:
                     f.write(built.read_bytes())
             except OSError as e:
                 raise RuntimeError(
-                    f"cannot write the built kernels to {out_dir} ({e.strerror}): set MLP_XP_CACHE to a writable folder"
+                    f"cannot write the compiled CPU loops to {out_dir} ({e.strerror}): set MLP_XP_CACHE to a "
+                    "writable folder"
                 ) from e
             return lib, flags
-    raise RuntimeError("building the CPU kernels failed:\n" + "\n".join(errors))
+    raise RuntimeError("building the compiled CPU loops failed:\n" + "\n".join(errors))
 
 
 _STATUS: list[str] = []
 
 
 @cache
-def find() -> CpuKernels | None:
-    """The built CPU kernels, or None (NumPy only); :func:`status` says why."""
+def find() -> CompiledLoops | None:
+    """The compiled CPU loops, or None (NumPy only); :func:`status` says why."""
     if os.environ.get("MLP_XP_CPU_KERNELS") == "0":
         _STATUS.append("off (MLP_XP_CPU_KERNELS=0)")
         return None
@@ -220,27 +204,27 @@ def find() -> CpuKernels | None:
         if cxx is None:
             raise RuntimeError("no C++ compiler found: install g++ or clang++, or set CXX")
         path, flags = build(cxx, cache_root() / "kernels")
-        kernels = CpuKernels(ctypes.CDLL(str(path)), path, " ".join(cxx))
-        _check(kernels)
+        loops = CompiledLoops(ctypes.CDLL(str(path)), path, " ".join(cxx))
+        _check(loops)
     except (RuntimeError, OSError, subprocess.SubprocessError) as e:
         if os.environ.get("MLP_XP_REQUIRE_CPU_KERNELS") == "1":
-            raise RuntimeError(f"MLP_XP_REQUIRE_CPU_KERNELS=1 but the CPU kernels are unavailable: {e}") from e
+            raise RuntimeError(f"MLP_XP_REQUIRE_CPU_KERNELS=1 but the compiled CPU loops are unavailable: {e}") from e
         _STATUS.append(f"unavailable, NumPy used instead: {str(e).splitlines()[0]}")
         return None
     _STATUS.append(f"built by {' '.join([Path(cxx[0]).name, *cxx[1:], *flags])}: {path}")
-    return kernels
+    return loops
 
 
 def status() -> str:
-    """One line: whether the compiled CPU kernels are in use, and with which compiler, or why not."""
+    """One line: whether the compiled CPU loops are in use, and with which compiler, or why not."""
     find()
     return _STATUS[-1]
 
 
-def _check(k: CpuKernels) -> None:
+def _check(k: CompiledLoops) -> None:
     # One small call per dtype against NumPy, so that a library built against another ABI is never used.
     for dt in (np.float32, np.float64):
         z = np.array([[-1.0, 2.0], [3.0, -4.0]], dt)
         k.bias_act(z, np.array([0.5, 0.5], dt), "relu", 0.0)
         if not np.array_equal(z, np.array([[0.0, 2.5], [3.5, 0.0]], dt)):
-            raise RuntimeError(f"the built CPU kernels give wrong results ({np.dtype(dt).name} bias + ReLU)")
+            raise RuntimeError(f"the compiled CPU loops give wrong results ({np.dtype(dt).name} bias + ReLU)")

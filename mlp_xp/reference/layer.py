@@ -1,0 +1,94 @@
+"""A layer's forward and backward pass: matrix product, bias + activation, activation derivative, bias gradient.
+
+The notes write one sample as a column, z = W h + b. Here a batch holds one sample per row and W is stored
+(fan_in, fan_out), the notes' W transposed, so the same equations read, for a batch of rows:
+
+    forward    z = h_prev W + b           h = g(z)
+    backward   dW = h_prev^T g            db = sum of g over the rows
+               dh_prev = g W^T            g_prev = dh_prev * g'(z_prev)
+
+where g is dL/dz of the layer. The activations and their derivatives, g' written in terms of the output h
+(so that the forward pass may overwrite z with h and the backward pass needs nothing else):
+
+    identity     h = z                      g' = 1
+    relu         h = max(z, 0)              g' = 1 if h > 0 else 0
+    leaky_relu   h = z if z > 0 else a z    g' = 1 if h > 0 else a      (0 < a < 1 keeps the sign of z)
+    sigmoid      h = 1 / (1 + e^-z)         g' = h (1 - h)
+    tanh         h = tanh z                 g' = 1 - h^2
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+ACTIVATIONS = ("identity", "relu", "leaky_relu", "sigmoid", "tanh")
+
+#: Slope a of leaky ReLU for z < 0 unless a model asks for another.
+LEAKY_SLOPE = 0.01
+
+
+def sigmoid(z: np.ndarray) -> np.ndarray:
+    """1 / (1 + e^-z); for z << 0, e^-z = inf gives 0, as it should."""
+    with np.errstate(over="ignore", under="ignore"):
+        return 1 / (1 + np.exp(-z))
+
+
+def activate(z: np.ndarray, activation: str, slope: float = LEAKY_SLOPE) -> np.ndarray:
+    """h = g(z)."""
+    if activation == "relu":
+        return np.maximum(z, 0)
+    if activation == "leaky_relu":
+        return np.where(z > 0, z, slope * z)
+    if activation == "sigmoid":
+        return sigmoid(z)
+    if activation == "tanh":
+        return np.tanh(z)
+    return z
+
+
+def derivative(h: np.ndarray, activation: str, slope: float = LEAKY_SLOPE) -> np.ndarray:
+    """g'(z), read off the output h = g(z)."""
+    if activation == "relu":
+        return np.where(h > 0, 1.0, 0.0)
+    if activation == "leaky_relu":
+        return np.where(h > 0, 1.0, slope)
+    if activation == "sigmoid":
+        return h * (1 - h)
+    if activation == "tanh":
+        return 1 - h**2
+    return np.ones_like(h)
+
+
+def matmul(a, b, out, *, trans_a: bool = False, trans_b: bool = False, accumulate: float = 0.0) -> None:
+    """out <- op(a) op(b) + accumulate out, op(x) = x^T where its flag is set.
+
+    Implementations: ``matmul`` in mlp_xp/backend/numpy_ops.py (NumPy's BLAS, called directly), ``gemm`` in
+    kernels/gemm.cu (CUDA, for graph capture; cuBLAS otherwise).
+    """
+    product = (a.T if trans_a else a) @ (b.T if trans_b else b)
+    out[...] = product + accumulate * out if accumulate else product
+
+
+def bias_act(z, b, activation: str, slope: float = LEAKY_SLOPE) -> None:
+    """z <- g(z + b), in place.
+
+    Implementations: ``bias_act`` in mlp_xp/backend/numpy_path.py, kernels/cpu.cpp, kernels/activation.cu.
+    """
+    z[...] = activate(z + b, activation, slope)
+
+
+def act_backward(dh, h, activation: str, slope: float = LEAKY_SLOPE) -> None:
+    """dh <- dh * g'(z), in place, g' read off the layer's output h.
+
+    Implementations: ``act_backward`` in mlp_xp/backend/numpy_path.py, kernels/cpu.cpp, kernels/activation.cu.
+    """
+    dh[...] = dh * derivative(h, activation, slope)
+
+
+def bias_grad(g, out, *, accumulate: float = 0.0) -> None:
+    """out <- db + accumulate out, db = sum of g over the rows.
+
+    Implementations: ``bias_grad`` in mlp_xp/backend/numpy_ops.py, kernels/cpu.cpp, kernels/activation.cu.
+    """
+    db = g.sum(axis=0)
+    out[...] = db + accumulate * out if accumulate else db

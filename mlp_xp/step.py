@@ -1,0 +1,68 @@
+"""One training step: the buffers it writes into and the ops it dispatches, plain or as a captured CUDA graph.
+
+A step gathers the batch's rows on the device, runs forward, the fused loss (adding into the epoch's sums),
+backward into the optimizer's gradient buffer, and one optimizer update: 6L + 1 backend ops for L layers, no
+allocation, no host sync (the step budget in ARCHITECTURE.md). :mod:`mlp_xp.trainer` runs steps epoch by
+epoch; ``mlp-xp bench`` times them alone.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .errors import ConfigError
+from .model import MLP, Workspace
+from .optim import Optimizer
+
+
+class TrainStep:
+    """One training step and the buffers it writes into, allocated once for a batch size.
+
+    ``smoothing`` and ``class_weight`` (a device array, one weight per class) are cross_entropy's options.
+    """
+
+    def __init__(
+        self, model: MLP, batch_size: int, optimizer: Optimizer, *, smoothing: float = 0.0, class_weight=None
+    ) -> None:
+        self.model, self.optimizer = model, optimizer
+        self.smoothing, self.class_weight = smoothing, class_weight
+        self.ws = model.workspace(batch_size)
+        self.grads = optimizer.gradients()
+
+    def __call__(self, X, Y, idx, acc, lr: float, ws: Workspace | None = None) -> None:
+        """A whole step on the rows ``idx`` of the device arrays (X, Y), adding the batch's sums into ``acc``."""
+        self.backprop(X, Y, idx, acc, ws)
+        self.optimizer.step(self.model.params, lr)
+
+    def backprop(self, X, Y, idx, acc, ws: Workspace | None = None) -> None:
+        """Everything of a step but the update: gather, forward, fused loss, backward (``ws``: the workspace cut
+        to a smaller last batch)."""
+        model, ops = self.model, self.model.ops
+        part = ws or self.ws
+        ops.gather_rows(X, Y, idx, part.xb, part.yb)
+        z = model.forward(part.xb, part)
+        ops.loss_grad(z, part.yb, acc, model.loss, smoothing=self.smoothing, class_weight=self.class_weight)
+        model.backward(part.xb, part, self.grads)
+
+
+class GraphStep:
+    """A :class:`TrainStep` whose gather, forward, loss and backward are captured once as a CUDA graph.
+
+    A step is then three launches instead of 6L + 1: a copy of the batch's row indices into a fixed device
+    buffer (the graph reads them there), the graph, and the optimizer update, which stays outside the graph
+    because its learning rate (and Adam's corrections) change every step. Batches of the captured size
+    only; the trainer runs a last partial batch through the plain step.
+    """
+
+    def __init__(self, step: TrainStep, X, Y, acc) -> None:
+        ops = step.model.ops
+        if not ops.can_capture:
+            raise ConfigError(f"cuda_graph needs the CUDA backend; this model is on {ops.name}")
+        self.step, self.ops = step, ops
+        self.idx = ops.zeros((step.ws.batch_size,), np.int64)
+        self.graph = ops.capture(lambda: step.backprop(X, Y, self.idx, acc))
+
+    def __call__(self, idx, lr: float) -> None:
+        self.ops.copy(self.idx, idx)
+        self.ops.replay(self.graph)
+        self.step.optimizer.step(self.step.model.params, lr)

@@ -1,0 +1,88 @@
+"""The unmodified kernels/*.cu on the CPU harness of tests/cuda_host: what the op contract (tests/test_ops.py,
+backend cuda-host) does not reach.
+
+The harness is as strict as CuPy where a GPU would misbehave silently: argument types, block and shared-memory
+limits, the capture rules (tests/test_step.py). Here: every kernel is launched by the contract's cases, the
+row kernels are right for every launch geometry (not only the one the dispatcher picks), the graph-capturable
+GEMM kernel matches its reference, and the harness refuses what CuPy would.
+"""
+
+import numpy as np
+import pytest
+
+from mlp_xp import selfcheck
+from mlp_xp.backend.cupy_ops import CupyOps, row_geometry
+from mlp_xp.backend.kernels import KERNELS
+from mlp_xp.backend.reference_ops import ReferenceOps
+
+from .cuda_host.device import HostDevice
+from .cuda_host.harness import HostKernels
+
+MATMUL_CASES = [c for c in selfcheck.cases() if c.op == "matmul"]
+
+
+@pytest.fixture
+def gpu(host_kernels):
+    return CupyOps(0, device=HostDevice(host_kernels), kernels=host_kernels)
+
+
+def test_the_contract_cases_launch_every_kernel():
+    """A kernel added to kernels/*.cu without a case fails here (each contract case launches one or more)."""
+    host = HostKernels()
+    ops = CupyOps(0, device=HostDevice(host), kernels=host)
+    results = selfcheck.check_backend(ops)
+    assert all(r.ok for r in results), selfcheck.format_results(results, ops.name, 0.0)
+    missing = {n for names in KERNELS.values() for n in names} - {launch.name for launch in host.launches}
+    assert not missing, f"kernels no case launches: {sorted(missing)}"
+
+
+@pytest.mark.parametrize("case", MATMUL_CASES, ids=lambda c: c.id)
+def test_the_gemm_kernel_matches_its_reference(gpu, case):
+    err, where = selfcheck.run_case(gpu, case, method="gemm_kernel")
+    assert err <= 1, f"{case.id}: {err:.3g} x tolerance at {where}"
+
+
+@pytest.mark.parametrize("bx, by", [(1, 1), (1, 64), (2, 8), (4, 32), (8, 16), (32, 4), (64, 2), (128, 1), (256, 1)])
+@pytest.mark.parametrize("C", [3, 10, 129, 2000])
+def test_softmax_xent_is_right_for_every_launch_geometry(host_kernels, bx, by, C):
+    """The kernel must not depend on the geometry the dispatcher picks: sweep it, as llm.c's dev/cuda does."""
+    rng = np.random.default_rng(bx * 1000 + C)
+    B = 21
+    z, y = rng.standard_normal((B, C)) * 4, rng.integers(0, C, B).astype(np.int32)
+    zk, acck = z.astype(np.float32), np.zeros(2)
+    host_kernels.launch(
+        "softmax_xent<float>",
+        ((B + by - 1) // by,),
+        (bx, by),
+        (zk, y, None, acck, np.int64(B), np.int32(C), np.int32(1), np.float32(0)),
+        bx * by * 16,
+    )
+    zt, acct = z.astype(np.float32).astype(np.float64), np.zeros(2)
+    ReferenceOps().loss_grad(zt, y, acct, "cross_entropy")
+    tol = selfcheck.TOLERANCE[np.dtype(np.float32)]
+    assert selfcheck._error(zk, zt) <= tol and selfcheck._error(acck[0], acct[0]) <= tol
+    assert acck[1] == acct[1]
+
+
+def test_row_geometry_choices():
+    assert row_geometry(128, 10, 4) == ((4,), (4, 32))
+    assert row_geometry(3, 10000, 4) == ((3,), (256, 1))
+    assert row_geometry(1, 2, 4) == ((1,), (1, 128))
+    grid, block = row_geometry(1000, 1)
+    assert block == (1, 128) and grid == (8,)
+
+
+def test_the_harness_refuses_arguments_a_gpu_would_misread(host_kernels):
+    z, b = np.zeros((2, 3), np.float32), np.zeros(3, np.float32)
+    good = (z, b, np.int64(2), np.int32(3), np.int32(1), np.float32(0.0))
+    host_kernels.launch("bias_act<float>", (1,), (32,), good)
+    with pytest.raises(TypeError, match="scalar rows must be int64"):  # CuPy passes a Python int as 8 bytes
+        host_kernels.launch("bias_act<float>", (1,), (32,), (z, b, 2, *good[3:]))
+    with pytest.raises(TypeError, match="scalar slope must be float32"):  # and a Python float as a double
+        host_kernels.launch("bias_act<float>", (1,), (32,), (*good[:5], 0.0))
+    with pytest.raises(TypeError, match="argument z must be a C-contiguous float32 array"):
+        host_kernels.launch("bias_act<float>", (1,), (32,), (z.astype(np.float64), *good[1:]))
+    with pytest.raises(ValueError, match="more than 1024 threads"):
+        host_kernels.launch("bias_act<float>", (1,), (2048,), good)
+    with pytest.raises(TypeError, match="grid and block must be tuples"):
+        host_kernels.launch("bias_act<float>", [1], (32,), good)
