@@ -177,7 +177,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     previous = _catch_sigterm()
     try:
-        args = build_parser().parse_args(argv)
+        args, unknown = build_parser().parse_known_args(argv)
+        if unknown:
+            raise ConfigError(f"unrecognized arguments: {' '.join(unknown)} (see mlp-xp {args.command} --help)")
         return COMMANDS[args.command](args)
     except BackendUnavailable as e:
         print(f"mlp-xp: error: {e}", file=sys.stderr)

@@ -205,8 +205,23 @@ class FloatDtype(Constraint):
         return dt
 
 
+def parse_device(spec: str) -> tuple[str, int]:
+    """Split a device string into (kind, index): "cpu" -> ("cpu", 0), "cuda:1" -> ("cuda", 1)."""
+    if not isinstance(spec, str):
+        raise ConfigError(f"device must be a string such as 'auto', 'cpu', 'cuda' or 'cuda:0', got {spec!r}")
+    s = spec.strip().lower()
+    if s in ("auto", "cpu", "numpy"):
+        return ("cpu" if s == "numpy" else s), 0
+    if s == "cuda" or s == "gpu":
+        return "cuda", 0
+    if s.startswith("cuda:") and s[5:].isdigit():
+        return "cuda", int(s[5:])
+    raise ConfigError(f"unknown device {spec!r}: use 'auto', 'cpu', 'cuda' or 'cuda:N' (N = device number)")
+
+
 class Device(Constraint):
-    """A device string: auto, cpu, cuda or cuda:N (see :func:`mlp_xp.backend.parse_device`)."""
+    """A device string: auto, cpu, cuda or cuda:N (:func:`parse_device`). (A backend object passed instead is
+    the caller's to accept: :class:`mlp_xp.MLP` takes one as it is.)"""
 
     def describe(self) -> str:
         return "auto, cpu, cuda or cuda:N"
@@ -215,10 +230,6 @@ class Device(Constraint):
         return "str"
 
     def check(self, value, label: str):
-        from .backend import Ops, parse_device
-
-        if isinstance(value, Ops):
-            return value
         parse_device(value)  # raises the ConfigError naming the valid forms
         return value
 

@@ -136,7 +136,7 @@ class MLP:
         self.dtype = settings.check("dtype", dtype)
         self.leaky_slope = settings.check("leaky_slope", leaky_slope)
         self.seed = settings.check("seed", seed)
-        self.ops: Ops = get_backend(device)
+        self.ops: Ops = device if isinstance(device, Ops) else get_backend(settings.check("device", device))
         self.layout = Layout(self.sizes)
         self.params = self.ops.asarray(initial_params(self.layout, self.init, self.seed, self.dtype))
         self.W, self.b = self.layout.views(self.params)

@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from . import settings
 
 _DEFAULT = {s.name: s.default for s in settings.SETTINGS}
+#: The settings a schedule holds besides its name (the setting ``schedule``).
+_FIELDS = ("lr", "decay", "step_size", "gamma", "epochs", "min_lr", "warmup")
 
 
 @dataclass(frozen=True)
@@ -39,8 +41,13 @@ class Schedule:
 
     def __post_init__(self) -> None:
         settings.check("schedule", self.name)
-        for name in ("lr", "decay", "step_size", "gamma", "epochs", "min_lr", "warmup"):
+        for name in _FIELDS:
             settings.check(name, getattr(self, name))
+
+    @classmethod
+    def from_config(cls, config) -> Schedule:
+        """The schedule a :class:`mlp_xp.TrainConfig` describes."""
+        return cls(config.schedule, **{name: getattr(config, name) for name in _FIELDS})
 
     def lr_at(self, step: int, steps_per_epoch: int) -> float:
         """The learning rate of global step ``step`` (0-based)."""

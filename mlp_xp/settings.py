@@ -199,6 +199,18 @@ def estimator_settings(task: str) -> tuple[Setting, ...]:
 
 
 RENAMED: dict[str, str] = {old: s.name for s in SETTINGS for old in s.renamed_from}
+#: What other libraries (scikit-learn, PyTorch) call some settings; only for the hint of an unknown name.
+OTHER_NAMES = {
+    "learning_rate": "lr",
+    "learning_rate_init": "lr",
+    "alpha": "l2",
+    "max_iter": "epochs",
+    "hidden_layer_sizes": "hidden",
+    "n_iter_no_change": "patience",
+    "tol": "min_delta",
+    "random_state": "seed",
+    "nesterovs_momentum": "optimizer",
+}
 
 
 def check(name: str, value):
@@ -221,7 +233,7 @@ def resolve_names(values: dict, allowed: tuple[Setting, ...], what: str) -> dict
                 raise ConfigError(f"{key!r} and {new!r} are the same setting: give only {new!r}")
             key = new
         elif key not in names:
-            close = difflib.get_close_matches(key, sorted(names), n=1)
+            close = [OTHER_NAMES[key]] if key in OTHER_NAMES else difflib.get_close_matches(key, sorted(names), n=1)
             hint = f"did you mean {close[0]!r}? " if close else ""
             raise ConfigError(f"unknown {what} setting {key!r}: {hint}see mlp_xp.settings.SETTINGS for the names")
         out[key] = value
@@ -252,22 +264,7 @@ def _config_methods() -> dict:
             setattr(self, s.name, s.check(getattr(self, s.name)))
         return self
 
-    def lr_schedule(self):
-        """The learning-rate schedule these settings describe (:class:`mlp_xp.schedules.Schedule`)."""
-        from .schedules import Schedule
-
-        return Schedule(
-            self.schedule,
-            lr=self.lr,
-            decay=self.decay,
-            step_size=self.step_size,
-            gamma=self.gamma,
-            epochs=self.epochs,
-            min_lr=self.min_lr,
-            warmup=self.warmup,
-        )
-
-    return {"__init__": __init__, "replace": replace, "validate": validate, "lr_schedule": lr_schedule}
+    return {"__init__": __init__, "replace": replace, "validate": validate}
 
 
 TrainConfig = dataclasses.make_dataclass(

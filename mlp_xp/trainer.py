@@ -20,6 +20,7 @@ from .errors import ConfigError, DataError, DivergenceError
 from .files import write_json_atomic
 from .model import MLP, Workspace
 from .optim import Optimizer
+from .schedules import Schedule
 from .settings import TrainConfig
 from .step import GraphStep, TrainStep
 from .stopping import DivergenceGuard, EarlyStopping
@@ -184,11 +185,13 @@ class _TrainingData:
 
 def class_weights(spec, n_classes: int, labels: np.ndarray) -> np.ndarray:
     """One weight per class from a ``class_weight`` setting: a list of ``n_classes`` weights, a dict
-    {class: weight} (others 1), or "balanced": n / (n_classes * count), counted on the training ``labels``
-    (a class absent from them weighs 1: it adds no loss either way)."""
+    {class: weight} (others 1), or "balanced": n / (k * count of the class), counted on the training ``labels``
+    with k the number of classes present, so that the weights of the n rows add up to n (as scikit-learn's); a
+    class absent from them weighs 1, which changes nothing: it adds no loss."""
     if isinstance(spec, str):  # "balanced", the settings' only word
         counts = np.bincount(labels, minlength=n_classes).astype(np.float64)
-        return np.where(counts > 0, len(labels) / (n_classes * np.maximum(counts, 1)), 1.0)
+        present = np.count_nonzero(counts)
+        return np.where(counts > 0, len(labels) / (present * np.maximum(counts, 1)), 1.0)
     if isinstance(spec, dict):
         unknown = [c for c in spec if not (isinstance(c, (int, np.integer)) and 0 <= c < n_classes)]
         if unknown:
@@ -216,7 +219,7 @@ class _Run:
         self.batch = min(cfg.batch_size, data.n)
         self.steps = data.n // self.batch if cfg.drop_last else math.ceil(data.n / self.batch)
         self.n_seen = self.steps * self.batch if cfg.drop_last else data.n
-        self.schedule = cfg.lr_schedule()
+        self.schedule = Schedule.from_config(cfg)
         self.optimizer = Optimizer.from_config(cfg, model)
         self.step = TrainStep(
             model, self.batch, self.optimizer, smoothing=cfg.label_smoothing, class_weight=data.class_weight

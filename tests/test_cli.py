@@ -112,30 +112,6 @@ def test_early_stopping_from_the_command_line(tmp_path, capsys):
     assert "early stopping" in out
 
 
-@pytest.mark.parametrize(
-    "argv, message",
-    [
-        (["train", "--optimizer", "rmsprop"], "unknown optimizer 'rmsprop'"),
-        (["train", "--lr", "-1"], "learning rate must be > 0"),
-        (["train", "--batch-size", "0"], "batch_size must be > 0"),
-        (["train", "--activation", "swish", "--epochs", "1"], "unknown activation 'swish'"),
-        (["train", "--schedule", "exp"], "unknown schedule 'exp'"),
-        (["train", "--data", "no-such-dataset"], "no-such-dataset"),
-        (["train", "--device", "tpu"], "unknown device 'tpu'"),
-        (["evaluate", "missing.npz"], "does not exist"),
-        (["search", "--data", "digits"], "needs at least one --param"),
-        (["search", "--param", "lr=0.1", "--validation", "0"], "--validation must be in (0, 1)"),
-        (["search", "--param", "lr=0.1", "--validation", "1.5"], "--validation must be in (0, 1)"),
-        (["search", "--param", "lr=0.1", "--loss", "binary_cross_entropy"], "search trains cross_entropy"),
-    ],
-)
-def test_bad_input_gives_one_clear_line_and_status_2(capsys, argv, message):
-    code, out, err = run(capsys, *argv)
-    assert code == 2
-    lines = [line for line in err.splitlines() if line.startswith("mlp-xp: error:")]
-    assert len(lines) == 1 and message in lines[0], err
-
-
 def test_divergence_exits_1_and_saves_the_last_good_weights(tmp_path, capsys):
     model, metrics = tmp_path / "m.npz", tmp_path / "m.json"
     code, out, err = run(
@@ -266,3 +242,147 @@ def test_the_data_seed_is_separate_from_the_model_seed(tmp_path, capsys):
     assert float(out.split("accuracy ")[1].split("%")[0]) == pytest.approx(trained, abs=0.01)
     code, out, err = run(capsys, "evaluate", str(model), "--data", "digits", "--device", "cpu")  # another split
     assert code == 0
+
+
+# ---- the exit-status contract of ARCHITECTURE.md ----
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["train", "--hidden", "0"], "hidden widths must be positive"),
+        (["train", "--hidden", "abc"], "hidden takes widths separated by commas"),
+        (["train", "--epochs", "1.5"], "epochs must be an integer, got '1.5'"),
+        (["train", "--seed", "-1"], "seed must be >= 0, got -1"),
+        (["train", "--data-seed", "x"], "--data-seed must be an integer"),
+        (["train", "--no-such-flag"], "unrecognized arguments: --no-such-flag (see mlp-xp train --help)"),
+        ([], "the following arguments are required: command"),
+        (["train", "--data", "mnist", "--activation", "foo"], "unknown activation 'foo'"),
+        (["train", "--class-weight", "1:x"], "class_weight takes 'balanced'"),
+        (["train", "--monitor", "val_mse"], "monitor 'val_mse' does not fit loss cross_entropy"),
+        (["train", "--cuda-graph", "--device", "cpu"], "cuda_graph needs the CUDA backend"),
+        (["train", "--l2", "1", "--weight-decay", "1"], "--weight-decay and --l2 are the same setting"),
+        (["bench", "--batch-sizes", "32,abc"], "--batch-sizes must be an integer, got 'abc'"),
+        (["bench", "--batch-sizes", "0"], "--batch-sizes must be > 0, got 0"),
+        (["bench", "--steps", "0"], "--steps must be >= 1, got 0"),
+        (["bench", "--dtype", "float16"], "dtype must be 'float32' or 'float64'"),
+        (["search", "--param", "lr=0.1", "--n-iter", "0"], "--n-iter must be >= 1, got 0"),
+        (["search", "--param", "lr=0.1", "--holdout", "1"], "--holdout must be in (0, 1), got 1.0"),
+        (["doctor", "--device", "tpu"], "unknown device 'tpu'"),
+        (["train", "--optimizer", "rmsprop"], "unknown optimizer 'rmsprop'"),
+        (["train", "--lr", "-1"], "learning rate must be > 0"),
+        (["train", "--batch-size", "0"], "batch_size must be > 0"),
+        (["train", "--activation", "swish", "--epochs", "1"], "unknown activation 'swish'"),
+        (["train", "--schedule", "exp"], "unknown schedule 'exp'"),
+        (["train", "--data", "no-such-dataset"], "no-such-dataset"),
+        (["train", "--device", "tpu"], "unknown device 'tpu'"),
+        (["evaluate", "missing.npz"], "does not exist"),
+        (["search", "--data", "digits"], "needs at least one --param"),
+        (["search", "--param", "lr=0.1", "--validation", "0"], "--validation must be in (0, 1)"),
+        (["search", "--param", "lr=0.1", "--validation", "1.5"], "--validation must be in (0, 1)"),
+        (["search", "--param", "lr=0.1", "--loss", "binary_cross_entropy"], "search trains cross_entropy"),
+    ],
+)
+def test_every_bad_input_is_one_line_and_status_2(capsys, argv, message):
+    code, out, err = run(capsys, *argv)
+    assert code == 2 and out == ""
+    errors = [line for line in err.splitlines() if line.startswith("mlp-xp: error: ")]
+    assert len(errors) == 1 and message in errors[0], err
+    # besides it, at most a deprecation warning and the line saying which backend "auto" chose
+    assert all(
+        line.startswith(("mlp-xp: warning: ", "mlp_xp: using ")) for line in err.splitlines() if line not in errors
+    )
+
+
+def test_mnist_is_not_looked_up_when_a_setting_is_bad(capsys, monkeypatch):
+    from mlp_xp.data import download
+
+    looked = []
+    monkeypatch.setattr(download, "_load_named_images", lambda *a, **k: looked.append(a))
+    code, _, err = run(capsys, "train", "--data", "mnist", "--activation", "foo")
+    assert code == 2 and not looked
+
+
+def test_a_required_gpu_that_is_not_there_is_status_3(capsys):
+    from mlp_xp.backend import cuda_status
+
+    if cuda_status()[0]:
+        pytest.skip("a GPU is usable here")
+    code, out, err = run(capsys, "train", "--device", "cuda", "--epochs", "1")
+    assert code == 3 and err.count("\n") == 1 and "CUDA backend unavailable" in err
+
+
+@pytest.mark.parametrize("signal_exception, status", [("KeyboardInterrupt", 130), ("terminated", 143)])
+def test_an_interrupted_run_exits_130_and_a_terminated_one_143(capsys, monkeypatch, signal_exception, status):
+    import os
+    import signal
+
+    from mlp_xp import trainer
+
+    def stop(*args, **kwargs):
+        if signal_exception == "KeyboardInterrupt":
+            raise KeyboardInterrupt
+        os.kill(os.getpid(), signal.SIGTERM)  # the CLI's handler turns it into an exception here
+
+    monkeypatch.setattr(trainer, "fit", stop)
+    code, _, err = run(capsys, "train", "--epochs", "1", "--device", "cpu")
+    assert code == status and err.splitlines()[-1] in ("mlp-xp: interrupted", "mlp-xp: terminated")
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL or callable(signal.getsignal(signal.SIGTERM))
+
+
+def test_the_table_flags_reach_the_run(tmp_path, capsys):
+    metrics = tmp_path / "m.json"
+    code, out, err = run(
+        capsys,
+        "train",
+        "--data",
+        "digits",
+        "--hidden",
+        "16",
+        "--epochs",
+        "30",
+        "--device",
+        "cpu",
+        "--quiet",
+        "--early-stopping",
+        "--monitor",
+        "val_accuracy",
+        "--min-delta",
+        "0.5",
+        "--patience",
+        "2",
+        "--class-weight",
+        "balanced",
+        "--eps",
+        "1e-7",
+        "--optimizer",
+        "adam",
+        "--lr",
+        "0.01",
+        "--on-divergence",
+        "stop",
+        "--metrics-json",
+        str(metrics),
+    )
+    assert code == 0, err
+    # min_delta 0.5 on an accuracy: no epoch counts as improving after the first, so patience 2 stops at 3
+    assert len(json.loads(metrics.read_text())) == 3 and "early stopping: val_accuracy" in out
+
+
+def test_a_renamed_flag_still_works_with_a_warning(capsys):
+    code, out, err = run(
+        capsys,
+        "train",
+        "--data",
+        "digits",
+        "--hidden",
+        "8",
+        "--epochs",
+        "1",
+        "--device",
+        "cpu",
+        "--quiet",
+        "--weight-decay",
+        "0.001",
+    )
+    assert code == 0 and "mlp-xp: warning: --weight-decay is now --l2" in err

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from mlp_xp import selfcheck
-from mlp_xp.backend.cupy_ops import CupyOps, row_geometry
+from mlp_xp.backend.cupy_ops import CupyOps
 from mlp_xp.backend.kernels import KERNELS
 from mlp_xp.backend.reference_ops import ReferenceOps
 
@@ -62,14 +62,6 @@ def test_softmax_xent_is_right_for_every_launch_geometry(host_kernels, bx, by, C
     tol = selfcheck.TOLERANCE[np.dtype(np.float32)]
     assert selfcheck._error(zk, zt) <= tol and selfcheck._error(acck[0], acct[0]) <= tol
     assert acck[1] == acct[1]
-
-
-def test_row_geometry_choices():
-    assert row_geometry(128, 10, 4) == ((4,), (4, 32))
-    assert row_geometry(3, 10000, 4) == ((3,), (256, 1))
-    assert row_geometry(1, 2, 4) == ((1,), (1, 128))
-    grid, block = row_geometry(1000, 1)
-    assert block == (1, 128) and grid == (8,)
 
 
 def test_the_harness_refuses_arguments_a_gpu_would_misread(host_kernels):

@@ -10,27 +10,14 @@ from __future__ import annotations
 import sys
 from functools import cache
 
-from ..errors import BackendUnavailable, ConfigError
+from ..constraints import parse_device
+from ..errors import BackendUnavailable
 from .base import STEP_OPS, OpCounts, Ops
 from .numpy_ops import NumpyOps
 
 __all__ = ["Ops", "OpCounts", "STEP_OPS", "NumpyOps", "get_backend", "cuda_status", "parse_device"]
 
 _INSTALL_HINT = "pip install 'mlp-xp[cuda12]' (CUDA 12 driver) or 'mlp-xp[cuda13]' (CUDA 13 driver)"
-
-
-def parse_device(spec: str) -> tuple[str, int]:
-    """Split a device string into (kind, index): "cpu" -> ("cpu", 0), "cuda:1" -> ("cuda", 1)."""
-    if not isinstance(spec, str):
-        raise ConfigError(f"device must be a string such as 'auto', 'cpu', 'cuda' or 'cuda:0', got {spec!r}")
-    s = spec.strip().lower()
-    if s in ("auto", "cpu", "numpy"):
-        return ("cpu" if s == "numpy" else s), 0
-    if s == "cuda" or s == "gpu":
-        return "cuda", 0
-    if s.startswith("cuda:") and s[5:].isdigit():
-        return "cuda", int(s[5:])
-    raise ConfigError(f"unknown device {spec!r}: use 'auto', 'cpu', 'cuda' or 'cuda:N' (N = device number)")
 
 
 def cuda_status(index: int = 0) -> tuple[bool, str]:

@@ -1,4 +1,4 @@
-"""On a real GPU: the CUDA backend's thin CuPy layer, and a short training run against the NumPy backend.
+"""On a real GPU: the thin CuPy layer (mlp_xp.backend.cupy_device), and a short training run against the CPU.
 
 Everything else about the CUDA backend is also tested without a GPU (the cuda-host backend of conftest);
 these tests cover what only a device can: RawModule compilation, cuBLAS, device memory, events.

@@ -1,0 +1,71 @@
+"""The data checks (mlp_xp.validation): bad features and targets get one clear error, naming the problem and
+the fix, before any work starts and before the model changes."""
+
+import numpy as np
+import pytest
+
+import mlp_xp
+from mlp_xp import MLP, fit
+
+
+@pytest.fixture
+def model():
+    return MLP([3, 4, 2], device="cpu", seed=0)
+
+
+@pytest.fixture
+def data():
+    rng = np.random.default_rng(0)
+    return rng.standard_normal((20, 3)), rng.integers(0, 2, 20)
+
+
+def _untouched(model, before):
+    assert np.array_equal(model.get_flat(), before)
+
+
+@pytest.mark.parametrize(
+    "mutate, match",
+    [
+        (
+            lambda X, y: (np.where(np.arange(60).reshape(20, 3) == 7, np.nan, X), y),
+            r"NaN or Inf \(first at row 2, column 1\)",
+        ),
+        (lambda X, y: (np.where(np.arange(60).reshape(20, 3) == 0, np.inf, X), y), "NaN or Inf"),
+        (lambda X, y: (X, y[:-1]), "19 entries but X has 20 samples"),
+        (lambda X, y: (X[:, :2], y), "2 features but the model expects 3"),
+        (lambda X, y: (X[:0], y[:0]), "empty"),
+        (lambda X, y: (X.ravel(), y), "must be 2-D"),
+        (lambda X, y: (X, y + 5), r"labels in \[5, 6\] but the model has 2 classes"),
+        (lambda X, y: (X, y - 1), r"labels in \[-1, 0\]"),
+        (lambda X, y: (X, y + 0.5), "non-integer values but cross_entropy needs class labels"),
+        (lambda X, y: (X, np.stack([y, y], 1)), "must be 1-D class labels"),
+        (lambda X, y: (X, np.array(["a", "b"] * 10)), "not numbers"),
+        (lambda X, y: (X.astype(object), y), "not numbers"),
+    ],
+)
+def test_bad_data_is_refused_before_training(model, data, mutate, match):
+    before = model.get_flat()
+    X, y = mutate(*data)
+    with pytest.raises(mlp_xp.DataError, match=match):
+        fit(model, X, y, epochs=1)
+    _untouched(model, before)
+
+
+def test_binary_cross_entropy_needs_targets_in_0_1(data):
+    X, y = data
+    m = MLP([3, 1], loss="binary_cross_entropy", device="cpu")
+    with pytest.raises(mlp_xp.DataError, match=r"outside \[0, 1\]"):
+        fit(m, X, y * 3)
+
+
+def test_mse_targets_must_match_the_output_width(data):
+    X, _ = data
+    with pytest.raises(mlp_xp.DataError, match=r"pass targets of shape \(n_samples, 2\)"):
+        fit(MLP([3, 2], loss="mse", device="cpu"), X, np.zeros((20, 3)))
+
+
+def test_predict_checks_its_input(model):
+    with pytest.raises(mlp_xp.DataError, match="features but the model expects 3"):
+        model.predict(np.zeros((2, 5)))
+    with pytest.raises(mlp_xp.DataError, match="NaN"):
+        model.predict(np.full((2, 3), np.nan))
