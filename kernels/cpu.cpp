@@ -1,7 +1,8 @@
 // cpu.cpp -- the CPU backend's compiled loops: a layer's elementwise work, softmax cross-entropy and Adam's update,
 // one compiled call per op instead of a dozen NumPy calls. Built at first use by the machine's C++ compiler
-// (mlp_xp/backend/cpu_loops.py), loaded with ctypes. Reference: mlp_xp/reference (layer.py, loss.py,
-// optimizer.py); each loop has its reference's contract.
+// (mlp_xp/backend/cpu_loops.py), loaded with ctypes. Each loop has its reference's contract: mlp_xp/reference/layer.py
+// (bias_act, act_backward, bias_grad), mlp_xp/reference/loss.py (softmax_xent), mlp_xp/reference/optimizer.py
+// (adam_update).
 //
 // Why compiled loops on the CPU at all: a training step alternates GEMMs with short elementwise passes, and each
 // GEMM streams megabytes through the core's caches. Every NumPy call right after one runs its dispatch code cold,

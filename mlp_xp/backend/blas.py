@@ -8,7 +8,8 @@ runs on one core; BLAS does both, multi-threaded. The CPU backend uses:
     axpby   y <- a x + b y                        (V <- G + mu V)
 
 When NumPy's BLAS cannot be found (another NumPy build), ``find()`` returns None and the backend keeps
-to plain NumPy: slower, same results up to rounding.
+to plain NumPy: slower, same results up to rounding. The references of what these calls compute are
+``matmul`` in mlp_xp/reference/layer.py and ``sgd_update`` in mlp_xp/reference/optimizer.py.
 """
 
 from __future__ import annotations

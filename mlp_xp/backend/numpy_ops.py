@@ -10,7 +10,8 @@ can take its arguments.
 
 Raw pointers go to compiled code only for arrays it can take (one float dtype, C-contiguous, aligned,
 writeable, fitting shapes); anything else takes the NumPy path, which raises where NumPy would.
-``NumpyOps(fast=False)`` is the NumPy path alone.
+``NumpyOps(fast=False)`` is the NumPy path alone. The ops written here (matmul, bias_grad, the BLAS form of
+sgd_update) have their references in mlp_xp/reference/layer.py and mlp_xp/reference/optimizer.py.
 """
 
 from __future__ import annotations

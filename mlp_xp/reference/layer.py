@@ -34,7 +34,8 @@ def sigmoid(z: np.ndarray) -> np.ndarray:
 
 
 def activate(z: np.ndarray, activation: str, slope: float = LEAKY_SLOPE) -> np.ndarray:
-    """h = g(z)."""
+    """h = g(z). Implementations: ``k_activate`` in kernels/common.cuh (the compiled loops and the CUDA kernels
+    share it); the NumPy path's ``bias_act`` in mlp_xp/backend/numpy_path.py."""
     if activation == "relu":
         return np.maximum(z, 0)
     if activation == "leaky_relu":
@@ -47,7 +48,8 @@ def activate(z: np.ndarray, activation: str, slope: float = LEAKY_SLOPE) -> np.n
 
 
 def derivative(h: np.ndarray, activation: str, slope: float = LEAKY_SLOPE) -> np.ndarray:
-    """g'(z), read off the output h = g(z)."""
+    """g'(z), read off the output h = g(z). Implementations: ``k_derivative`` in kernels/common.cuh; the NumPy
+    path's ``act_backward`` in mlp_xp/backend/numpy_path.py."""
     if activation == "relu":
         return np.where(h > 0, 1.0, 0.0)
     if activation == "leaky_relu":
@@ -62,8 +64,9 @@ def derivative(h: np.ndarray, activation: str, slope: float = LEAKY_SLOPE) -> np
 def matmul(a, b, out, *, trans_a: bool = False, trans_b: bool = False, accumulate: float = 0.0) -> None:
     """out <- op(a) op(b) + accumulate out, op(x) = x^T where its flag is set.
 
-    Implementations: ``matmul`` in mlp_xp/backend/numpy_ops.py (NumPy's BLAS, called directly), ``gemm`` in
-    kernels/gemm.cu (CUDA, for graph capture; cuBLAS otherwise).
+    Implementations: ``matmul`` in mlp_xp/backend/numpy_ops.py (NumPy's matmul, or NumPy's BLAS called directly
+    by ``matmul`` in mlp_xp/backend/blas.py), ``gemm`` in kernels/gemm.cu (CUDA, inside a captured graph; cuBLAS
+    otherwise).
     """
     product = (a.T if trans_a else a) @ (b.T if trans_b else b)
     out[...] = product + accumulate * out if accumulate else product

@@ -45,7 +45,8 @@ def softmax_xent(z, y, acc, *, write_grad: bool = True, smoothing: float = 0.0, 
     A label outside [0, C) makes its row's loss NaN (a bad label must not pass silently), its gradient row
     zero, and never counts as a hit. A hit is a row whose first maximum is at its label.
 
-    Implementations: ``softmax_xent`` in mlp_xp/backend/numpy_path.py, kernels/cpu.cpp, kernels/loss.cu.
+    Implementations: ``softmax_xent`` in mlp_xp/backend/numpy_path.py, kernels/cpu.cpp, kernels/loss.cu; the
+    last two share one row's loss and gradient, ``k_xent_row_loss`` and ``k_xent_grad`` in kernels/common.cuh.
     """
     B, C = z.shape
     ok = (y >= 0) & (y < C)

@@ -23,7 +23,11 @@ import numpy as np
 
 
 def regularized(grads, params, n_weights: int, l2: float, l1: float) -> np.ndarray:
-    """G = dL/dtheta + l2 W + l1 sign(W), the penalties on the weight prefix only."""
+    """G = dL/dtheta + l2 W + l1 sign(W), the penalties on the weight prefix only.
+
+    Implementations: ``add_penalties`` in mlp_xp/backend/numpy_path.py, BLAS axpy passes in ``sgd_update`` of
+    mlp_xp/backend/numpy_ops.py, ``k_regularized`` in kernels/common.cuh (the compiled loops and the CUDA kernels).
+    """
     W = params[:n_weights]
     G = np.array(grads, dtype=np.float64)
     G[:n_weights] += l2 * W + l1 * np.sign(W)
@@ -82,7 +86,8 @@ def adam_update(
 ) -> None:
     """One Adam step (``step`` = t, counting from 1); see the module table.
 
-    Implementations: ``adam_update`` in mlp_xp/backend/numpy_path.py, kernels/cpu.cpp, kernels/optimizer.cu.
+    Implementations: ``adam_update`` in mlp_xp/backend/numpy_path.py, kernels/cpu.cpp, kernels/optimizer.cu; the
+    last two share one parameter's step, ``k_adam_step`` in kernels/common.cuh.
     """
     G = regularized(grads, params, n_weights, l2, l1)
     m[...] = beta1 * m + (1 - beta1) * G
