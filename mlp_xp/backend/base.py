@@ -72,7 +72,7 @@ def _counted(name: str, fn):
         c = self.counts
         c.ops += 1
         c.by_op[name] = c.by_op.get(name, 0) + 1
-        if kwargs.keys() & RENAMED_ARGUMENTS.keys():
+        if kwargs and not kwargs.keys().isdisjoint(RENAMED_ARGUMENTS):
             kwargs = _renamed(kwargs, name)
         return fn(self, *args, **kwargs)
 
@@ -164,7 +164,7 @@ class Ops:
 
     # ---- step ops (references: mlp_xp/reference) ----
     def gather_rows(self, X, Y, idx, xb, yb) -> None:
-        """xb <- X[idx], yb <- Y[idx]: the rows of one mini-batch, gathered on the device."""
+        """xb <- X[idx], yb <- Y[idx]: the rows of one mini-batch, gathered on the device (idx in [0, len(X)))."""
         raise NotImplementedError
 
     def matmul(self, a, b, out, *, trans_a: bool = False, trans_b: bool = False, accumulate: float = 0.0) -> None:

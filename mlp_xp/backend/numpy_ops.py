@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..reference import loss as loss_reference
 from ..reference.data import permutation
 from . import blas as _blas
 from . import cpu_loops as _cpu_loops
@@ -100,20 +101,20 @@ class NumpyOps(Ops):
         out += t
 
     def bias_act(self, z, b, activation, slope) -> None:
-        activation_code(activation)  # an unknown name is refused on every path, as on the GPU
         # (shapes checked here: the loops take raw pointers; a mismatch goes to the NumPy path, which raises)
         loops = self._loops_for(z, b)
         if loops is not None and z.ndim == 2 and b.shape == z.shape[1:]:
-            loops.bias_act(z, b, activation, slope)
+            loops.bias_act(z, b, activation, slope)  # which refuses an unknown activation, as the GPU does
         else:
+            activation_code(activation)
             numpy_path.bias_act(z, b, activation, slope, self.scratch)
 
     def act_backward(self, dh, h, activation, slope) -> None:
-        activation_code(activation)
         loops = self._loops_for(dh, h)
         if loops is not None and h.shape == dh.shape:
             loops.act_backward(dh, h, activation, slope)
         else:
+            activation_code(activation)
             numpy_path.act_backward(dh, h, activation, slope, self.scratch)
 
     def bias_grad(self, g, out, *, accumulate=0.0) -> None:
@@ -143,30 +144,34 @@ class NumpyOps(Ops):
 
     def loss_grad(self, z, y, acc, loss, *, write_grad=True, smoothing=0.0, class_weight=None) -> None:
         kernel = loss_kernel(loss)
-        if kernel == "softmax_xent":
-            loops = self._loops_for(z, class_weight)
-            fits = (
-                loops is not None
-                and z.ndim == 2
-                and z.shape[1] > 0
-                and y.shape == z.shape[:1]
-                and y.dtype == np.int32
-                and y.flags.carray
-                and acc.dtype == np.float64
-                and acc.size >= 2
-                and _raw_ok(acc)
-                and (class_weight is None or class_weight.shape == z.shape[1:])
-            )
-            impl = loops if fits else numpy_path
-            options = {"smoothing": smoothing, "class_weight": class_weight}
+        if kernel != "softmax_xent":
+            getattr(numpy_path, kernel)(z, y, acc, write_grad=write_grad, scratch=self.scratch)
+            return
+        loops = self._loops_for(z, class_weight)
+        fits = (
+            loops is not None
+            and z.ndim == 2
+            and z.shape[1] > 0
+            and y.shape == z.shape[:1]
+            and y.dtype == np.int32
+            and y.flags.carray
+            and acc.dtype == np.float64
+            and acc.size >= 2
+            and _raw_ok(acc)
+            and (class_weight is None or class_weight.shape == z.shape[1:])
+        )
+        if fits:
+            loops.softmax_xent(z, y, acc, write_grad=write_grad, smoothing=smoothing, class_weight=class_weight)
         else:
-            impl, options = numpy_path, {}
-        if impl is numpy_path:
-            options["scratch"] = self.scratch
-        getattr(impl, kernel)(z, y, acc, write_grad=write_grad, **options)
+            numpy_path.softmax_xent(
+                z, y, acc, write_grad=write_grad, smoothing=smoothing, class_weight=class_weight, scratch=self.scratch
+            )
 
     def output_act(self, z, output) -> None:
-        numpy_path.output_act(z, output, self.scratch)
+        if output == "sigmoid":
+            numpy_path.output_act(z, output)
+        else:  # prediction only, where allocating is allowed: the reference is as fast (benchmarks/numpy_path.py)
+            loss_reference.output_act(z, output)
 
     def sgd_update(
         self,
