@@ -9,7 +9,6 @@ measurement; the contenders alternate within each batch size and the median of -
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 
@@ -17,6 +16,7 @@ import numpy as np
 from contenders import CONTENDERS
 
 from mlp_xp.data import load_dataset
+from mlp_xp.files import write_json_atomic
 
 HIDDEN, LR, MOMENTUM = [512, 256], 0.01, 0.9
 
@@ -54,8 +54,7 @@ def main(argv=None) -> int:
             f"{rate['mlp_xp'][b] / rate['sklearn'][b]:.2f}x |"
         )
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(rate, f, indent=1)
+        write_json_atomic(args.json, rate)
     if args.plot:
         from mlp_xp.plotting import _pyplot, save_figure
 

@@ -11,7 +11,6 @@ A B C D A B C D ..., and the table gives each one's median epoch time over --rou
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import sys
@@ -20,6 +19,7 @@ import numpy as np
 from contenders import CONTENDERS, gemm_floor_epoch
 
 from mlp_xp.data import load_dataset
+from mlp_xp.files import write_json_atomic
 
 HIDDEN, BATCH, LR, MOMENTUM = [512, 256], 128, 0.01, 0.9
 
@@ -67,8 +67,7 @@ def main(argv=None) -> int:
             f"{100 * paired['gemm_floor']:.1f}% as the median of per-round ratios)."
         )
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"times": times, "medians": med, "data": ds.describe()}, f, indent=1)
+        write_json_atomic(args.json, {"times": times, "medians": med, "data": ds.describe()})
     return 0
 
 

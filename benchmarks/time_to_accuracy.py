@@ -14,13 +14,13 @@ and from Fashion-MNIST, with targets those sets can reach.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 
 import numpy as np
 from contenders import CONTENDERS
 
 from mlp_xp.data import load_dataset
+from mlp_xp.files import write_json_atomic
 
 
 def main(argv=None) -> int:
@@ -59,8 +59,7 @@ def main(argv=None) -> int:
             f"{100 * r['accuracy']:.2f}% |"
         )
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(rows, f, indent=1)
+        write_json_atomic(args.json, rows)
     return 0
 
 

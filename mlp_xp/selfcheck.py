@@ -93,15 +93,18 @@ def _softmax_cases(dtype) -> list[Case]:
                     return (logits(rng, B, C, kind), y, np.zeros(2), "cross_entropy"), {"write_grad": write_grad}
 
                 out.append(Case("loss_grad", f"xent-{B}x{C}-{kind}-{'grad' if write_grad else 'p'}", dtype, make))
-    for B, C in [(19, 2), (19, 10), (19, 300), (7, 1000), (128, 10)]:
-        for kind in ("normal", "huge"):
+    for B, C in [(19, 2), (19, 10), (19, 300), (7, 1000), (128, 10), (2, 10000)]:
+        for kind in ("normal", "huge", "equal", "onehot"):
+            for write_grad in (True, False):
 
-            def make(rng, B=B, C=C, kind=kind):
-                y = rng.integers(0, C, B).astype(np.int32)
-                w = rng.uniform(0.2, 3.0, C)
-                return (logits(rng, B, C, kind), y, np.zeros(2), "cross_entropy"), {"smoothing": 0.1, "class_weight": w}
+                def make(rng, B=B, C=C, kind=kind, write_grad=write_grad):
+                    y = rng.integers(0, C, B).astype(np.int32)
+                    w = rng.uniform(0.2, 3.0, C)
+                    options = {"write_grad": write_grad, "smoothing": 0.1, "class_weight": w}
+                    return (logits(rng, B, C, kind), y, np.zeros(2), "cross_entropy"), options
 
-            out.append(Case("loss_grad", f"xent-{B}x{C}-{kind}-smoothing-weights", dtype, make))
+                tag = "grad" if write_grad else "p"
+                out.append(Case("loss_grad", f"xent-{B}x{C}-{kind}-{tag}-smoothing-weights", dtype, make))
 
     def bad_labels(rng):  # outside [0, C): a NaN loss, a zero gradient row, never a hit
         return (np.ones((4, 4)), np.array([1, 4, -1, 7], np.int32), np.zeros(2), "cross_entropy"), {}
@@ -112,7 +115,7 @@ def _softmax_cases(dtype) -> list[Case]:
 
 def _other_loss_cases(dtype) -> list[Case]:
     out = []
-    for B, K in [(1, 1), (5, 3), (64, 1), (9, 40), (33, 3), (3, 600)]:
+    for B, K in [(1, 1), (5, 3), (7, 3), (64, 1), (9, 40), (33, 3), (9, 300), (300, 5), (3, 600)]:
         for write_grad in (True, False):
 
             def bce(rng, B=B, K=K, write_grad=write_grad):
@@ -164,7 +167,7 @@ def _layer_cases(dtype) -> list[Case]:
                 Case("bias_act", f"{act}-{rows}x{cols}", dtype, forward),
                 Case("act_backward", f"{act}-{rows}x{cols}", dtype, backward),
             ]
-    for rows, cols in [*_LAYER_SHAPES, (1000, 10), (4096, 3)]:
+    for rows, cols in [*_LAYER_SHAPES, (5, 33), (1000, 10), (4096, 3)]:
         for accumulate in (0.0, 0.9):
 
             def bias_grad(rng, rows=rows, cols=cols, accumulate=accumulate):
@@ -173,19 +176,25 @@ def _layer_cases(dtype) -> list[Case]:
                 return (rng.standard_normal((rows, cols)), out), {"accumulate": accumulate}
 
             out.append(Case("bias_grad", f"{rows}x{cols}-acc{accumulate}", dtype, bias_grad, scale=np.sqrt(rows)))
-    for m, k, n in [(1, 1, 1), (7, 5, 3), (37, 53, 29), (64, 16, 64), (130, 70, 65), (128, 200, 10)]:
-        for trans_a in (False, True):
-            for trans_b in (False, True):
-                for accumulate in (0.0, 0.9):
+    small = [
+        (m, k, n, ta, tb, acc)
+        for m, k, n in [(1, 1, 1), (7, 5, 3), (37, 53, 29), (64, 16, 64), (130, 70, 65), (128, 200, 10)]
+        for ta in (False, True)
+        for tb in (False, True)
+        for acc in (0.0, 0.9)
+    ]
+    # and the step's own products: z = h W, dW = h^T g + mu V, dh = g W^T (784-512-256-10, batch 128)
+    step = [(128, 784, 512, False, False, 0.0), (784, 128, 512, True, False, 0.9), (128, 256, 512, False, True, 0.0)]
+    for m, k, n, trans_a, trans_b, accumulate in small + step:
 
-                    def matmul(rng, m=m, k=k, n=n, trans_a=trans_a, trans_b=trans_b, accumulate=accumulate):
-                        a = rng.standard_normal((k, m) if trans_a else (m, k))
-                        b = rng.standard_normal((n, k) if trans_b else (k, n))
-                        c = rng.standard_normal((m, n)) if accumulate else np.full((m, n), np.nan)
-                        return (a, b, c), {"trans_a": trans_a, "trans_b": trans_b, "accumulate": accumulate}
+        def matmul(rng, m=m, k=k, n=n, trans_a=trans_a, trans_b=trans_b, accumulate=accumulate):
+            a = rng.standard_normal((k, m) if trans_a else (m, k))
+            b = rng.standard_normal((n, k) if trans_b else (k, n))
+            c = rng.standard_normal((m, n)) if accumulate else np.full((m, n), np.nan)
+            return (a, b, c), {"trans_a": trans_a, "trans_b": trans_b, "accumulate": accumulate}
 
-                    name = f"{m}x{k}x{n}-{'T' if trans_a else 'N'}{'T' if trans_b else 'N'}-acc{accumulate}"
-                    out.append(Case("matmul", name, dtype, matmul, scale=np.sqrt(k)))
+        name = f"{m}x{k}x{n}-{'T' if trans_a else 'N'}{'T' if trans_b else 'N'}-acc{accumulate}"
+        out.append(Case("matmul", name, dtype, matmul, scale=np.sqrt(k)))
     return out
 
 

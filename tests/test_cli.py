@@ -9,7 +9,9 @@ from mlp_xp.cli import main
 
 
 def run(capsys, *argv):
-    code = main(list(argv))
+    """Run mlp-xp in-process; a single argument is split at spaces (the command line as typed)."""
+    argv = argv[0].split() if len(argv) == 1 else list(argv)
+    code = main(argv)
     out, err = capsys.readouterr()
     return code, out, err
 
@@ -18,21 +20,8 @@ def test_train_writes_model_metrics_and_plot(tmp_path, capsys):
     model, metrics, plot = tmp_path / "m.npz", tmp_path / "metrics.json", tmp_path / "curves.png"
     code, out, err = run(
         capsys,
-        "train",
-        "--data",
-        "digits",
-        "--hidden",
-        "64",
-        "--epochs",
-        "3",
-        "--device",
-        "cpu",
-        "--save",
-        str(model),
-        "--metrics-json",
-        str(metrics),
-        "--plot",
-        str(plot),
+        f"train --data digits --hidden 64 --epochs 3 --device cpu --save {model} --metrics-json {metrics} --plot "
+        f"{plot}",
     )
     assert code == 0, err
     records = json.loads(metrics.read_text())
@@ -45,7 +34,7 @@ def test_train_writes_model_metrics_and_plot(tmp_path, capsys):
     assert "epoch   3/3" in err and "train_loss" in err  # one summary line per epoch
     assert "done: 3 epochs" in out
 
-    code, out, err = run(capsys, "evaluate", str(model), "--data", "digits", "--device", "cpu")
+    code, out, err = run(capsys, f"evaluate {model} --data digits --device cpu")
     assert code == 0, err
     acc = float(out.split("accuracy ")[1].split("%")[0]) / 100
     assert acc == pytest.approx(records[-1]["test_accuracy"], abs=1e-4)
@@ -60,26 +49,8 @@ def test_train_on_an_npz_regression_file(tmp_path, capsys):
     metrics = tmp_path / "m.json"
     code, _, err = run(
         capsys,
-        "train",
-        "--data",
-        str(path),
-        "--loss",
-        "mse",
-        "--hidden",
-        "16",
-        "--epochs",
-        "40",
-        "--optimizer",
-        "adam",
-        "--lr",
-        "0.01",
-        "--batch-size",
-        "32",
-        "--device",
-        "cpu",
-        "--quiet",
-        "--metrics-json",
-        str(metrics),
+        f"train --data {path} --loss mse --hidden 16 --epochs 40 --optimizer adam --lr 0.01 --batch-size 32 --device "
+        f"cpu --quiet --metrics-json {metrics}",
     )
     assert code == 0, err
     assert json.loads(metrics.read_text())[-1]["test_mse"] < 0.05
@@ -89,23 +60,8 @@ def test_early_stopping_from_the_command_line(tmp_path, capsys):
     metrics = tmp_path / "m.json"
     code, out, err = run(
         capsys,
-        "train",
-        "--data",
-        "digits",
-        "--hidden",
-        "32",
-        "--epochs",
-        "200",
-        "--device",
-        "cpu",
-        "--early-stopping",
-        "--patience",
-        "2",
-        "--lr",
-        "0.2",
-        "--quiet",
-        "--metrics-json",
-        str(metrics),
+        f"train --data digits --hidden 32 --epochs 200 --device cpu --early-stopping --patience 2 --lr 0.2 --quiet "
+        f"--metrics-json {metrics}",
     )
     assert code == 0, err
     assert len(json.loads(metrics.read_text())) < 200
@@ -116,30 +72,8 @@ def test_divergence_exits_1_and_saves_the_last_good_weights(tmp_path, capsys):
     model, metrics = tmp_path / "m.npz", tmp_path / "m.json"
     code, out, err = run(
         capsys,
-        "train",
-        "--data",
-        "digits",
-        "--activation",
-        "tanh",
-        "--optimizer",
-        "sgd",
-        "--lr",
-        "0.01",
-        "--schedule",
-        "step",
-        "--step-size",
-        "1",
-        "--gamma",
-        "100000",
-        "--epochs",
-        "10",
-        "--device",
-        "cpu",
-        "--quiet",
-        "--save",
-        str(model),
-        "--metrics-json",
-        str(metrics),
+        f"train --data digits --activation tanh --optimizer sgd --lr 0.01 --schedule step --step-size 1 --gamma "
+        f"100000 --epochs 10 --device cpu --quiet --save {model} --metrics-json {metrics}",
     )
     assert code == 1
     assert "diverged in epoch" in err
@@ -150,20 +84,7 @@ def test_divergence_exits_1_and_saves_the_last_good_weights(tmp_path, capsys):
 
 
 def test_search_prints_a_ranked_table(capsys):
-    code, out, err = run(
-        capsys,
-        "search",
-        "--data",
-        "digits",
-        "--hidden",
-        "32",
-        "--epochs",
-        "5",
-        "--device",
-        "cpu",
-        "--param",
-        "lr=0.000001,0.05",
-    )
+    code, out, err = run(capsys, "search --data digits --hidden 32 --epochs 5 --device cpu --param lr=0.000001,0.05")
     assert code == 0, err
     rows = [line.split() for line in out.splitlines() if line.strip()[:1].isdigit()]
     assert rows[0][0] == "1" and "lr=0.05" in " ".join(rows[0])
@@ -172,9 +93,7 @@ def test_search_prints_a_ranked_table(capsys):
 
 def test_bench_reports_the_cpu(tmp_path, capsys):
     plot = tmp_path / "bench.png"
-    code, out, err = run(
-        capsys, "bench", "--batch-sizes", "16,64", "--hidden", "32", "--steps", "3", "--plot", str(plot)
-    )
+    code, out, err = run(capsys, f"bench --batch-sizes 16,64 --hidden 32 --steps 3 --plot {plot}")
     assert code == 0, err
     assert "| cpu" in out and out.count("| cpu") == 2
     assert plot.exists()
@@ -189,26 +108,8 @@ def test_info_lists_backends(capsys):
 def test_search_passes_every_training_flag_on(capsys):
     code, out, err = run(
         capsys,
-        "search",
-        "--data",
-        "digits",
-        "--hidden",
-        "16",
-        "--epochs",
-        "60",
-        "--device",
-        "cpu",
-        "--param",
-        "lr=0.3",
-        "--early-stopping",
-        "--patience",
-        "1",
-        "--schedule",
-        "step",
-        "--step-size",
-        "1",
-        "--gamma",
-        "0.5",
+        "search --data digits --hidden 16 --epochs 60 --device cpu --param lr=0.3 --early-stopping --patience 1 "
+        "--schedule step --step-size 1 --gamma 0.5",
     )
     assert code == 0, err
     epochs = int(out.splitlines()[-1].split()[2])
@@ -218,29 +119,13 @@ def test_search_passes_every_training_flag_on(capsys):
 def test_the_data_seed_is_separate_from_the_model_seed(tmp_path, capsys):
     model = tmp_path / "m.npz"
     code, out, err = run(
-        capsys,
-        "train",
-        "--data",
-        "digits",
-        "--data-seed",
-        "3",
-        "--seed",
-        "7",
-        "--hidden",
-        "32",
-        "--epochs",
-        "5",
-        "--device",
-        "cpu",
-        "--quiet",
-        "--save",
-        str(model),
+        capsys, f"train --data digits --data-seed 3 --seed 7 --hidden 32 --epochs 5 --device cpu --quiet --save {model}"
     )
     assert code == 0, err
     trained = float(out.split("test_accuracy ")[1].split("%")[0])
-    code, out, err = run(capsys, "evaluate", str(model), "--data", "digits", "--data-seed", "3", "--device", "cpu")
+    code, out, err = run(capsys, f"evaluate {model} --data digits --data-seed 3 --device cpu")
     assert float(out.split("accuracy ")[1].split("%")[0]) == pytest.approx(trained, abs=0.01)
-    code, out, err = run(capsys, "evaluate", str(model), "--data", "digits", "--device", "cpu")  # another split
+    code, out, err = run(capsys, f"evaluate {model} --data digits --device cpu")  # another split
     assert code == 0
 
 
@@ -299,7 +184,7 @@ def test_mnist_is_not_looked_up_when_a_setting_is_bad(capsys, monkeypatch):
 
     looked = []
     monkeypatch.setattr(download, "_load_named_images", lambda *a, **k: looked.append(a))
-    code, _, err = run(capsys, "train", "--data", "mnist", "--activation", "foo")
+    code, _, err = run(capsys, "train --data mnist --activation foo")
     assert code == 2 and not looked
 
 
@@ -308,7 +193,7 @@ def test_a_required_gpu_that_is_not_there_is_status_3(capsys):
 
     if cuda_status()[0]:
         pytest.skip("a GPU is usable here")
-    code, out, err = run(capsys, "train", "--device", "cuda", "--epochs", "1")
+    code, out, err = run(capsys, "train --device cuda --epochs 1")
     assert code == 3 and err.count("\n") == 1 and "CUDA backend unavailable" in err
 
 
@@ -325,7 +210,7 @@ def test_an_interrupted_run_exits_130_and_a_terminated_one_143(capsys, monkeypat
         os.kill(os.getpid(), signal.SIGTERM)  # the CLI's handler turns it into an exception here
 
     monkeypatch.setattr(trainer, "fit", stop)
-    code, _, err = run(capsys, "train", "--epochs", "1", "--device", "cpu")
+    code, _, err = run(capsys, "train --epochs 1 --device cpu")
     assert code == status and err.splitlines()[-1] in ("mlp-xp: interrupted", "mlp-xp: terminated")
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL or callable(signal.getsignal(signal.SIGTERM))
 
@@ -334,35 +219,9 @@ def test_the_table_flags_reach_the_run(tmp_path, capsys):
     metrics = tmp_path / "m.json"
     code, out, err = run(
         capsys,
-        "train",
-        "--data",
-        "digits",
-        "--hidden",
-        "16",
-        "--epochs",
-        "30",
-        "--device",
-        "cpu",
-        "--quiet",
-        "--early-stopping",
-        "--monitor",
-        "val_accuracy",
-        "--min-delta",
-        "0.5",
-        "--patience",
-        "2",
-        "--class-weight",
-        "balanced",
-        "--eps",
-        "1e-7",
-        "--optimizer",
-        "adam",
-        "--lr",
-        "0.01",
-        "--on-divergence",
-        "stop",
-        "--metrics-json",
-        str(metrics),
+        f"train --data digits --hidden 16 --epochs 30 --device cpu --quiet --early-stopping --monitor val_accuracy "
+        f"--min-delta 0.5 --patience 2 --class-weight balanced --eps 1e-7 --optimizer adam --lr 0.01 --on-divergence "
+        f"stop --metrics-json {metrics}",
     )
     assert code == 0, err
     # min_delta 0.5 on an accuracy: no epoch counts as improving after the first, so patience 2 stops at 3
@@ -370,19 +229,5 @@ def test_the_table_flags_reach_the_run(tmp_path, capsys):
 
 
 def test_a_renamed_flag_still_works_with_a_warning(capsys):
-    code, out, err = run(
-        capsys,
-        "train",
-        "--data",
-        "digits",
-        "--hidden",
-        "8",
-        "--epochs",
-        "1",
-        "--device",
-        "cpu",
-        "--quiet",
-        "--weight-decay",
-        "0.001",
-    )
+    code, out, err = run(capsys, "train --data digits --hidden 8 --epochs 1 --device cpu --quiet --weight-decay 0.001")
     assert code == 0 and "mlp-xp: warning: --weight-decay is now --l2" in err

@@ -2,9 +2,9 @@
 backend cuda-host) does not reach.
 
 The harness is as strict as CuPy where a GPU would misbehave silently: argument types, block and shared-memory
-limits, the capture rules (tests/test_step.py). Here: every kernel is launched by the contract's cases, the
-row kernels are right for every launch geometry (not only the one the dispatcher picks), the graph-capturable
-GEMM kernel matches its reference, and the harness refuses what CuPy would.
+limits, the capture rules (tests/test_step.py). Here: the row kernels are right for every launch geometry (not
+only the one the dispatcher picks), the graph-capturable GEMM kernel matches its reference, and the harness
+refuses what CuPy would. That the contract's cases launch every kernel: tests/test_selfcheck.py.
 """
 
 import numpy as np
@@ -12,11 +12,9 @@ import pytest
 
 from mlp_xp import selfcheck
 from mlp_xp.backend.cupy_ops import CupyOps
-from mlp_xp.backend.kernels import KERNELS
 from mlp_xp.backend.reference_ops import ReferenceOps
 
 from .cuda_host.device import HostDevice
-from .cuda_host.harness import HostKernels
 
 MATMUL_CASES = [c for c in selfcheck.cases() if c.op == "matmul"]
 
@@ -24,16 +22,6 @@ MATMUL_CASES = [c for c in selfcheck.cases() if c.op == "matmul"]
 @pytest.fixture
 def gpu(host_kernels):
     return CupyOps(0, device=HostDevice(host_kernels), kernels=host_kernels)
-
-
-def test_the_contract_cases_launch_every_kernel():
-    """A kernel added to kernels/*.cu without a case fails here (each contract case launches one or more)."""
-    host = HostKernels()
-    ops = CupyOps(0, device=HostDevice(host), kernels=host)
-    results = selfcheck.check_backend(ops)
-    assert all(r.ok for r in results), selfcheck.format_results(results, ops.name, 0.0)
-    missing = {n for names in KERNELS.values() for n in names} - {launch.name for launch in host.launches}
-    assert not missing, f"kernels no case launches: {sorted(missing)}"
 
 
 @pytest.mark.parametrize("case", MATMUL_CASES, ids=lambda c: c.id)
