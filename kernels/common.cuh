@@ -98,17 +98,17 @@ __device__ __forceinline__ T k_regularized(T grad, T w, T l2, T l1) {
     return grad + l2 * w + l1 * sign;
 }
 
-// One Adam step of one parameter: m <- b1 m + (1 - b1) G;  v <- b2 v + (1 - b2) G^2;
-// w <- w - lr (m c1) / (sqrt(v c2) + eps), with the bias corrections c1 = 1 / (1 - b1^t), c2 = 1 / (1 - b2^t).
+// One Adam step of one parameter: m <- beta1 m + (1 - beta1) G;  v <- beta2 v + (1 - beta2) G^2;
+// w <- w - lr (m c1) / (sqrt(v c2) + eps), with the bias corrections c1 = 1 / (1 - beta1^t), c2 = 1 / (1 - beta2^t).
 // ZERO_SUBNORMAL_M stores a subnormal m as 0: the CPU loops set it, because there every operation on a subnormal
 // costs a microcode assist (see cpu.cpp); the GPU kernels do not, because a GPU has no such cost (and CuPy compiles
 // them with -ftz=true, which flushes float32 subnormals in arithmetic anyway). Either way a weight larger than about
 // 1e-21 lr c1 moves the same (float32): the step such an m makes is under half an ulp of it.
 template <bool ZERO_SUBNORMAL_M, typename T>
-__device__ __forceinline__ void k_adam_step(T& w, T G, T& m, T& v, T lr, T b1, T b2, T eps, T c1, T c2) {
-    T M = b1 * m + ((T)1 - b1) * G;
+__device__ __forceinline__ void k_adam_step(T& w, T G, T& m, T& v, T lr, T beta1, T beta2, T eps, T c1, T c2) {
+    T M = beta1 * m + ((T)1 - beta1) * G;
     if (ZERO_SUBNORMAL_M) M = k_fabs(M) < k_tiny<T>() ? (T)0 : M;
-    const T V = b2 * v + ((T)1 - b2) * G * G;
+    const T V = beta2 * v + ((T)1 - beta2) * G * G;
     m = M;
     v = V;
     w = w - lr * c1 * M / (k_sqrt(V * c2) + eps);

@@ -161,14 +161,14 @@ static void flush_subnormals(T* __restrict__ a, i64 n) {
 }
 
 // adam (the contract of adam_update in optimizer.cu), one pass instead of the NumPy path's thirteen, with
-// common.cuh's k_adam_step storing a subnormal m as 0 (ZERO_SUBNORMAL_M): m decays by b1 like momentum's V.
+// common.cuh's k_adam_step storing a subnormal m as 0 (ZERO_SUBNORMAL_M): m decays by beta1 like momentum's V.
 template <typename T, bool PENALIZED>
 static void adam_range(T* __restrict__ p, const T* __restrict__ g, T* __restrict__ m, T* __restrict__ v, i64 n,
-                       T lr, T b1, T b2, T eps, T c1, T c2, T l2, T l1) {
+                       T lr, T beta1, T beta2, T eps, T c1, T c2, T l2, T l1) {
     for (i64 i = 0; i < n; ++i) {
         T w = p[i], mi = m[i], vi = v[i];
         const T G = PENALIZED ? k_regularized(g[i], w, l2, l1) : g[i];
-        k_adam_step<true>(w, G, mi, vi, lr, b1, b2, eps, c1, c2);
+        k_adam_step<true>(w, G, mi, vi, lr, beta1, beta2, eps, c1, c2);
         p[i] = w;
         m[i] = mi;
         v[i] = vi;
@@ -176,14 +176,15 @@ static void adam_range(T* __restrict__ p, const T* __restrict__ g, T* __restrict
 }
 
 template <typename T>
-static void adam_update(T* p, const T* g, T* m, T* v, i64 n, i64 n_w, T lr, T b1, T b2, T eps, T c1, T c2, T l2,
-                        T l1) {
+static void adam_update(T* p, const T* g, T* m, T* v, i64 n, i64 n_weights, T lr, T beta1, T beta2, T eps, T c1,
+                        T c2, T l2, T l1) {
+    const i64 w = n_weights;  // the weights are the prefix [0, w): only they are penalized
     if (l2 != (T)0 || l1 != (T)0) {
-        adam_range<T, true>(p, g, m, v, n_w, lr, b1, b2, eps, c1, c2, l2, l1);
+        adam_range<T, true>(p, g, m, v, w, lr, beta1, beta2, eps, c1, c2, l2, l1);
     } else {
-        adam_range<T, false>(p, g, m, v, n_w, lr, b1, b2, eps, c1, c2, l2, l1);
+        adam_range<T, false>(p, g, m, v, w, lr, beta1, beta2, eps, c1, c2, l2, l1);
     }
-    adam_range<T, false>(p + n_w, g + n_w, m + n_w, v + n_w, n - n_w, lr, b1, b2, eps, c1, c2, l2, l1);
+    adam_range<T, false>(p + w, g + w, m + w, v + w, n - w, lr, beta1, beta2, eps, c1, c2, l2, l1);
 }
 
 // The exported names: <op>_f32 and <op>_f64, called through ctypes (argument types in cpu_loops.py).
@@ -201,9 +202,9 @@ static void adam_update(T* p, const T* g, T* m, T* v, i64 n, i64 n_w, T lr, T b1
                                           int write_grad, T smoothing) {                                           \
         softmax_xent<T>(z, y, w, acc, rows, C, write_grad, smoothing);                                             \
     }                                                                                                              \
-    extern "C" void adam_update_##SUFFIX(T* p, const T* g, T* m, T* v, i64 n, i64 n_w, T lr, T b1, T b2, T eps,   \
-                                         T c1, T c2, T l2, T l1) {                                                 \
-        adam_update<T>(p, g, m, v, n, n_w, lr, b1, b2, eps, c1, c2, l2, l1);                                       \
+    extern "C" void adam_update_##SUFFIX(T* p, const T* g, T* m, T* v, i64 n, i64 n_weights, T lr, T beta1,       \
+                                         T beta2, T eps, T c1, T c2, T l2, T l1) {                                 \
+        adam_update<T>(p, g, m, v, n, n_weights, lr, beta1, beta2, eps, c1, c2, l2, l1);                           \
     }                                                                                                              \
     extern "C" void flush_subnormals_##SUFFIX(T* a, i64 n) { flush_subnormals<T>(a, n); }
 

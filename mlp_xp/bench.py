@@ -1,6 +1,6 @@
 """``mlp-xp bench``: the same training step timed on every usable backend over several batch sizes.
 
-The step is the trainer's own (:class:`mlp_xp.trainer.TrainStep`) on MNIST-shaped random data that is
+The step is the trainer's own (:class:`mlp_xp.step.TrainStep`) on MNIST-shaped random data that is
 already on the device, so the table measures the step alone: gather, forward, fused loss, backward,
 optimizer update. Each configuration runs a few warm-up steps, then ``steps`` timed steps between two
 device synchronizations.
@@ -37,13 +37,14 @@ def time_step(
     hidden: list[int],
     batch_size: int,
     steps: int,
+    *,
     dtype: str = "float32",
     warmup: int = 3,
     seed: int = 0,
     graph: bool = False,
 ) -> float:
     """Seconds per training step of a 784-hidden-10 ReLU MLP at ``batch_size`` (mean over ``steps``);
-    with ``graph``, the step replays a captured CUDA graph (:class:`mlp_xp.trainer.GraphStep`)."""
+    with ``graph``, the step replays a captured CUDA graph (:class:`mlp_xp.step.GraphStep`)."""
     model = MLP([N_FEATURES, *hidden, N_CLASSES], "relu", device=device, dtype=dtype, seed=seed)
     ops = model.ops
     rng = np.random.default_rng(seed)
@@ -85,7 +86,7 @@ def bench(batch_sizes: list[int], hidden: list[int], steps: int, dtype: str = "f
     for device, graph in variants:
         name = get_backend(device).name + (" + CUDA graph" if graph else "")
         for b in batch_sizes:
-            sec = time_step(device, hidden, b, steps, dtype, graph=graph)
+            sec = time_step(device, hidden, b, steps, dtype=dtype, graph=graph)
             row = BenchRow(name, b, 1e3 * sec, b / sec)
             if device == "cpu":
                 cpu_ms[b] = row.ms_per_step

@@ -1,4 +1,4 @@
-"""The ``mlp-xp`` command: train, evaluate, search, bench, doctor, info.
+"""The mlp-xp command: train, evaluate, search, bench, doctor, info.
 
 Every model and training flag comes from the settings table (:mod:`mlp_xp.settings`): ``--name-with-dashes``,
 its help, and its check. Exit statuses (ARCHITECTURE.md): 0 success; 1 training diverged or a check failed;
@@ -9,6 +9,8 @@ where one was required; 130 interrupted (Ctrl-C); 143 terminated (SIGTERM).
 from __future__ import annotations
 
 import argparse
+import difflib
+import os
 import signal
 import sys
 
@@ -16,9 +18,18 @@ import numpy as np
 
 from . import settings
 from .constraints import Flag, Number
-from .errors import BackendUnavailable, ConfigError, DivergenceError, MLPXPError
-
-EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_NO_GPU, EXIT_INTERRUPTED, EXIT_TERMINATED = 0, 1, 2, 3, 130, 143
+from .errors import (
+    EXIT_BAD_INPUT,
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_NO_GPU,
+    EXIT_OK,
+    EXIT_TERMINATED,
+    BackendUnavailable,
+    ConfigError,
+    DivergenceError,
+    MLPXPError,
+)
 
 #: Old flags still accepted, with a warning: old flag -> the setting that replaced it. ``train --validation`` was
 #: the flag of validation_fraction; ``search --validation`` is now ``--holdout`` (see cmd_search).
@@ -48,23 +59,40 @@ def _setting_flags(parser: argparse.ArgumentParser, names: list[str], renamed: d
     for name in names:
         s = settings.BY_NAME[name]
         group = groups.get(s.group) or groups.setdefault(s.group, parser.add_argument_group(s.group))
-        rule = s.rule.describe()
-        default = (
-            "off"
-            if s.default is False
-            else ",".join(map(str, s.default))
-            if isinstance(s.default, tuple)
-            else s.default
-        )
-        text = f"{s.help} ({rule + '; ' if rule and not isinstance(s.rule, Flag) else ''}default {default})"
+        text = _help(s)
         if isinstance(s.rule, Flag):
             group.add_argument(s.flag, dest=s.name, action="store_const", const="true", default=None, help=text)
         else:
-            metavar = "N" if getattr(s.rule, "integer", False) else "X" if isinstance(s.rule, Number) else "VALUE"
-            group.add_argument(s.flag, dest=s.name, default=None, metavar=metavar, help=text)
+            group.add_argument(s.flag, dest=s.name, default=None, metavar=_metavar(s), help=text)
         for old, new in renamed.items():
             if new == name:
                 group.add_argument(old, dest=f"renamed:{old}", default=None, help=argparse.SUPPRESS)
+
+
+#: What a flag means on the command line beyond its setting's help.
+CLI_NOTES = {
+    "validation_fraction": "0.1 when --early-stopping is given without it; in search, each candidate's own "
+    "early-stopping split, apart from --holdout",
+    "on_divergence": "raise: exit status 1; stop: keep the last good weights and exit with status 1 too",
+}
+
+
+def _help(s: settings.Setting) -> str:
+    """A flag's help: the setting's help, its rule where the rule says more than the metavar, its default."""
+    if isinstance(s.rule, Flag):
+        return f"{s.help} (default off)"
+    default = s.default
+    if isinstance(default, tuple):
+        default = ",".join(map(str, default)) or "none"
+    rule = s.rule.describe()
+    note = f"; {CLI_NOTES[s.name]}" if s.name in CLI_NOTES else ""
+    return f"{s.help}: {rule}{note} (default {'none' if default is None else default})"
+
+
+def _metavar(s: settings.Setting) -> str:
+    if isinstance(s.rule, Number):
+        return "N" if s.rule.integer else "X"
+    return "NAME" if isinstance(s.rule, settings.Options) else "VALUE"
 
 
 def command_line_settings(args: argparse.Namespace) -> dict:
@@ -97,12 +125,14 @@ def _data_flags(parser: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--data",
         default="digits",
+        metavar="NAME_OR_PATH",
         help="dataset name (digits, synthetic, synthetic:NxD[xC], mnist, fashion-mnist), a folder of MNIST-layout "
         "IDX files, or an .npz file with X_train, y_train[, X_test, y_test] (default digits)",
     )
     g.add_argument(
         "--data-seed",
         default="0",
+        metavar="N",
         help="seed of the dataset itself where it has one (the digits split, the synthetic set); evaluate with the "
         "same value a model was trained with (default 0)",
     )
@@ -121,14 +151,14 @@ def build_parser() -> argparse.ArgumentParser:
     _setting_flags(t, MODEL + TRAINING, TRAIN_RENAMED_FLAGS)
     t.add_argument("--save", metavar="PATH", help="save the trained model (.npz: arrays + JSON metadata)")
     t.add_argument("--metrics-json", metavar="PATH", help="write the per-epoch metrics as a JSON list")
-    t.add_argument("--plot", metavar="PATH", help="write a PNG of the learning curves")
+    t.add_argument("--plot", metavar="PATH.png", help="write a PNG of the learning curves")
     t.add_argument("--quiet", action="store_true", help="no progress bar or per-epoch lines")
 
     e = sub.add_parser("evaluate", help="score a saved model on a dataset")
     e.add_argument("model", help="model file written by mlp-xp train --save")
     _data_flags(e)
-    e.add_argument("--split", choices=("test", "train"), default="test")
-    e.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
+    e.add_argument("--split", choices=("test", "train"), default="test", help="the split to score (default test)")
+    e.add_argument("--device", default="auto", metavar="VALUE", help="auto, cpu, cuda or cuda:N (default auto)")
 
     s = sub.add_parser(
         "search",
@@ -146,8 +176,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SPEC",
         help="a searched setting, e.g. lr=0.01,0.1  hidden=64,128x64  lr=loguniform:1e-4:1e-1 (repeat for several)",
     )
-    s.add_argument("--mode", choices=("grid", "random"), default="grid")
-    s.add_argument("--n-iter", default="10", help="candidates drawn by random search (default 10)")
+    s.add_argument(
+        "--mode",
+        choices=("grid", "random"),
+        default="grid",
+        help="grid: every combination; random: --n-iter draws (default grid)",
+    )
+    s.add_argument("--n-iter", default="10", metavar="N", help="candidates drawn by random search (default 10)")
     s.add_argument(
         "--holdout",
         default=None,
@@ -158,17 +193,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     b = sub.add_parser("bench", help="time training steps on every usable backend")
     b.add_argument(
-        "--batch-sizes", default="32,128,512,2048", help="batch sizes, e.g. 32,128 (default 32,128,512,2048)"
+        "--batch-sizes", default="32,128,512,2048", metavar="N,N,...", help="batch sizes (default 32,128,512,2048)"
     )
-    b.add_argument("--hidden", default="512,256", help="hidden widths (default 512,256)")
-    b.add_argument("--steps", default="50", help="timed steps per configuration (default 50)")
-    b.add_argument("--dtype", default="float32", help="float32 or float64 (default float32)")
-    b.add_argument("--plot", metavar="PATH", help="write a PNG of samples per second against batch size")
+    b.add_argument("--hidden", default="512,256", metavar="VALUE", help="hidden widths (default 512,256)")
+    b.add_argument("--steps", default="50", metavar="N", help="timed steps per configuration (default 50)")
+    b.add_argument("--dtype", default="float32", metavar="NAME", help="float32 or float64 (default float32)")
+    b.add_argument("--plot", metavar="PATH.png", help="write a PNG of samples per second against batch size")
     b.add_argument("--json", metavar="PATH", help="write the table as JSON")
 
     d = sub.add_parser("doctor", help="check every op of this machine's backends against its reference")
     d.add_argument(
-        "--device", default="all", help="all (the CPU and cuda:0, which must be usable), cpu, or cuda[:N] (default all)"
+        "--device",
+        default="all",
+        metavar="VALUE",
+        help="all (the CPU and cuda:0, which must be usable), cpu, cuda or cuda:N (default all)",
     )
     sub.add_parser("info", help="versions, and which backends are usable here and why not")
     return parser
@@ -177,9 +215,13 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     previous = _catch_sigterm()
     try:
-        args, unknown = build_parser().parse_known_args(argv)
+        parser = build_parser()
+        args, unknown = parser.parse_known_args(argv)
         if unknown:
-            raise ConfigError(f"unrecognized arguments: {' '.join(unknown)} (see mlp-xp {args.command} --help)")
+            raise ConfigError(
+                f"unrecognized arguments: {' '.join(unknown)}: {_nearest_flag(parser, args, unknown)}"
+                f"see mlp-xp {args.command} --help"
+            )
         return COMMANDS[args.command](args)
     except BackendUnavailable as e:
         print(f"mlp-xp: error: {e}", file=sys.stderr)
@@ -196,6 +238,20 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
+
+
+def _nearest_flag(parser: argparse.ArgumentParser, args, unknown: list[str]) -> str:
+    """ "did you mean --lr? " for an unknown flag near a real one (or another library's name for it), else ""."""
+    flag = next((u for u in unknown if u.startswith("--")), None)
+    if flag is None:
+        return ""
+    sub = next(a for a in parser._actions if a.dest == "command").choices[args.command]
+    flags = [o for a in sub._actions for o in a.option_strings if o.startswith("--") and a.help != argparse.SUPPRESS]
+    name = flag.split("=")[0][2:].replace("-", "_")
+    if name in settings.OTHER_NAMES:
+        return f"did you mean {settings.BY_NAME[settings.OTHER_NAMES[name]].flag}? "
+    close = difflib.get_close_matches(flag.split("=")[0], flags, n=1)
+    return f"did you mean {close[0]}? " if close else ""
 
 
 def _catch_sigterm():
@@ -219,19 +275,40 @@ def _output_width(dataset, loss: str) -> int:
     return 1 if np.ndim(y) == 1 else y.shape[1]
 
 
-def _model_and_config(args):
+def _model_and_config(args, values: dict | None = None):
     """(model settings, TrainConfig, backend) from the command line, every setting checked against its rule and
     against the model's loss and backend, before any data are read."""
     from .backend import get_backend
+    from .model import hidden_activations
     from .trainer import TrainConfig, check_against_model
 
-    values = command_line_settings(args)
+    values = command_line_settings(args) if values is None else values
     model = {name: values[name] for name in MODEL}
+    hidden_activations(model["activation"], len(model["hidden"]))
     train = {name: values[name] for name in TRAINING + ["seed"]}
-    config = TrainConfig(**train, verbose=not args.quiet).validate()
+    config = TrainConfig(**train, verbose=not getattr(args, "quiet", True)).validate()
     ops = get_backend(model["device"])  # an unusable GPU is exit status 3, now rather than after loading data
     check_against_model(config, model["loss"], ops, has_validation=config.validation_fraction > 0)
     return model, config, ops
+
+
+def _check_outputs(args, flags=("save", "metrics_json", "plot")) -> None:
+    """Each output path given can be written, before any work: its folder exists and is writable, and the path
+    is not a folder. (A run's results must not be lost to a typo in --save.)"""
+    for name in flags:
+        path = getattr(args, name, None)
+        if not path:
+            continue
+        flag = "--" + name.replace("_", "-")
+        folder = os.path.dirname(os.path.abspath(path))
+        if os.path.isdir(path):
+            raise ConfigError(f"{flag} {path} is a folder: give a file name, e.g. {os.path.join(path, 'out')}")
+        if not os.path.isdir(folder):
+            raise ConfigError(f"{flag} {path}: the folder {folder} does not exist: create it, or write elsewhere")
+        if not os.access(folder, os.W_OK):
+            raise ConfigError(f"{flag} {path}: the folder {folder} is not writable: write elsewhere")
+        if name == "plot" and not str(path).lower().endswith(".png"):
+            raise ConfigError(f"--plot writes a PNG image: give a path ending in .png, not {path}")
 
 
 def _build_model(dataset, model_settings: dict, ops):
@@ -256,6 +333,7 @@ def cmd_train(args) -> int:
     from .trainer import fit
 
     model_settings, config, ops = _model_and_config(args)
+    _check_outputs(args)
     if args.plot:
         from .plotting import _pyplot
 
@@ -264,12 +342,15 @@ def cmd_train(args) -> int:
     print(ds.describe(), file=sys.stderr)
     model = _build_model(ds, model_settings, ops)
     print(f"{model}", file=sys.stderr)
-    status = EXIT_OK
     try:
         history = fit(model, ds.X_train, ds.y_train, config, X_test=ds.X_test, y_test=ds.y_test)
     except DivergenceError as e:
         print(f"mlp-xp: {e}", file=sys.stderr)
-        history, status = e.history, EXIT_FAILED
+        history = e.history
+    # diverged, whether it raised or stopped (--on-divergence stop): status 1, the last good weights kept
+    status = EXIT_FAILED if history.stop_reason.startswith("diverged") else EXIT_OK
+    if status == EXIT_FAILED and config.on_divergence == "stop" and not config.verbose:  # (verbose: fit said it)
+        print(f"mlp-xp: {history.stop_reason.removeprefix('diverged: ')}", file=sys.stderr)
     _report(history)
     if args.save:
         model.save(args.save)
@@ -320,7 +401,7 @@ def cmd_evaluate(args) -> int:
 
 def cmd_search(args) -> int:
     from .data import load_dataset
-    from .search import estimator_param_names, format_table, parse_space, run_search
+    from .search import estimator_param_names, format_table, parse_space, prepare_search, run_search
     from .trainer import split_validation
 
     if not args.param:
@@ -343,11 +424,14 @@ def cmd_search(args) -> int:
         )
     task = "regression" if loss == "mse" else "classification"
     base = {k: v for k, v in values.items() if k in estimator_param_names(task)}
-    ds = load_dataset(args.data, seed=_seed(args.data_seed))
+    _model_and_config(args, values)  # the base settings against the loss and the backend
+    seed = values["seed"]
+    prepare_search(space, mode=args.mode, n_iter=n_iter, seed=seed, base_params=base, task=task)
+    data_seed = _seed(args.data_seed)
+    ds = load_dataset(args.data, seed=data_seed)
     print(ds.describe(), file=sys.stderr)
     if loss == "cross_entropy":
         _output_width(ds, loss)  # class labels, or one clear line
-    seed = values["seed"]
     Xtr, ytr, Xval, yval = split_validation(ds.X_train, ds.y_train, holdout, seed)
     rows = run_search(
         Xtr, ytr, Xval, yval, space, mode=args.mode, n_iter=n_iter, seed=seed, base_params=base, task=task, verbose=True
@@ -370,6 +454,8 @@ def cmd_bench(args) -> int:
 def cmd_doctor(args) -> int:
     from .doctor import run_doctor
 
+    if args.device != "all":
+        settings.check("device", args.device)
     return run_doctor(args.device)
 
 
@@ -391,7 +477,7 @@ def cmd_info(args) -> int:
     print("backends:")
     try:
         loops = cpu_loops.status()
-    except RuntimeError as e:  # MLP_XP_REQUIRE_CPU_KERNELS=1 and the build failed
+    except RuntimeError as e:  # MLP_XP_REQUIRE_CPU_LOOPS=1 and the build failed
         loops = f"FAILED: {e}"
     direct = blas.find()
     print(f"  cpu: usable; BLAS {'direct: ' + direct.path if direct else 'through NumPy'}; compiled loops {loops}")

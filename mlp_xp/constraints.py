@@ -1,5 +1,6 @@
-"""The rules a setting's value must keep, as objects: each checks a value (from Python) or parses one (from the
-command line or a search spec) and fails with one :class:`ConfigError` sentence naming the setting and the fix.
+"""The rules a setting's value must keep, as objects: each checks a value (from Python, including a search's
+candidates, through the estimators) or parses one (from the command line) and fails with one :class:`ConfigError`
+sentence naming the setting and the fix.
 
 The settings table (:mod:`mlp_xp.settings`) gives every setting one of these, as scikit-learn's
 ``_parameter_constraints`` gives its estimators' parameters an ``Interval`` or ``StrOptions``.
@@ -21,6 +22,9 @@ FLOAT_DTYPES = ("float32", "float64")
 class Constraint:
     """A rule for one setting. ``check`` takes a Python value, ``parse`` the text of a command-line flag; both
     return the value as the code uses it, or raise ConfigError naming ``label`` (the setting)."""
+
+    #: The annotation of a setting that keeps this rule (TrainConfig's field types).
+    python_type: object = object
 
     def check(self, value, label: str):
         raise NotImplementedError
@@ -58,6 +62,10 @@ class Number(Constraint):
     def doc_type(self) -> str:
         return "int" if self.integer else "float"
 
+    @property
+    def python_type(self):
+        return int if self.integer else float
+
     def describe(self) -> str:
         if self.low is not None and self.high is not None:
             return f"in {'(' if self.low_open else '['}{self.low:g}, {self.high:g}{')' if self.high_open else ']'}"
@@ -94,6 +102,8 @@ class Options(Constraint):
     def describe(self) -> str:
         return "one of " + ", ".join(self.choices)
 
+    python_type = str
+
     def doc_type(self) -> str:
         return "{" + ", ".join(repr(c) for c in self.choices) + "}"
 
@@ -104,16 +114,20 @@ class Options(Constraint):
 
 
 class Flag(Constraint):
-    """True or False (on the command line a switch; in a search spec ``true`` or ``false``)."""
+    """True or False (0 or 1 too, as scikit-learn's ``verbose=0``); on the command line a switch, or the text
+    ``true`` or ``false``."""
 
     def describe(self) -> str:
         return "true or false"
+
+    python_type = bool
 
     def doc_type(self) -> str:
         return "bool"
 
     def check(self, value, label: str):
-        if not isinstance(value, (bool, np.bool_)):
+        # 0 and 1 too: scikit-learn's estimators are often given verbose=0
+        if not isinstance(value, (bool, np.bool_)) and not (isinstance(value, numbers.Integral) and value in (0, 1)):
             raise ConfigError(f"{label} must be True or False, got {value!r}")
         return bool(value)
 
@@ -133,7 +147,7 @@ class EachOf(Constraint):
         self.item = item
 
     def describe(self) -> str:
-        return f"{self.item.describe()} (or a list, one per hidden layer)"
+        return f"{self.item.describe()}; or one per hidden layer, separated by commas"
 
     def doc_type(self) -> str:
         return f"{self.item.doc_type()} or list of them"
@@ -164,6 +178,8 @@ class LayerWidths(Constraint):
     def check(self, value, label: str):
         if isinstance(value, numbers.Integral) and not isinstance(value, bool):
             value = (value,)
+        if isinstance(value, np.ndarray) and value.ndim == 1:
+            value = value.tolist()
         ok = isinstance(value, Sequence) and not isinstance(value, (str, bytes))
         ok = ok and all(isinstance(h, numbers.Integral) and not isinstance(h, bool) and h > 0 for h in value)
         if not ok:
@@ -235,8 +251,9 @@ class Device(Constraint):
 
 
 class ClassWeights(Constraint):
-    """Per-class loss weights: None, "balanced" (n / (C * count of the class), counted on the training rows),
-    a list with one non-negative weight per class, or a dict {class: weight} (classes left out weigh 1).
+    """Per-class loss weights: None, "balanced" (n / (k * count of the class), counted on the training rows, k the
+    classes present there), a list or 1-D array with one non-negative weight per class, or a dict {class: weight}
+    (classes left out weigh 1).
 
     On the command line: ``balanced``, ``1,2,0.5`` (classes 0, 1, 2) or ``3:2.5,7:0.5`` (class: weight)."""
 
@@ -247,9 +264,11 @@ class ClassWeights(Constraint):
         return "None, 'balanced', list or dict"
 
     def check(self, value, label: str):
-        if value is None or value == "balanced":
+        if value is None:
             return value
         if isinstance(value, str):
+            if value == "balanced":
+                return value
             raise ConfigError(f"{label} must be 'balanced', a list of weights or a dict, got {value!r}")
         items = value.items() if isinstance(value, dict) else enumerate(np.ravel(np.asarray(value, dtype=object)))
         for key, w in items:

@@ -6,10 +6,10 @@ from __future__ import annotations
 import sys
 
 from .backend import cpu_loops, cuda_status, get_backend, parse_device
+from .errors import EXIT_FAILED as FAILED
+from .errors import EXIT_NO_GPU as NO_GPU
+from .errors import EXIT_OK as OK
 from .selfcheck import format_results, timed_check
-
-#: Exit statuses (ARCHITECTURE.md): all verified, a check failed, no usable GPU where one was asked for.
-OK, FAILED, NO_GPU = 0, 1, 3
 
 
 def run_doctor(device: str = "all") -> int:

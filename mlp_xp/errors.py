@@ -6,6 +6,9 @@ and exits with status 2; library users can catch :class:`MLPXPError` for all of 
 
 from __future__ import annotations
 
+#: The exit statuses of every ``mlp-xp`` command (ARCHITECTURE.md, Contracts).
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_NO_GPU, EXIT_INTERRUPTED, EXIT_TERMINATED = 0, 1, 2, 3, 130, 143
+
 
 class MLPXPError(Exception):
     """Base class of every error mlp_xp raises on purpose."""

@@ -52,7 +52,8 @@ _DOC_PARAMETERS = """Parameters
 
 
 def _parameters_doc(task: str) -> str:
-    text = settings.numpydoc(settings.estimator_settings(task), default_of=lambda s: s.estimator_default)
+    notes = {"validation_fraction": "Held out only with early_stopping, as in scikit-learn."}
+    text = settings.numpydoc(settings.estimator_settings(task), default_of=lambda s: s.estimator_default, notes=notes)
     return _DOC_PARAMETERS.format(parameters="\n".join("    " + line for line in text.splitlines()))
 
 

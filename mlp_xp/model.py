@@ -22,10 +22,12 @@ import numpy as np
 
 from . import settings
 from .backend import Ops, get_backend
+from .deprecation import warn_renamed
 from .errors import ConfigError, ModelFileError
 from .reference.layer import LEAKY_SLOPE
 from .reference.loss import OUTPUTS
 from .serialization import load_arrays, save_arrays
+from .settings import INITS  # noqa: F401 (its old home)
 from .validation import check_features
 
 if TYPE_CHECKING:
@@ -41,9 +43,9 @@ class Layout:
 
     def __init__(self, sizes: list[int]) -> None:
         self.sizes = list(sizes)
-        #: (fan_in, fan_out) of each W_l
-        self.w_shapes = list(zip(self.sizes[:-1], self.sizes[1:]))
-        w_sizes, b_sizes = [i * o for i, o in self.w_shapes], self.sizes[1:]
+        #: (fan_in, fan_out) of each W_l: the shape of its view
+        self.weight_shapes = list(zip(self.sizes[:-1], self.sizes[1:]))
+        w_sizes, b_sizes = [i * o for i, o in self.weight_shapes], self.sizes[1:]
         self.n_weights = sum(w_sizes)
         self.n_params = self.n_weights + sum(b_sizes)
         self.w_offsets = [sum(w_sizes[:l]) for l in range(len(w_sizes))]
@@ -51,9 +53,16 @@ class Layout:
 
     def views(self, flat) -> tuple[list, list]:
         """Per-layer views into a flat buffer: W_l of shape (fan_in, fan_out) and b_l of shape (fan_out,)."""
-        Ws = [flat[s : s + i * o].reshape(i, o) for s, (i, o) in zip(self.w_offsets, self.w_shapes)]
-        bs = [flat[s : s + o] for s, (_, o) in zip(self.b_offsets, self.w_shapes)]
+        Ws = [flat[s : s + i * o].reshape(i, o) for s, (i, o) in zip(self.w_offsets, self.weight_shapes)]
+        bs = [flat[s : s + o] for s, (_, o) in zip(self.b_offsets, self.weight_shapes)]
         return Ws, bs
+
+    @property
+    def w_shapes(self) -> list[tuple[int, int]]:
+        """Deprecated: (fan_out, fan_in) of each W_l, the notes' shape, as before; :attr:`weight_shapes` holds the
+        shape of the views, (fan_in, fan_out)."""
+        warn_renamed("Layout.w_shapes (fan_out, fan_in)", "Layout.weight_shapes (fan_in, fan_out)")
+        return [(o, i) for i, o in self.weight_shapes]
 
 
 @dataclass
@@ -116,15 +125,7 @@ class MLP:
         leaky_slope: float = LEAKY_SLOPE,
     ) -> None:
         self.sizes = _check_sizes(sizes)
-        n_hidden = len(self.sizes) - 2
-        acts = settings.check("activation", activation)
-        acts = [acts] * n_hidden if isinstance(acts, str) else acts
-        if len(acts) != n_hidden:
-            raise ConfigError(
-                f"{len(acts)} activations given for {n_hidden} hidden layers: give one per "
-                "hidden layer, or a single name for all"
-            )
-        self.activations = acts
+        self.activations = hidden_activations(activation, len(self.sizes) - 2)
         self.loss = settings.check("loss", loss)
         self.output = OUTPUTS[self.loss]
         if self.loss == "cross_entropy" and self.sizes[-1] < 2:
@@ -179,7 +180,7 @@ class MLP:
         )
 
     # ---- buffers ----
-    def workspace(self, batch_size: int, with_grads: bool = True) -> Workspace:
+    def workspace(self, batch_size: int, *, with_grads: bool = True) -> Workspace:
         """Allocate the buffers for batches of up to ``batch_size`` rows."""
         ops, dt = self.ops, self.dtype
         if self.loss == "cross_entropy":
@@ -210,12 +211,12 @@ class MLP:
         ``grads`` comes from the optimizer (:meth:`mlp_xp.optim.Optimizer.gradients`). When it is momentum's
         velocity V, ``grads.momentum`` = mu and each product keeps mu times what it overwrites:
         V <- mu V + dL/dW, momentum's first line, at no extra cost."""
-        ops, mu = self.ops, grads.momentum
+        ops, momentum = self.ops, grads.momentum
         g = ws.hs[-1]
         for l in range(self.n_layers - 1, -1, -1):
             h_prev = ws.hs[l - 1] if l else x
-            ops.matmul(h_prev, g, grads.dW[l], trans_a=True, accumulate=mu)  # dW_l = h_{l-1}^T g_l
-            ops.bias_grad(g, grads.db[l], accumulate=mu)  # db_l = sum of g_l over the batch
+            ops.matmul(h_prev, g, grads.dW[l], trans_a=True, accumulate=momentum)  # dW_l = h_{l-1}^T g_l
+            ops.bias_grad(g, grads.db[l], accumulate=momentum)  # db_l = sum of g_l over the batch
             if l:
                 dh = ws.dhs[l - 1]
                 ops.matmul(g, self.W[l], dh, trans_b=True)  # dh_{l-1} = g_l W_l^T
@@ -347,6 +348,19 @@ def initial_params(layout: Layout, init: str, seed: int, dtype) -> np.ndarray:
         else:
             W[...] = rng.normal(0.0, np.sqrt(2.0 / fan_in), W.shape)
     return flat
+
+
+def hidden_activations(activation, n_hidden: int) -> list[str]:
+    """One activation name per hidden layer, from one name for all or a list of them; ConfigError otherwise."""
+    acts = settings.check("activation", activation)
+    acts = [acts] * n_hidden if isinstance(acts, str) else acts
+    if len(acts) != n_hidden:
+        layers = "layer" if n_hidden == 1 else "layers"
+        raise ConfigError(
+            f"{len(acts)} activations given for {n_hidden} hidden {layers}: give one per hidden layer, or a single "
+            "name for all"
+        )
+    return acts
 
 
 def _check_sizes(sizes) -> list[int]:

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 
 from . import settings
 from .backend import Ops
+from .deprecation import warn_renamed
+from .settings import OPTIMIZERS  # noqa: F401 (its old home)
 
 #: Every this many steps the CPU backend sets the velocity's subnormal numbers to zero (kernels/cpu.cpp says
 #: why); counted in the optimizer's own steps, so that a run resumed at step t flushes where it would have.
@@ -85,10 +87,10 @@ class Optimizer:
         elif self.name == "adam":
             self.m, self.v = ops.zeros((n,), dtype), ops.zeros((n,), dtype)
         if self.folds_momentum:
-            flat, mu = self.velocity, self.momentum
+            flat, momentum_of_flat = self.velocity, self.momentum
         else:
-            flat, mu = ops.zeros((n,), dtype), 0.0
-        self._gradients = Gradients(flat, *layout.views(flat), momentum=mu)
+            flat, momentum_of_flat = ops.zeros((n,), dtype), 0.0
+        self._gradients = Gradients(flat, *layout.views(flat), momentum=momentum_of_flat)
 
     @classmethod
     def from_config(cls, config, model) -> Optimizer:
@@ -105,6 +107,12 @@ class Optimizer:
             l2=config.l2,
             l1=config.l1,
         )
+
+    @property
+    def accumulates(self) -> bool:
+        """Deprecated: the old name of :attr:`folds_momentum`."""
+        warn_renamed("Optimizer.accumulates", "Optimizer.folds_momentum")
+        return self.folds_momentum
 
     @property
     def folds_momentum(self) -> bool:
@@ -139,14 +147,14 @@ class Optimizer:
                 **penalties,
             )
         else:
-            mu = 0.0 if self.name == "sgd" else self.momentum
+            momentum = 0.0 if self.name == "sgd" else self.momentum
             ops.sgd_update(
                 params,
                 g,
                 self.velocity,
                 nw,
                 lr,
-                momentum=mu,
+                momentum=momentum,
                 nesterov=self.name == "nesterov",
                 flush_subnormals=flush,
                 **penalties,

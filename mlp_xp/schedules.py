@@ -18,6 +18,7 @@ import math
 from dataclasses import dataclass
 
 from . import settings
+from .settings import SCHEDULES  # noqa: F401 (its old home)
 
 _DEFAULT = {s.name: s.default for s in settings.SETTINGS}
 #: The settings a schedule holds besides its name (the setting ``schedule``).

@@ -27,7 +27,9 @@ loguniform; settings that are words or true/false (optimizer, early_stopping, ..
 
 from __future__ import annotations
 
+import difflib
 import math
+import re
 import sys
 import time
 import warnings
@@ -109,7 +111,11 @@ def parse_space(specs: list[str]) -> dict:
         if not sep or not name:
             raise ConfigError(f"bad search spec {spec!r}: write NAME=VALUES, {_EXAMPLE}")
         if name not in PARAMS:
-            raise ConfigError(f"unknown parameter {name!r} in search spec {spec!r}: use one of {', '.join(PARAMS)}")
+            close = settings.OTHER_NAMES.get(name) or next(iter(difflib.get_close_matches(name, _SETTINGS, n=1)), None)
+            hint = f"did you mean {close!r}? " if close else ""
+            raise ConfigError(
+                f"unknown parameter {name!r} in search spec {spec!r}: {hint}use one of {', '.join(_SETTINGS)}"
+            )
         if name in space:
             raise ConfigError(f"parameter {name!r} is given twice: put all its values in one spec, e.g. {name}=A,B")
         if not text:
@@ -176,8 +182,9 @@ def _parse_list(name: str, text: str, spec: str) -> list:
 def _parse_hidden(choice: str, joiner: str, spec: str) -> tuple:
     if choice.lower() in ("none", "()"):
         return ()
+    parts = re.split("x|" + re.escape(joiner), choice.lower())
     try:
-        sizes = tuple(int(w) for w in choice.lower().replace("x", " ").replace(joiner, " ").split())
+        sizes = tuple(int(w) for w in parts)  # an empty part ("64x") is an error, not a layer fewer
     except ValueError:
         sizes = ()
     if not sizes or any(w < 1 for w in sizes):
@@ -248,6 +255,46 @@ def _candidates(space: dict, mode: str, n_iter: int, seed: int) -> list[dict]:
     return [{k: v.item() if isinstance(v, np.generic) else v for k, v in c.items()} for c in drawn]
 
 
+def prepare_search(
+    space: dict,
+    *,
+    mode: str = "grid",
+    n_iter: int = 10,
+    seed: int = 0,
+    base_params: dict | None = None,
+    task: str = "classification",
+) -> tuple[list[dict], list]:
+    """The candidates of a search and their estimators, every setting of every one checked: what
+    :func:`run_search` trains, ready before any data are read (``mlp-xp search`` calls it first).
+
+    Raises
+    ------
+    ConfigError
+        For a bad mode, task or n_iter, a parameter the task's estimator does not take, or any candidate's
+        setting.
+    """
+    if mode not in ("grid", "random"):
+        raise ConfigError(f"unknown search mode {mode!r}: use one of grid, random")
+    valid = estimator_param_names(task)  # checks task
+    if isinstance(n_iter, bool) or not isinstance(n_iter, (int, np.integer)) or n_iter < 1:
+        raise ConfigError(
+            f"n_iter must be a positive integer, got {n_iter!r}: pass e.g. n_iter=10 (--n-iter 10 on the command line)"
+        )
+    cls = TASKS[task]
+    base = dict(base_params or {})
+    unknown = sorted((set(base) | set(space)) - valid)
+    if unknown:
+        raise ConfigError(
+            f"unknown {cls.__name__} parameter(s) {unknown}: drop them, or use names from {', '.join(sorted(valid))}"
+        )
+
+    candidates = _candidates(space, mode, int(n_iter), seed)
+    estimators = [cls(**{**base, **c}) for c in candidates]
+    for est in estimators:
+        est._check_settings()
+    return candidates, estimators
+
+
 def run_search(
     X_train,
     y_train,
@@ -307,25 +354,9 @@ def run_search(
     candidate's fit (e.g. DataError for unusable training data, or a device error) ends the search
     and propagates, as it would hit every candidate alike.
     """
-    if mode not in ("grid", "random"):
-        raise ConfigError(f"unknown search mode {mode!r}: use one of grid, random")
-    valid = estimator_param_names(task)  # checks task
-    if isinstance(n_iter, bool) or not isinstance(n_iter, (int, np.integer)) or n_iter < 1:
-        raise ConfigError(
-            f"n_iter must be a positive integer, got {n_iter!r}: pass e.g. n_iter=10 (--n-iter 10 on the command line)"
-        )
-    cls = TASKS[task]
-    base = dict(base_params or {})
-    unknown = sorted((set(base) | set(space)) - valid)
-    if unknown:
-        raise ConfigError(
-            f"unknown {cls.__name__} parameter(s) {unknown}: drop them, or use names from {', '.join(sorted(valid))}"
-        )
-
-    candidates = _candidates(space, mode, int(n_iter), seed)
-    estimators = [cls(**{**base, **c}) for c in candidates]
-    for est in estimators:
-        est._check_settings()
+    candidates, estimators = prepare_search(
+        space, mode=mode, n_iter=n_iter, seed=seed, base_params=base_params, task=task
+    )
     _check_validation_data(X_train, y_train, X_val, y_val, task)
 
     rows = []

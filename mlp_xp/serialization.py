@@ -43,13 +43,22 @@ def load_arrays(path) -> tuple[dict, dict[str, np.ndarray]]:
     """The metadata and arrays of a file written by :func:`save_arrays`, with pickles refused and the
     format and version checked; anything unreadable is a :class:`ModelFileError` saying what to do."""
     path = os.fspath(path)
+    if os.path.isdir(path):
+        raise ModelFileError(f"{path!r} is a folder, not a model file: give the file mlp-xp train --save wrote")
     if not os.path.isfile(path):
         raise ModelFileError(f"model file {path!r} does not exist: check the path")
+    with open(path, "rb") as f:
+        magic = f.read(6)
+    if magic[:2] != b"PK" and magic != b"\x93NUMPY":  # neither a zip archive (.npz) nor a .npy array
+        raise ModelFileError(
+            f"{path!r} is not an mlp_xp model file (not an .npz archive): give a file written by MLP.save or "
+            "mlp-xp train --save"
+        )
     try:
         loaded = np.load(path, allow_pickle=False)
     except (zipfile.BadZipFile, EOFError, OSError, ValueError) as e:
         raise ModelFileError(
-            f"{path!r} is not a readable mlp_xp model file (truncated or corrupt: {e}); save the model again"
+            f"{path!r} is not a readable mlp_xp model file (truncated or corrupt: {e}): save the model again"
         ) from None
     if not isinstance(loaded, np.lib.npyio.NpzFile):  # a bare .npy array, not an archive
         raise ModelFileError(
@@ -60,8 +69,10 @@ def load_arrays(path) -> tuple[dict, dict[str, np.ndarray]]:
         with loaded as z:
             arrays = {k: z[k] for k in z.files}
     except (zipfile.BadZipFile, EOFError, OSError, ValueError) as e:
+        # (a ValueError here is an entry that holds pickled objects, which mlp_xp never loads)
         raise ModelFileError(
-            f"{path!r} is not a readable mlp_xp model file (truncated or corrupt: {e}); save the model again"
+            f"{path!r} is not a readable mlp_xp model file (truncated, corrupt or holding pickled objects: {e}): "
+            "save the model again"
         ) from None
     if "metadata" not in arrays:
         raise ModelFileError(

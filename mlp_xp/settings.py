@@ -76,12 +76,20 @@ class Setting:
         return self.default if self.estimator is _SAME else self.estimator
 
     def check(self, value):
-        """The value as the code uses it, or a ConfigError naming this setting."""
-        return self.rule.check(value, self.label or self.name)
+        """The value as the code uses it, or a ConfigError naming this setting (and, for a number, an example)."""
+        return self._applying(self.rule.check, value)
 
     def parse(self, text: str):
-        """A value from command-line text (``--lr 0.1``, ``lr=0.1`` in a search spec), checked."""
-        return self.rule.parse(text, self.label or self.name)
+        """A value from command-line text (``--lr 0.1``), checked."""
+        return self._applying(self.rule.parse, text)
+
+    def _applying(self, how, value):
+        try:
+            return how(value, self.label or self.name)
+        except ConfigError as e:
+            if isinstance(self.rule, Number) and ":" not in str(e):  # the fix: a value that works
+                raise ConfigError(f"{e}: use e.g. {self.default}, the default") from None
+            raise
 
 
 def _positive(integer: bool = False) -> Number:
@@ -218,16 +226,18 @@ def check(name: str, value):
     return BY_NAME[name].check(value)
 
 
-def resolve_names(values: dict, allowed: tuple[Setting, ...], what: str) -> dict:
-    """``values`` with renamed settings under their new names (a FutureWarning each); ConfigError for a name
-    that is not among ``allowed``, with the closest real name."""
+def resolve_names(values: dict, allowed: tuple[Setting, ...], what: str, stacklevel: int = 3) -> dict:
+    """``values`` with renamed settings under their new names (a FutureWarning each, pointing ``stacklevel``
+    frames up); ConfigError for a name that is not among ``allowed``, with the closest real name."""
     names = {s.name for s in allowed}
     out = {}
     for key, value in values.items():
         if key in RENAMED and RENAMED[key] in names:
             new = RENAMED[key]
             warnings.warn(
-                f"the setting {key!r} is now called {new!r}; {key!r} will be removed", FutureWarning, stacklevel=3
+                f"the setting {key!r} is now called {new!r}; {key!r} will be removed",
+                FutureWarning,
+                stacklevel=stacklevel,
             )
             if new in values:
                 raise ConfigError(f"{key!r} and {new!r} are the same setting: give only {new!r}")
@@ -240,13 +250,15 @@ def resolve_names(values: dict, allowed: tuple[Setting, ...], what: str) -> dict
     return out
 
 
-def numpydoc(settings: tuple[Setting, ...], default_of=lambda s: s.default) -> str:
-    """The ``Parameters`` entries of ``settings`` in numpydoc form (for generated docstrings)."""
+def numpydoc(settings: tuple[Setting, ...], default_of=lambda s: s.default, notes: dict | None = None) -> str:
+    """The ``Parameters`` entries of ``settings`` in numpydoc form (for generated docstrings), with ``notes``
+    {name: sentence} added where a setting means something more there."""
     lines = []
     for s in settings:
         bounds = f" ({s.rule.describe()})" if isinstance(s.rule, Number) and s.rule.describe() else ""
+        note = f" {notes[s.name]}" if notes and s.name in notes else ""
         lines.append(f"{s.name} : {s.rule.doc_type()}, default={default_of(s)!r}")
-        lines.append(f"    {s.help[0].upper()}{s.help[1:]}{bounds}.")
+        lines.append(f"    {s.help[0].upper()}{s.help[1:]}{bounds}.{note}")
     return "\n".join(lines)
 
 
@@ -269,7 +281,7 @@ def _config_methods() -> dict:
 
 TrainConfig = dataclasses.make_dataclass(
     "TrainConfig",
-    [(s.name, object, dataclasses.field(default=s.default)) for s in TRAIN_SETTINGS],
+    [(s.name, s.rule.python_type, dataclasses.field(default=s.default)) for s in TRAIN_SETTINGS],
     kw_only=True,
     namespace={"__module__": __name__},
 )

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .deprecation import warn_renamed
 from .errors import ConfigError
 from .model import MLP, Workspace
 from .optim import Optimizer
@@ -33,6 +34,11 @@ class TrainStep:
         """A whole step on the rows ``idx`` of the device arrays (X, Y), adding the batch's sums into ``acc``."""
         self.backprop(X, Y, idx, acc, ws)
         self.optimizer.step(self.model.params, lr)
+
+    def gradients(self, X, Y, idx, acc, ws: Workspace | None = None) -> None:
+        """Deprecated: the old name of :meth:`backprop`."""
+        warn_renamed("TrainStep.gradients", "TrainStep.backprop")
+        self.backprop(X, Y, idx, acc, ws)
 
     def backprop(self, X, Y, idx, acc, ws: Workspace | None = None) -> None:
         """Everything of a step but the update: gather, forward, fused loss, backward (``ws``: the workspace cut

@@ -37,9 +37,9 @@ class DivergenceGuard:
         self.ops.copy(self.params, self.last_good)
         epoch = record["epoch"]
         return (
-            f"training diverged in epoch {epoch}: {bad[0]} became {record[bad[0]]}; the model keeps the weights "
-            f"from the end of epoch {epoch - 1}. Lower the learning rate (it was {lr:.4g}) or use a schedule "
-            "with warm-up"
+            f"training diverged in epoch {epoch} ({bad[0]} became {record[bad[0]]}; the model keeps the weights "
+            f"from the end of epoch {epoch - 1}): lower the learning rate (it was {lr:.4g}) or use a schedule with "
+            "warm-up"
         )
 
 

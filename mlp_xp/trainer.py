@@ -16,17 +16,27 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from . import step as _step
+from .deprecation import warn_renamed
 from .errors import ConfigError, DataError, DivergenceError
 from .files import write_json_atomic
 from .model import MLP, Workspace
 from .optim import Optimizer
 from .schedules import Schedule
-from .settings import TrainConfig
-from .step import GraphStep, TrainStep
+from .settings import TRAIN_SETTINGS, TrainConfig, resolve_names
 from .stopping import DivergenceGuard, EarlyStopping
 from .validation import check_features, check_targets
 
 __all__ = ["History", "TrainConfig", "evaluate", "fit", "split_validation"]
+
+
+def __getattr__(name: str):
+    # TrainStep and GraphStep lived here; they are in mlp_xp.step now
+    if name in ("TrainStep", "GraphStep"):
+        warn_renamed(f"mlp_xp.trainer.{name}", f"mlp_xp.step.{name}")
+        return getattr(_step, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 #: Rows per batch when scoring the validation and test sets.
 EVAL_BATCH = 4096
@@ -79,6 +89,8 @@ def fit(
     given, is scored after every epoch (it never steers training). Each callback receives the epoch's
     record and the model; returning True stops training.
     """
+    # renamed settings resolved here, so that their warnings point at fit's caller
+    settings = resolve_names(settings, TRAIN_SETTINGS, "training", stacklevel=3)
     cfg = (config or TrainConfig()).replace(**settings).validate()
     has_val = X_val is not None or cfg.validation_fraction > 0
     check_against_model(cfg, model.loss, model.ops, has_validation=has_val)
@@ -98,7 +110,8 @@ def check_against_model(cfg: TrainConfig, loss: str, ops, *, has_validation: boo
         raise ConfigError(f"monitor {cfg.monitor!r} does not fit loss {loss}: use 'val_loss' or 'val_{metric}'")
     if cfg.cuda_graph and not ops.can_capture:
         raise ConfigError(
-            f"cuda_graph needs the CUDA backend; this model is on {ops.name}: drop cuda_graph or use device='cuda'"
+            f"cuda_graph needs the CUDA backend; this model is on {ops.name}: turn cuda_graph off, or train on a "
+            "cuda device"
         )
     if loss != "cross_entropy":
         for name in ("label_smoothing", "class_weight"):
@@ -221,7 +234,7 @@ class _Run:
         self.n_seen = self.steps * self.batch if cfg.drop_last else data.n
         self.schedule = Schedule.from_config(cfg)
         self.optimizer = Optimizer.from_config(cfg, model)
-        self.step = TrainStep(
+        self.step = _step.TrainStep(
             model, self.batch, self.optimizer, smoothing=cfg.label_smoothing, class_weight=data.class_weight
         )
         ws = self.step.ws
@@ -235,7 +248,7 @@ class _Run:
         # copy to the host per epoch brings every metric.
         self.sums = self.ops.zeros((3, 2), np.float64)
         self.train_sums = self.sums[0]  # one view for the whole run (a captured graph keeps its address)
-        self.graph_step = GraphStep(self.step, data.X, data.Y, self.train_sums) if cfg.cuda_graph else None
+        self.graph_step = _step.GraphStep(self.step, data.X, data.Y, self.train_sums) if cfg.cuda_graph else None
         self.global_step = 0
 
     def train(self, callbacks: list) -> History:
@@ -253,10 +266,10 @@ class _Run:
             diverged = guard.check(record, record["lr"])
             if diverged:
                 history.stop_reason = "diverged: " + diverged
+                if cfg.on_divergence == "raise":
+                    raise DivergenceError(diverged, history)  # whoever catches it reports it
                 if cfg.verbose:
                     print(diverged, file=sys.stderr)
-                if cfg.on_divergence == "raise":
-                    raise DivergenceError(diverged, history)
                 break
             history.records.append(record)
             if cfg.verbose:
@@ -280,7 +293,6 @@ class _Run:
         bar = _progress(cfg.verbose, self.steps, epoch, cfg.epochs)
         t0 = ops.timestamp()
         perm = ops.permutation(data.n, cfg.seed, epoch)
-        lr = self.schedule.lr_at(self.global_step, self.steps)
         for k in range(self.steps):
             part = self.tail if k == self.steps - 1 else self.step.ws
             s = k * self.batch

@@ -68,15 +68,18 @@ def test_early_stopping_from_the_command_line(tmp_path, capsys):
     assert "early stopping" in out
 
 
-def test_divergence_exits_1_and_saves_the_last_good_weights(tmp_path, capsys):
+@pytest.mark.parametrize("on_divergence", ["raise", "stop"])
+@pytest.mark.parametrize("quiet", ["--quiet", ""])
+def test_divergence_exits_1_and_saves_the_last_good_weights(tmp_path, capsys, on_divergence, quiet):
     model, metrics = tmp_path / "m.npz", tmp_path / "m.json"
     code, out, err = run(
         capsys,
         f"train --data digits --activation tanh --optimizer sgd --lr 0.01 --schedule step --step-size 1 --gamma "
-        f"100000 --epochs 10 --device cpu --quiet --save {model} --metrics-json {metrics}",
+        f"100000 --epochs 10 --device cpu {quiet} --save {model} --metrics-json {metrics} --on-divergence "
+        f"{on_divergence}",
     )
     assert code == 1
-    assert "diverged in epoch" in err
+    assert err.count("diverged in epoch") == 1  # said once, whoever says it
     from mlp_xp import MLP
 
     assert np.isfinite(MLP.load(model, device="cpu").get_flat()).all()
@@ -140,7 +143,16 @@ def test_the_data_seed_is_separate_from_the_model_seed(tmp_path, capsys):
         (["train", "--epochs", "1.5"], "epochs must be an integer, got '1.5'"),
         (["train", "--seed", "-1"], "seed must be >= 0, got -1"),
         (["train", "--data-seed", "x"], "--data-seed must be an integer"),
-        (["train", "--no-such-flag"], "unrecognized arguments: --no-such-flag (see mlp-xp train --help)"),
+        (["train", "--no-such-flag"], "unrecognized arguments: --no-such-flag: see mlp-xp train --help"),
+        (["train", "--learning-rate", "0.1"], "unrecognized arguments: --learning-rate 0.1: did you mean --lr?"),
+        (["train", "--activation", "relu,tanh", "--hidden", "64"], "2 activations given for 1 hidden layer"),
+        (["train", "--save", "/no/such/folder/m.npz"], "the folder /no/such/folder does not exist"),
+        (["train", "--save", "/"], "--save / is a folder"),
+        (["train", "--plot", "curves.jpg"], "--plot writes a PNG image"),
+        (["search", "--param", "lr=0.1", "--cuda-graph", "--device", "cpu"], "cuda_graph needs the CUDA backend"),
+        (["search", "--param", "lr=-1"], "learning rate must be > 0, got -1"),
+        (["search", "--param", "hidden=64x,32"], "bad hidden layers '64x'"),
+        (["search", "--param", "learning_rate=0.1"], "unknown parameter 'learning_rate'"),
         ([], "the following arguments are required: command"),
         (["train", "--data", "mnist", "--activation", "foo"], "unknown activation 'foo'"),
         (["train", "--class-weight", "1:x"], "class_weight takes 'balanced'"),
@@ -183,7 +195,7 @@ def test_mnist_is_not_looked_up_when_a_setting_is_bad(capsys, monkeypatch):
     from mlp_xp.data import download
 
     looked = []
-    monkeypatch.setattr(download, "_load_named_images", lambda *a, **k: looked.append(a))
+    monkeypatch.setattr(download, "load_named_images", lambda *a, **k: looked.append(a))
     code, _, err = run(capsys, "train --data mnist --activation foo")
     assert code == 2 and not looked
 

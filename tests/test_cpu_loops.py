@@ -17,8 +17,8 @@ from mlp_xp.backend.numpy_ops import NumpyOps
 def _kernels_or_skip():
     k = cpu_loops.find()
     if k is None:
-        if os.environ.get("MLP_XP_REQUIRE_CPU_KERNELS") == "1":  # CI: a missing build must fail, not skip
-            pytest.fail(f"MLP_XP_REQUIRE_CPU_KERNELS=1 but {cpu_loops.status()}")
+        if os.environ.get("MLP_XP_REQUIRE_CPU_LOOPS") == "1":  # CI: a missing build must fail, not skip
+            pytest.fail(f"MLP_XP_REQUIRE_CPU_LOOPS=1 but {cpu_loops.status()}")
         pytest.skip(f"no compiled CPU kernels here: {cpu_loops.status()}")
     return k
 
@@ -163,7 +163,7 @@ def test_a_failed_build_names_the_command(tmp_path):
 
 def test_without_a_compiler_the_backend_falls_back_to_numpy(fresh_find, monkeypatch):
     monkeypatch.setenv("CXX", "false")
-    monkeypatch.delenv("MLP_XP_REQUIRE_CPU_KERNELS", raising=False)
+    monkeypatch.delenv("MLP_XP_REQUIRE_CPU_LOOPS", raising=False)
     assert fresh_find() is None
     assert cpu_loops.status().startswith("unavailable, NumPy used instead: building the compiled CPU loops failed")
     ops = NumpyOps()
@@ -175,12 +175,19 @@ def test_without_a_compiler_the_backend_falls_back_to_numpy(fresh_find, monkeypa
 
 def test_a_required_build_that_fails_raises(fresh_find, monkeypatch):
     monkeypatch.setenv("CXX", "false")
-    monkeypatch.setenv("MLP_XP_REQUIRE_CPU_KERNELS", "1")
-    with pytest.raises(RuntimeError, match="MLP_XP_REQUIRE_CPU_KERNELS=1"):
+    monkeypatch.setenv("MLP_XP_REQUIRE_CPU_LOOPS", "1")
+    with pytest.raises(RuntimeError, match="MLP_XP_REQUIRE_CPU_LOOPS=1"):
         fresh_find()
 
 
 def test_they_can_be_switched_off(fresh_find, monkeypatch):
-    monkeypatch.setenv("MLP_XP_CPU_KERNELS", "0")
+    monkeypatch.setenv("MLP_XP_CPU_LOOPS", "0")
     assert fresh_find() is None
-    assert cpu_loops.status() == "off (MLP_XP_CPU_KERNELS=0)"
+    assert cpu_loops.status() == "off (MLP_XP_CPU_LOOPS=0)"
+
+
+def test_the_old_names_of_the_switches_still_work(fresh_find, monkeypatch):
+    monkeypatch.delenv("MLP_XP_CPU_LOOPS", raising=False)
+    monkeypatch.setenv("MLP_XP_CPU_KERNELS", "0")
+    with pytest.warns(FutureWarning, match="MLP_XP_CPU_KERNELS is now MLP_XP_CPU_LOOPS"):
+        assert fresh_find() is None

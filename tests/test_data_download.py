@@ -92,7 +92,7 @@ def test_not_found_without_download(tmp_path, monkeypatch):
         "downloading is off",
         "apt-get install dataset-fashion-mnist",
         "MLP_XP_DATA",
-        "pass the folder's path as the dataset name (mlp-xp --data DIR)",
+        "pass the folder's path as the dataset name (mlp-xp train --data DIR)",
     ):
         assert text in message
     with pytest.raises(DatasetNotFound) as info:

@@ -25,7 +25,7 @@ def test_forward_and_backward_by_hand(ops):
 
 def test_layout_puts_weights_before_biases():
     m = MLP([3, 4, 2], device="cpu")
-    assert m.layout.w_shapes == [(3, 4), (4, 2)] and [W.shape for W in m.W] == [(3, 4), (4, 2)]
+    assert m.layout.weight_shapes == [(3, 4), (4, 2)] and [W.shape for W in m.W] == [(3, 4), (4, 2)]
     assert m.layout.n_weights == 3 * 4 + 4 * 2
     assert m.layout.n_params == m.layout.n_weights + 4 + 2
     assert np.all(m.get_flat()[m.layout.n_weights :] == 0)  # biases start at zero
@@ -123,7 +123,7 @@ def test_save_is_atomic_when_writing_fails(tmp_path, monkeypatch):
         ({"loss": "hinge"}, "unknown loss 'hinge'"),
         ({"dtype": "float16"}, "float32' or 'float64"),
         ({"init": "zeros"}, "unknown init"),
-        ({"activation": ["relu", "tanh"]}, "2 activations given for 1 hidden layers"),
+        ({"activation": ["relu", "tanh"]}, "2 activations given for 1 hidden layer: give one per hidden layer"),
         ({"sizes": [3, 4, 1], "loss": "cross_entropy"}, "at least 2 output classes"),
         ({"device": "tpu"}, "unknown device 'tpu'"),
     ],

@@ -23,7 +23,7 @@ def test_the_guard_restores_the_last_snapshot_on_a_non_finite_loss(params):
     assert guard.check({"epoch": 3, "train_loss": 0.5, "val_loss": 0.7}, lr=0.1) is None
     assert (params == 2.0).all()
     message = guard.check({"epoch": 4, "train_loss": 0.5, "val_loss": math.nan}, lr=0.1)
-    assert message.startswith("training diverged in epoch 4: val_loss became nan")
+    assert message.startswith("training diverged in epoch 4 (val_loss became nan;")
     assert "end of epoch 3" in message and "it was 0.1" in message
     assert (params == 1.0).all()
 

@@ -5,9 +5,11 @@ Each op of a training step is then one call into compiled code instead of a doze
 because the calls sit between GEMMs that flush the caches (see the head of ``cpu.cpp``). Without a compiler
 the backend keeps to NumPy: the same results up to rounding, slower. :func:`status` says which, and why.
 
-    MLP_XP_CPU_KERNELS=0           never build or load them (NumPy only)
-    MLP_XP_REQUIRE_CPU_KERNELS=1   a failed build raises instead of falling back (CI sets it)
-    CXX                            the compiler to use (else c++, g++ or clang++, the first found)
+    MLP_XP_CPU_LOOPS=0           never build or load them (the NumPy path instead)
+    MLP_XP_REQUIRE_CPU_LOOPS=1   a failed build raises instead of falling back (CI sets it)
+    CXX                          the compiler to use (else c++, g++ or clang++, the first found)
+
+(``MLP_XP_CPU_KERNELS`` and ``MLP_XP_REQUIRE_CPU_KERNELS``, their old names, still work, with a warning.)
 
 The shared library lands in ``<cache>/kernels/`` (:func:`mlp_xp.files.cache_root`: ``$MLP_XP_CACHE``, else
 ``~/.cache/mlp_xp``) under a name hashed from the sources, the compiler, its flags and the CPU, so an edit, a
@@ -30,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..deprecation import warn_renamed
 from ..files import atomic_writer, cache_root
 from ..reference.optimizer import adam_corrections
 from .kernels import HEADER, activation_code, kernel_dir
@@ -154,7 +157,7 @@ def build(cxx: str | list[str], out_dir: Path) -> tuple[Path, list[str]]:
     (library path, flags).
 
     Raises RuntimeError with the compiler's message when every flag set fails, or naming the folder when it
-    cannot be written. With ``MLP_XP_REQUIRE_CPU_KERNELS=1`` (CI) warnings are errors too.
+    cannot be written. With ``MLP_XP_REQUIRE_CPU_LOOPS=1`` (CI) warnings are errors too.
     """
     cxx = shlex.split(cxx) if isinstance(cxx, str) else list(cxx)
     src_dir = kernel_dir()
@@ -167,7 +170,7 @@ def build(cxx: str | list[str], out_dir: Path) -> tuple[Path, list[str]]:
     for lib, flags in candidates:  # any earlier build: no compiler run at all (not even a failing one)
         if lib.is_file():
             return lib, flags
-    strict = ["-Werror"] if os.environ.get("MLP_XP_REQUIRE_CPU_KERNELS") == "1" else []
+    strict = ["-Werror"] if _env("MLP_XP_REQUIRE_CPU_LOOPS") == "1" else []
     errors = []
     for lib, flags in candidates:
         with tempfile.TemporaryDirectory() as tmp:
@@ -191,13 +194,23 @@ def build(cxx: str | list[str], out_dir: Path) -> tuple[Path, list[str]]:
 
 
 _STATUS: list[str] = []
+#: The old names of the environment variables, still read.
+_OLD_ENV = {"MLP_XP_CPU_LOOPS": "MLP_XP_CPU_KERNELS", "MLP_XP_REQUIRE_CPU_LOOPS": "MLP_XP_REQUIRE_CPU_KERNELS"}
+
+
+def _env(name: str) -> str | None:
+    """An environment variable, or its old name's value (with a warning) when only that one is set."""
+    if name in os.environ or _OLD_ENV[name] not in os.environ:
+        return os.environ.get(name)
+    warn_renamed(_OLD_ENV[name], name)
+    return os.environ[_OLD_ENV[name]]
 
 
 @cache
 def find() -> CompiledLoops | None:
     """The compiled CPU loops, or None (NumPy only); :func:`status` says why."""
-    if os.environ.get("MLP_XP_CPU_KERNELS") == "0":
-        _STATUS.append("off (MLP_XP_CPU_KERNELS=0)")
+    if _env("MLP_XP_CPU_LOOPS") == "0":
+        _STATUS.append("off (MLP_XP_CPU_LOOPS=0)")
         return None
     cxx = compiler()
     try:
@@ -207,8 +220,8 @@ def find() -> CompiledLoops | None:
         loops = CompiledLoops(ctypes.CDLL(str(path)), path, " ".join(cxx))
         _check(loops)
     except (RuntimeError, OSError, subprocess.SubprocessError) as e:
-        if os.environ.get("MLP_XP_REQUIRE_CPU_KERNELS") == "1":
-            raise RuntimeError(f"MLP_XP_REQUIRE_CPU_KERNELS=1 but the compiled CPU loops are unavailable: {e}") from e
+        if _env("MLP_XP_REQUIRE_CPU_LOOPS") == "1":
+            raise RuntimeError(f"MLP_XP_REQUIRE_CPU_LOOPS=1 but the compiled CPU loops are unavailable: {e}") from e
         _STATUS.append(f"unavailable, NumPy used instead: {str(e).splitlines()[0]}")
         return None
     _STATUS.append(f"built by {' '.join([Path(cxx[0]).name, *cxx[1:], *flags])}: {path}")

@@ -39,7 +39,7 @@ class CupyDevice:
     def device_of(self, a) -> int | None:
         return a.device.id
 
-    def allocate(self, shape, dtype, zero: bool):
+    def allocate(self, shape, dtype, *, zero: bool):
         nbytes = int(np.prod(shape)) * np.dtype(dtype).itemsize
         try:
             return (self.cp.zeros if zero else self.cp.empty)(shape, dtype)
@@ -94,7 +94,7 @@ class CupyDevice:
             self._peek[key] = (host, event)
         return host
 
-    def gemm(self, a, b, out, trans_a, trans_b, accumulate) -> None:
+    def gemm(self, a, b, out, *, trans_a: bool, trans_b: bool, accumulate: float) -> None:
         # cupy.cublas.gemm takes C- or F-contiguous operands without copying and honours beta in place.
         self.cp.cublas.gemm("T" if trans_a else "N", "T" if trans_b else "N", a, b, out=out, alpha=1.0, beta=accumulate)
 

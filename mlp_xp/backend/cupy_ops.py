@@ -15,12 +15,24 @@ import math
 
 import numpy as np
 
+from ..deprecation import warn_renamed
 from ..errors import ConfigError, DataError
 from ..reference.data import epoch_base
 from ..reference.optimizer import adam_corrections
 from . import kernels
 from .base import Ops, matmul_shape
 from .kernels import activation_code, loss_kernel
+
+
+def __getattr__(name: str):
+    # CupyDevice and RawModuleKernels lived here; they are the thin layer of cupy_device.py now
+    if name in ("CupyDevice", "RawModuleKernels"):
+        from . import cupy_device
+
+        warn_renamed(f"mlp_xp.backend.cupy_ops.{name}", f"mlp_xp.backend.cupy_device.{name}")
+        return getattr(cupy_device, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 #: Threads per block of the elementwise kernels, and the most blocks a grid-stride launch uses.
 THREADS = 256
@@ -181,7 +193,7 @@ class CupyOps(Ops):
         if self.gemm == "kernel" or self._capturing:
             self.gemm_kernel(a, b, out, trans_a=trans_a, trans_b=trans_b, accumulate=accumulate)
         else:
-            self.dev.gemm(a, b, out, trans_a, trans_b, accumulate)
+            self.dev.gemm(a, b, out, trans_a=trans_a, trans_b=trans_b, accumulate=accumulate)
 
     def gemm_kernel(self, a, b, out, *, trans_a=False, trans_b=False, accumulate=0.0) -> None:
         """out <- op(a) op(b) + accumulate out with kernels/gemm.cu (shapes already checked by ``matmul``)."""

@@ -10,7 +10,6 @@ not be noticed). Template kernels are instantiated for float and double by name,
 
 from __future__ import annotations
 
-import hashlib
 from functools import cache
 from pathlib import Path
 
@@ -89,8 +88,3 @@ def source(fname: str) -> str:
     header = (d / HEADER).read_text()
     body = (d / fname).read_text()
     return f'#line 1 "{HEADER}"\n{header}\n#line 1 "{fname}"\n{body}'
-
-
-def source_hash(fname: str) -> str:
-    """A short content hash of what ``source`` returns (for build caches)."""
-    return hashlib.sha256(source(fname).encode()).hexdigest()[:16]

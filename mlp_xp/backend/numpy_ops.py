@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..deprecation import warn_renamed
 from ..reference import loss as loss_reference
 from ..reference.data import permutation
 from . import blas as _blas
@@ -49,7 +50,7 @@ class NumpyOps(Ops):
     device = "cpu"
     xp = np
 
-    def __init__(self, fast: bool = True) -> None:
+    def __init__(self, *, fast: bool = True) -> None:
         super().__init__()
         self.blas = _blas.find() if fast else None
         self.loops = _cpu_loops.find() if fast else None
@@ -57,6 +58,12 @@ class NumpyOps(Ops):
         self.name = f"cpu (NumPy {np.__version__}{''.join(', ' + e for e in extras)})"
         self.scratch = ScratchCache()
         self._ones = np.ones(0)
+
+    @property
+    def kernels(self):
+        """Deprecated: the old name of :attr:`loops`."""
+        warn_renamed("NumpyOps.kernels", "NumpyOps.loops")
+        return self.loops
 
     # ---- memory ----
     def asarray(self, host, dtype=None):
@@ -170,7 +177,8 @@ class NumpyOps(Ops):
     def output_act(self, z, output) -> None:
         if output == "sigmoid":
             numpy_path.output_act(z, output)
-        else:  # prediction only, where allocating is allowed: the reference is as fast (benchmarks/numpy_path.py)
+        else:  # prediction only, where allocating is allowed; the reference was as fast (benchmarks/README.md).
+            # Reference: output_act in mlp_xp/reference/loss.py
             loss_reference.output_act(z, output)
 
     def sgd_update(

@@ -220,7 +220,7 @@ def output_act(z: np.ndarray, output: str) -> None:
     """z <- sigmoid(z) in place for the sigmoid output. Reference: ``output_act`` in mlp_xp/reference/loss.py.
 
     Only the sigmoid output has a NumPy path: for softmax the reference's three NumPy calls were as fast as the
-    in-place version (benchmarks/numpy_path.py), and prediction may allocate, so the backend runs the reference."""
+    in-place version (0.92x, benchmarks/README.md), and prediction may allocate, so the backend runs the reference."""
     if output == "sigmoid":
         sigmoid(z)
 

@@ -10,10 +10,10 @@ from pathlib import Path
 from .. import settings
 from ..errors import ConfigError, DataError, DatasetNotFound
 from .dataset import Dataset
-from .download import _load_named_images
+from .download import load_named_images
 from .folders import load_mnist_folder
-from .generated import _load_digits, make_synthetic
-from .npz import _load_npz
+from .generated import load_digits, make_synthetic
+from .npz import load_npz
 
 __all__ = ["DATASET_NAMES", "load_dataset"]
 
@@ -97,10 +97,10 @@ def load_dataset(
     key = text.strip().lower().replace("_", "-")
     if key in ("mnist", "fashion-mnist"):
         _check_kwargs(key, kwargs, ())
-        return _load_named_images(key, cache_dir, download)
+        return load_named_images(key, cache_dir, download)
     if key == "digits":
         _check_kwargs(key, kwargs, ("test_fraction",))
-        return _load_digits(seed, **kwargs)  # type: ignore[arg-type]
+        return load_digits(seed, **kwargs)  # type: ignore[arg-type]
     if key == "synthetic" or key.startswith("synthetic:"):
         options: dict = {}
         if key != "synthetic":
@@ -122,7 +122,7 @@ def load_dataset(
     is_npz = path.suffix.lower() == ".npz"
     if is_npz and path.is_file():
         _check_kwargs("a .npz file", kwargs, ())
-        return _load_npz(path)
+        return load_npz(path)
     if path.exists():
         raise DataError(
             f"{path} is neither a .npz file nor a folder of MNIST-layout files: pass one of those or a "

@@ -136,7 +136,7 @@ def _candidate_folders(name: str, cache: Path) -> list[Path]:
     return folders
 
 
-def _load_named_images(name: str, cache_dir: str | os.PathLike[str] | None, download: bool) -> Dataset:
+def load_named_images(name: str, cache_dir: str | os.PathLike[str] | None, download: bool) -> Dataset:
     cache = default_cache_dir(cache_dir)
     looked = []
     # A folder missing some files is passed over with a warning rather than an error: the cache one may
@@ -170,6 +170,6 @@ def _load_named_images(name: str, cache_dir: str | os.PathLike[str] | None, down
         hints.insert(0, f"run `apt-get install {_APT_PACKAGES[name]}`")
     hints += [
         f"set MLP_XP_DATA to a folder holding {name}/",
-        "pass the folder's path as the dataset name (mlp-xp --data DIR)",
+        "pass the folder's path as the dataset name (mlp-xp train --data DIR)",
     ]
     raise DatasetNotFound(f"dataset {name!r} is not in {', '.join(looked)} and {why}: {', or '.join(hints)}")

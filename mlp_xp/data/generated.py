@@ -39,7 +39,7 @@ def _stratified_split(y: np.ndarray, test_fraction: float, rng: np.random.Genera
 _COUNT, _FRACTION = Number(integer=True, low=0, low_open=True), Number(low=0, high=1, high_open=True)
 
 
-def _load_digits(seed: int, test_fraction: float = 0.2) -> Dataset:
+def load_digits(seed: int, test_fraction: float = 0.2) -> Dataset:
     seed = settings.check("seed", seed)
     test_fraction = _FRACTION.check(test_fraction, "test_fraction")
     try:

@@ -35,7 +35,7 @@ def _npz_features(X: np.ndarray, key: str, path: Path) -> np.ndarray:
         return check_features(X, None, np.float32, name=f"{key} in {path}")
 
 
-def _load_npz(path: Path) -> Dataset:
+def load_npz(path: Path) -> Dataset:
     try:
         loaded = np.load(path, allow_pickle=False)
         arrays = None

@@ -93,7 +93,8 @@ def squared_error(z, y, acc, *, write_grad: bool = True) -> None:
 def output_act(z, output: str) -> None:
     """z <- p = softmax(z), sigmoid(z) or z: the output of a model without labels (prediction).
 
-    Implementations: ``output_act`` in mlp_xp/backend/numpy_path.py; kernels/loss.cu (``softmax_xent`` and
+    Implementations: ``output_act`` in mlp_xp/backend/numpy_path.py (sigmoid; for softmax the CPU backend's
+    ``output_act`` in mlp_xp/backend/numpy_ops.py runs this reference); kernels/loss.cu (``softmax_xent`` and
     ``sigmoid_bce`` without labels).
     """
     if output == "softmax":

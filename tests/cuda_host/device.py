@@ -46,7 +46,7 @@ class HostDevice:
     def device_of(self, a) -> None:
         return None
 
-    def allocate(self, shape, dtype, zero: bool):
+    def allocate(self, shape, dtype, *, zero: bool):
         self._no_capture("allocation")
         return (np.zeros if zero else np.empty)(shape, dtype)
 
@@ -61,7 +61,7 @@ class HostDevice:
     def peek(self, a) -> np.ndarray:
         return a
 
-    def gemm(self, a, b, out, trans_a, trans_b, accumulate) -> None:
+    def gemm(self, a, b, out, *, trans_a, trans_b, accumulate) -> None:
         self._no_capture("cuBLAS call")
         prod = (a.T if trans_a else a) @ (b.T if trans_b else b)
         if accumulate:
