@@ -20,6 +20,7 @@ from . import settings
 from .constraints import Flag, Number
 from .errors import (
     EXIT_BAD_INPUT,
+    EXIT_BROKEN_PIPE,
     EXIT_FAILED,
     EXIT_INTERRUPTED,
     EXIT_NO_GPU,
@@ -212,6 +213,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _silence_stdout() -> None:
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):
+        pass  # stdout is not a file descriptor (captured in a test): nothing will flush to a pipe
+
+
 def main(argv: list[str] | None = None) -> int:
     previous = _catch_sigterm()
     try:
@@ -222,7 +231,9 @@ def main(argv: list[str] | None = None) -> int:
                 f"unrecognized arguments: {' '.join(unknown)}: {_nearest_flag(parser, args, unknown)}"
                 f"see mlp-xp {args.command} --help"
             )
-        return COMMANDS[args.command](args)
+        status = COMMANDS[args.command](args)
+        sys.stdout.flush()  # inside the try: a closed pipe is reported here, not at the interpreter's exit
+        return status
     except BackendUnavailable as e:
         print(f"mlp-xp: error: {e}", file=sys.stderr)
         return EXIT_NO_GPU
@@ -235,6 +246,11 @@ def main(argv: list[str] | None = None) -> int:
     except _Terminated:
         print("mlp-xp: terminated", file=sys.stderr)
         return EXIT_TERMINATED
+    except BrokenPipeError:
+        # The reader (`mlp-xp info | head`) has gone: say nothing more, and point stdout at /dev/null so
+        # that the interpreter's own flush at exit does not raise a second time (Python's signal docs).
+        _silence_stdout()
+        return EXIT_BROKEN_PIPE
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)

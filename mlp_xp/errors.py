@@ -7,7 +7,8 @@ and exits with status 2; library users can catch :class:`MLPXPError` for all of 
 from __future__ import annotations
 
 #: The exit statuses of every ``mlp-xp`` command (ARCHITECTURE.md, Contracts).
-EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_NO_GPU, EXIT_INTERRUPTED, EXIT_TERMINATED = 0, 1, 2, 3, 130, 143
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_NO_GPU, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+EXIT_BROKEN_PIPE, EXIT_TERMINATED = 141, 143
 
 
 class MLPXPError(Exception):

@@ -243,3 +243,18 @@ def test_the_table_flags_reach_the_run(tmp_path, capsys):
 def test_a_renamed_flag_still_works_with_a_warning(capsys):
     code, out, err = run(capsys, "train --data digits --hidden 8 --epochs 1 --device cpu --quiet --weight-decay 0.001")
     assert code == 0 and "mlp-xp: warning: --weight-decay is now --l2" in err
+
+
+def test_a_reader_that_goes_away_ends_the_command_quietly_with_141():
+    """``mlp-xp info | head -1``: the pipe closes before the output is written; no traceback, status 141."""
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "import sys; from mlp_xp.cli import main; sys.exit(main(['info']))"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    proc.stdout.close()  # the reader is gone before the command has printed anything
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 141 and "Traceback" not in err and "BrokenPipe" not in err, err
