@@ -15,7 +15,7 @@ from ..errors import BackendUnavailable
 from .base import STEP_OPS, OpCounts, Ops
 from .numpy_ops import NumpyOps
 
-__all__ = ["Ops", "OpCounts", "STEP_OPS", "NumpyOps", "get_backend", "cuda_status", "parse_device"]
+__all__ = ["Ops", "OpCounts", "STEP_OPS", "NumpyOps", "get_backend", "cuda_status", "cuda_devices", "parse_device"]
 
 _INSTALL_HINT = "pip install 'mlp-xp[cuda12]' (CUDA 12 driver) or 'mlp-xp[cuda13]' (CUDA 13 driver)"
 
@@ -42,6 +42,16 @@ def cuda_status(index: int = 0) -> tuple[bool, str]:
     except Exception as e:
         return False, _explain_cuda_error(e, cupy)
     return True, name
+
+
+def cuda_devices() -> list[int]:
+    """The indices of the CUDA devices CuPy can see (``cuda:N`` for each), or [] where there is none or no CuPy."""
+    try:
+        import cupy
+
+        return list(range(cupy.cuda.runtime.getDeviceCount()))
+    except Exception:  # no CuPy, no driver, no device: no GPU to list
+        return []
 
 
 def _explain_cuda_error(e: Exception, cupy) -> str:
