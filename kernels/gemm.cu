@@ -1,11 +1,15 @@
 // gemm.cu -- C <- alpha op(A) op(B) + accumulate C for row-major matrices, without cuBLAS.
 // Reference: mlp_xp/reference/layer.py matmul. It exists so that a whole training step can be captured as a CUDA
-// graph: CuPy refuses to call cuBLAS while a stream is capturing, and this kernel is an ordinary launch.
+// graph on any machine: CuPy refuses its cuBLAS wrapper while a stream is capturing, and where cuBLAS cannot be
+// called directly (mlp_xp/backend/cublas_graph.py) this kernel, an ordinary launch, takes its place.
 //
 // C is M x N with leading dimension ldc; op(A) is M x K (A stored K x M when trans_a), op(B) is K x N
 // (B stored N x K when trans_b); lda and ldb are the row lengths of A and B as stored.
 // A block computes a 64 x 64 tile of C with 256 threads, 4 x 4 outputs per thread, stepping K by 16
-// through shared memory.
+// through shared memory. Row tiles are on blockIdx.x (up to 2^31 - 1 of them: any batch size; grid.y would stop
+// at 65535 x 64 rows), column tiles on blockIdx.y. Loads are coalesced: consecutive threads read consecutive
+// addresses of the operand as stored (along k where it is stored row by row along k, along m or n otherwise),
+// and the transpose happens in the store to shared memory.
 
 #define G_TILE 64
 #define G_KSTEP 16
@@ -14,10 +18,11 @@ template <typename T>
 __global__ void __launch_bounds__(256) gemm(const T* __restrict__ A, const T* __restrict__ B, T* __restrict__ C,
                                             int M, int N, int K, int lda, int ldb, int ldc, int trans_a,
                                             int trans_b, T alpha, T accumulate) {
-    __shared__ T As[G_KSTEP][G_TILE + 1];   // As[k][m] = op(A)[row0 + m][k0 + k]; +1 avoids bank conflicts
-    __shared__ T Bs[G_KSTEP][G_TILE + 1];   // Bs[k][n] = op(B)[k0 + k][col0 + n]
+    // +2: a row stride of 66 words puts both store patterns (16 k x 2 m, or 32 m) on 32 distinct banks
+    __shared__ T As[G_KSTEP][G_TILE + 2];   // As[k][m] = op(A)[row0 + m][k0 + k]
+    __shared__ T Bs[G_KSTEP][G_TILE + 2];   // Bs[k][n] = op(B)[k0 + k][col0 + n]
     const int tx = threadIdx.x % 16, ty = threadIdx.x / 16;
-    const int row0 = blockIdx.y * G_TILE, col0 = blockIdx.x * G_TILE;
+    const int row0 = blockIdx.x * G_TILE, col0 = blockIdx.y * G_TILE;
     T acc[4][4];
 #pragma unroll
     for (int i = 0; i < 4; ++i)
@@ -26,14 +31,17 @@ __global__ void __launch_bounds__(256) gemm(const T* __restrict__ A, const T* __
 
     for (int k0 = 0; k0 < K; k0 += G_KSTEP) {
         // 256 threads load the 16 x 64 slices of op(A) and op(B): 4 elements each, zero outside the matrix.
+        // A stored M x K (not transposed) is contiguous along k, so k varies fastest across threads; stored K x M
+        // it is contiguous along m. B likewise: along n as stored K x N, along k as stored N x K (transposed).
         for (int e = threadIdx.x; e < G_KSTEP * G_TILE; e += 256) {
-            const int k = e / G_TILE, mn = e % G_TILE;
-            const int gk = k0 + k, gm = row0 + mn, gn = col0 + mn;
+            const int ka = trans_a ? e / G_TILE : e % G_KSTEP, ma = trans_a ? e % G_TILE : e / G_KSTEP;
+            const int kb = trans_b ? e % G_KSTEP : e / G_TILE, nb = trans_b ? e / G_KSTEP : e % G_TILE;
+            const int gka = k0 + ka, gm = row0 + ma, gkb = k0 + kb, gn = col0 + nb;
             T a = (T)0, b = (T)0;
-            if (gk < K && gm < M) a = trans_a ? A[(long long)gk * lda + gm] : A[(long long)gm * lda + gk];
-            if (gk < K && gn < N) b = trans_b ? B[(long long)gn * ldb + gk] : B[(long long)gk * ldb + gn];
-            As[k][mn] = a;
-            Bs[k][mn] = b;
+            if (gka < K && gm < M) a = trans_a ? A[(long long)gka * lda + gm] : A[(long long)gm * lda + gka];
+            if (gkb < K && gn < N) b = trans_b ? B[(long long)gn * ldb + gkb] : B[(long long)gkb * ldb + gn];
+            As[ka][ma] = a;
+            Bs[kb][nb] = b;
         }
         __syncthreads();
 #pragma unroll

@@ -1,9 +1,10 @@
-"""``mlp-xp bench``: the same training step timed on every usable backend over several batch sizes.
+"""``mlp-xp bench``: the same training step timed on the CPU and the GPUs over several batch sizes.
 
 The step is the trainer's own (:class:`mlp_xp.step.TrainStep`) on MNIST-shaped random data that is
 already on the device, so the table measures the step alone: gather, forward, fused loss, backward,
 optimizer update. Each configuration runs a few warm-up steps, then ``steps`` timed steps between two
-device synchronizations.
+device synchronizations. ``--device`` picks the backends (:func:`bench_devices`): all (the CPU and every
+visible GPU), cpu, or one GPU with the CPU as the baseline of the speedup column.
 """
 
 from __future__ import annotations
@@ -14,7 +15,9 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from .backend import cuda_status, get_backend
+from .backend import cuda_devices, cuda_status, get_backend
+from .constraints import device_choice
+from .errors import EXIT_NO_GPU, EXIT_OK, BackendUnavailable
 from .files import write_json_atomic
 from .model import MLP
 from .optim import Optimizer
@@ -25,11 +28,46 @@ N_FEATURES, N_CLASSES = 784, 10
 
 @dataclass
 class BenchRow:
+    """One configuration: ``backend`` is the backend's name, which starts with its device ("cpu (NumPy ...)",
+    "cuda:1 (NVIDIA ...)"), and ends in " + CUDA graph" for the captured step; ``device`` is "cpu" or "cuda:N"."""
+
     backend: str
     batch_size: int
     ms_per_step: float
     samples_per_second: float
     speedup_vs_cpu: float | None = None
+    device: str = ""
+
+
+def bench_devices(device: str = "all", log=print) -> list[str]:
+    """The devices ``device`` times, the CPU first: "all", every visible GPU (a visible one that is not usable is
+    left out, with a line to ``log``; none at all, the CPU alone); "cpu", the CPU alone; "cuda:N", that GPU and the
+    CPU, the baseline of the speedup column (:class:`BackendUnavailable` if that GPU is not usable)."""
+    kind, index = device_choice(device)
+    if kind == "cpu":
+        return ["cpu"]
+    if kind == "cuda":
+        ok, why = cuda_status(index)
+        if not ok:
+            raise BackendUnavailable(f"cuda:{index} is not usable, so nothing was timed: {why}")
+        return ["cpu", f"cuda:{index}"]
+    devices = ["cpu"]
+    visible = cuda_devices()
+    if not visible:
+        log(f"no usable GPU ({cuda_status(0)[1]}): reporting the CPU alone")
+    for i in visible:
+        ok, why = cuda_status(i)
+        if ok:
+            devices.append(f"cuda:{i}")
+        else:
+            log(f"cuda:{i} is not usable ({why}): left out of the table")
+    return devices
+
+
+def _label(device: str, ops) -> str:
+    """The backend's name, which says its device; prefixed with the device where it does not."""
+    name = str(ops.name)
+    return name if name.split(" ", 1)[0] == device else f"{device} ({name})"
 
 
 def time_step(
@@ -73,26 +111,33 @@ def time_step(
     return (time.perf_counter() - t) / steps
 
 
-def bench(batch_sizes: list[int], hidden: list[int], steps: int, dtype: str = "float32", log=print) -> list[BenchRow]:
-    """Time every usable backend; the CPU first, so that each GPU row carries its speedup over it."""
-    devices = ["cpu"]
-    ok, why = cuda_status(0)
-    if ok:
-        devices.append("cuda:0")
-    else:
-        log(f"no usable GPU ({why}): reporting the CPU alone")
+def bench(
+    batch_sizes: list[int],
+    hidden: list[int],
+    steps: int,
+    dtype: str = "float32",
+    log=print,
+    *,
+    device: str = "all",
+    devices: list[str] | None = None,
+) -> list[BenchRow]:
+    """Time the backends of ``device`` (:func:`bench_devices`; or the given ``devices``, "cpu" first) in
+    order, the CPU first, so that every other row carries its speedup over the CPU at its batch size; each GPU
+    also with a captured CUDA graph, right after its plain rows."""
+    devices = bench_devices(device, log) if devices is None else devices
     rows, cpu_ms = [], {}
-    variants = [(d, False) for d in devices] + [(d, True) for d in devices if d != "cpu"]
-    for device, graph in variants:
-        name = get_backend(device).name + (" + CUDA graph" if graph else "")
-        for b in batch_sizes:
-            sec = time_step(device, hidden, b, steps, dtype=dtype, graph=graph)
-            row = BenchRow(name, b, 1e3 * sec, b / sec)
-            if device == "cpu":
-                cpu_ms[b] = row.ms_per_step
-            row.speedup_vs_cpu = cpu_ms[b] / row.ms_per_step
-            rows.append(row)
-            log(f"  {name:<40s} batch {b:>5d}: {row.ms_per_step:8.3f} ms/step")
+    for dev in devices:
+        ops = get_backend(dev)
+        for graph in (False, True) if ops.can_capture else (False,):
+            name = _label(dev, ops) + (" + CUDA graph" if graph else "")
+            for b in batch_sizes:
+                sec = time_step(ops, hidden, b, steps, dtype=dtype, graph=graph)
+                row = BenchRow(name, b, 1e3 * sec, b / sec, device=dev)
+                if dev == "cpu" and not graph:
+                    cpu_ms[b] = row.ms_per_step
+                row.speedup_vs_cpu = cpu_ms[b] / row.ms_per_step if b in cpu_ms else None
+                rows.append(row)
+                log(f"  {name:<40s} batch {b:>5d}: {row.ms_per_step:8.3f} ms/step")
     return rows
 
 
@@ -105,7 +150,7 @@ def format_table(rows: list[BenchRow], hidden: list[int], dtype: str) -> str:
     for r in rows:
         lines.append(
             f"| {r.backend} | {r.batch_size} | {r.ms_per_step:.3f} | {r.samples_per_second:,.0f} | "
-            f"{r.speedup_vs_cpu:.2f}x |"
+            f"{'-' if r.speedup_vs_cpu is None else f'{r.speedup_vs_cpu:.2f}x'} |"
         )
     return "\n".join(lines)
 
@@ -126,13 +171,29 @@ def plot(rows: list[BenchRow], path, title: str) -> None:
 
 
 def run_bench(
-    batch_sizes: list[int], hidden: list[int], steps: int, dtype: str = "float32", *, json_path=None, plot_path=None
+    batch_sizes: list[int],
+    hidden: list[int],
+    steps: int,
+    dtype: str = "float32",
+    *,
+    json_path=None,
+    plot_path=None,
+    device: str = "all",
 ) -> int:
-    """The ``mlp-xp bench`` command (its flags already checked): print the table, write the JSON and the plot."""
-    rows = bench(batch_sizes, hidden, steps, dtype, log=lambda m: print(m, file=sys.stderr))
+    """The ``mlp-xp bench`` command (its flags already checked): print the table, write the JSON and the plot.
+
+    ``device``: "all" (the CPU and every visible GPU), "cpu", or "cuda"/"cuda:N" (that GPU and the CPU); a GPU
+    asked for by number that is not usable is one line on stderr and exit status 3, before any timing."""
+    log = lambda m: print(m, file=sys.stderr)  # noqa: E731
+    try:
+        devices = bench_devices(device, log)
+    except BackendUnavailable as e:
+        print(f"mlp-xp: error: {e}", file=sys.stderr)
+        return EXIT_NO_GPU
+    rows = bench(batch_sizes, hidden, steps, dtype, log=log, devices=devices)
     print(format_table(rows, hidden, dtype))
     if json_path:
         write_json_atomic(json_path, [asdict(r) for r in rows])
     if plot_path:
         plot(rows, plot_path, f"784-{'-'.join(map(str, hidden))}-10 training step")
-    return 0
+    return EXIT_OK

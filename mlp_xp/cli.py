@@ -192,7 +192,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     s.add_argument("--validation", dest="renamed:--validation", default=None, help=argparse.SUPPRESS)
 
-    b = sub.add_parser("bench", help="time training steps on every usable backend")
+    b = sub.add_parser(
+        "bench",
+        help="time training steps on the CPU and the GPUs",
+        description="Time the trainer's step (784-hidden-10 ReLU, momentum SGD) at each batch size on the CPU and "
+        "the GPUs of --device, each GPU also with a captured CUDA graph; prints ms per step, samples per second "
+        "and the speedup over the CPU. Exit status 3 if a GPU asked for by --device cuda:N is not usable.",
+    )
+    b.add_argument(
+        "--device",
+        default="all",
+        metavar="VALUE",
+        help="all: the CPU and every visible GPU in one table (the CPU alone where there is none); cpu: the CPU "
+        "alone; cuda or cuda:N: that GPU, and the CPU too, as the baseline of the speedup column (default all)",
+    )
     b.add_argument(
         "--batch-sizes", default="32,128,512,2048", metavar="N,N,...", help="batch sizes (default 32,128,512,2048)"
     )
@@ -202,12 +215,19 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--plot", metavar="PATH.png", help="write a PNG of samples per second against batch size")
     b.add_argument("--json", metavar="PATH", help="write the table as JSON")
 
-    d = sub.add_parser("doctor", help="check every op of this machine's backends against its reference")
+    d = sub.add_parser(
+        "doctor",
+        help="check every op of this machine's backends against its reference",
+        description="Check every op of the backends of --device against its reference: one line per op and dtype, "
+        "under each backend's name. Exit status 1 if a check failed; 3 if a GPU was asked for (all, cuda:N) and "
+        "it, or one of them, could not be checked.",
+    )
     d.add_argument(
         "--device",
         default="all",
         metavar="VALUE",
-        help="all (the CPU and cuda:0, which must be usable), cpu, cuda or cuda:N (default all)",
+        help="all: the CPU, then every visible GPU (cuda:0, cuda:1, ...; exit status 3 where there is none); "
+        "cpu: the CPU alone; cuda or cuda:N: that GPU alone (default all)",
     )
     sub.add_parser("info", help="versions, and which backends are usable here and why not")
     return parser
@@ -458,20 +478,25 @@ def cmd_search(args) -> int:
 
 def cmd_bench(args) -> int:
     from .bench import run_bench
+    from .constraints import device_choice
 
     batch = settings.BY_NAME["batch_size"]
     sizes = [batch.rule.parse(t, "--batch-sizes") for t in str(args.batch_sizes).split(",")]
     hidden = settings.BY_NAME["hidden"].rule.parse(args.hidden, "--hidden")
     steps = Number(integer=True, low=1).parse(args.steps, "--steps")
     dtype = settings.check("dtype", args.dtype)
-    return run_bench(sizes, list(hidden), steps, dtype.name, json_path=args.json, plot_path=args.plot)
+    device_choice(args.device)  # a bad --device is status 2 before any timing
+    _check_outputs(args, ("json", "plot"))
+    return run_bench(
+        sizes, list(hidden), steps, dtype.name, json_path=args.json, plot_path=args.plot, device=args.device
+    )
 
 
 def cmd_doctor(args) -> int:
+    from .constraints import device_choice
     from .doctor import run_doctor
 
-    if args.device != "all":
-        settings.check("device", args.device)
+    device_choice(args.device)  # a bad --device is status 2 before any check
     return run_doctor(args.device)
 
 

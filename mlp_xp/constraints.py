@@ -235,6 +235,29 @@ def parse_device(spec: str) -> tuple[str, int]:
     raise ConfigError(f"unknown device {spec!r}: use 'auto', 'cpu', 'cuda' or 'cuda:N' (N = device number)")
 
 
+DEVICE_FORMS = "'all' (the CPU and every GPU), 'cpu', 'cuda' or 'cuda:N' (N = device number: 0, 1, ...)"
+
+
+def device_choice(spec: str) -> tuple[str, int | None]:
+    """The ``--device`` of doctor and bench: ("all", None), ("cpu", None) or ("cuda", N).
+
+    "all" (or "auto") is the CPU and every visible GPU; "cuda" (or "gpu") is cuda:0, as everywhere. Anything
+    else raises the :class:`ConfigError` naming the valid forms."""
+    text = spec.strip().lower() if isinstance(spec, str) else spec
+    if text in ("all", "auto"):
+        return "all", None
+    if isinstance(text, str) and text.startswith("cuda:") and not text[5:].isdigit():
+        raise ConfigError(
+            f"unknown device {spec!r}: the N of cuda:N is a device number (0, 1, ...): use e.g. cuda:0, or 'all' for "
+            "the CPU and every GPU"
+        )
+    try:
+        kind, index = parse_device(spec)
+    except ConfigError:
+        raise ConfigError(f"unknown device {spec!r}: use {DEVICE_FORMS}") from None
+    return ("cpu", None) if kind == "cpu" else (kind, index)
+
+
 class Device(Constraint):
     """A device string: auto, cpu, cuda or cuda:N (:func:`parse_device`). (A backend object passed instead is
     the caller's to accept: :class:`mlp_xp.MLP` takes one as it is.)"""

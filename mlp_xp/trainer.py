@@ -303,8 +303,8 @@ class _Run:
             else:
                 self.step(data.X, data.Y, idx, self.train_sums, lr, part)
             self.global_step += 1
-            if bar is not None:
-                _tick(bar, ops.peek(self.train_sums), s + part.batch_size, k, self.steps)
+            if bar is not None and _bar_updates(k, self.steps):
+                _tick(bar, ops.peek(self.train_sums), s + part.batch_size, k)
         t1 = ops.timestamp()
         for row, (Xs, Ys) in zip((1, 2), data.sets.values()):
             _accumulate(self.model, Xs, Ys, self.eval_ws, self.sums[row], cfg.label_smoothing, data.class_weight)
@@ -344,7 +344,7 @@ def _progress(verbose: bool, steps: int, epoch: int, epochs: int):
     from tqdm.auto import tqdm
 
     # disable=None: no bar when stderr is not a terminal (logs get the summary lines only)
-    return tqdm(
+    bar = tqdm(
         total=steps,
         desc=f"epoch {epoch}/{epochs}",
         unit="batch",
@@ -353,14 +353,18 @@ def _progress(verbose: bool, steps: int, epoch: int, epochs: int):
         mininterval=0.25,
         disable=None,
     )
+    return None if bar.disable else bar  # a disabled bar must not cost a device copy per step
 
 
-def _tick(bar, acc, rows_done: int, k: int, steps: int) -> None:
+def _bar_updates(k: int, steps: int) -> bool:
+    """Whether step k updates the bar (about 50 times an epoch): only then is the device's loss sum peeked."""
+    return k % max(1, steps // 50) == 0 or k == steps - 1
+
+
+def _tick(bar, acc, rows_done: int, k: int) -> None:
     # peek never waits for a GPU; on one it may show a loss a few steps old.
-    every = max(1, steps // 50)
-    if k % every == 0 or k == steps - 1:
-        bar.set_postfix_str(f"loss {float(acc[0]) / rows_done:.4f}", refresh=False)
-        bar.update(k + 1 - bar.n)
+    bar.set_postfix_str(f"loss {float(acc[0]) / rows_done:.4f}", refresh=False)
+    bar.update(k + 1 - bar.n)
 
 
 def _summary_line(r: dict, epochs: int) -> str:

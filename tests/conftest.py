@@ -2,8 +2,9 @@
 
 * ``cpu``: the NumPy backend as users get it: direct BLAS and the compiled loops of kernels/cpu.cpp.
 * ``cpu-numpy``: the NumPy backend with NumPy alone (``fast=False``), what runs where no compiler is found.
-* ``cuda-host``: the CUDA backend's own code (CupyOps) with the CPU harness of tests/cuda_host standing in
-  for the GPU: the unmodified kernels/*.cu compiled by g++, and NumPy in place of CuPy's thin layer.
+* ``cuda-host``: the whole CUDA backend (CupyOps and its thin CuPy layer, CupyDevice and RawModuleKernels)
+  on the CPU model of CuPy in tests/cuda_host: the unmodified kernels/*.cu compiled by g++, host memory in
+  place of device memory, CuPy's devices, streams and capture rules modelled, cuBLAS faked on host memory.
 * ``cuda``: the CUDA backend on a real GPU (marked ``gpu``; skipped with the reason where none is usable).
 """
 
@@ -47,15 +48,27 @@ def make_backend(name: str, host_kernels=None):
 
         return NumpyOps(fast=False)
     if name == "cuda-host":
-        from mlp_xp.backend.cupy_ops import CupyOps
-
-        from .cuda_host.device import HostDevice
-
-        return CupyOps(0, device=HostDevice(host_kernels), kernels=host_kernels)
+        return cuda_host_backend(host_kernels)
     ok, why = cuda_status(0)
     if not ok:
         pytest.skip(f"no usable GPU: {why}")
     return get_backend("cuda:0")
+
+
+def cuda_host_backend(host_kernels, index: int = 0, *, gemm: str = "cublas", fake=None, device_class=None, **fake_kw):
+    """The CUDA backend on the CPU model of CuPy (a new FakeCupy unless ``fake`` is given; ``device_class``: a
+    CupyDevice subclass, for the negative controls)."""
+    from mlp_xp.backend.cupy_device import CupyDevice
+    from mlp_xp.backend.cupy_ops import CupyOps
+
+    from .cuda_host.fake_cublas import FakeCublas
+    from .cuda_host.fake_cupy import FakeCupy, FakeDriver
+
+    fake = fake if fake is not None else FakeCupy(host_kernels, **fake_kw)
+    dev = (device_class or CupyDevice)(
+        index, cupy=fake, driver=FakeDriver(fake), cublas_library=FakeCublas(dispatch=fake.cublas_dispatch)
+    )
+    return CupyOps(index, gemm=gemm, device=dev)
 
 
 @pytest.fixture(params=BACKENDS)

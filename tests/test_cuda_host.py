@@ -11,17 +11,16 @@ import numpy as np
 import pytest
 
 from mlp_xp import selfcheck
-from mlp_xp.backend.cupy_ops import CupyOps
 from mlp_xp.backend.reference_ops import ReferenceOps
 
-from .cuda_host.device import HostDevice
+from .conftest import cuda_host_backend
 
 MATMUL_CASES = [c for c in selfcheck.cases() if c.op == "matmul"]
 
 
 @pytest.fixture
 def gpu(host_kernels):
-    return CupyOps(0, device=HostDevice(host_kernels), kernels=host_kernels)
+    return cuda_host_backend(host_kernels)
 
 
 @pytest.mark.parametrize("case", MATMUL_CASES, ids=lambda c: c.id)

@@ -10,6 +10,8 @@ test file of each implementation.
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 import pytest
 
@@ -34,13 +36,20 @@ def test_every_op_of_the_vocabulary_has_cases():
         assert {c.dtype.name for c in CASES if c.op == op} == {"float32", "float64"}, op
 
 
+def _on_device(ops):
+    """The backend's own device and stream (CUDA), so that a test's write is ordered like the op's own."""
+    dev = getattr(ops, "dev", None)
+    return dev.on if dev is not None else contextlib.nullcontext()
+
+
 def test_a_wrong_op_fails_its_case(ops, monkeypatch):
     """The comparison can fail: an op whose output is off by one part in a thousand is caught."""
     real = type(ops).bias_grad
 
     def off(self, g, out, **kwargs):
         real(self, g, out, **kwargs)
-        out *= 1.001
+        with _on_device(self):
+            out *= 1.001
 
     monkeypatch.setattr(type(ops), "bias_grad", off)
     case = next(c for c in CASES if c.op == "bias_grad" and c.dtype.name == "float32")
@@ -53,7 +62,8 @@ def test_nan_where_the_reference_has_none_fails(ops, monkeypatch):
 
     def poisoned(self, z, b, activation, slope):
         real(self, z, b, activation, slope)
-        z[0, 0] = np.nan
+        with _on_device(self):
+            z[0, 0] = np.nan
 
     monkeypatch.setattr(type(ops), "bias_act", poisoned)
     case = next(c for c in CASES if c.op == "bias_act")

@@ -38,7 +38,8 @@ def test_a_broken_kernel_is_reported_failing(host_kernels, monkeypatch):
     def off_by_a_bit(name, grid, block, args, shared_mem=0):
         real(name, grid, block, args, shared_mem)
         if name == "bias_grad<float>":
-            args[1][0] += np.float32(1e-2)  # db[0] is wrong by 0.01
+            with ops.dev.on:  # on the backend's stream, as a kernel's own wrong write would be
+                args[1][0] += np.float32(1e-2)  # db[0] is wrong by 0.01
 
     monkeypatch.setattr(ops.kernels, "launch", off_by_a_bit)  # the harness is shared: undone afterwards
     selected = [c for c in selfcheck.cases() if c.op in ("bias_grad", "bias_act")]

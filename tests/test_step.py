@@ -112,15 +112,13 @@ def test_numpy_array_allocations_would_be_seen():
 def test_a_graph_captured_step_is_three_ops_and_trains_exactly_like_the_plain_one(host_kernels, optimizer):
     """The CUDA-graph path, with the harness enforcing CuPy's capture rules (no cuBLAS, no host copies, no
     allocation while capturing). Both runs use the gemm kernel, so they must agree bit for bit."""
-    from mlp_xp.backend.cupy_ops import CupyOps
-
-    from .cuda_host.device import HostDevice
+    from .conftest import cuda_host_backend
 
     rng = np.random.default_rng(0)
     X, y = rng.random((200, 20)).astype(np.float32), rng.integers(0, 4, 200)
     flats, counts = [], []
     for graph in (False, True):
-        ops = CupyOps(0, gemm="kernel", device=HostDevice(host_kernels), kernels=host_kernels)
+        ops = cuda_host_backend(host_kernels, gemm="kernel")
         m = mlp_xp.MLP([20, 16, 8, 4], device=ops, seed=0)
         calls = []
         h = mlp_xp.fit(
@@ -147,21 +145,24 @@ def test_a_graph_captured_step_is_three_ops_and_trains_exactly_like_the_plain_on
 
 
 def test_capture_refuses_what_a_cuda_graph_cannot_hold(host_kernels):
-    from mlp_xp.backend.cupy_ops import CupyOps
+    from .conftest import cuda_host_backend
+    from .cuda_host.fake_cupy import ProjectRuleError
 
-    from .cuda_host.device import CaptureError, HostDevice
-
-    ops = CupyOps(0, device=HostDevice(host_kernels), kernels=host_kernels)
+    ops = cuda_host_backend(host_kernels)
     a = ops.zeros((4, 4), np.float32)
-    with pytest.raises(CaptureError, match="device-to-host copy"):
+    with pytest.raises(RuntimeError, match="D2H transfers are disallowed"):  # CuPy's own refusal
         ops.capture(lambda: ops.to_host(a))
-    with pytest.raises(CaptureError, match="allocation"):
+    with pytest.raises(ProjectRuleError, match="allocation inside a captured step"):  # the project's rule
         ops.capture(lambda: ops.empty((3,), np.float32))
-    graph = ops.capture(lambda: ops.matmul(a, a, a))  # inside a capture, GEMMs go to the gemm kernel
-    assert len(graph) == 1 and host_kernels.launches[-1].name == "gemm<float>"
-    before = len(host_kernels.launches)
-    ops.matmul(a, a, a)  # outside, cuBLAS (here: its NumPy stand-in)
-    assert len(host_kernels.launches) == before
+    with pytest.raises(ProjectRuleError, match="copy from the host"):
+        ops.capture(lambda: ops.asarray(np.zeros(3, np.float32)))
+    fake = ops.dev.cp
+    before = len(fake.log)
+    graph = ops.capture(lambda: ops.matmul(a, a, a))  # inside a capture, GEMMs go to cuBLAS called directly
+    assert [(w.kind, w.captured) for w in fake.log[before:]] == [("cublas-direct", True)]
+    assert ops.graph_gemm == "cublas" and len(graph.work) == 1
+    ops.matmul(a, a, a)  # outside, CuPy's cuBLAS wrapper (here: the model's)
+    assert fake.log[-1].kind == "cublas" and not fake.log[-1].captured
 
 
 def test_cuda_graph_on_the_cpu_backend_is_refused():

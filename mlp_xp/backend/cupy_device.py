@@ -2,66 +2,146 @@
 
 :class:`CupyDevice` allocates, copies, runs cuBLAS GEMMs, sorts, records events and captures graphs on one
 device; :class:`RawModuleKernels` compiles ``kernels/*.cu`` with ``cupy.RawModule`` (NVRTC) on first use and
-launches them. :class:`mlp_xp.backend.cupy_ops.CupyOps` makes every decision above them. Only this module
-needs a real GPU: the ``gpu``-marked tests and ``mlp-xp doctor`` exercise it, and ``tests/cuda_host`` stands in
-for it everywhere else (``HostDevice`` for CupyDevice, ``HostKernels`` for RawModuleKernels).
+launches them. :class:`mlp_xp.backend.cupy_ops.CupyOps` makes every decision above them.
+
+Every call here names its device and stream: the backend's work goes to its own non-blocking stream on its
+own device, whatever the calling thread has made current (another backend, another device, a ``with
+cupy.cuda.Stream()`` of the user's), and it never changes what is current for the caller. CuPy would otherwise
+use the thread's current device and stream for allocation, kernels, cuBLAS and copies (see ARCHITECTURE.md,
+"The CUDA layer").
+
+Only this module needs a real GPU: the ``gpu``-marked tests, ``mlp-xp doctor`` and
+``benchmarks/gpu_check.py`` exercise it there. Everywhere else it runs unmodified on the CPU model of CuPy in
+``tests/cuda_host/fake_cupy.py``.
 """
 
 from __future__ import annotations
 
+import ctypes
+import threading
+
 import numpy as np
 
-from ..errors import DeviceMemoryError
+from ..errors import ConfigError, DeviceMemoryError
 from . import kernels
+
+#: cuBLAS workspace for GEMMs inside a graph: 32 MiB is what cuBLAS asks for on Hopper (4 MiB before).
+GRAPH_GEMM_WORKSPACE = 32 << 20
+
+
+class GraphCaptureError(RuntimeError):
+    """A CUDA graph capture that did not record the step's work."""
+
+
+class _On:
+    """``with self.on:`` makes the backend's device and stream current for CuPy calls, and restores the caller's."""
+
+    __slots__ = ("device", "stream")
+
+    def __init__(self, device, stream) -> None:
+        self.device, self.stream = device, stream
+
+    def __enter__(self) -> None:
+        self.device.__enter__()
+        self.stream.__enter__()
+
+    def __exit__(self, *exc) -> None:
+        self.stream.__exit__(*exc)
+        self.device.__exit__(*exc)
+
+
+class LibcudaDriver:
+    """The one CUDA driver call CuPy does not wrap: the node count of a graph (cuGraphGetNodes).
+
+    Prototype, from ``cuda.h`` of CUDA 13.0 (CUDA_VERSION 13000), unchanged since CUDA 10.0:
+    ``CUresult cuGraphGetNodes(CUgraph hGraph, CUgraphNode *nodes, size_t *numNodes);`` with ``nodes`` NULL it
+    stores the count. A ``cudaGraph_t`` (CuPy's ``Graph.graph``) is the same handle as a ``CUgraph``.
+    """
+
+    def __init__(self, path: str = "libcuda.so.1") -> None:
+        self.lib = ctypes.CDLL(path)
+        self._get_nodes = self.lib.cuGraphGetNodes
+        self._get_nodes.restype = ctypes.c_int
+        self._get_nodes.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.POINTER(ctypes.c_size_t)]
+
+    def graph_node_count(self, graph_handle: int) -> int:
+        count = ctypes.c_size_t(0)
+        status = self._get_nodes(ctypes.c_void_p(graph_handle), None, ctypes.byref(count))
+        if status != 0:
+            raise GraphCaptureError(f"cuGraphGetNodes failed with CUresult {status}")
+        return int(count.value)
 
 
 class CupyDevice:
-    """Allocation, transfers, GEMM, sorting and timing on one CUDA device, through CuPy."""
+    """Allocation, transfers, GEMM, sorting, timing and graphs on one CUDA device, through CuPy.
 
-    def __init__(self, index: int) -> None:
-        import cupy
-        import cupy.cublas  # loads cuBLAS now, not inside the first step
+    A backend is used from one thread at a time (the trainer's); a capture holds a lock, so a second thread's
+    capture on the same backend fails at once instead of interleaving its work into the graph.
 
-        self.cp = cupy
-        self.xp = cupy
+    Parameters
+    ----------
+    index : int
+        The CUDA device.
+    cupy : module, optional
+        The ``cupy`` module (tests pass the CPU model of ``tests/cuda_host/fake_cupy.py``).
+    driver, cublas_library : optional
+        The node counter of captured graphs (default :class:`LibcudaDriver`) and the cuBLAS library for GEMMs
+        inside graphs (default: the libcublas CuPy loaded, through :mod:`mlp_xp.backend.cublas_graph`).
+    """
+
+    def __init__(self, index: int, *, cupy=None, driver=None, cublas_library=None) -> None:
+        if cupy is None:
+            import cupy
+            import cupy.cublas  # noqa: F401 - loads cuBLAS now, not inside the first step
+        self.cp = self.xp = cupy
         self.index = index
         self.device = cupy.cuda.Device(index)
-        self.device.use()
-        # All of this backend's work goes to one non-blocking stream (the current stream of this thread):
-        # a CUDA graph can only be captured from such a stream.
-        self.stream = cupy.cuda.Stream(non_blocking=True)
-        self.stream.use()
-        props = cupy.cuda.runtime.getDeviceProperties(index)
+        with self.device:
+            self.stream = cupy.cuda.Stream(non_blocking=True)
+            # A non-blocking stream is not ordered after the legacy stream: wait for what the caller queued
+            # before this backend existed (an upload of X with cupy.asarray, say).
+            self.stream.wait_event(cupy.cuda.get_current_stream().record())
+            props = cupy.cuda.runtime.getDeviceProperties(index)
+        self.on = _On(self.device, self.stream)
         name = props["name"]
         self.name = name.decode() if isinstance(name, bytes) else str(name)
-        self._peek: dict[int, tuple] = {}
+        self._driver, self._cublas_library = driver, cublas_library
+        self._graph_gemm = None
+        self._capture_lock = threading.Lock()
+        self._peek: dict[tuple, list] = {}
 
     def device_of(self, a) -> int | None:
         return a.device.id
 
+    # ---- memory and transfers ----
     def allocate(self, shape, dtype, *, zero: bool):
-        nbytes = int(np.prod(shape)) * np.dtype(dtype).itemsize
         try:
-            return (self.cp.zeros if zero else self.cp.empty)(shape, dtype)
+            with self.on:
+                return (self.cp.zeros if zero else self.cp.empty)(shape, dtype)
         except MemoryError:
-            raise self._oom(
-                nbytes, f"an array of shape {tuple(np.atleast_1d(shape))} ({np.dtype(dtype).name})"
-            ) from None
+            nbytes = int(np.prod(shape)) * np.dtype(dtype).itemsize
+            what = f"an array of shape {tuple(np.atleast_1d(shape))} ({np.dtype(dtype).name})"
+            raise self._oom(nbytes, what) from None
 
     def from_host(self, arr, dtype):
-        free, total = self.memory()
-        if arr.size * dtype.itemsize > free:
-            raise self._oom(arr.size * dtype.itemsize, f"data of shape {arr.shape} ({dtype.name})")
+        """A new device array holding ``arr`` (NumPy, or a CuPy array of this device), never an alias of it."""
         try:
-            if isinstance(arr, self.cp.ndarray):  # a copy, never an alias of the caller's
-                return self.cp.array(arr, dtype=dtype, order="C", copy=True)
-            return self.cp.asarray(np.ascontiguousarray(arr, dtype=dtype))
+            if isinstance(arr, self.cp.ndarray):
+                # The caller's array may still be being written on the caller's current stream.
+                with self.device:
+                    ready = self.cp.cuda.get_current_stream().record()
+                self.stream.wait_event(ready)
+            with self.on:
+                # copy=True: under CUPY_ENABLE_UMP=1 CuPy would otherwise wrap host memory without a copy
+                return self.cp.array(arr, dtype=dtype, copy=True, order="C")
         except MemoryError:
             raise self._oom(arr.size * dtype.itemsize, f"data of shape {arr.shape} ({dtype.name})") from None
 
     def memory(self) -> tuple[int, int]:
-        free, total = self.cp.cuda.runtime.memGetInfo()
-        return free + self.cp.get_default_memory_pool().free_bytes(), total
+        """Free (including the pool's cached blocks) and total bytes of the device."""
+        with self.device:
+            free, total = self.cp.cuda.runtime.memGetInfo()
+            return free + self.cp.get_default_memory_pool().free_bytes(), total
 
     def _oom(self, nbytes: int, what: str) -> DeviceMemoryError:
         free, total = self.memory()
@@ -73,54 +153,140 @@ class CupyDevice:
         )
 
     def to_host(self, a) -> np.ndarray:
-        return self.cp.asnumpy(a)
+        with self.device:
+            return a.get(stream=self.stream)
 
     def peek(self, a) -> np.ndarray:
-        # An asynchronous copy into pinned memory; the value returned is the newest copy that has already
-        # landed, so the host never waits for the device.
-        import cupyx
+        """The newest copy of ``a`` that has landed on the host, without waiting for the device.
 
+        Two pinned buffers per array: a copy is queued into one while the other, whose copy has landed, is
+        returned; the result is valid until the next ``peek`` of the same array (the progress bar reads it at
+        once). Zeros until a first copy has landed.
+        """
         key = (a.data.ptr, a.shape, a.dtype.str)  # the memory, not the view object (views come and go)
-        slot = self._peek.get(key)
-        if slot is None:
-            host = cupyx.empty_pinned(a.shape, a.dtype)
-            host[...] = 0
-            slot = self._peek[key] = (host, None)
-        host, event = slot
-        if event is None or event.done:
-            a.get(out=host, blocking=False)
+        slots = self._peek.get(key)
+        if slots is None:
+            cupyx = getattr(self.cp, "cupyx", None)  # the CPU model of CuPy carries its own
+            if cupyx is None:
+                import cupyx
+            if len(self._peek) >= 8:  # one entry per fit's sums array: keep only the newest few
+                self._peek.pop(next(iter(self._peek)))
+            slots = self._peek[key] = [[cupyx.empty_pinned(a.shape, a.dtype), None] for _ in range(2)]
+            for host, _ in slots:
+                host[...] = 0
+        landed, queued = slots
+        if queued[1] is not None and not queued[1].done:
+            return landed[0]  # the copy in flight has not landed: the older value is the newest there is
+        if queued[1] is not None:
+            slots.reverse()  # the queued copy has landed: it is returned, and the next copy goes to the other
+            landed, queued = slots
+        with self.on:
+            a.get(stream=self.stream, out=queued[0], blocking=False)
             event = self.cp.cuda.Event(disable_timing=True)
-            event.record()
-            self._peek[key] = (host, event)
-        return host
+            event.record(self.stream)
+        queued[1] = event
+        return landed[0]
 
+    # ---- compute ----
     def gemm(self, a, b, out, *, trans_a: bool, trans_b: bool, accumulate: float) -> None:
         # cupy.cublas.gemm takes C- or F-contiguous operands without copying and honours beta in place.
-        self.cp.cublas.gemm("T" if trans_a else "N", "T" if trans_b else "N", a, b, out=out, alpha=1.0, beta=accumulate)
+        with self.on:
+            self.cp.cublas.gemm(
+                "T" if trans_a else "N", "T" if trans_b else "N", a, b, out=out, alpha=1.0, beta=accumulate
+            )
+
+    def graph_gemm(self, a, b, out, *, trans_a: bool, trans_b: bool, accumulate: float) -> None:
+        """The same product through a dedicated cuBLAS handle, which a stream capture can record."""
+        m, n = out.shape
+        k = a.shape[0] if trans_a else a.shape[1]
+        self.capturable_gemm().gemm(
+            a.data.ptr,
+            b.data.ptr,
+            out.data.ptr,
+            out.dtype,
+            m,
+            n,
+            k,
+            a.shape[1],
+            b.shape[1],
+            n,
+            bool(trans_a),
+            bool(trans_b),
+            1.0,
+            float(accumulate),
+        )
+
+    def capturable_gemm(self):
+        """The dedicated cuBLAS handle of graph steps: on this backend's stream, with its own workspace (made
+        on first use, outside any capture)."""
+        if self._graph_gemm is None:
+            from .cublas_graph import CublasLibrary, GraphGemm, find_libcublas
+
+            lib = self._cublas_library
+            if lib is None:
+                lib = ctypes.CDLL(find_libcublas())
+            workspace = self.allocate((GRAPH_GEMM_WORKSPACE,), np.uint8, zero=False)
+            with self.device:
+                gemm = GraphGemm(CublasLibrary(lib), self.stream.ptr, workspace.data.ptr, GRAPH_GEMM_WORKSPACE)
+            self._graph_gemm = (gemm, workspace)  # the workspace lives as long as the handle
+        return self._graph_gemm[0]
 
     def argsort(self, keys):
-        return self.cp.argsort(keys)
+        with self.on:
+            return self.cp.argsort(keys)
 
     def copy(self, dst, src) -> None:
-        self.cp.copyto(dst, src)
+        with self.on:
+            self.cp.copyto(dst, src)
 
     def fill(self, a, value) -> None:
-        a.fill(value)
+        with self.on:
+            a.fill(value)
 
-    def capture(self, fn):
-        self.stream.begin_capture()
+    # ---- graphs ----
+    def capture(self, fn, launched) -> object:
+        """Capture ``fn()`` on this backend's stream as a CUDA graph; ``launched()`` is how many launches the
+        step issued (checked against the graph's nodes, so that a capture that recorded nothing fails loudly)."""
+        if not self._capture_lock.acquire(blocking=False):
+            raise ConfigError(f"cuda:{self.index} is already capturing a graph in another thread")
         try:
-            fn()
+            with self.on:
+                self.stream.begin_capture()
+                try:
+                    fn()
+                except BaseException:
+                    try:
+                        self.stream.end_capture()
+                    except Exception:  # noqa: S110 - the capture broke because of the error raised below
+                        pass
+                    raise
+                graph = self.stream.end_capture()
+            expected = launched()
+            nodes = self.graph_nodes(graph)
+            if nodes < max(1, expected):
+                raise GraphCaptureError(
+                    f"the CUDA graph holds {nodes} node(s) for the step's {expected} launches: its work ran "
+                    "outside the capture (on another stream), so replaying it would do nothing; train without "
+                    "cuda_graph and report this"
+                )
+            return graph
         finally:
-            graph = self.stream.end_capture()
-        return graph
+            self._capture_lock.release()
+
+    def graph_nodes(self, graph) -> int:
+        if self._driver is None:
+            self._driver = LibcudaDriver()
+        return self._driver.graph_node_count(graph.graph)
 
     def replay(self, graph) -> None:
-        graph.launch(self.stream)
+        with self.device:
+            graph.launch(self.stream)
 
+    # ---- timing and synchronization ----
     def timestamp(self):
-        event = self.cp.cuda.Event()
-        event.record()
+        with self.device:
+            event = self.cp.cuda.Event()
+            event.record(self.stream)
         return event
 
     def seconds_between(self, start, end) -> float:
@@ -128,33 +294,39 @@ class CupyDevice:
         return self.cp.cuda.get_elapsed_time(start, end) / 1000.0
 
     def synchronize(self) -> None:
-        self.device.synchronize()
+        with self.device:
+            self.stream.synchronize()
 
 
 class RawModuleKernels:
-    """kernels/*.cu compiled by CuPy's RawModule (NVRTC), one module per file, on first use, once per process."""
+    """kernels/*.cu compiled by CuPy's RawModule (NVRTC), one module per file, on first use, once per process;
+    launched on the device and stream of a :class:`CupyDevice`."""
 
-    def __init__(self, index: int = 0) -> None:
-        self.index = index
+    def __init__(self, dev: CupyDevice) -> None:
+        self.dev = dev
+        self.index = dev.index
         self._modules: dict[str, object] = {}
         self._functions: dict[str, object] = {}
 
     def function(self, name: str):
         fn = self._functions.get(name)
         if fn is None:
-            import cupy
-
             fname = kernels.file_of(name)
-            module = self._modules.get(fname)
-            if module is None:
-                module = self._modules[fname] = cupy.RawModule(
-                    code=kernels.source(fname), options=("--std=c++17",), name_expressions=kernels.KERNELS[fname]
-                )
-            fn = self._functions[name] = module.get_function(name)
+            with self.dev.device:  # RawModule loads a module per device: on the current one
+                module = self._modules.get(fname)
+                if module is None:
+                    module = self._modules[fname] = self.dev.cp.RawModule(
+                        code=kernels.source(fname), options=("--std=c++17",), name_expressions=kernels.KERNELS[fname]
+                    )
+                fn = self._functions[name] = module.get_function(name)
         return fn
 
     def launch(self, name: str, grid: tuple, block: tuple, args: tuple, shared_mem: int = 0) -> None:
-        self.function(name)(grid, block, args, shared_mem=shared_mem)
+        if any(a is None for a in args):  # CuPy 13 passes None as a garbage pointer (cupy/cupy#9046)
+            raise TypeError(f"{name}: a None argument; pass kernels.NULL for a null pointer")
+        fn = self.function(name)
+        with self.dev.device:
+            fn(grid, block, args, shared_mem=shared_mem, stream=self.dev.stream)
 
     def preload(self, names) -> None:
         for name in names:

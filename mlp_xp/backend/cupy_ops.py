@@ -39,6 +39,8 @@ THREADS = 256
 MAX_BLOCKS = 8192
 #: Logits a thread keeps in registers in softmax_xent (K_CACHE in kernels/loss.cu).
 K_CACHE = 4
+#: Output tile of kernels/gemm.cu (G_TILE), and the most blocks grid.y takes on every CUDA GPU.
+GEMM_TILE, MAX_GRID_Y = 64, 65535
 #: Threads per block of the row kernels (softmax_xent, sigmoid_bce); at most 256 rows per block.
 ROW_BLOCK_THREADS = 128
 
@@ -57,6 +59,15 @@ def row_geometry(rows: int, width: int, per_thread: int = 1) -> tuple[tuple[int]
     return (math.ceil(rows / by),), (bx, by)
 
 
+def gemm_geometry(m: int, n: int) -> tuple[tuple[int, int], tuple[int]]:
+    """Grid and block of kernels/gemm.cu: one block per 64 x 64 tile of the m x n output, the row tiles on
+    grid.x (up to 2**31 - 1 tiles: batches of any size), the column tiles on grid.y (at most 65535)."""
+    cols = math.ceil(n / GEMM_TILE)
+    if cols > MAX_GRID_Y:
+        raise ConfigError(f"a layer of {n} units is wider than the gemm kernel takes ({MAX_GRID_Y * GEMM_TILE})")
+    return (max(1, math.ceil(m / GEMM_TILE)), max(1, cols)), (256,)
+
+
 class CupyOps(Ops):
     """Ops on CUDA device arrays.
 
@@ -65,11 +76,14 @@ class CupyOps(Ops):
     index : int
         CUDA device number.
     gemm : {"cublas", "kernel"}
-        Matrix products through cuBLAS (fastest), or through the ``gemm`` kernel of ``kernels/gemm.cu``, which
-        a CUDA graph can capture (CuPy refuses cuBLAS calls during stream capture).
+        Matrix products through cuBLAS (fastest), or all of them through the ``gemm`` kernel of
+        ``kernels/gemm.cu``. Inside a captured CUDA graph, where CuPy refuses its cuBLAS wrapper, "cublas" means
+        cuBLAS called directly on a dedicated handle (:mod:`mlp_xp.backend.cublas_graph`), or the kernel where
+        that library cannot be loaded; :attr:`graph_gemm` says which a capture used.
     device, kernels : optional
         The device layer and the kernel launcher. Default: ``CupyDevice(index)`` and
-        ``RawModuleKernels()`` (:mod:`mlp_xp.backend.cupy_device`). Tests pass the CPU harness instead.
+        ``RawModuleKernels(device)`` (:mod:`mlp_xp.backend.cupy_device`). Tests pass ``CupyDevice`` over the CPU
+        model of CuPy in ``tests/cuda_host``.
     """
 
     kind = "cuda"
@@ -83,14 +97,17 @@ class CupyOps(Ops):
             from .cupy_device import CupyDevice, RawModuleKernels
 
             device = device if device is not None else CupyDevice(index)
-            kernels = kernels if kernels is not None else RawModuleKernels(index)
+            kernels = kernels if kernels is not None else RawModuleKernels(device)
         self.index, self.gemm = index, gemm
+        #: What the GEMMs of a captured graph run on: "cublas" (direct), "kernel", or "kernel (<why>)".
+        self.graph_gemm = "kernel" if gemm == "kernel" else "cublas"
         self.dev, self.kernels = device, kernels
         self.xp = self.dev.xp
         self.device = f"cuda:{index}"
         self.name = f"cuda:{index} ({self.dev.name})"
         self._keys: dict[int, object] = {}
         self._capturing = False
+        self._launched = 0  # device launches issued, so that a capture can check its graph holds them
 
     # ---- checks: nothing reaches a kernel on the wrong device, of the wrong dtype or layout ----
     def _arr(self, a, dtype, what: str, ndim: int | None = None):
@@ -128,7 +145,14 @@ class CupyOps(Ops):
         return self._arr(a, a.dtype, what, ndim)
 
     def _launch(self, base: str, dtype, grid, block, args, shared_mem: int = 0) -> None:
-        self.kernels.launch(kernels.kernel_name(base, kernels.C_TYPES[np.dtype(dtype)]), grid, block, args, shared_mem)
+        self._launch_named(kernels.kernel_name(base, kernels.C_TYPES[np.dtype(dtype)]), grid, block, args, shared_mem)
+
+    def _launch_named(self, name: str, grid, block, args, shared_mem: int = 0) -> None:
+        # None is this module's spelling of "no array"; the kernel gets a real null pointer (kernels.NULL):
+        # CuPy 13 would pass None as a garbage pointer.
+        args = tuple(kernels.NULL if a is None else a for a in args)
+        self.kernels.launch(name, grid, block, args, shared_mem)
+        self._launched += 1
 
     # ---- memory ----
     def empty(self, shape, dtype):
@@ -183,15 +207,18 @@ class CupyOps(Ops):
             )
         grid, block = grid_1d(rows * max(d, k))
         name = kernels.kernel_name("gather_rows", kernels.C_TYPES[dt], kernels.C_TYPES[np.dtype(label_type)])
-        self.kernels.launch(name, grid, block, (X, Y, idx, xb, yb, np.int64(rows), np.int32(d), np.int32(k)), 0)
+        self._launch_named(name, grid, block, (X, Y, idx, xb, yb, np.int64(rows), np.int32(d), np.int32(k)))
 
     def matmul(self, a, b, out, *, trans_a=False, trans_b=False, accumulate=0.0) -> None:
         out = self._float(out, "out", 2)
         self._arr(a, out.dtype, "a", 2)
         self._arr(b, out.dtype, "b", 2)
         matmul_shape(a, b, out, trans_a, trans_b)
-        if self.gemm == "kernel" or self._capturing:
+        if self.gemm == "kernel" or (self._capturing and self.graph_gemm != "cublas"):
             self.gemm_kernel(a, b, out, trans_a=trans_a, trans_b=trans_b, accumulate=accumulate)
+        elif self._capturing:
+            self.dev.graph_gemm(a, b, out, trans_a=trans_a, trans_b=trans_b, accumulate=accumulate)
+            self._launched += 1
         else:
             self.dev.gemm(a, b, out, trans_a=trans_a, trans_b=trans_b, accumulate=accumulate)
 
@@ -201,8 +228,7 @@ class CupyOps(Ops):
         k = a.shape[0] if trans_a else a.shape[1]
         t = out.dtype.type
         sizes = (np.int32(v) for v in (m, n, k, a.shape[1], b.shape[1], n, bool(trans_a), bool(trans_b)))
-        grid = (math.ceil(n / 64), math.ceil(m / 64))
-        self._launch("gemm", out.dtype, grid, (256,), (a, b, out, *sizes, t(1), t(accumulate)))
+        self._launch("gemm", out.dtype, *gemm_geometry(m, n), (a, b, out, *sizes, t(1), t(accumulate)))
 
     def bias_act(self, z, b, activation, slope) -> None:
         z = self._float(z, "z", 2)
@@ -349,18 +375,25 @@ class CupyOps(Ops):
     def capture(self, fn):
         """Record the device work of ``fn()`` as a CUDA graph without running it; ``replay`` runs it.
 
-        While capturing, matrix products use the ``gemm`` kernel: CuPy refuses cuBLAS calls during capture.
-        ``fn`` must allocate nothing, copy nothing to or from the host, and take every changing input from a
-        device buffer: the graph keeps the pointers and scalars it saw.
+        While capturing, matrix products go to cuBLAS called directly (CuPy refuses its own cuBLAS wrapper during
+        capture) or to the ``gemm`` kernel (:attr:`graph_gemm`). ``fn`` must allocate nothing, copy nothing to
+        or from the host, and take every changing input from a device buffer: the graph keeps the pointers and
+        scalars it saw. A graph that does not hold the launches ``fn`` issued is an error, not a silent no-op.
         """
         if self._capturing:
             raise ConfigError("a capture is already running")
-        # Compile and load every kernel first: module loading is no stream work and must not happen
-        # inside a capture.
+        # Compile and load every kernel, and make the cuBLAS handle, first: neither is stream work, and
+        # neither may happen inside a capture.
         self.kernels.preload([n for names in kernels.KERNELS.values() for n in names])
+        if self.graph_gemm == "cublas":
+            try:
+                self.dev.capturable_gemm()
+            except Exception as e:  # no loadable libcublas: the in-house kernel captures everywhere
+                self.graph_gemm = f"kernel ({type(e).__name__}: {e})"
         self._capturing = True
+        start = self._launched
         try:
-            return self.dev.capture(fn)
+            return self.dev.capture(fn, lambda: self._launched - start)
         finally:
             self._capturing = False
 
@@ -373,6 +406,6 @@ class CupyOps(Ops):
         keys = self._keys.get(n)
         if keys is None:  # one key buffer per dataset size, reused every epoch
             keys = self._keys[n] = self.dev.allocate((n,), np.uint64, zero=False)
-        self.kernels.launch("shuffle_keys", *grid_1d(n), (keys, np.int64(n), np.uint64(epoch_base(seed, epoch))), 0)
+        self._launch_named("shuffle_keys", *grid_1d(n), (keys, np.int64(n), np.uint64(epoch_base(seed, epoch))))
         self.counts.allocations += 1
         return self.dev.argsort(keys)

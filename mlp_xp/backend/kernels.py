@@ -60,6 +60,10 @@ KERNELS: dict[str, list[str]] = {
     "data.cu": ["shuffle_keys"] + [kernel_name("gather_rows", t, l) for t in ("float", "double") for l in ("int", t)],
 }
 
+#: The null pointer argument of a kernel: eight zero bytes on every CuPy version. (``None`` is NULL on CuPy 14
+#: but a garbage pointer on CuPy 13, cupy/cupy#9046.)
+NULL = np.uint64(0)
+
 #: C type of each supported NumPy dtype, for choosing an instantiation.
 C_TYPES = {np.dtype(np.float32): "float", np.dtype(np.float64): "double", np.dtype(np.int32): "int"}
 

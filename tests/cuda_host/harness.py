@@ -49,6 +49,7 @@ _SCALAR = {
     "double": (np.float64, ctypes.c_double),
 }
 MAX_THREADS, MAX_DYNAMIC_SMEM = 1024, 48 * 1024
+MAX_GRID = (2**31 - 1, 65535, 65535)
 
 
 @dataclass
@@ -65,6 +66,15 @@ def _split_params(text: str) -> list[tuple[str, str]]:
         pname = re.findall(r"\w+", p)[-1]
         ctype = p[: p.rfind(pname)].replace("__restrict__", "").replace("const", "")
         out.append((pname, re.sub(r"\s+", " ", ctype).strip().replace(" *", "*")))
+    return out
+
+
+def _const_pointers(text: str) -> set[str]:
+    """The parameters declared as pointers to const: what the kernel only reads."""
+    out = set()
+    for p in (s.strip() for s in text.split(",") if s.strip()):
+        if "*" in p and re.match(r"\s*const\b", p):
+            out.add(re.findall(r"\w+", p)[-1])
     return out
 
 
@@ -90,6 +100,8 @@ class _HostModule:
         src = kernels.source(fname)
         defs = {m.group("name"): m for m in _KERNEL_RE.finditer(src)}
         self.params: dict[str, list[tuple[str, str]]] = {}
+        #: Per kernel, the names of its read-only (pointer to const) parameters.
+        self.reads_only: dict[str, set[str]] = {}
         self.uses_sync: dict[str, bool] = {}
         launchers = []
         for expr in kernels.KERNELS[fname]:
@@ -101,6 +113,7 @@ class _HostModule:
                 types = [t.strip() for t in targs.rstrip(">").split(",")]
                 params = [(p, _substitute(t, dict(zip(names, types, strict=True)))) for p, t in params]
             self.params[expr] = params
+            self.reads_only[expr] = _const_pointers(m.group("params"))
             self.uses_sync[expr] = _body_uses_sync(src, m.end())
             sym = "shimlaunch_" + re.sub(r"\W+", "_", expr)
             sig = ", ".join(f"{t} {p}" for p, t in params)
@@ -179,8 +192,6 @@ class HostKernels:
         self.build_dir.mkdir(parents=True, exist_ok=True)
         self._modules: dict[str, _HostModule] = {}
         self.launches: list[Launch] = []
-        #: While a list, launches are checked and appended here instead of run (stream capture).
-        self.recording: list | None = None
 
     def module(self, fname: str) -> _HostModule:
         mod = self._modules.get(fname)
@@ -192,7 +203,12 @@ class HostKernels:
         for name in names:
             self.module(kernels.file_of(name))
 
-    def launch(self, name: str, grid: tuple, block: tuple, args: tuple, shared_mem: int = 0) -> None:
+    def prepare(self, name: str, grid: tuple, block: tuple, args: tuple, shared_mem: int = 0):
+        """Check a launch as a GPU would and convert its arguments; return the call that runs it.
+
+        Limits are those of every GPU the project supports (sm_75 and newer): at most 1024 threads a block,
+        grid.x up to 2**31 - 1, grid.y and grid.z up to 65535, 48 KiB of dynamic shared memory without opt-in.
+        """
         if not (isinstance(grid, tuple) and isinstance(block, tuple)):
             raise TypeError(f"{name}: grid and block must be tuples (as CuPy requires), got {grid!r}, {block!r}")
         g = tuple(int(v) for v in grid) + (1,) * (3 - len(grid))
@@ -201,11 +217,19 @@ class HostKernels:
             raise ValueError(f"{name}: empty launch grid={g} block={b}")
         if b[0] * b[1] * b[2] > MAX_THREADS:
             raise ValueError(f"{name}: block {b} has more than {MAX_THREADS} threads")
+        if g[0] > MAX_GRID[0] or g[1] > MAX_GRID[1] or g[2] > MAX_GRID[2]:
+            raise ValueError(f"{name}: grid {g} exceeds the limits {MAX_GRID} (cudaErrorInvalidConfiguration)")
         if shared_mem > MAX_DYNAMIC_SMEM:
             raise ValueError(f"{name}: {shared_mem} bytes of dynamic shared memory exceed {MAX_DYNAMIC_SMEM}")
-        self.launches.append(Launch(name, g, b, shared_mem))
         call = self.module(kernels.file_of(name)).prepare(name, g, b, args, shared_mem)
-        if self.recording is not None:
-            self.recording.append(call)
-        else:
-            call()
+        self.launches.append(Launch(name, g, b, shared_mem))
+        return call
+
+    def launch(self, name: str, grid: tuple, block: tuple, args: tuple, shared_mem: int = 0) -> None:
+        """Check and run a launch now (``None`` for a pointer argument is a null pointer here, below CuPy)."""
+        self.prepare(name, grid, block, args, shared_mem)()
+
+    def parameters(self, name: str) -> tuple[list[tuple[str, str]], set[str]]:
+        """The parameters of kernel ``name`` as (name, C type) pairs, and the names of the read-only pointers."""
+        mod = self.module(kernels.file_of(name))
+        return mod.params[name], mod.reads_only[name]
