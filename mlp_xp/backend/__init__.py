@@ -1,21 +1,36 @@
 """Backend selection: ``get_backend("auto" | "cpu" | "cuda" | "cuda:N")``.
 
-``auto`` picks CUDA when CuPy imports and a device is usable, else NumPy, and says which in one line on
-stderr (once per process). Asking for ``cuda`` where none is usable raises :class:`BackendUnavailable`
-naming the reason: CuPy not installed, no device, or a driver too old for the installed CuPy.
+``auto`` picks CUDA when CuPy imports, a device is visible and it passes :func:`probe_cuda` (NVRTC compiles,
+cuBLAS loads, a kernel runs and gives the right answer), else NumPy, and says which in one line on stderr
+(once per process). The probe's verdict is cached per device, driver and CuPy version, so it costs nothing
+after the first run. Asking for ``cuda`` where none is usable raises :class:`BackendUnavailable` naming the
+reason: CuPy not installed, no device, or a driver too old for the installed CuPy. The fallback happens only
+here, when the backend is chosen: a GPU that fails in the middle of a run stops the run.
 """
 
 from __future__ import annotations
 
+import json
 import sys
 from functools import cache
 
 from ..constraints import parse_device
 from ..errors import BackendUnavailable
+from ..files import cache_root, write_json_atomic
 from .base import STEP_OPS, OpCounts, Ops
 from .numpy_ops import NumpyOps
 
-__all__ = ["Ops", "OpCounts", "STEP_OPS", "NumpyOps", "get_backend", "cuda_status", "cuda_devices", "parse_device"]
+__all__ = [
+    "Ops",
+    "OpCounts",
+    "STEP_OPS",
+    "NumpyOps",
+    "get_backend",
+    "cuda_status",
+    "cuda_devices",
+    "probe_cuda",
+    "parse_device",
+]
 
 _INSTALL_HINT = "pip install 'mlp-xp[cuda12]' (CUDA 12 driver) or 'mlp-xp[cuda13]' (CUDA 13 driver)"
 
@@ -77,9 +92,67 @@ def _explain_cuda_error(e: Exception, cupy) -> str:
     return f"CUDA is not usable: {text}"
 
 
+PROBE_FILE = "cuda_probe.json"
+
+
+def _probe_run(index: int, make=None) -> None:
+    """Make the CUDA backend on device ``index`` (``make(index)``, default ``CupyOps``) and run one kernel and one
+    cuBLAS GEMM on it, checking the answers: NVRTC, the kernel launch path, cuBLAS and a device round trip."""
+    import numpy as np
+
+    if make is None:
+        from .cupy_ops import CupyOps as make
+
+    ops = make(index)
+    z = ops.asarray(np.array([[-1.0, 2.0], [3.0, -4.0]], np.float32))
+    ops.bias_act(z, ops.asarray(np.array([0.5, 0.5], np.float32)), "relu", 0.0)
+    out = ops.zeros((2, 2), np.float32)
+    ops.matmul(z, z, out)
+    got = ops.to_host(out)
+    want = np.array([[8.75, 0.0], [0.0, 8.75]], np.float32)  # h @ h for h = relu([[-0.5, 2.5], [3.5, -3.5]])
+    if not np.allclose(got, want):
+        raise RuntimeError(f"a test product came back as {got.tolist()} instead of {want.tolist()}")
+
+
+def probe_cuda(index: int = 0, run=_probe_run, cupy=None) -> tuple[bool, str]:
+    """Whether cuda:``index`` runs this library's kernels and cuBLAS, and why not.
+
+    A pass is cached on disk per device name, driver and CuPy version, so later runs skip the probe; a failure
+    is not (it may be passing: a GPU another process holds in exclusive mode), so the next run tries again.
+    """
+    if cupy is None:
+        import cupy
+    try:
+        name = cuda_status(index)[1]
+        driver = cupy.cuda.runtime.driverGetVersion()
+    except Exception as e:
+        return False, _explain_cuda_error(e, cupy)
+    key = f"cuda:{index}|{name}|driver {driver}|cupy {cupy.__version__}"
+    path = cache_root() / PROBE_FILE
+    try:
+        known = json.loads(path.read_text())
+    except (OSError, ValueError):
+        known = {}
+    if known.get(key) == "ok":
+        return True, name
+    try:
+        run(index)
+    except Exception as e:
+        return False, f"cuda:{index} ({name}) failed the kernel check: {type(e).__name__}: {e}"
+    known[key] = "ok"
+    try:  # a cache that cannot be written only costs the probe again next time
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(path, known)
+    except OSError:
+        pass
+    return True, name
+
+
 @cache
 def _auto_choice() -> str:
     ok, what = cuda_status(0)
+    if ok:
+        ok, what = probe_cuda(0)
     if ok:
         print(f"mlp_xp: using cuda:0 ({what})", file=sys.stderr)
         return "cuda:0"

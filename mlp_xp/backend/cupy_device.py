@@ -266,8 +266,8 @@ class CupyDevice:
             if nodes < max(1, expected):
                 raise GraphCaptureError(
                     f"the CUDA graph holds {nodes} node(s) for the step's {expected} launches: its work ran "
-                    "outside the capture (on another stream), so replaying it would do nothing; train without "
-                    "cuda_graph and report this"
+                    "outside the capture (on another stream), so replaying the graph would not repeat it; train "
+                    "without cuda_graph and report this"
                 )
             return graph
         finally:

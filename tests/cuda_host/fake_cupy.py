@@ -186,7 +186,7 @@ class Stream:
         self.known: dict[int, int] = {}  # per other stream: the position this stream is ordered after
         self.graph: list | None = None  # the work recorded while capturing
         self.invalidated: str | None = None
-        self.pending: list[tuple[int, object]] = []  # asynchronous host copies not landed yet
+        self.pending: list[tuple[int, np.ndarray, object]] = []  # host copies not landed: (position, dst, copy)
         fake._streams[self.ptr, self.device_id] = self
 
     def __eq__(self, other) -> bool:
@@ -261,11 +261,11 @@ class Stream:
 
     def _land(self, upto: int) -> None:
         keep = []
-        for seq, copy in self.pending:
+        for seq, dst, copy in self.pending:
             if seq <= upto:
                 copy()
             else:
-                keep.append((seq, copy))
+                keep.append((seq, dst, copy))
         self.pending = keep
 
     def record(self, event=None):
@@ -436,11 +436,10 @@ class _Cublas:
         B = b._a.T if transb == "T" else b._a
 
         def run():
-            prod = A @ B
-            if beta:
-                out._a[...] = alpha * prod + beta * out._a
-            else:
-                out._a[...] = alpha * prod if alpha != 1 else prod
+            # As cuBLAS computes it for C-contiguous operands (CuPy passes them swapped, column-major): C^T = B^T A^T,
+            # so that this and the direct cuBLAS of fake_cublas.py round alike.
+            prod = alpha * (B.T @ A.T)
+            out._a.T[...] = prod if beta == 0 else prod + beta * out._a.T
 
         fake._issue("cublas", "gemm", s, [out], [a, b], run)
         return out
@@ -517,7 +516,10 @@ class FakeCupy:
     argsort synchronizes) or ``"14.2.0"``.
     """
 
-    def __init__(self, kernels, n_devices: int = 1, version: str = "13.6.0", total_bytes: int = 8 << 30) -> None:
+    def __init__(
+        self, kernels, n_devices: int = 1, version: str = "13.6.0", total_bytes: int = 8 << 30, ump: bool = False
+    ) -> None:
+        self.ump = ump  # CUPY_ENABLE_UMP=1 on a system with HMM/ATS: asarray of host memory may alias it
         self.kernels = kernels
         self.n_devices = n_devices
         self.version_text = version
@@ -616,7 +618,12 @@ class FakeCupy:
                 raise CUDARuntimeError("peer copies are not modelled: copy through the host")
             self._issue("copy", "array", None, [out], [obj], lambda: out._a.__setitem__(..., obj._a))
             return out
-        return self.asarray(np.array(obj, dtype=dtype, copy=True, order="C"))
+        host = np.array(obj, dtype=dtype, copy=True, order="C")
+        if self.ump:  # copy=True: a device copy even where asarray would alias
+            out = self._new(host.shape, host.dtype)
+            self._issue("h2d", "array", None, [out], [], lambda: out._a.__setitem__(..., host))
+            return out
+        return self.asarray(host)
 
     def asarray(self, obj, dtype=None) -> ndarray:
         if isinstance(obj, ndarray) and (dtype is None or obj.dtype == dtype):
@@ -624,6 +631,10 @@ class FakeCupy:
         if isinstance(obj, ndarray):
             return self.array(obj, dtype)
         host = np.asarray(obj, dtype=dtype)
+        if self.ump and host.flags.c_contiguous:  # CuPy's zero-copy path: the device array is the host memory
+            alias = ndarray(host, self.runtime.getDevice(), self)
+            self._register(host, alias._device)
+            return alias
         s = self.get_current_stream()
         if s.graph is not None:
             raise ProjectRuleError("a copy from the host inside a captured step: the project's rule forbids it")
@@ -653,7 +664,7 @@ class FakeCupy:
             s.synchronize()
             dst[...] = snapshot["v"]
         else:
-            s.pending.append((s.seq, lambda: dst.__setitem__(..., snapshot["v"])))
+            s.pending.append((s.seq, dst, lambda: dst.__setitem__(..., snapshot["v"])))
         return dst
 
     def copyto(self, dst: ndarray, src) -> None:
