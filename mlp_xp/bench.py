@@ -29,7 +29,7 @@ N_FEATURES, N_CLASSES = 784, 10
 @dataclass
 class BenchRow:
     """One configuration: ``backend`` is the backend's name, which starts with its device ("cpu (NumPy ...)",
-    "cuda:1 (NVIDIA ...)"), and ends in " + CUDA graph" for the captured step; ``device`` is "cpu" or "cuda:N"."""
+    "cuda:1 (NVIDIA ...)"), and ends in " + CUDA graph (cuBLAS)" or " + CUDA graph (gemm kernel)" for the captured step; ``device`` is "cpu" or "cuda:N"."""
 
     backend: str
     batch_size: int
@@ -68,6 +68,12 @@ def _label(device: str, ops) -> str:
     """The backend's name, which says its device; prefixed with the device where it does not."""
     name = str(ops.name)
     return name if name.split(" ", 1)[0] == device else f"{device} ({name})"
+
+
+def graph_gemm_label(ops) -> str:
+    """What the GEMMs of the backend's captured graphs ran on, for tables: "cuBLAS" or "gemm kernel"."""
+    used = getattr(ops, "graph_gemm", "kernel")
+    return "cuBLAS" if used == "cublas" else "gemm kernel"
 
 
 def time_step(
@@ -129,9 +135,9 @@ def bench(
     for dev in devices:
         ops = get_backend(dev)
         for graph in (False, True) if ops.can_capture else (False,):
-            name = _label(dev, ops) + (" + CUDA graph" if graph else "")
             for b in batch_sizes:
                 sec = time_step(ops, hidden, b, steps, dtype=dtype, graph=graph)
+                name = _label(dev, ops) + (f" + CUDA graph ({graph_gemm_label(ops)})" if graph else "")
                 row = BenchRow(name, b, 1e3 * sec, b / sec, device=dev)
                 if dev == "cpu" and not graph:
                     cpu_ms[b] = row.ms_per_step

@@ -271,6 +271,18 @@ def main(argv: list[str] | None = None) -> int:
         # that the interpreter's own flush at exit does not raise a second time (Python's signal docs).
         _silence_stdout()
         return EXIT_BROKEN_PIPE
+    except Exception as e:
+        from .backend import is_cuda_failure
+
+        if not is_cuda_failure(e):
+            raise
+        # Fallback to the CPU happens only when the backend is chosen: mid-run, the device's state is lost.
+        print(
+            f"mlp-xp: error: the GPU failed during the run ({type(e).__name__}: {e}); the run stopped, since the "
+            "CUDA context cannot be trusted after such an error: run the command again, or use --device cpu",
+            file=sys.stderr,
+        )
+        return EXIT_FAILED
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)

@@ -497,3 +497,34 @@ def test_a_gpu_that_cannot_run_the_kernels_sends_auto_to_the_cpu_in_one_line(hos
         backend_module._auto_choice.cache_clear()
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "using the CPU (NumPy); CUDA not used: cuda:0 (CPU harness) failed" in err
+
+
+def test_a_gpu_failure_mid_run_stops_the_run_in_one_line(host_kernels, monkeypatch, capsys, tmp_path):
+    from mlp_xp import backend as backend_module
+    from mlp_xp.cli import main
+
+    class CUDARuntimeError(RuntimeError):  # stands for CuPy's, by the module it lives in
+        pass
+
+    CUDARuntimeError.__module__ = "cupy_backends.cuda.api.runtime"
+    ops = backend(host_kernels, fake=FakeCupy(host_kernels))
+    real, launches = ops.kernels.launch, []
+
+    def failing(name, *args):
+        launches.append(name)
+        if len(launches) > 50:
+            raise CUDARuntimeError("cudaErrorIllegalAddress: an illegal memory access was encountered")
+        real(name, *args)
+
+    monkeypatch.setattr(ops.kernels, "launch", failing)
+    monkeypatch.setattr(backend_module, "get_backend", lambda spec="auto": ops)
+    saved = tmp_path / "m.npz"
+    code = main(
+        ["train", "--data", "digits", "--hidden", "16", "--epochs", "2", "--device", "cuda", "--save", str(saved)]
+    )
+    err = capsys.readouterr().err
+    errors = [line for line in err.splitlines() if line.startswith("mlp-xp: error")]
+    assert code == 1 and len(errors) == 1 and "Traceback" not in err, err
+    assert not saved.exists()  # nothing half-trained was written
+    assert "the GPU failed during the run (CUDARuntimeError: cudaErrorIllegalAddress" in err and "--device cpu" in err
+    assert backend_module.is_cuda_failure(CUDARuntimeError()) and not backend_module.is_cuda_failure(ValueError())

@@ -182,9 +182,9 @@ def test_bench_all_times_the_cpu_and_every_gpu_in_one_table(tmp_path, capsys, gp
     assert [n.split(" (")[0] for n in names] == ["cpu", "cuda:0", "cuda:0", "cuda:1", "cuda:1"]
     assert names[1:] == [
         "cuda:0 (CPU harness)",
-        "cuda:0 (CPU harness) + CUDA graph",
+        "cuda:0 (CPU harness) + CUDA graph (cuBLAS)",
         "cuda:1 (CPU harness)",
-        "cuda:1 (CPU harness) + CUDA graph",
+        "cuda:1 (CPU harness) + CUDA graph (cuBLAS)",
     ]
     assert [r["device"] for r in rows] == [d for d in ("cpu", "cuda:0", "cuda:0", "cuda:1", "cuda:1") for _ in (8, 16)]
     assert [r["batch_size"] for r in rows] == [8, 16] * 5
@@ -226,7 +226,7 @@ def test_bench_cuda_n_times_that_gpu_and_the_cpu_as_the_speedup_baseline(tmp_pat
     rows = json.loads(out_json.read_text())
     assert {r["device"] for r in rows} == {"cpu", f"cuda:{index}"}
     assert all(r["speedup_vs_cpu"] == pytest.approx(1.0) for r in rows)
-    assert f"| cuda:{index} (CPU harness) + CUDA graph | 16 |" in out
+    assert f"| cuda:{index} (CPU harness) + CUDA graph (cuBLAS) | 16 |" in out
 
 
 def test_bench_cpu_times_the_cpu_alone(capsys, gpus, timed):

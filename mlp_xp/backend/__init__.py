@@ -29,6 +29,7 @@ __all__ = [
     "cuda_status",
     "cuda_devices",
     "probe_cuda",
+    "is_cuda_failure",
     "parse_device",
 ]
 
@@ -158,6 +159,17 @@ def _auto_choice() -> str:
         return "cuda:0"
     print(f"mlp_xp: using the CPU (NumPy); CUDA not used: {what}", file=sys.stderr)
     return "cpu"
+
+
+def is_cuda_failure(e: BaseException) -> bool:
+    """Whether ``e`` is the GPU failing (a CUDA, cuBLAS or NVRTC error, a capture that went wrong) rather than a
+    mistake in the input: after one, the CUDA context cannot be trusted and the run must stop."""
+    from .cublas_graph import CublasError
+    from .cupy_device import GraphCaptureError
+
+    if isinstance(e, (CublasError, GraphCaptureError)):
+        return True
+    return any(c.__module__.split(".")[0] in ("cupy", "cupy_backends") for c in type(e).__mro__)
 
 
 _BACKENDS: dict[str, Ops] = {}
