@@ -29,7 +29,8 @@ N_FEATURES, N_CLASSES = 784, 10
 @dataclass
 class BenchRow:
     """One configuration: ``backend`` is the backend's name, which starts with its device ("cpu (NumPy ...)",
-    "cuda:1 (NVIDIA ...)"), and ends in " + CUDA graph (cuBLAS)" or " + CUDA graph (gemm kernel)" for the captured step; ``device`` is "cpu" or "cuda:N"."""
+    "cuda:1 (NVIDIA ...)"), and ends in " + CUDA graph (cuBLAS)" or " + CUDA graph (gemm kernel)" for the
+    captured step; ``device`` is "cpu" or "cuda:N"."""
 
     backend: str
     batch_size: int
