@@ -8,9 +8,14 @@ import numpy as np
 from .errors import DataError
 
 
+def _is_device_array(a) -> bool:
+    """A CuPy array (by the CUDA array interface: a pandas frame has a ``get`` method too, a different one)."""
+    return hasattr(a, "__cuda_array_interface__") and callable(getattr(a, "get", None))
+
+
 def check_features(X, n_features: int | None, dtype, name: str = "X") -> np.ndarray:
     """X as a C-contiguous 2-D float array of ``dtype``: non-empty, finite, with ``n_features`` columns."""
-    if hasattr(X, "get") and not isinstance(X, np.ndarray):  # a CuPy array: checks run on the host
+    if _is_device_array(X):  # checks run on the host
         X = X.get()
     try:
         X = np.asarray(X)
@@ -48,7 +53,7 @@ def check_targets(y, n_samples: int, loss: str, n_outputs: int, dtype, name: str
     binary_cross_entropy: values in [0, 1], returned as float (n, n_outputs).
     mse: finite values, returned as float (n, n_outputs).
     """
-    if hasattr(y, "get") and not isinstance(y, np.ndarray):
+    if _is_device_array(y):
         y = y.get()
     y = np.asarray(y)
     if y.dtype == object or y.dtype.kind not in "biuf":

@@ -69,3 +69,26 @@ def test_predict_checks_its_input(model):
         model.predict(np.zeros((2, 5)))
     with pytest.raises(mlp_xp.DataError, match="NaN"):
         model.predict(np.full((2, 3), np.nan))
+
+
+class _Frame:
+    """Like a pandas DataFrame or Series: array-convertible, with a ``get(key)`` that is not CuPy's."""
+
+    def __init__(self, values):
+        self.values = np.asarray(values)
+
+    def __array__(self, dtype=None, copy=None):
+        return self.values if dtype is None else self.values.astype(dtype)
+
+    def __len__(self):
+        return len(self.values)
+
+    def get(self, key, default=None):
+        return default
+
+
+def test_objects_with_a_get_method_are_read_as_arrays(model, data):
+    X, y = data
+    h = fit(model, _Frame(X), _Frame(y), epochs=1, batch_size=8)
+    assert np.isfinite(h.last["train_loss"])
+    np.testing.assert_array_equal(model.predict(_Frame(X)), model.predict(X))

@@ -116,6 +116,10 @@ class ndarray:  # noqa: N801 - CuPy's name
     def __len__(self) -> int:
         return len(self._a)
 
+    @property
+    def __cuda_array_interface__(self) -> dict:
+        return {"shape": self.shape, "typestr": self.dtype.str, "data": (self.data.ptr, False), "version": 3}
+
     def __repr__(self) -> str:
         return f"fake_cupy.ndarray(shape={self.shape}, dtype={self.dtype}, device={self._device})"
 
