@@ -72,3 +72,61 @@ def test_host_arrays_are_refused_by_the_step_ops():
         ops.bias_act(z, np.zeros(3, np.float32), "relu", 0.01)
     with pytest.raises(mlp_xp.DataError, match="dtype float64 where float32"):
         ops.bias_act(z, ops.zeros((3,), np.float64), "relu", 0.01)
+
+
+def test_graph_steps_with_cublas_and_with_the_kernel_train_like_the_plain_step(digits):
+    import cupy
+
+    from mlp_xp.backend.cupy_ops import CupyOps
+
+    Xtr, ytr, _, _ = digits
+    flats = {}
+    for name, ops, graph in (
+        ("plain", get_backend("cuda:0"), False),
+        ("graph cublas", get_backend("cuda:0"), True),
+        ("graph kernel", CupyOps(0, gemm="kernel"), True),
+    ):
+        m = mlp_xp.MLP([64, 32, 10], device=ops, dtype="float64", seed=0)
+        mlp_xp.fit(m, Xtr, ytr, epochs=2, batch_size=64, lr=0.05, cuda_graph=graph)
+        flats[name] = m.get_flat()
+        if graph:
+            assert ops.graph_gemm == ("kernel" if ops.gemm == "kernel" else "cublas"), ops.graph_gemm
+    for name in ("graph cublas", "graph kernel"):
+        np.testing.assert_allclose(flats[name], flats["plain"], rtol=1e-9, atol=1e-11, err_msg=name)
+    assert cupy.cuda.get_current_stream() == cupy.cuda.Stream.null  # the backends left this thread's stream alone
+
+
+def test_training_under_the_users_stream_and_in_a_worker_thread(digits):
+    import threading
+
+    import cupy
+
+    Xtr, ytr, _, _ = digits
+    ops = get_backend("cuda:0")
+
+    def train():
+        m = mlp_xp.MLP([64, 32, 10], device=ops, dtype="float64", seed=0)
+        mlp_xp.fit(m, Xtr, ytr, epochs=1, batch_size=64, lr=0.05, cuda_graph=True)
+        return m.get_flat()
+
+    reference = train()
+    with cupy.cuda.Stream(non_blocking=True):
+        np.testing.assert_allclose(train(), reference, rtol=1e-9, atol=1e-11)
+    out = {}
+    t = threading.Thread(target=lambda: out.setdefault("flat", train()))
+    t.start()
+    t.join()
+    np.testing.assert_allclose(out["flat"], reference, rtol=1e-9, atol=1e-11)
+
+
+def test_the_probe_passes_and_a_cupy_array_input_is_read_after_its_upload(digits):
+    import cupy
+
+    from mlp_xp.backend import probe_cuda
+
+    assert probe_cuda(0) == (True, cuda_status(0)[1])
+    Xtr, ytr, _, _ = digits
+    X = cupy.asarray(Xtr.astype(np.float32))  # queued on the legacy stream
+    m = mlp_xp.MLP([64, 32, 10], device="cuda:0", seed=0)
+    h = mlp_xp.fit(m, X, ytr, epochs=2, batch_size=64, lr=0.05)
+    assert h.last["train_accuracy"] > 0.5

@@ -375,7 +375,8 @@ class GraphGemm:
         alpha: float,
         beta: float,
     ) -> None:
-        """out <- alpha op(a) op(b) + beta out on row-major device matrices, as ``Ops.matmul`` means it.
+        """out <- alpha op(a) op(b) + beta out on row-major device matrices, as ``Ops.matmul`` means it (its
+        reference: ``matmul`` in mlp_xp/reference/layer.py).
 
         Parameters
         ----------

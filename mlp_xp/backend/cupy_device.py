@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import ctypes
 import threading
+import warnings
 
 import numpy as np
 
@@ -303,6 +304,14 @@ class RawModuleKernels:
     launched on the device and stream of a :class:`CupyDevice`."""
 
     def __init__(self, dev: CupyDevice) -> None:
+        if isinstance(dev, int):  # the old signature, RawModuleKernels(index)
+            warnings.warn(
+                "RawModuleKernels(index) is deprecated: pass the CupyDevice whose device and stream it launches on, "
+                "RawModuleKernels(CupyDevice(index))",
+                FutureWarning,
+                stacklevel=2,
+            )
+            dev = CupyDevice(dev)
         self.dev = dev
         self.index = dev.index
         self._modules: dict[str, object] = {}

@@ -65,8 +65,9 @@ def matmul(a, b, out, *, trans_a: bool = False, trans_b: bool = False, accumulat
     """out <- op(a) op(b) + accumulate out, op(x) = x^T where its flag is set.
 
     Implementations: ``matmul`` in mlp_xp/backend/numpy_ops.py (NumPy's matmul, or NumPy's BLAS called directly
-    by ``matmul`` in mlp_xp/backend/blas.py), ``gemm`` in kernels/gemm.cu (CUDA, inside a captured graph; cuBLAS
-    otherwise).
+    by ``matmul`` in mlp_xp/backend/blas.py); on CUDA cuBLAS, inside a captured graph called directly by
+    ``GraphGemm.gemm`` in mlp_xp/backend/cublas_graph.py, and ``gemm`` in kernels/gemm.cu (with gemm="kernel", or
+    in a graph where cuBLAS cannot be called directly).
     """
     product = (a.T if trans_a else a) @ (b.T if trans_b else b)
     out[...] = product + accumulate * out if accumulate else product
