@@ -18,9 +18,11 @@ template <typename T>
 __global__ void __launch_bounds__(256) gemm(const T* __restrict__ A, const T* __restrict__ B, T* __restrict__ C,
                                             int M, int N, int K, int lda, int ldb, int ldc, int trans_a,
                                             int trans_b, T alpha, T accumulate) {
-    // +2: a row stride of 66 words puts both store patterns (16 k x 2 m, or 32 m) on 32 distinct banks
-    __shared__ T As[G_KSTEP][G_TILE + 2];   // As[k][m] = op(A)[row0 + m][k0 + k]
-    __shared__ T Bs[G_KSTEP][G_TILE + 2];   // Bs[k][n] = op(B)[k0 + k][col0 + n]
+    // Row padding so that both store patterns (16 k x 2 m, or 32 m) hit distinct 4-byte banks: a stride of 66
+    // floats, or of 65 doubles (a double covers two banks).
+    constexpr int PAD = sizeof(T) == 8 ? 1 : 2;
+    __shared__ T As[G_KSTEP][G_TILE + PAD];   // As[k][m] = op(A)[row0 + m][k0 + k]
+    __shared__ T Bs[G_KSTEP][G_TILE + PAD];   // Bs[k][n] = op(B)[k0 + k][col0 + n]
     const int tx = threadIdx.x % 16, ty = threadIdx.x / 16;
     const int row0 = blockIdx.x * G_TILE, col0 = blockIdx.y * G_TILE;
     T acc[4][4];

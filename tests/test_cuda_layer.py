@@ -214,9 +214,10 @@ def test_a_capture_under_the_users_stream_records_the_step(host_kernels):
     np.testing.assert_array_equal(plain, under)
 
 
-def test_negative_control_a_capture_of_work_sent_elsewhere_fails_loudly(host_kernels):
+def test_negative_control_a_capture_of_work_sent_elsewhere_fails_loudly(host_kernels, monkeypatch):
     # The kernels go to the user's stream and run at capture time; the graph holds only the GEMMs of the handle
-    # bound to the backend's stream: the node count catches it.
+    # bound to the backend's stream: the node count catches it (with the race detector off: a GPU has none).
+    monkeypatch.setattr(FakeCupy, "_order", lambda self, s, name, reads, writes: None)
     with pytest.raises(GraphCaptureError, match=r"holds 5 node\(s\) for the step's 12 launches"):
         _user_stream_scenario(host_kernels, device_class=CurrentStreamDevice, kernels_class=CurrentStreamKernels)
 
@@ -358,12 +359,12 @@ def test_a_bar_that_shows_nothing_peeks_nothing(host_kernels, monkeypatch):
 # ---- finding 10: the error of a failed capture ----
 def _failing_capture(ops):
     a = ops.zeros((2, 2), np.float32)
-    ops.capture(lambda: ops.to_host(a))  # a copy to the host invalidates the capture
+    ops.capture(lambda: (ops.matmul(a, a, a), ops.synchronize()))  # a sync invalidates the capture
 
 
 def test_a_failed_capture_reports_its_cause(host_kernels):
     ops = backend(host_kernels, fake=FakeCupy(host_kernels))
-    with pytest.raises(RuntimeError, match="D2H transfers are disallowed"):
+    with pytest.raises(CUDARuntimeError, match="cudaErrorStreamCaptureUnsupported: a stream synchronization"):
         _failing_capture(ops)
     assert not ops.dev.stream.is_capturing()
     a = ops.zeros((2, 2), np.float32)
@@ -528,3 +529,131 @@ def test_a_gpu_failure_mid_run_stops_the_run_in_one_line(host_kernels, monkeypat
     assert not saved.exists()  # nothing half-trained was written
     assert "the GPU failed during the run (CUDARuntimeError: cudaErrorIllegalAddress" in err and "--device cpu" in err
     assert backend_module.is_cuda_failure(CUDARuntimeError()) and not backend_module.is_cuda_failure(ValueError())
+
+
+# ---- the second reading against CuPy's source ----
+class GraphHandleDevice(CupyDevice):
+    """Counting a graph's nodes after end_capture, through Graph.graph: 0 on CuPy 13."""
+
+    def capture(self, fn, launched):
+        with self.on:
+            self.stream.begin_capture()
+            try:
+                fn()
+            except BaseException:
+                with contextlib.suppress(Exception):
+                    self.stream.end_capture()
+                raise
+            graph = self.stream.end_capture()
+        if self.driver.graph_node_count(graph.graph) < launched():
+            raise GraphCaptureError("empty")
+        return graph
+
+
+@pytest.mark.parametrize("version", ["13.6.0", "14.2.0"])
+def test_graph_steps_work_on_cupy_13_and_14(host_kernels, version):
+    ops = backend(host_kernels, fake=FakeCupy(host_kernels, version=version))
+    X, y = _data()
+    _train(ops, X, y, cuda_graph=True)
+    a = ops.zeros((4, 4), np.float32)
+    graph = ops.capture(lambda: ops.matmul(a, a, a))
+    assert ops.dev.graph_nodes(graph) == 1
+
+
+def test_negative_control_counting_nodes_through_graph_graph_fails_on_cupy_13(host_kernels):
+    ops = backend(host_kernels, fake=FakeCupy(host_kernels, version="13.6.0"), device_class=GraphHandleDevice)
+    X, y = _data()
+    with pytest.raises(RuntimeError, match="NULL graph"):
+        _train(ops, X, y, cuda_graph=True)
+
+
+class OwnStreamForeignCopyDevice(CupyDevice):
+    """Another device's array copied on this backend's stream: not ordered after that device's work."""
+
+    def foreign_to_host(self, a):
+        return self.to_host(a)
+
+
+def _foreign_array_scenario(host_kernels, device_class):
+    fake = FakeCupy(host_kernels, n_devices=2)
+    ops0 = backend(host_kernels, 0, fake=fake, device_class=device_class)
+    with fake.cuda.Device(1):
+        x1 = fake.asarray(np.arange(6, dtype=np.float32).reshape(2, 3))  # queued on device 1's legacy stream
+    return ops0.to_host(ops0.asarray(x1))
+
+
+def test_another_devices_array_is_copied_after_its_work(host_kernels):
+    np.testing.assert_array_equal(_foreign_array_scenario(host_kernels, CupyDevice), np.arange(6).reshape(2, 3))
+
+
+def test_negative_control_a_foreign_copy_on_the_backends_stream_is_caught(host_kernels):
+    with pytest.raises(RaceError, match="without waiting"):
+        _foreign_array_scenario(host_kernels, OwnStreamForeignCopyDevice)
+
+
+class ArrayCopyDevice(CupyDevice):
+    """cupy.array(host, copy=True): CuPy's UMP path wraps the host memory whatever copy= says."""
+
+    def from_host(self, arr, dtype):
+        with self.on:
+            return self.cp.array(np.ascontiguousarray(arr, dtype=dtype), dtype=dtype, copy=True, order="C")
+
+
+def test_negative_control_copy_true_still_aliases_under_ump(host_kernels):
+    ops = backend(host_kernels, fake=FakeCupy(host_kernels, ump=True), device_class=ArrayCopyDevice)
+    host = np.ones(4, np.float32)
+    dev = ops.asarray(host)
+    host[:] = 7
+    assert ops.to_host(dev)[0] == 7
+
+
+class _DeviceContext:
+    """The old switch: CuPy's ``with Device``, whose exit always calls cudaSetDevice(previous)."""
+
+    def __init__(self, dev, stream=True):
+        self.dev, self.stream = dev, stream
+
+    def __enter__(self):
+        self.dev.device.__enter__()
+        if self.stream:
+            self.dev.stream.__enter__()
+
+    def __exit__(self, *exc):
+        if self.stream:
+            self.dev.stream.__exit__(*exc)
+        self.dev.device.__exit__(*exc)
+
+
+class DeviceContextDevice(CupyDevice):
+    switch = _DeviceContext
+
+
+@pytest.mark.parametrize("device_class, touches_gpu0", [(CupyDevice, False), (DeviceContextDevice, True)])
+def test_a_backend_on_cuda_1_makes_no_context_on_gpu_0(host_kernels, device_class, touches_gpu0):
+    fake = FakeCupy(host_kernels, n_devices=2)
+    result = {}
+
+    def work():  # a new thread: it reports device 0, which has no context
+        ops1 = backend(host_kernels, 1, fake=fake, device_class=device_class)
+        X, y = _data()
+        _train(ops1, X, y, cuda_graph=True)
+        result["flat"] = True
+
+    t = threading.Thread(target=work)
+    t.start()
+    t.join()
+    assert result == {"flat": True}
+    assert (0 in fake.contexts) == touches_gpu0
+
+
+class NoWarmUpOps(CupyOps):
+    def _warm_graph_gemms(self, fn):
+        pass
+
+
+def test_cublas_kernels_are_loaded_before_the_capture(host_kernels):
+    for ops_class, fails in ((CupyOps, False), (NoWarmUpOps, True)):
+        ops = backend(host_kernels, fake=FakeCupy(host_kernels, lazy_cublas=True), ops_class=ops_class)
+        X, y = _data()
+        with pytest.raises(CUDARuntimeError, match="module loading") if fails else contextlib.nullcontext():
+            _train(ops, X, y, cuda_graph=True)

@@ -23,7 +23,7 @@ import warnings
 
 import numpy as np
 
-from ..errors import ConfigError, DeviceMemoryError
+from ..errors import BackendUnavailable, ConfigError, DeviceMemoryError
 from . import kernels
 
 #: cuBLAS workspace for GEMMs inside a graph: 32 MiB is what cuBLAS asks for on Hopper (4 MiB before).
@@ -35,42 +35,120 @@ class GraphCaptureError(RuntimeError):
 
 
 class _On:
-    """``with self.on:`` makes the backend's device and stream current for CuPy calls, and restores the caller's."""
+    """``with dev.on:`` makes the backend's device (and, unless ``stream`` is False, its stream) current for CuPy
+    calls, and restores the caller's.
 
-    __slots__ = ("device", "stream")
+    The device is switched only when it is not current already, and switched back only to a device that has a
+    CUDA context: ``cudaSetDevice`` creates one, so restoring device 0 to a thread that never used it (every new
+    thread reports device 0) would cost a context on GPU 0 for a backend on cuda:1, and fail outright where GPU 0
+    is exclusive to another process (PyTorch's MaybeSetDevice does the same).
+    """
 
-    def __init__(self, device, stream) -> None:
-        self.device, self.stream = device, stream
+    __slots__ = ("dev", "stream", "_stack")
+
+    def __init__(self, dev: CupyDevice, stream: bool = True) -> None:
+        self.dev, self.stream, self._stack = dev, stream, []
 
     def __enter__(self) -> None:
-        self.device.__enter__()
-        self.stream.__enter__()
+        runtime = self.dev.cp.cuda.runtime
+        before = runtime.getDevice()
+        if before != self.dev.index:
+            runtime.setDevice(self.dev.index)
+        self._stack.append(before)
+        if self.stream:
+            self.dev.stream.__enter__()
 
     def __exit__(self, *exc) -> None:
-        self.stream.__exit__(*exc)
-        self.device.__exit__(*exc)
+        if self.stream:
+            self.dev.stream.__exit__(*exc)
+        before = self._stack.pop()
+        if before != self.dev.index and self.dev.driver.has_context(before):
+            self.dev.cp.cuda.runtime.setDevice(before)
+
+
+#: CUstreamCaptureStatus of cuda.h: the capture is running (not invalidated).
+CU_STREAM_CAPTURE_STATUS_ACTIVE = 1
 
 
 class LibcudaDriver:
-    """The one CUDA driver call CuPy does not wrap: the node count of a graph (cuGraphGetNodes).
+    """The CUDA driver calls CuPy does not wrap, through ``libcuda.so.1`` (which CuPy has loaded already).
 
-    Prototype, from ``cuda.h`` of CUDA 13.0 (CUDA_VERSION 13000), unchanged since CUDA 10.0:
-    ``CUresult cuGraphGetNodes(CUgraph hGraph, CUgraphNode *nodes, size_t *numNodes);`` with ``nodes`` NULL it
-    stores the count. A ``cudaGraph_t`` (CuPy's ``Graph.graph``) is the same handle as a ``CUgraph``.
+    Prototypes, from ``cuda.h`` of CUDA 13.0 (CUDA_VERSION 13000); each symbol has been exported under this name
+    since the CUDA version given, and still is:
+
+    - ``CUresult cuStreamGetCaptureInfo_v2(CUstream hStream, CUstreamCaptureStatus *captureStatus_out,
+      cuuint64_t *id_out, CUgraph *graph_out, const CUgraphNode **dependencies_out, size_t *numDependencies_out);``
+      (11.3): the graph a stream is capturing into, while it captures. CuPy 13 destroys a graph's definition
+      as soon as it is instantiated (its ``Graph.graph`` is 0), so the nodes are counted before ``end_capture``.
+    - ``CUresult cuGraphGetNodes(CUgraph hGraph, CUgraphNode *nodes, size_t *numNodes);`` (10.0): with ``nodes``
+      NULL, the count.
+    - ``CUresult cuDeviceGet(CUdevice *device, int ordinal);`` and ``CUresult cuDevicePrimaryCtxGetState(CUdevice
+      dev, unsigned int *flags, int *active);`` (7.0): whether a device has a context already.
     """
 
     def __init__(self, path: str = "libcuda.so.1") -> None:
-        self.lib = ctypes.CDLL(path)
-        self._get_nodes = self.lib.cuGraphGetNodes
-        self._get_nodes.restype = ctypes.c_int
-        self._get_nodes.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.POINTER(ctypes.c_size_t)]
+        lib = ctypes.CDLL(path)
+        p, i, u = ctypes.c_void_p, ctypes.c_int, ctypes.c_uint
+        self._capture_info = self._bind(
+            lib,
+            "cuStreamGetCaptureInfo_v2",
+            [
+                p,
+                ctypes.POINTER(i),
+                ctypes.POINTER(ctypes.c_uint64),
+                ctypes.POINTER(p),
+                ctypes.POINTER(p),
+                ctypes.POINTER(ctypes.c_size_t),
+            ],
+        )
+        self._get_nodes = self._bind(lib, "cuGraphGetNodes", [p, p, ctypes.POINTER(ctypes.c_size_t)])
+        self._device_get = self._bind(lib, "cuDeviceGet", [ctypes.POINTER(i), i])
+        self._ctx_state = self._bind(lib, "cuDevicePrimaryCtxGetState", [i, ctypes.POINTER(u), ctypes.POINTER(i)])
+
+    @staticmethod
+    def _bind(lib, name: str, argtypes: list):
+        fn = getattr(lib, name)
+        fn.restype, fn.argtypes = ctypes.c_int, argtypes
+        return fn
+
+    @staticmethod
+    def _check(status: int, call: str) -> None:
+        if status != 0:
+            raise GraphCaptureError(f"{call} failed with CUresult {status}")
 
     def graph_node_count(self, graph_handle: int) -> int:
+        """The nodes of a graph (a ``cudaGraph_t``)."""
         count = ctypes.c_size_t(0)
-        status = self._get_nodes(ctypes.c_void_p(graph_handle), None, ctypes.byref(count))
-        if status != 0:
-            raise GraphCaptureError(f"cuGraphGetNodes failed with CUresult {status}")
+        self._check(self._get_nodes(ctypes.c_void_p(graph_handle), None, ctypes.byref(count)), "cuGraphGetNodes")
         return int(count.value)
+
+    def capture_node_count(self, stream_handle: int) -> int:
+        """The nodes recorded so far by the capture running on a stream; -1 where the capture was invalidated."""
+        status, graph = ctypes.c_int(0), ctypes.c_void_p(0)
+        ident, deps, ndeps = ctypes.c_uint64(0), ctypes.c_void_p(0), ctypes.c_size_t(0)
+        self._check(
+            self._capture_info(
+                ctypes.c_void_p(stream_handle),
+                ctypes.byref(status),
+                ctypes.byref(ident),
+                ctypes.byref(graph),
+                ctypes.byref(deps),
+                ctypes.byref(ndeps),
+            ),
+            "cuStreamGetCaptureInfo_v2",
+        )
+        if status.value != CU_STREAM_CAPTURE_STATUS_ACTIVE or not graph.value:
+            return -1
+        return self.graph_node_count(graph.value)
+
+    def has_context(self, ordinal: int) -> bool:
+        """Whether device ``ordinal`` has its primary context already (True where that cannot be told)."""
+        dev, flags, active = ctypes.c_int(0), ctypes.c_uint(0), ctypes.c_int(0)
+        if self._device_get(ctypes.byref(dev), ordinal) != 0:
+            return True
+        if self._ctx_state(dev, ctypes.byref(flags), ctypes.byref(active)) != 0:
+            return True
+        return bool(active.value)
 
 
 class CupyDevice:
@@ -90,26 +168,45 @@ class CupyDevice:
         inside graphs (default: the libcublas CuPy loaded, through :mod:`mlp_xp.backend.cublas_graph`).
     """
 
+    #: How ``on`` and ``on_device`` switch device and stream (a class attribute, so that tests can swap it).
+    switch = _On
+
     def __init__(self, index: int, *, cupy=None, driver=None, cublas_library=None) -> None:
         if cupy is None:
             import cupy
-            import cupy.cublas  # noqa: F401 - loads cuBLAS now, not inside the first step
+
+            try:
+                import cupy.cublas  # noqa: F401 - loads cuBLAS now, not inside the first step
+            except ImportError as e:
+                raise BackendUnavailable(
+                    f"CUDA backend unavailable: CuPy cannot load cuBLAS ({e}): install the CUDA libraries of "
+                    "your CuPy build (pip install 'mlp-xp[cuda12]' or 'mlp-xp[cuda13]'), or use --device cpu"
+                ) from None
         self.cp = self.xp = cupy
         self.index = index
+        self._driver, self._cublas_library = driver, cublas_library
         self.device = cupy.cuda.Device(index)
-        with self.device:
+        self.on_device = self.switch(self, stream=False)
+        with self.on_device:
             self.stream = cupy.cuda.Stream(non_blocking=True)
             # A non-blocking stream is not ordered after the legacy stream: wait for what the caller queued
             # before this backend existed (an upload of X with cupy.asarray, say).
             self.stream.wait_event(cupy.cuda.get_current_stream().record())
             props = cupy.cuda.runtime.getDeviceProperties(index)
-        self.on = _On(self.device, self.stream)
+        self.on = self.switch(self)
         name = props["name"]
         self.name = name.decode() if isinstance(name, bytes) else str(name)
-        self._driver, self._cublas_library = driver, cublas_library
         self._graph_gemm = None
         self._capture_lock = threading.Lock()
         self._peek: dict[tuple, list] = {}
+        self._graph_nodes: dict[int, int] = {}  # id(graph) -> its node count, counted during the capture
+
+    @property
+    def driver(self):
+        """The driver calls of :class:`LibcudaDriver` (made on first use)."""
+        if self._driver is None:
+            self._driver = LibcudaDriver()
+        return self._driver
 
     def device_of(self, a) -> int | None:
         return a.device.id
@@ -129,18 +226,25 @@ class CupyDevice:
         try:
             if isinstance(arr, self.cp.ndarray):
                 # The caller's array may still be being written on the caller's current stream.
-                with self.device:
+                with self.on_device:
                     ready = self.cp.cuda.get_current_stream().record()
                 self.stream.wait_event(ready)
+                with self.on:
+                    return self.cp.array(arr, dtype=dtype, copy=True, order="C")
+            host = np.ascontiguousarray(arr, dtype=dtype)
             with self.on:
-                # copy=True: under CUPY_ENABLE_UMP=1 CuPy would otherwise wrap host memory without a copy
-                return self.cp.array(arr, dtype=dtype, copy=True, order="C")
+                # empty + set, not cupy.array: under CUPY_ENABLE_UMP=1 cupy.array wraps host memory without a
+                # copy, even with copy=True; and set() does not stage through CuPy's pinned pool, which rounds a
+                # staging buffer up to a power of two and keeps it for the life of the process.
+                out = self.cp.empty(host.shape, dtype)
+                out.set(host, stream=self.stream)
+                return out
         except MemoryError:
             raise self._oom(arr.size * dtype.itemsize, f"data of shape {arr.shape} ({dtype.name})") from None
 
     def memory(self) -> tuple[int, int]:
         """Free (including the pool's cached blocks) and total bytes of the device."""
-        with self.device:
+        with self.on_device:
             free, total = self.cp.cuda.runtime.memGetInfo()
             return free + self.cp.get_default_memory_pool().free_bytes(), total
 
@@ -154,8 +258,14 @@ class CupyDevice:
         )
 
     def to_host(self, a) -> np.ndarray:
-        with self.device:
+        with self.on_device:
             return a.get(stream=self.stream)
+
+    def foreign_to_host(self, a) -> np.ndarray:
+        """A copy of another device's array, made on that device's current stream (so ordered after what was
+        queued there for it), waiting for it."""
+        with self.cp.cuda.Device(a.device.id):
+            return a.get()
 
     def peek(self, a) -> np.ndarray:
         """The newest copy of ``a`` that has landed on the host, without waiting for the device.
@@ -171,7 +281,9 @@ class CupyDevice:
             if cupyx is None:
                 import cupyx
             if len(self._peek) >= 8:  # one entry per fit's sums array: keep only the newest few
-                self._peek.pop(next(iter(self._peek)))
+                for _, event in self._peek.pop(next(iter(self._peek))):
+                    if event is not None:  # the pool may hand the buffer out again: no copy may be landing in it
+                        event.synchronize()
             slots = self._peek[key] = [[cupyx.empty_pinned(a.shape, a.dtype), None] for _ in range(2)]
             for host, _ in slots:
                 host[...] = 0
@@ -200,22 +312,24 @@ class CupyDevice:
         """The same product through a dedicated cuBLAS handle, which a stream capture can record."""
         m, n = out.shape
         k = a.shape[0] if trans_a else a.shape[1]
-        self.capturable_gemm().gemm(
-            a.data.ptr,
-            b.data.ptr,
-            out.data.ptr,
-            out.dtype,
-            m,
-            n,
-            k,
-            a.shape[1],
-            b.shape[1],
-            n,
-            bool(trans_a),
-            bool(trans_b),
-            1.0,
-            float(accumulate),
-        )
+        gemm = self.capturable_gemm()
+        with self.on_device:  # a cuBLAS handle belongs to the device current when it was made
+            gemm.gemm(
+                a.data.ptr,
+                b.data.ptr,
+                out.data.ptr,
+                out.dtype,
+                m,
+                n,
+                k,
+                a.shape[1],
+                b.shape[1],
+                n,
+                bool(trans_a),
+                bool(trans_b),
+                1.0,
+                float(accumulate),
+            )
 
     def capturable_gemm(self):
         """The dedicated cuBLAS handle of graph steps: on this backend's stream, with its own workspace (made
@@ -227,7 +341,7 @@ class CupyDevice:
             if lib is None:
                 lib = ctypes.CDLL(find_libcublas())
             workspace = self.allocate((GRAPH_GEMM_WORKSPACE,), np.uint8, zero=False)
-            with self.device:
+            with self.on_device:
                 gemm = GraphGemm(CublasLibrary(lib), self.stream.ptr, workspace.data.ptr, GRAPH_GEMM_WORKSPACE)
             self._graph_gemm = (gemm, workspace)  # the workspace lives as long as the handle
         return self._graph_gemm[0]
@@ -247,7 +361,8 @@ class CupyDevice:
     # ---- graphs ----
     def capture(self, fn, launched) -> object:
         """Capture ``fn()`` on this backend's stream as a CUDA graph; ``launched()`` is how many launches the
-        step issued (checked against the graph's nodes, so that a capture that recorded nothing fails loudly)."""
+        step issued (checked against the nodes the capture recorded, so that a capture of work that went to
+        another stream fails loudly instead of replaying as nothing)."""
         if not self._capture_lock.acquire(blocking=False):
             raise ConfigError(f"cuda:{self.index} is already capturing a graph in another thread")
         try:
@@ -255,6 +370,7 @@ class CupyDevice:
                 self.stream.begin_capture()
                 try:
                     fn()
+                    nodes = self.driver.capture_node_count(self.stream.ptr)
                 except BaseException:
                     try:
                         self.stream.end_capture()
@@ -263,29 +379,31 @@ class CupyDevice:
                     raise
                 graph = self.stream.end_capture()
             expected = launched()
-            nodes = self.graph_nodes(graph)
             if nodes < max(1, expected):
                 raise GraphCaptureError(
                     f"the CUDA graph holds {nodes} node(s) for the step's {expected} launches: its work ran "
                     "outside the capture (on another stream), so replaying the graph would not repeat it; train "
                     "without cuda_graph and report this"
                 )
+            self._graph_nodes[id(graph)] = nodes
             return graph
         finally:
             self._capture_lock.release()
 
     def graph_nodes(self, graph) -> int:
-        if self._driver is None:
-            self._driver = LibcudaDriver()
-        return self._driver.graph_node_count(graph.graph)
+        """The node count of a graph this backend captured."""
+        if getattr(graph, "graph", 0):  # CuPy 14 keeps the definition; CuPy 13 frees it (Graph.graph == 0)
+            with self.on_device:
+                return self.driver.graph_node_count(graph.graph)
+        return self._graph_nodes[id(graph)]
 
     def replay(self, graph) -> None:
-        with self.device:
+        with self.on_device:
             graph.launch(self.stream)
 
     # ---- timing and synchronization ----
     def timestamp(self):
-        with self.device:
+        with self.on_device:
             event = self.cp.cuda.Event()
             event.record(self.stream)
         return event
@@ -295,7 +413,7 @@ class CupyDevice:
         return self.cp.cuda.get_elapsed_time(start, end) / 1000.0
 
     def synchronize(self) -> None:
-        with self.device:
+        with self.on_device:
             self.stream.synchronize()
 
 
@@ -321,7 +439,7 @@ class RawModuleKernels:
         fn = self._functions.get(name)
         if fn is None:
             fname = kernels.file_of(name)
-            with self.dev.device:  # RawModule loads a module per device: on the current one
+            with self.dev.on_device:  # RawModule loads a module per device: on the current one
                 module = self._modules.get(fname)
                 if module is None:
                     module = self._modules[fname] = self.dev.cp.RawModule(
@@ -334,7 +452,7 @@ class RawModuleKernels:
         if any(a is None for a in args):  # CuPy 13 passes None as a garbage pointer (cupy/cupy#9046)
             raise TypeError(f"{name}: a None argument; pass kernels.NULL for a null pointer")
         fn = self.function(name)
-        with self.dev.device:
+        with self.dev.on_device:
             fn(grid, block, args, shared_mem=shared_mem, stream=self.dev.stream)
 
     def preload(self, names) -> None:

@@ -108,6 +108,7 @@ class CupyOps(Ops):
         self._keys: dict[int, object] = {}
         self._capturing = False
         self._launched = 0  # device launches issued, so that a capture can check its graph holds them
+        self._gemm_shapes: list | None = None  # while a list: the GEMM shapes of a capture, for the warm-up
 
     # ---- checks: nothing reaches a kernel on the wrong device, of the wrong dtype or layout ----
     def _arr(self, a, dtype, what: str, ndim: int | None = None):
@@ -167,7 +168,7 @@ class CupyOps(Ops):
         """A C-contiguous device copy of ``host`` (NumPy or another device's array), converted to ``dtype``."""
         self.counts.allocations += 1
         if isinstance(host, self.xp.ndarray) and self.dev.device_of(host) not in (None, self.index):
-            host = self.dev.to_host(host)
+            host = self.dev.foreign_to_host(host)
         arr = host if isinstance(host, self.xp.ndarray) else np.asarray(host)
         dt = np.dtype(dtype) if dtype is not None else arr.dtype
         return self.dev.from_host(arr, dt)
@@ -217,6 +218,8 @@ class CupyOps(Ops):
         if self.gemm == "kernel" or (self._capturing and self.graph_gemm != "cublas"):
             self.gemm_kernel(a, b, out, trans_a=trans_a, trans_b=trans_b, accumulate=accumulate)
         elif self._capturing:
+            if self._gemm_shapes is not None:
+                self._gemm_shapes.append((a.shape, b.shape, out.shape, out.dtype, bool(trans_a), bool(trans_b)))
             self.dev.graph_gemm(a, b, out, trans_a=trans_a, trans_b=trans_b, accumulate=accumulate)
             self._launched += 1
         else:
@@ -390,12 +393,34 @@ class CupyOps(Ops):
                 self.dev.capturable_gemm()
             except Exception as e:  # no loadable libcublas: the in-house kernel captures everywhere
                 self.graph_gemm = f"kernel ({type(e).__name__}: {e})"
+            else:
+                self._warm_graph_gemms(fn)
+        return self._capture(fn)
+
+    def _capture(self, fn):
         self._capturing = True
         start = self._launched
         try:
             return self.dev.capture(fn, lambda: self._launched - start)
         finally:
             self._capturing = False
+
+    def _warm_graph_gemms(self, fn) -> None:
+        """Run each GEMM shape of ``fn`` once on the graph's cuBLAS handle before the real capture: cuBLAS loads a
+        kernel on its first launch (lazy loading, the default since CUDA 12.2), which drivers before 12.3 refuse
+        inside a capture. The shapes come from a first capture, which runs nothing and is thrown away."""
+        shapes: list = []
+        self._gemm_shapes = shapes
+        try:
+            self._capture(fn)
+        except Exception:  # noqa: S110 - the real capture below raises whatever this one hit, properly
+            pass
+        finally:
+            self._gemm_shapes = None
+        for a_shape, b_shape, out_shape, dtype, trans_a, trans_b in dict.fromkeys(shapes):
+            a, b, out = (self.dev.allocate(s, dtype, zero=True) for s in (a_shape, b_shape, out_shape))
+            self.dev.graph_gemm(a, b, out, trans_a=trans_a, trans_b=trans_b, accumulate=0.0)
+        self.dev.synchronize()
 
     def replay(self, graph) -> None:
         """Run a graph made by ``capture`` (one launch)."""

@@ -170,6 +170,20 @@ class ndarray:  # noqa: N801 - CuPy's name
     def get(self, stream=None, order="C", out=None, blocking=True) -> np.ndarray:
         return self._fake._to_host(self, stream, out, blocking)
 
+    def set(self, arr, stream=None) -> None:
+        """Copy host memory in (CuPy's checks; the source may be reused as soon as this returns)."""
+        if not isinstance(arr, np.ndarray):
+            raise TypeError("Only numpy.ndarray can be set to cupy.ndarray")
+        if arr.dtype != self.dtype:
+            raise TypeError(f"{arr.dtype} array cannot be set to {self.dtype} array")
+        if arr.shape != self.shape:
+            raise ValueError(f"Shape mismatch. Old shape: {self.shape}, new shape: {arr.shape}")
+        s = stream if stream is not None else self._fake.get_current_stream()
+        if s.graph is not None:
+            raise ProjectRuleError("a copy from the host inside a captured step: the project's rule forbids it")
+        src = np.array(arr, order="C", copy=True)
+        self._fake._issue("h2d", "set", s, [self], [], lambda: self._a.__setitem__(..., src))
+
 
 class _Thread(threading.local):
     def __init__(self) -> None:
@@ -293,12 +307,20 @@ class Event:
 
     def __init__(self, fake: FakeCupy, block: bool = False, disable_timing: bool = False, interprocess=False):
         self._fake, self.disable_timing = fake, disable_timing
+        self.device = fake.runtime.getDevice()  # an event belongs to the device current when it is made
         self.stream: Stream | None = None
         self.clock: dict | None = None
         self.time = 0.0
 
     def record(self, stream=None) -> None:
         s = stream if stream is not None else self._fake.get_current_stream()
+        if self.device is None:
+            self.device = self._fake.runtime.getDevice()
+        if s.device_id != self.device:
+            raise CUDARuntimeError(
+                f"cudaErrorInvalidResourceHandle: an event of device {self.device} recorded on a stream of device "
+                f"{s.device_id}"
+            )
         self._fake.events_recorded += 1
         self.stream, self.seq = s, s.seq
         self.clock = dict(s.known)
@@ -324,9 +346,11 @@ class Graph:
 
     def __init__(self, fake: FakeCupy, work: list, device: int) -> None:
         self._fake, self.work, self.device = fake, work, device
-        self.graph = next(fake._ptrs)  # the cudaGraph_t handle
+        handle = next(fake._ptrs)
+        fake._graphs[handle] = self
+        # The cudaGraph_t: CuPy 13 destroys the definition once instantiated and keeps 0 (graph.pyx, Graph._init)
+        self.graph = handle if fake.version >= (14,) else 0
         self.graphExec = next(fake._ptrs)
-        fake._graphs[self.graph] = self
 
     def launch(self, stream=None) -> None:
         s = stream if stream is not None else self._fake.get_current_stream()
@@ -345,18 +369,18 @@ class Device:
         if not 0 <= self.id < fake.n_devices:
             raise CUDARuntimeError("cudaErrorInvalidDevice: invalid device ordinal")
 
-    def __enter__(self) -> Device:
+    def __enter__(self) -> Device:  # as CuPy: set the device only where it differs
         t = self._fake._t
         t.device_stack.append(t.device)
-        t.device = self.id
+        if t.device != self.id:
+            self._fake.runtime.setDevice(self.id)
         return self
 
-    def __exit__(self, *exc) -> None:
-        t = self._fake._t
-        t.device = t.device_stack.pop()
+    def __exit__(self, *exc) -> None:  # as CuPy: always cudaSetDevice back, which creates a context there
+        self._fake.runtime.setDevice(self._fake._t.device_stack.pop())
 
     def use(self) -> Device:
-        self._fake._t.device = self.id
+        self._fake.runtime.setDevice(self.id)
         return self
 
     def synchronize(self) -> None:
@@ -381,7 +405,9 @@ class _Runtime:
         return self._fake._t.device
 
     def setDevice(self, i: int) -> None:  # noqa: N802
+        # CUDA 12+: cudaSetDevice initializes the device's primary context at once
         self._fake._t.device = i
+        self._fake.contexts.add(i)
 
     def getDeviceProperties(self, i: int) -> dict:  # noqa: N802
         return {"name": b"CPU harness", "major": 9, "minor": 0}
@@ -464,6 +490,10 @@ class RawKernel:
             raise CUDARuntimeError(
                 f"CUDA_ERROR_INVALID_HANDLE: {self.name} launched on device {dev} into a stream of device {s.device_id}"
             )
+        if not (isinstance(grid, tuple) and isinstance(block, tuple)):
+            raise TypeError(
+                f"Argument 'grid' and 'block' must be tuples, got {type(grid).__name__}, {type(block).__name__}"
+            )
         params, reads_only = fake.kernels.parameters(self.name)
         if len(args) != len(params):
             raise TypeError(f"{self.name} takes {len(params)} arguments, got {len(args)}")
@@ -521,9 +551,18 @@ class FakeCupy:
     """
 
     def __init__(
-        self, kernels, n_devices: int = 1, version: str = "13.6.0", total_bytes: int = 8 << 30, ump: bool = False
+        self,
+        kernels,
+        n_devices: int = 1,
+        version: str = "13.6.0",
+        total_bytes: int = 8 << 30,
+        ump: bool = False,
+        lazy_cublas: bool = True,
     ) -> None:
-        self.ump = ump  # CUPY_ENABLE_UMP=1 on a system with HMM/ATS: asarray of host memory may alias it
+        self.ump = ump  # CUPY_ENABLE_UMP=1 on a system with HMM/ATS: cupy.array of host memory may alias it
+        self.contexts: set[int] = set()  # the devices with a primary context (made by setDevice or any work)
+        # lazy_cublas: cuBLAS loads its kernels on first use and the driver refuses that inside a capture (< 12.3)
+        self.lazy_cublas, self.cublas_loaded = lazy_cublas, False
         self.kernels = kernels
         self.n_devices = n_devices
         self.version_text = version
@@ -601,6 +640,7 @@ class FakeCupy:
                 "buffers are made before the capture, so the graph never points at memory the pool reuses)"
             )
         nbytes = int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
+        self.contexts.add(dev)
         if nbytes > self.free_bytes:
             raise MemoryError(f"Out of memory allocating {nbytes:,} bytes (fake device {dev})")
         a = ndarray(_aligned_empty(shape, dtype), dev, self)
@@ -622,12 +662,9 @@ class FakeCupy:
                 raise CUDARuntimeError("peer copies are not modelled: copy through the host")
             self._issue("copy", "array", None, [out], [obj], lambda: out._a.__setitem__(..., obj._a))
             return out
-        host = np.array(obj, dtype=dtype, copy=True, order="C")
-        if self.ump:  # copy=True: a device copy even where asarray would alias
-            out = self._new(host.shape, host.dtype)
-            self._issue("h2d", "array", None, [out], [], lambda: out._a.__setitem__(..., host))
-            return out
-        return self.asarray(host)
+        if self.ump:  # CuPy's UMP path wraps the host array whatever copy= says (core.pyx, array)
+            return self.asarray(obj, dtype)
+        return self.asarray(np.array(obj, dtype=dtype, copy=True, order="C"))
 
     def asarray(self, obj, dtype=None) -> ndarray:
         if isinstance(obj, ndarray) and (dtype is None or obj.dtype == dtype):
@@ -654,9 +691,10 @@ class FakeCupy:
 
     def _to_host(self, a: ndarray, stream, out, blocking) -> np.ndarray:
         s = stream if stream is not None else self.get_current_stream()
-        if s.graph is not None:
-            s.invalidated = "a copy to the host"
+        if s.graph is not None:  # CuPy checks before any CUDA call: the capture itself stays valid
             raise RuntimeError("the current stream is capturing, so D2H transfers are disallowed")
+        if out is not None and (not isinstance(out, np.ndarray) or out.dtype != a.dtype or out.shape != a.shape):
+            raise TypeError(f"out must be a numpy array of dtype {a.dtype} and shape {a.shape}")
         dst = out if out is not None else np.empty(a.shape, a.dtype)
         snapshot = {}
 
@@ -697,18 +735,24 @@ class FakeCupy:
         s = next((st for (p, _), st in self._streams.items() if p == stream_ptr and p != 0), None)
         if s is None:
             s = self._legacy[self.runtime.getDevice()]
+        if self.lazy_cublas and not self.cublas_loaded:
+            if s.graph is not None:  # a driver before 12.3 cannot load a module while a stream captures
+                s.invalidated = "cuBLAS loading its kernel (lazy loading) during the capture"
+                raise CUDARuntimeError("cudaErrorStreamCaptureUnsupported: module loading during stream capture")
+            self.cublas_loaded = True
         self._issue("cublas-direct", "gemm", s, [], [], run, device=s.device_id)
 
     def _issue(self, kind: str, name: str, stream, writes: list, reads: list, run, device: int | None = None) -> None:
         s = stream if stream is not None else self.get_current_stream()
         dev = self.runtime.getDevice() if device is None else device
         for a in (*writes, *reads):
-            if a._device != s.device_id:
+            if a._device != s.device_id and kind not in ("d2h", "h2d"):  # a copy may use another device's stream
                 raise CUDARuntimeError(
                     f"cudaErrorIllegalAddress: {name} on a stream of device {s.device_id} touches memory of device "
                     f"{a._device}"
                 )
         captured = s.graph is not None
+        self.contexts.add(dev)
         self.log.append(Work(kind, name, dev, s.ptr, captured))
         if captured:
             s.graph.append((kind, name, reads, writes, run))
@@ -745,11 +789,23 @@ class FakeCupy:
 
 @dataclass
 class FakeDriver:
-    """The CUDA driver call the thin layer makes itself (cuGraphGetNodes), over the fake's graphs."""
+    """The CUDA driver calls the thin layer makes itself (LibcudaDriver), over the fake's graphs and contexts."""
 
     fake: FakeCupy
     calls: list = field(default_factory=list)
 
     def graph_node_count(self, graph_handle: int) -> int:
-        self.calls.append(graph_handle)
+        self.calls.append(("cuGraphGetNodes", graph_handle))
+        if not graph_handle:
+            raise RuntimeError("cuGraphGetNodes failed with CUresult 1 (CUDA_ERROR_INVALID_VALUE: a NULL graph)")
         return len(self.fake._graphs[graph_handle].work)
+
+    def capture_node_count(self, stream_handle: int) -> int:
+        self.calls.append(("cuStreamGetCaptureInfo_v2", stream_handle))
+        s = next(st for (ptr, _), st in self.fake._streams.items() if ptr == stream_handle)
+        if s.graph is None:
+            raise RuntimeError("cuStreamGetCaptureInfo_v2: the stream is not capturing")
+        return -1 if s.invalidated else len(s.graph)
+
+    def has_context(self, ordinal: int) -> bool:
+        return ordinal in self.fake.contexts
