@@ -12,11 +12,13 @@ from typing import BinaryIO
 
 
 @contextlib.contextmanager
-def atomic_writer(path: str | os.PathLike[str]) -> Iterator[BinaryIO]:
+def atomic_writer(path: str | os.PathLike[str], *, durable: bool = True) -> Iterator[BinaryIO]:
     """Open a temporary file next to ``path`` and move it onto ``path`` only if the block succeeds.
 
     Readers therefore never see a half-written file, and a failure leaves nothing behind (an existing file at
-    ``path`` stays as it was).
+    ``path`` stays as it was). ``durable``: the data reach the disk before the file takes the name (fsync); without
+    it a power cut may lose the newest version, never the old one's name to a half-written file on the
+    filesystems that order a rename after the data (ext4's default, xfs).
     """
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
@@ -26,7 +28,8 @@ def atomic_writer(path: str | os.PathLike[str]) -> Iterator[BinaryIO]:
         with os.fdopen(fd, "wb") as f:
             yield f
             f.flush()
-            os.fsync(f.fileno())
+            if durable:
+                os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):

@@ -24,15 +24,23 @@ FORMAT_VERSION = 1
 _NO_TIME = (1980, 1, 1, 0, 0, 0)
 
 
-def save_arrays(path, metadata: dict, arrays: dict[str, np.ndarray]) -> None:
+def save_arrays(
+    path,
+    metadata: dict,
+    arrays: dict[str, np.ndarray],
+    *,
+    fmt: str = FORMAT,
+    version: int = FORMAT_VERSION,
+    durable: bool = True,
+) -> None:
     """Write ``arrays`` and ``metadata`` (plus the format name and version) to ``path``, atomically.
 
     The file is a plain .npz that ``numpy.load`` reads, written so that the same arrays and metadata give the
     same bytes: no timestamp in the archive (numpy.savez stores the time of writing), keys in sorted order."""
     path = os.fspath(path)
-    meta = {"format": FORMAT, "format_version": FORMAT_VERSION, **metadata}
+    meta = {"format": fmt, "format_version": version, **metadata}
     entries = {**arrays, "metadata": np.frombuffer(json.dumps(meta, sort_keys=True).encode(), dtype=np.uint8)}
-    with atomic_writer(path) as f, zipfile.ZipFile(f, "w", compression=zipfile.ZIP_STORED) as archive:
+    with atomic_writer(path, durable=durable) as f, zipfile.ZipFile(f, "w", compression=zipfile.ZIP_STORED) as archive:
         for name in sorted(entries):
             info = zipfile.ZipInfo(f"{name}.npy", date_time=_NO_TIME)
             with archive.open(info, "w", force_zip64=True) as member:
