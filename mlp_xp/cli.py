@@ -30,6 +30,8 @@ from .errors import (
     ConfigError,
     DivergenceError,
     MLPXPError,
+    SearchInterrupted,
+    TrainingInterrupted,
 )
 
 #: Old flags still accepted, with a warning: old flag -> the setting that replaced it. ``train --validation`` was
@@ -377,11 +379,16 @@ def _build_model(dataset, model_settings: dict, ops):
 
 
 def cmd_train(args) -> int:
+    from .checkpoint import check_folder
     from .data import load_dataset
     from .trainer import fit
 
     model_settings, config, ops = _model_and_config(args)
     _check_outputs(args)
+    if config.checkpoint is not None:
+        check_folder(config.checkpoint, config.resume)
+    elif config.resume:
+        raise ConfigError("--resume needs --checkpoint DIR: the folder the run's checkpoint is in")
     if args.plot:
         from .plotting import _pyplot
 
@@ -390,32 +397,89 @@ def cmd_train(args) -> int:
     print(ds.describe(), file=sys.stderr)
     model = _build_model(ds, model_settings, ops)
     print(f"{model}", file=sys.stderr)
+    existed = bool(args.save) and os.path.exists(args.save)
     try:
         history = fit(model, ds.X_train, ds.y_train, config, X_test=ds.X_test, y_test=ds.y_test)
     except DivergenceError as e:
         print(f"mlp-xp: {e}", file=sys.stderr)
         history = e.history
+    except TrainingInterrupted as e:
+        return _train_interrupted(args, e, model, ds, existed)
     # diverged, whether it raised or stopped (--on-divergence stop): status 1, the last good weights kept
     status = EXIT_FAILED if history.stop_reason.startswith("diverged") else EXIT_OK
     if status == EXIT_FAILED and config.on_divergence == "stop" and not config.verbose:  # (verbose: fit said it)
         print(f"mlp-xp: {history.stop_reason.removeprefix('diverged: ')}", file=sys.stderr)
     _report(history)
-    if args.save:
-        model.save(args.save)
-        print(f"saved the model to {args.save}", file=sys.stderr)
+    if status == EXIT_FAILED and not len(history) and existed:
+        # no epoch finished well: the weights are the untrained ones, which must not replace a model on disk
+        print(f"no epoch finished before the divergence: {args.save} was left as it was", file=sys.stderr)
+        saved = True
+    else:
+        saved = _save_model(model, args.save)
+    _write_records(args, history, ds, model)
+    return status if saved else EXIT_FAILED
+
+
+def _save_model(model, path, say: bool = True) -> bool:
+    """Save the model to ``path`` (if given); a failure is one line, and the other outputs are still written."""
+    if not path:
+        return True
+    try:
+        model.save(path)
+    except OSError as e:
+        print(
+            f"mlp-xp: error: the model could not be written to {path} ({e.strerror or e}): nothing was saved there",
+            file=sys.stderr,
+        )
+        return False
+    if say:
+        print(f"saved the model to {path}", file=sys.stderr)
+    return True
+
+
+def _write_records(args, history, ds, model) -> None:
+    """--metrics-json and --plot, each on its own: one that fails does not stop the other."""
     if args.metrics_json:
-        history.to_json(args.metrics_json)
+        try:
+            history.to_json(args.metrics_json)
+        except OSError as e:
+            print(
+                f"mlp-xp: error: the metrics could not be written to {args.metrics_json} ({e.strerror or e})",
+                file=sys.stderr,
+            )
     if args.plot and len(history):
         from .plotting import plot_history
 
-        plot_history(history.records, args.plot, title=f"{ds.name}: {model}")
-    return status
+        try:
+            plot_history(history.records, args.plot, title=f"{ds.name}: {model}")
+        except OSError as e:
+            print(f"mlp-xp: error: the plot could not be written to {args.plot} ({e.strerror or e})", file=sys.stderr)
+
+
+def _train_interrupted(args, e, model, ds, existed: bool) -> int:
+    """Ctrl-C or SIGTERM during training: write what the run had (never an untrained model over a file), say in
+    one line what was written where, and exit 130 or 143."""
+    history = e.history
+    written = []
+    if args.save:
+        if not len(history) and existed:
+            written.append(f"{args.save} left as it was (no epoch had finished)")
+        elif _save_model(model, args.save, say=False):
+            what = f"epoch {history.best['epoch']}" if len(history) else "the initial weights"
+            written.append(f"the model of {what} to {args.save}")
+    _write_records(args, history, ds, model)
+    if e.checkpoint is not None:
+        written.append(f"a checkpoint to {e.checkpoint} (go on with --resume)")
+    said = f": wrote {'; '.join(written)}" if written else ""
+    interrupted = "terminated" if e.signum == signal.SIGTERM else "interrupted"
+    print(f"mlp-xp: {interrupted} {e.where}{said}", file=sys.stderr)
+    return EXIT_TERMINATED if e.signum == signal.SIGTERM else EXIT_INTERRUPTED
 
 
 def _report(history) -> None:
     if not len(history):
         return
-    last = history.last
+    last = history.best  # the epoch whose weights the model holds (early stopping restores the best)
     total = sum(r["seconds"] for r in history.records)
     parts = [f"{len(history)} epochs in {total:.1f}s training time"]
     for key in ("test_accuracy", "val_accuracy"):
@@ -481,9 +545,26 @@ def cmd_search(args) -> int:
     if loss == "cross_entropy":
         _output_width(ds, loss)  # class labels, or one clear line
     Xtr, ytr, Xval, yval = split_validation(ds.X_train, ds.y_train, holdout, seed)
-    rows = run_search(
-        Xtr, ytr, Xval, yval, space, mode=args.mode, n_iter=n_iter, seed=seed, base_params=base, task=task, verbose=True
-    )
+    try:
+        rows = run_search(
+            Xtr,
+            ytr,
+            Xval,
+            yval,
+            space,
+            mode=args.mode,
+            n_iter=n_iter,
+            seed=seed,
+            base_params=base,
+            task=task,
+            verbose=True,
+        )
+    except SearchInterrupted as e:  # the candidates that finished are a result too
+        if e.rows:
+            print(format_table(e.rows))
+        word = "terminated" if e.signum == signal.SIGTERM else "interrupted"
+        print(f"mlp-xp: {word} after {len(e.rows)} of {e.total} candidates (the table holds those)", file=sys.stderr)
+        return EXIT_TERMINATED if e.signum == signal.SIGTERM else EXIT_INTERRUPTED
     print(format_table(rows))
     return EXIT_OK
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import os
 from collections.abc import Sequence
 
 import numpy as np
@@ -136,6 +137,25 @@ class Flag(Constraint):
         if low not in ("true", "false"):
             raise ConfigError(f"{label} must be true or false, got {text!r}")
         return low == "true"
+
+
+class Folder(Constraint):
+    """A folder's path, or None (nothing); the folder need not exist yet."""
+
+    python_type = "str | None"
+
+    def describe(self) -> str:
+        return "a folder"
+
+    def doc_type(self) -> str:
+        return "str or None"
+
+    def check(self, value, label: str):
+        if value is None:
+            return None
+        if not isinstance(value, (str, os.PathLike)) or not os.fspath(value):
+            raise ConfigError(f"{label} must be a folder's path, got {value!r}")
+        return os.fspath(value)
 
 
 class EachOf(Constraint):

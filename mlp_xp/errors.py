@@ -48,3 +48,26 @@ class DivergenceError(MLPXPError, FloatingPointError):
     def __init__(self, message: str, history=None) -> None:
         super().__init__(message)
         self.history = history
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """SIGINT (Ctrl-C) or SIGTERM stopped :func:`mlp_xp.fit` at a step boundary.
+
+    The model then holds what the run would return at that point: the best epoch's weights with early stopping,
+    else the last finished epoch's (the initial ones if none finished). ``history`` holds the finished epochs,
+    ``checkpoint`` the path of the checkpoint written (None without one), ``signum`` the signal. A subclass of
+    KeyboardInterrupt, so that code that handles Ctrl-C handles it.
+    """
+
+    def __init__(self, signum: int, history, checkpoint=None, where: str = "") -> None:
+        super().__init__(f"interrupted {where}".strip())
+        self.signum, self.history, self.checkpoint, self.where = signum, history, checkpoint, where
+
+
+class SearchInterrupted(KeyboardInterrupt):
+    """SIGINT or SIGTERM stopped a hyperparameter search; ``rows`` are the ranked candidates that had finished
+    (the interrupted one is not among them), ``signum`` the signal."""
+
+    def __init__(self, signum: int, rows: list, total: int) -> None:
+        super().__init__(f"interrupted after {len(rows)} of {total} candidates")
+        self.signum, self.rows, self.total = signum, rows, total

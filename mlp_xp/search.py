@@ -30,6 +30,7 @@ from __future__ import annotations
 import difflib
 import math
 import re
+import signal
 import sys
 import time
 import warnings
@@ -38,7 +39,7 @@ import numpy as np
 
 from . import settings
 from .constraints import Number
-from .errors import ConfigError, DataError, DivergenceError
+from .errors import ConfigError, DataError, DivergenceError, SearchInterrupted, TrainingInterrupted
 from .estimator import MLPClassifier, MLPRegressor
 from .validation import check_features, check_targets
 
@@ -352,7 +353,8 @@ def run_search(
 
     Only a candidate's DivergenceError is recorded (status "diverged"); any other error from a
     candidate's fit (e.g. DataError for unusable training data, or a device error) ends the search
-    and propagates, as it would hit every candidate alike.
+    and propagates, as it would hit every candidate alike. Ctrl-C or SIGTERM raises
+    :class:`mlp_xp.errors.SearchInterrupted`, which holds the ranked rows of the candidates that finished.
     """
     candidates, estimators = prepare_search(
         space, mode=mode, n_iter=n_iter, seed=seed, base_params=base_params, task=task
@@ -364,6 +366,10 @@ def run_search(
         t0 = time.perf_counter()
         try:
             est.fit(X_train, y_train)
+        except TrainingInterrupted as e:  # Ctrl-C or SIGTERM: the finished candidates are kept
+            raise SearchInterrupted(e.signum, _ranked(rows), len(candidates)) from None
+        except KeyboardInterrupt:
+            raise SearchInterrupted(signal.SIGINT, _ranked(rows), len(candidates)) from None
         except DivergenceError as e:
             seconds = time.perf_counter() - t0
             score, status, epochs = math.nan, "diverged", len(e.history) if e.history is not None else 0
@@ -378,8 +384,12 @@ def run_search(
                 file=sys.stderr,
             )
 
+    return _ranked(rows)
+
+
+def _ranked(rows: list[dict]) -> list[dict]:
     # Stable sort: ties keep the candidates' order; diverged rows and NaN scores go last.
-    rows.sort(key=lambda r: -r["score"] if r["status"] == "ok" and not math.isnan(r["score"]) else math.inf)
+    rows = sorted(rows, key=lambda r: -r["score"] if r["status"] == "ok" and not math.isnan(r["score"]) else math.inf)
     return [{"rank": rank, **row} for rank, row in enumerate(rows, start=1)]
 
 

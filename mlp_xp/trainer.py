@@ -9,16 +9,22 @@ callbacks (:mod:`mlp_xp.stopping`) decide whether to go on.
 
 from __future__ import annotations
 
+import contextlib
+import json
 import math
+import signal
 import sys
+import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from . import checkpoint as _checkpoint
 from . import step as _step
 from .deprecation import warn_renamed
-from .errors import ConfigError, DataError, DivergenceError
+from .errors import ConfigError, DataError, DivergenceError, TrainingInterrupted
 from .files import write_json_atomic
 from .model import MLP, Workspace
 from .optim import Optimizer
@@ -61,6 +67,14 @@ class History:
     def last(self) -> dict:
         return self.records[-1] if self.records else {}
 
+    @property
+    def best(self) -> dict:
+        """The record of the epoch whose weights the model holds: the restored best epoch with early stopping,
+        else the last epoch."""
+        if self.best_epoch is not None:
+            return next((r for r in self.records if r["epoch"] == self.best_epoch), self.last)
+        return self.last
+
     def to_json(self, path) -> None:
         """Write the records as a JSON list, whole or not at all."""
         write_json_atomic(path, self.records)
@@ -88,12 +102,22 @@ def fit(
     ``X_val``/``y_val`` or, failing that, from ``validation_fraction`` of the training data. A test set, if
     given, is scored after every epoch (it never steers training). Each callback receives the epoch's
     record and the model; returning True stops training.
+
+    With ``checkpoint=DIR`` the run writes a checkpoint there (:mod:`mlp_xp.checkpoint`) every
+    ``checkpoint_every`` epochs, after ``checkpoint_minutes`` at the next step boundary, and on an interrupt;
+    ``resume=True`` continues from it. SIGINT and SIGTERM (from the main thread) stop the run at the next step
+    boundary with :class:`mlp_xp.errors.TrainingInterrupted`, the model holding what the run would return there;
+    a second one stops it at once.
     """
     # renamed settings resolved here, so that their warnings point at fit's caller
     settings = resolve_names(settings, TRAIN_SETTINGS, "training", stacklevel=3)
     cfg = (config or TrainConfig()).replace(**settings).validate()
     has_val = X_val is not None or cfg.validation_fraction > 0
     check_against_model(cfg, model.loss, model.ops, has_validation=has_val)
+    if cfg.checkpoint is not None:
+        _checkpoint.check_folder(cfg.checkpoint, cfg.resume)
+    elif cfg.resume:
+        raise ConfigError("resume needs the checkpoint folder: set checkpoint (--checkpoint DIR)")
     run = _Run(model, cfg, _TrainingData.prepare(model, cfg, X, y, X_val, y_val, X_test, y_test))
     # A diverging run overflows before its loss turns non-finite; the epoch check reports that once,
     # so NumPy's per-operation warnings would only bury the message.
@@ -168,6 +192,7 @@ class _TrainingData:
     n: int
     sets: dict  # "val" / "test" -> (X, Y) on the device
     class_weight: object  # one weight per class on the device, or None
+    fingerprint: str | None = None  # of the host arrays, when the run checkpoints
 
     @classmethod
     def prepare(cls, model: MLP, cfg: TrainConfig, X, y, X_val, y_val, X_test, y_test) -> _TrainingData:
@@ -193,7 +218,10 @@ class _TrainingData:
             if Xs is not None
         }
         cw = None if weights is None else ops.asarray(weights, dt)
-        return cls(ops.asarray(X), ops.asarray(Y), len(X), sets, cw)
+        fp = None
+        if cfg.checkpoint is not None:  # once per run: what a resume must find again
+            fp = _checkpoint.fingerprint([X, Y, X_val, y_val, X_test, y_test])
+        return cls(ops.asarray(X), ops.asarray(Y), len(X), sets, cw, fp)
 
 
 def class_weights(spec, n_classes: int, labels: np.ndarray) -> np.ndarray:
@@ -250,50 +278,158 @@ class _Run:
         self.train_sums = self.sums[0]  # one view for the whole run (a captured graph keeps its address)
         self.graph_step = _step.GraphStep(self.step, data.X, data.Y, self.train_sums) if cfg.cuda_graph else None
         self.global_step = 0
+        self._next_step = 0  # the step the epoch loop is about to run (where an interrupt stops)
+        self.stop = _StopRequest()
 
     def train(self, callbacks: list) -> History:
         cfg, model = self.cfg, self.model
-        history = History()
-        guard = DivergenceGuard(self.ops, model.params)
-        early = (
+        self.history = history = History()
+        self.guard = guard = DivergenceGuard(self.ops, model.params)
+        self.early = early = (
             EarlyStopping(self.ops, model.params, cfg.monitor, cfg.patience, cfg.min_delta)
             if cfg.early_stopping
             else None
         )
-        for epoch in range(1, cfg.epochs + 1):
-            guard.snapshot()
-            record = self._epoch(epoch)
-            diverged = guard.check(record, record["lr"])
-            if diverged:
-                history.stop_reason = "diverged: " + diverged
-                if cfg.on_divergence == "raise":
-                    raise DivergenceError(diverged, history)  # whoever catches it reports it
+        first_epoch, first_step = 1, 0
+        if cfg.resume:
+            first_epoch, first_step = self._restore()
+            if history.stop_reason != "completed":  # the checkpointed run had stopped for good (early stopping, ...)
+                first_epoch = cfg.epochs + 1
+        self.last_checkpoint = time.monotonic()
+        next_epoch = first_epoch
+        with _interrupts() as self.stop:
+            for epoch in range(first_epoch, cfg.epochs + 1):
+                next_epoch = epoch + 1
+                if first_step == 0:
+                    guard.snapshot()
+                record = self._epoch(epoch, first_step)
+                first_step = 0
+                if record is None:  # a signal, at a step boundary
+                    self._interrupted(epoch)
+                diverged = guard.check(record, record["lr"])
+                if diverged:
+                    history.stop_reason = "diverged: " + diverged
+                    if cfg.on_divergence == "raise":
+                        raise DivergenceError(diverged, history)  # whoever catches it reports it
+                    if cfg.verbose:
+                        print(diverged, file=sys.stderr)
+                    break
+                history.records.append(record)
                 if cfg.verbose:
-                    print(diverged, file=sys.stderr)
-                break
-            history.records.append(record)
-            if cfg.verbose:
-                print(_summary_line(record, cfg.epochs), file=sys.stderr)
-            reasons = [early.update(record)] if early is not None else []
-            reasons += [f"stopped by callback {getattr(cb, '__name__', cb)!s}" for cb in callbacks if cb(record, model)]
-            reasons = [r for r in reasons if r]
-            if early is not None:
-                history.best_epoch = early.best_epoch
-            if reasons:
-                history.stop_reason = reasons[-1]
-                break
+                    print(_summary_line(record, cfg.epochs), file=sys.stderr)
+                reasons = [early.update(record)] if early is not None else []
+                reasons += [
+                    f"stopped by callback {getattr(cb, '__name__', cb)!s}" for cb in callbacks if cb(record, model)
+                ]
+                reasons = [r for r in reasons if r]
+                if early is not None:
+                    history.best_epoch = early.best_epoch
+                if reasons:
+                    history.stop_reason = reasons[-1]
+                    break
+                if cfg.checkpoint is not None and epoch < cfg.epochs and epoch % cfg.checkpoint_every == 0:
+                    self._save_checkpoint(epoch + 1, 0, durable=False)
+                if self.stop.signum is not None:  # a signal during the epoch's end: stop here
+                    self._interrupted(epoch + 1)
+        if cfg.checkpoint is not None:  # the run's end, before the best weights go back (a resume puts them back)
+            self._save_checkpoint(next_epoch, 0, durable=True)
         if early is not None:
             early.restore()
         return history
 
-    def _epoch(self, epoch: int) -> dict:
-        """Train one epoch, score the evaluation sets, bring the sums to the host once; the epoch's record."""
+    # ---- checkpoints ----
+    def _state(self, next_epoch: int, next_step: int) -> tuple[dict, dict]:
+        """Everything the run needs to go on before step ``next_step`` of epoch ``next_epoch``."""
+        ops, opt, early, history = self.ops, self.optimizer, self.early, self.history
+        arrays = {"params": ops.to_host(self.model.params), "guard": ops.to_host(self.guard.last_good)}
+        arrays["sums"] = ops.to_host(self.sums)
+        for name in ("velocity", "m", "v"):
+            if getattr(opt, name) is not None:
+                arrays[name] = ops.to_host(getattr(opt, name))
+        early_state = None
+        if early is not None:
+            early_state = {"best_score": early.best_score, "best_epoch": early.best_epoch, "waited": early.waited}
+            if early.best_epoch is not None:
+                arrays["best"] = ops.to_host(early.best)
+        meta = {
+            "next_epoch": next_epoch,
+            "next_step": next_step,
+            "global_step": self.global_step,
+            "optimizer_t": opt.t,
+            "early_stopping": early_state,
+            "history": {
+                "records": history.records,
+                "best_epoch": history.best_epoch,
+                "stop_reason": history.stop_reason,
+            },
+            "settings": _settings_of(self.cfg),
+            "model": _architecture(self.model),
+            "data": self.data.fingerprint,
+        }
+        return meta, arrays
+
+    def _save_checkpoint(self, next_epoch: int, next_step: int, *, durable: bool):
+        meta, arrays = self._state(next_epoch, next_step)
+        path = _checkpoint.write(self.cfg.checkpoint, meta, arrays, durable=durable)
+        self.last_checkpoint = time.monotonic()
+        return path
+
+    def _restore(self) -> tuple[int, int]:
+        """Put the checkpoint's state back into the model, optimizer, guard, early stopping and history; the
+        epoch and step to go on from."""
+        cfg, ops, dt = self.cfg, self.ops, self.model.dtype
+        meta, arrays = _checkpoint.read(cfg.checkpoint)
+        changes = _checkpoint.check_resumable(meta, _settings_of(cfg), _architecture(self.model), self.data.fingerprint)
+        ops.copy(self.model.params, ops.asarray(arrays["params"], dt))
+        ops.copy(self.guard.last_good, ops.asarray(arrays["guard"], dt))
+        ops.copy(self.sums, ops.asarray(arrays["sums"], np.float64))
+        opt = self.optimizer
+        for name in ("velocity", "m", "v"):
+            if getattr(opt, name) is not None:
+                ops.copy(getattr(opt, name), ops.asarray(arrays[name], dt))
+        opt.t, self.global_step = meta["optimizer_t"], meta["global_step"]
+        early, saved = self.early, meta["early_stopping"]
+        if early is not None and saved is not None:
+            early.best_score, early.best_epoch, early.waited = saved["best_score"], saved["best_epoch"], saved["waited"]
+            if "best" in arrays:
+                ops.copy(early.best, ops.asarray(arrays["best"], dt))
+        self.history.records = list(meta["history"]["records"])
+        self.history.best_epoch = meta["history"]["best_epoch"]
+        self.history.stop_reason = meta["history"].get("stop_reason", "completed")
+        where = f"epoch {meta['next_epoch']}" + (f", step {meta['next_step'] + 1}" if meta["next_step"] else "")
+        said = f" ({'; '.join(changes)}; schedules follow the new total)" if changes else ""
+        print(f"mlp_xp: resuming from {_checkpoint.path_in(cfg.checkpoint)} at {where}{said}", file=sys.stderr)
+        return meta["next_epoch"], meta["next_step"]
+
+    def _interrupted(self, epoch: int) -> None:
+        """Stop for a signal at a step boundary: checkpoint, put back what the run would return, and raise."""
+        path = self._save_checkpoint(epoch, self._next_step, durable=True) if self.cfg.checkpoint else None
+        if self.early is not None and self.early.best_epoch is not None:
+            self.early.restore()
+        else:  # the weights at the end of the last finished epoch
+            self.ops.copy(self.model.params, self.guard.last_good)
+        self.history.stop_reason = "interrupted"
+        where = f"in epoch {epoch}" if self._next_step else f"after epoch {epoch - 1}"
+        raise TrainingInterrupted(self.stop.signum, self.history, path, where)
+
+    def _epoch(self, epoch: int, first_step: int = 0) -> dict | None:
+        """Train one epoch (from ``first_step``, where a resume goes on), score the evaluation sets, bring the sums
+        to the host once; the epoch's record, or None when a signal stopped it at a step boundary."""
         cfg, ops, data = self.cfg, self.ops, self.data
-        ops.fill(self.sums, 0.0)
+        if first_step == 0:
+            ops.fill(self.sums, 0.0)
         bar = _progress(cfg.verbose, self.steps, epoch, cfg.epochs)
         t0 = ops.timestamp()
         perm = ops.permutation(data.n, cfg.seed, epoch)
-        for k in range(self.steps):
+        minutes = cfg.checkpoint_minutes * 60.0 if cfg.checkpoint is not None else 0.0
+        for k in range(first_step, self.steps):
+            self._next_step = k
+            if self.stop.signum is not None:
+                if bar is not None:
+                    bar.close()
+                return None
+            if minutes and time.monotonic() - self.last_checkpoint >= minutes:
+                self._save_checkpoint(epoch, k, durable=False)
             part = self.tail if k == self.steps - 1 else self.step.ws
             s = k * self.batch
             idx = perm[s : s + part.batch_size]
@@ -303,8 +439,11 @@ class _Run:
             else:
                 self.step(data.X, data.Y, idx, self.train_sums, lr, part)
             self.global_step += 1
+            if _step_hook is not None:  # tests: a signal or a kill at a chosen step
+                _step_hook(self.global_step)
             if bar is not None and _bar_updates(k, self.steps):
                 _tick(bar, ops.peek(self.train_sums), s + part.batch_size, k)
+        self._next_step = 0
         t1 = ops.timestamp()
         for row, (Xs, Ys) in zip((1, 2), data.sets.values()):
             _accumulate(self.model, Xs, Ys, self.eval_ws, self.sums[row], cfg.label_smoothing, data.class_weight)
@@ -323,6 +462,55 @@ class _Run:
             record[f"{name}_loss"], record[f"{name}_{metric}"] = loss, value
         record["seconds"], record["eval_seconds"] = seconds, eval_seconds
         return record
+
+
+#: Called with the global step count after every step, when set (tests: a signal or a kill at a chosen step).
+_step_hook: Callable[[int], None] | None = None
+
+
+def _architecture(model: MLP) -> dict:
+    """The model's architecture as a checkpoint records it (the device may change between runs)."""
+    return {k: v for k, v in model.config().items() if k != "device"}
+
+
+class _StopRequest:
+    signum: int | None = None
+
+
+@contextlib.contextmanager
+def _interrupts():
+    """SIGINT and SIGTERM, for the duration of a run, ask it to stop at the next step boundary; a second one
+    goes to the handler that was there before (Ctrl-C's KeyboardInterrupt), at once. Only in the main thread,
+    where Python delivers signals."""
+    request = _StopRequest()
+    if threading.current_thread() is not threading.main_thread():
+        yield request
+        return
+    previous = {}
+
+    def handler(signum, frame):
+        if request.signum is None:
+            request.signum = signum
+            return
+        old = previous.get(signum)
+        signal.signal(signum, old if old is not None else signal.SIG_DFL)
+        if callable(old):
+            old(signum, frame)
+        else:
+            signal.raise_signal(signum)
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        previous[signum] = signal.signal(signum, handler)
+    try:
+        yield request
+    finally:
+        for signum, old in previous.items():
+            signal.signal(signum, old if old is not None else signal.SIG_DFL)
+
+
+def _settings_of(cfg: TrainConfig) -> dict:
+    """The run's settings as JSON values (a checkpoint's record of them)."""
+    return json.loads(json.dumps({st.name: getattr(cfg, st.name) for st in TRAIN_SETTINGS}, default=str))
 
 
 def split_validation(X: np.ndarray, Y: np.ndarray, fraction: float, seed: int):

@@ -1,0 +1,139 @@
+"""A training run's checkpoint: everything the run needs to go on from a step boundary, as plain arrays and JSON.
+
+One file per checkpoint folder, ``checkpoint.npz`` (an ``.npz`` of plain arrays and a JSON ``metadata`` entry,
+never pickles; loadable on either backend), replaced atomically each time: a crash at any moment, ``kill -9``
+included, leaves the previous checkpoint or the new one, whole. It holds the parameters, the optimizer's state
+(velocity, Adam's moments and step count), the position in the run (epoch, step, the epoch's partial sums),
+the history so far, the divergence guard's and early stopping's weights and counters, the settings, the
+model's architecture, and a fingerprint of the data. A resume from it on the same machine and build (the
+reproducibility contract of ARCHITECTURE.md) ends with the same model, bit for bit, as the run that was not
+interrupted.
+
+A resume is refused, in one line naming what differs, when the data, the architecture or a setting that
+changes the math differ. What may change is :data:`MAY_CHANGE`: the number of epochs (schedules that depend on
+the total follow the new total), verbosity, the checkpointing itself, what to do on divergence; the device
+may change too (the model is built there), and then bit-identity is not promised.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from .errors import ConfigError, ModelFileError
+from .serialization import save_arrays
+
+FILE = "checkpoint.npz"
+FORMAT = "mlp_xp.checkpoint"
+FORMAT_VERSION = 1
+#: The training settings a resume may change.
+MAY_CHANGE = frozenset(
+    {"epochs", "verbose", "checkpoint", "checkpoint_every", "checkpoint_minutes", "resume", "on_divergence"}
+)
+
+
+def fingerprint(arrays) -> str:
+    """A hash of the arrays' dtypes, shapes and bytes (the data a run trains and is scored on)."""
+    h = hashlib.blake2b(digest_size=16)
+    for a in arrays:
+        if a is None:
+            h.update(b"none")
+            continue
+        a = np.ascontiguousarray(a)
+        h.update(f"{a.dtype.str}{a.shape}".encode())
+        h.update(memoryview(a).cast("B"))
+    return h.hexdigest()
+
+
+def path_in(folder: str | os.PathLike[str]) -> Path:
+    return Path(folder) / FILE
+
+
+def check_folder(folder: str | os.PathLike[str], resume: bool) -> None:
+    """Before any data are read: the folder can hold a checkpoint (it may not exist yet), and with ``resume``
+    it holds one."""
+    path = Path(folder)
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"--checkpoint {folder} is a file, not a folder: give a folder for the checkpoint")
+    parent = path if path.is_dir() else path.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not os.access(parent, os.W_OK):
+        raise ConfigError(f"--checkpoint {folder}: {parent} is not writable: give a folder you can write to")
+    if resume and not path_in(folder).is_file():
+        raise ConfigError(
+            f"--resume: there is no checkpoint in {folder} ({FILE}): start the run without --resume, with "
+            f"--checkpoint {folder}"
+        )
+
+
+def write(folder: str | os.PathLike[str], meta: dict, arrays: dict, *, durable: bool) -> Path:
+    """Write the checkpoint into ``folder`` (made if missing), replacing the previous one atomically."""
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    path = path_in(folder)
+    save_arrays(path, meta, arrays, fmt=FORMAT, version=FORMAT_VERSION, durable=durable)
+    return path
+
+
+def read(folder: str | os.PathLike[str]) -> tuple[dict, dict[str, np.ndarray]]:
+    """The metadata and arrays of the checkpoint in ``folder``; a :class:`ModelFileError` saying what to do if
+    it is missing, unreadable or of another format."""
+    path = path_in(folder)
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+        meta = json.loads(arrays.pop("metadata").tobytes().decode())
+    except FileNotFoundError:
+        raise ModelFileError(f"there is no checkpoint in {folder}: start the run without --resume") from None
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile, UnicodeDecodeError) as e:
+        raise ModelFileError(
+            f"{path} is not a readable checkpoint ({type(e).__name__}: {e}): start the run again without --resume"
+        ) from None
+    if meta.get("format") != FORMAT:
+        raise ModelFileError(f"{path} is not an mlp_xp checkpoint: give the folder a run's --checkpoint wrote")
+    if meta.get("format_version") != FORMAT_VERSION:
+        raise ModelFileError(
+            f"{path} is a checkpoint of format version {meta.get('format_version')}; this mlp_xp reads version "
+            f"{FORMAT_VERSION}: resume it with the mlp_xp that wrote it, or start the run again"
+        )
+    return meta, arrays
+
+
+def differences(saved: dict, now: dict, what: str) -> list[str]:
+    """The settings of ``what`` that differ between a checkpoint's and this run's, as "name: a -> b"."""
+    keys = sorted(set(saved) | set(now))
+    return [f"{k}: {saved.get(k)!r} -> {now.get(k)!r}" for k in keys if saved.get(k) != now.get(k)]
+
+
+def check_resumable(meta: dict, settings: dict, model: dict, data: str) -> list[str]:
+    """Refuse a resume whose data, model or math differ from the checkpoint's; return the allowed changes."""
+    if meta["data"] != data:
+        raise ConfigError(
+            "--resume: the data differ from the run the checkpoint was made by (another dataset, data seed, "
+            "validation split or scaling): resume with the same data, or start a new run"
+        )
+    changed = differences(meta["model"], model, "model")
+    if changed:
+        raise ConfigError(
+            f"--resume: the model differs from the checkpoint's ({'; '.join(changed)}): use the same model"
+        )
+    changed = differences(
+        {k: v for k, v in meta["settings"].items() if k not in MAY_CHANGE},
+        {k: v for k, v in settings.items() if k not in MAY_CHANGE},
+        "settings",
+    )
+    if changed:
+        raise ConfigError(
+            f"--resume: settings that change the math differ from the checkpoint's ({'; '.join(changed)}): resume "
+            f"with the same settings (only {', '.join(sorted(MAY_CHANGE))} may change)"
+        )
+    return differences(
+        {k: v for k, v in meta["settings"].items() if k in ("epochs",)},
+        {k: v for k, v in settings.items() if k in ("epochs",)},
+        "settings",
+    )

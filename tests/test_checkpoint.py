@@ -1,0 +1,326 @@
+"""Nothing lost: checkpoints and exact resume (also after kill -9), interrupts that keep the work, and outputs that
+never make what is on disk worse. Interrupts are driven at chosen steps through the trainer's step hook, not
+with sleeps."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import mlp_xp
+from mlp_xp import trainer
+from mlp_xp.cli import main
+from mlp_xp.errors import TrainingInterrupted
+
+ROOT = Path(__file__).resolve().parent.parent
+
+#: Each optimizer with a cosine schedule and early stopping on (patience large enough to run every epoch).
+RUNS = {
+    "momentum": dict(optimizer="momentum", schedule="cosine", early_stopping=True, patience=10),
+    "nesterov": dict(optimizer="nesterov", schedule="cosine", early_stopping=True, patience=10, l2=1e-3),
+    "adam": dict(optimizer="adam", lr=0.01, schedule="cosine", early_stopping=True, patience=10),
+}
+
+
+@pytest.fixture
+def data():
+    rng = np.random.default_rng(0)
+    X = rng.random((300, 12)).astype(np.float32)
+    return X, (X[:, 0] + X[:, 1] > 1).astype(int) + (X[:, 2] > 0.7)
+
+
+def _fit(data, checkpoint=None, resume=False, hook=None, epochs=4, **kw):
+    X, y = data
+    m = mlp_xp.MLP([12, 16, 3], device="cpu", seed=0)
+    settings = {"epochs": epochs, "batch_size": 32, "lr": 0.05, "validation_fraction": 0.2, **kw}
+    trainer._step_hook = hook
+    try:
+        h = mlp_xp.fit(m, X, y, checkpoint=checkpoint, resume=resume, **settings)
+    finally:
+        trainer._step_hook = None
+    return m, h
+
+
+class _Crash(Exception):
+    pass
+
+
+def _crash_at(step):
+    def hook(k):
+        if k == step:
+            raise _Crash
+
+    return hook
+
+
+@pytest.mark.parametrize("name", RUNS)
+@pytest.mark.parametrize("crash_at", [5, 17, 24])  # inside epoch 1, inside epoch 3, the last step of epoch 3
+def test_a_crashed_run_resumes_to_the_same_model_bit_for_bit(data, tmp_path, name, crash_at):
+    ref, ref_h = _fit(data, **RUNS[name])
+    with pytest.raises(_Crash):
+        _fit(data, tmp_path / "ck", hook=_crash_at(crash_at), **RUNS[name])
+    if crash_at < 8:  # no epoch had ended: nothing to resume from
+        assert not (tmp_path / "ck" / "checkpoint.npz").exists()
+        return
+    m, h = _fit(data, tmp_path / "ck", resume=True, **RUNS[name])
+    np.testing.assert_array_equal(m.get_flat(), ref.get_flat())
+    assert [r["train_loss"] for r in h.records] == [r["train_loss"] for r in ref_h.records]
+    assert h.best_epoch == ref_h.best_epoch
+
+
+@pytest.mark.parametrize("name", RUNS)
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_an_interrupt_stops_at_a_step_boundary_checkpoints_and_resumes_exactly(data, tmp_path, name, sig):
+    ref, _ = _fit(data, **RUNS[name])
+    with pytest.raises(TrainingInterrupted) as info:
+        _fit(data, tmp_path / "ck", hook=lambda k: signal.raise_signal(sig) if k == 11 else None, **RUNS[name])
+    e = info.value
+    assert e.signum == sig and e.where == "in epoch 2" and len(e.history) == 1
+    assert e.checkpoint == tmp_path / "ck" / "checkpoint.npz" and e.checkpoint.is_file()
+    m, _ = _fit(data, tmp_path / "ck", resume=True, **RUNS[name])  # from step 4 of epoch 2
+    np.testing.assert_array_equal(m.get_flat(), ref.get_flat())
+
+
+def test_an_interrupted_model_holds_the_last_finished_epochs_weights(data):
+    X, y = data
+    one, _ = _fit(data, epochs=1)
+    with pytest.raises(TrainingInterrupted):
+        _fit(data, epochs=3, hook=lambda k: signal.raise_signal(signal.SIGINT) if k == 10 else None)
+    # (the same run to the interrupt: its model is epoch 1's)
+    m = mlp_xp.MLP([12, 16, 3], device="cpu", seed=0)
+    trainer._step_hook = lambda k: signal.raise_signal(signal.SIGINT) if k == 10 else None
+    try:
+        with pytest.raises(TrainingInterrupted):
+            mlp_xp.fit(m, X, y, epochs=3, batch_size=32, lr=0.05, validation_fraction=0.2)
+    finally:
+        trainer._step_hook = None
+    np.testing.assert_array_equal(m.get_flat(), one.get_flat())
+
+
+def test_a_second_signal_stops_at_once(data):
+    def twice(k):
+        if k == 3:
+            signal.raise_signal(signal.SIGINT)
+            signal.raise_signal(signal.SIGINT)
+
+    with pytest.raises(KeyboardInterrupt) as info:
+        _fit(data, hook=twice)
+    assert not isinstance(info.value, TrainingInterrupted)  # not the orderly stop: at once
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # and the handler is put back
+
+
+def test_a_resume_with_other_data_or_math_is_refused_and_epochs_may_change(data, tmp_path, capsys):
+    X, y = data
+    _fit(data, tmp_path / "ck", epochs=2)
+    with pytest.raises(mlp_xp.ConfigError, match="the data differ"):
+        _fit((X + 1, y), tmp_path / "ck", resume=True, epochs=2)
+    with pytest.raises(mlp_xp.ConfigError, match=r"settings that change the math differ .*lr: 0.05 -> 0.1"):
+        _fit(data, tmp_path / "ck", resume=True, epochs=2, lr=0.1)
+    with pytest.raises(mlp_xp.ConfigError, match="resume needs the checkpoint folder"):
+        _fit(data, None, resume=True)
+    longer, h = _fit(data, tmp_path / "ck", resume=True, epochs=3)
+    assert len(h) == 3 and "epochs: 2 -> 3" in capsys.readouterr().err
+    ref, _ = _fit(data, epochs=3)  # a constant schedule: extending is the same as having asked for 3
+    np.testing.assert_array_equal(longer.get_flat(), ref.get_flat())
+
+
+def test_a_resume_with_another_architecture_is_refused(data, tmp_path):
+    X, y = data
+    _fit(data, tmp_path / "ck", epochs=1)
+    other = mlp_xp.MLP([12, 8, 3], device="cpu", seed=0)
+    with pytest.raises(mlp_xp.ConfigError, match=r"the model differs .*sizes"):
+        mlp_xp.fit(
+            other,
+            X,
+            y,
+            epochs=1,
+            batch_size=32,
+            lr=0.05,
+            validation_fraction=0.2,
+            checkpoint=tmp_path / "ck",
+            resume=True,
+        )
+
+
+def test_checkpoints_are_plain_arrays_and_json(data, tmp_path):
+    _fit(data, tmp_path / "ck", epochs=2, **RUNS["adam"])
+    with np.load(tmp_path / "ck" / "checkpoint.npz", allow_pickle=False) as z:  # no pickles anywhere
+        names = set(z.files)
+    assert {"params", "m", "v", "guard", "sums", "best", "metadata"} <= names
+
+
+# ---- the command line ----
+def _cli(capsys, line, hook=None):
+    trainer._step_hook = hook
+    try:
+        code = main(line.split())
+    finally:
+        trainer._step_hook = None
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_ctrl_c_and_sigterm_in_train_write_the_work_and_say_where(tmp_path, capsys):
+    model, ck, metrics = tmp_path / "m.npz", tmp_path / "ck", tmp_path / "m.json"
+    line = f"train --epochs 4 --hidden 16 --device cpu --save {model} --checkpoint {ck} --metrics-json {metrics}"
+    for sig, status, word in ((signal.SIGINT, 130, "interrupted"), (signal.SIGTERM, 143, "terminated")):
+        code, _, err = _cli(capsys, line, lambda k, sig=sig: signal.raise_signal(sig) if k == 15 else None)
+        last = err.strip().splitlines()[-1]
+        assert code == status, err
+        assert last == (
+            f"mlp-xp: {word} in epoch 2: wrote the model of epoch 1 to {model}; a checkpoint to {ck}/checkpoint.npz "
+            "(go on with --resume)"
+        )
+        assert model.is_file() and metrics.is_file()
+    code, out, err = _cli(capsys, line + " --resume")
+    assert code == 0 and "resuming from" in err and out.startswith("done: 4 epochs")
+    code, _, _ = _cli(capsys, line.replace(str(model), str(tmp_path / "ref.npz")).replace(f"--checkpoint {ck}", ""))
+    assert model.read_bytes() == (tmp_path / "ref.npz").read_bytes()
+
+
+def test_an_interrupt_before_any_epoch_leaves_an_existing_model_alone(tmp_path, capsys):
+    model = tmp_path / "good.npz"
+    _cli(capsys, f"train --epochs 1 --hidden 16 --device cpu --save {model}")
+    good = model.read_bytes()
+    code, _, err = _cli(
+        capsys,
+        f"train --epochs 3 --hidden 16 --device cpu --save {model}",
+        lambda k: signal.raise_signal(signal.SIGINT) if k == 2 else None,
+    )
+    assert code == 130 and model.read_bytes() == good
+    assert (
+        err.strip().splitlines()[-1]
+        == f"mlp-xp: interrupted in epoch 1: wrote {model} left as it was (no epoch had finished)"
+    )
+
+
+def test_a_diverged_run_never_replaces_a_model_with_untrained_weights(tmp_path, capsys):
+    model = tmp_path / "good.npz"
+    _cli(capsys, f"train --epochs 2 --hidden 16 --device cpu --save {model}")
+    good = model.read_bytes()
+    code, _, err = _cli(capsys, f"train --epochs 2 --device cpu --lr 1e6 --save {model}")
+    assert code == 1 and model.read_bytes() == good
+    assert f"no epoch finished before the divergence: {model} was left as it was" in err
+
+
+def test_metrics_and_plot_are_written_when_the_model_cannot_be(tmp_path, capsys, monkeypatch):
+    def full_disk(self, path):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(mlp_xp.MLP, "save", full_disk)
+    model, metrics, plot = tmp_path / "m.npz", tmp_path / "m.json", tmp_path / "p.png"
+    code, _, err = _cli(
+        capsys, f"train --epochs 1 --hidden 16 --device cpu --save {model} --metrics-json {metrics} --plot {plot}"
+    )
+    assert code == 1 and metrics.is_file() and plot.is_file() and not model.exists()
+    assert f"the model could not be written to {model} (No space left on device)" in err
+
+
+def test_checkpoint_and_resume_flags_are_checked_before_the_data(tmp_path, capsys, monkeypatch):
+    from mlp_xp import data as data_module
+
+    def no_loading(*a, **kw):
+        raise AssertionError("the data were loaded before a bad setting was refused")
+
+    monkeypatch.setattr(data_module, "load_dataset", no_loading)
+    (tmp_path / "file").write_text("x")
+    for line, message in (
+        (f"train --checkpoint {tmp_path / 'file'}", "is a file, not a folder"),
+        (f"train --checkpoint {tmp_path / 'new'} --resume", "there is no checkpoint in"),
+        ("train --resume", "--resume needs --checkpoint DIR"),
+        ("train --checkpoint-every 0", "checkpoint_every must be"),
+    ):
+        code, _, err = _cli(capsys, line)
+        assert code == 2 and message in err, (line, err)
+
+
+def test_the_done_line_reports_the_restored_best_epoch(capsys):
+    code, out, err = _cli(
+        capsys,
+        "train --epochs 30 --hidden 8 --device cpu --lr 0.5 --early-stopping --patience 2 --validation-fraction 0.2",
+    )
+    assert code == 0 and "early stopping" in out
+    best = int(re.search(r"restored epoch (\d+)", out).group(1))
+    epochs = {int(m.group(1)): m.group(2) for m in re.finditer(r"epoch +(\d+)/30 .*test_accuracy (\S+)%", err)}
+    assert max(epochs) > best  # it stopped after the best epoch
+    assert f"test_accuracy {epochs[best]}%" in out  # the done line reports the weights the model holds
+
+
+# ---- kill -9 at a chosen step, in a subprocess ----
+_KILL_SCRIPT = textwrap.dedent(
+    """
+    import os, signal, sys
+    from mlp_xp import trainer
+    from mlp_xp.cli import main
+    kill_at = int(sys.argv[1])
+    if kill_at:
+        trainer._step_hook = lambda k: os.kill(os.getpid(), signal.SIGKILL) if k == kill_at else None
+    sys.exit(main(sys.argv[2:]))
+    """
+)
+
+
+@pytest.mark.parametrize("optimizer", ["momentum", "nesterov", "adam"])
+@pytest.mark.parametrize("kill_at", [17, 40])
+def test_kill_9_at_any_step_then_resume_gives_the_same_model_file(tmp_path, optimizer, kill_at):
+    script = tmp_path / "run.py"
+    script.write_text(_KILL_SCRIPT)
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OPENBLAS_NUM_THREADS": "1"}
+    common = (
+        f"train --data synthetic:600x20x3 --epochs 5 --hidden 16 --device cpu --optimizer {optimizer} "
+        "--schedule cosine --early-stopping --patience 10 --validation-fraction 0.2 --batch-size 32 --quiet"
+    ).split()
+
+    def run(kill, *extra):
+        return subprocess.run(
+            [sys.executable, str(script), str(kill), *common, *extra],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+
+    ref = run(0, "--save", str(tmp_path / "ref.npz"))
+    assert ref.returncode == 0, ref.stderr
+    ck = ["--checkpoint", str(tmp_path / "ck"), "--checkpoint-minutes", "0.000001"]  # at every step boundary
+    killed = run(kill_at, "--save", str(tmp_path / "m.npz"), *ck)
+    assert killed.returncode == -signal.SIGKILL
+    resumed = run(0, "--save", str(tmp_path / "m.npz"), *ck, "--resume")
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"at epoch {1 + (kill_at - 1) // 15}, step" in resumed.stderr  # 15 steps an epoch: a step boundary
+    assert (tmp_path / "m.npz").read_bytes() == (tmp_path / "ref.npz").read_bytes()
+
+
+def test_an_interrupted_search_prints_the_table_of_the_finished_candidates(capsys):
+    # digits, 10 epochs of 12 steps: the signal during the third candidate's first epoch
+    code, out, err = _cli(
+        capsys,
+        "search --data digits --hidden 16 --epochs 10 --device cpu --param lr=0.01,0.05,0.1,0.2",
+        lambda k: signal.raise_signal(signal.SIGINT) if k == 3 else None,
+    )
+    assert code == 130
+    assert err.strip().splitlines()[-1] == "mlp-xp: interrupted after 0 of 4 candidates (the table holds those)"
+    state = {"steps": 0}
+
+    def third(k):
+        state["steps"] += 1
+        if state["steps"] == 2 * 10 * 9 + 5:  # 9 steps an epoch on the 80% split: inside the third candidate
+            signal.raise_signal(signal.SIGTERM)
+
+    code, out, err = _cli(
+        capsys, "search --data digits --hidden 16 --epochs 10 --device cpu --param lr=0.01,0.05,0.1,0.2", third
+    )
+    assert code == 143, err
+    assert err.strip().splitlines()[-1] == "mlp-xp: terminated after 2 of 4 candidates (the table holds those)"
+    table = [line for line in out.splitlines() if "lr=" in line]
+    assert len(table) == 2 and {"lr=0.01", "lr=0.05"} == {
+        c for line in table for c in line.split() if c.startswith("lr=")
+    }
