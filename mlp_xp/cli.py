@@ -329,8 +329,9 @@ def _model_and_config(args, values: dict | None = None):
     """(model settings, TrainConfig, backend) from the command line, every setting checked against its rule and
     against the model's loss and backend, before any data are read."""
     from .backend import get_backend
+    from .backend.base import require_memory
     from .model import hidden_activations
-    from .trainer import TrainConfig, check_against_model
+    from .trainer import TrainConfig, check_against_model, training_memory_floor
 
     values = command_line_settings(args) if values is None else values
     model = {name: values[name] for name in MODEL}
@@ -339,6 +340,13 @@ def _model_and_config(args, values: dict | None = None):
     config = TrainConfig(**train, verbose=not getattr(args, "quiet", True)).validate()
     ops = get_backend(model["device"])  # an unusable GPU is exit status 3, now rather than after loading data
     check_against_model(config, model["loss"], ops, has_validation=config.validation_fraction > 0)
+    # hidden layers that could never fit are refused before any data are read (the full check follows them)
+    require_memory(
+        ops,
+        training_memory_floor(model["hidden"], config, model["dtype"]),
+        f"hidden layers of {','.join(map(str, model['hidden']))} with {config.optimizer}",
+        "use smaller hidden layers",
+    )
     return model, config, ops
 
 

@@ -22,6 +22,7 @@ import numpy as np
 
 from . import settings
 from .backend import Ops, get_backend
+from .backend.base import require_memory
 from .deprecation import warn_renamed
 from .errors import ConfigError, ModelFileError
 from .reference.layer import LEAKY_SLOPE
@@ -139,6 +140,14 @@ class MLP:
         self.seed = settings.check("seed", seed)
         self.ops: Ops = device if isinstance(device, Ops) else get_backend(settings.check("device", device))
         self.layout = Layout(self.sizes)
+        n = self.layout.n_params
+        # the host draws them (with a float64 temporary of the largest layer), then the backend holds a copy
+        require_memory(
+            self.ops,
+            n * self.dtype.itemsize * 2 + 8 * max(a * b for a, b in zip(self.sizes, self.sizes[1:])),
+            f"the model's {n:,} parameters",
+            "use smaller hidden layers",
+        )
         self.params = self.ops.asarray(initial_params(self.layout, self.init, self.seed, self.dtype))
         self.W, self.b = self.layout.views(self.params)
 

@@ -23,6 +23,7 @@ import numpy as np
 
 from . import checkpoint as _checkpoint
 from . import step as _step
+from .backend.base import require_memory
 from .deprecation import warn_renamed
 from .errors import ConfigError, DataError, DivergenceError, TrainingInterrupted
 from .files import write_json_atomic
@@ -261,6 +262,7 @@ class _Run:
         self.steps = data.n // self.batch if cfg.drop_last else math.ceil(data.n / self.batch)
         self.n_seen = self.steps * self.batch if cfg.drop_last else data.n
         self.schedule = Schedule.from_config(cfg)
+        require_memory(model.ops, _training_bytes(model, cfg, self.batch), "training's buffers", _SHRINK)
         self.optimizer = Optimizer.from_config(cfg, model)
         self.step = _step.TrainStep(
             model, self.batch, self.optimizer, smoothing=cfg.label_smoothing, class_weight=data.class_weight
@@ -462,6 +464,28 @@ class _Run:
             record[f"{name}_loss"], record[f"{name}_{metric}"] = loss, value
         record["seconds"], record["eval_seconds"] = seconds, eval_seconds
         return record
+
+
+_SHRINK = "use a smaller batch size or smaller hidden layers"
+#: Parameter-sized buffers of each optimizer: its state and the gradient (momentum's is its velocity).
+_OPTIMIZER_COPIES = {"sgd": 1, "momentum": 1, "nesterov": 2, "adam": 3}
+
+
+def _training_bytes(model: MLP, cfg: TrainConfig, batch: int) -> int:
+    """What a run allocates besides the model and the data: the optimizer's buffers, the divergence guard's and
+    early stopping's copies of the parameters, and the step's workspace (a few rows of every layer's width)."""
+    copies = _OPTIMIZER_COPIES[cfg.optimizer] + 1 + int(cfg.early_stopping)
+    rows = 3 * batch * sum(model.sizes) + 2 * min(EVAL_BATCH, batch) * sum(model.sizes)
+    return (copies * model.layout.n_params + rows) * model.dtype.itemsize
+
+
+def training_memory_floor(hidden, cfg: TrainConfig, dtype) -> int:
+    """A lower bound of a run's memory known before the data (the hidden layers' weights alone, with their
+    optimizer copies), for the command line to refuse an impossible model before it reads anything."""
+    widths = list(hidden)
+    params = sum(a * b for a, b in zip(widths, widths[1:])) + sum(widths)
+    copies = 1 + _OPTIMIZER_COPIES[cfg.optimizer] + 1 + int(cfg.early_stopping)
+    return copies * params * np.dtype(dtype).itemsize
 
 
 #: Called with the global step count after every step, when set (tests: a signal or a kill at a chosen step).

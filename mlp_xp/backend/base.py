@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import DataError
+from ..errors import DataError, DeviceMemoryError
 
 #: Ops a training step dispatches; each call adds one to ``Ops.counts.ops``.
 STEP_OPS = (
@@ -91,6 +91,28 @@ def matmul_shape(a, b, out, trans_a: bool, trans_b: bool) -> tuple[int, int, int
     if k != k2 or out.shape != (m, n):
         raise DataError(f"matmul shapes do not fit: op(a) {m}x{k}, op(b) {k2}x{n}, out {out.shape}")
     return m, n, k
+
+
+def host_free_memory() -> int | None:
+    """MemAvailable of /proc/meminfo (what can be allocated without swapping), or None off Linux."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def require_memory(ops, nbytes: int, what: str, fix: str) -> None:
+    """Refuse, before allocating, what would not fit: one line naming the size, what is free and what to shrink."""
+    free = ops.free_memory()
+    if free is not None and nbytes > free:
+        gib = 1 << 30
+        raise DeviceMemoryError(
+            f"{what} need {nbytes / gib:,.2f} GiB but {ops.device} has {free / gib:,.2f} GiB free: {fix}"
+        )
 
 
 class Ops:
@@ -161,6 +183,10 @@ class Ops:
     def synchronize(self) -> None:
         """Wait for all queued device work (for timing). Counted as a sync."""
         self.counts.syncs += 1
+
+    def free_memory(self) -> int | None:
+        """Bytes this backend's arrays can still take (None where that cannot be told)."""
+        return host_free_memory()
 
     # ---- step ops (references: mlp_xp/reference) ----
     def gather_rows(self, X, Y, idx, xb, yb) -> None:

@@ -186,6 +186,9 @@ class CupyOps(Ops):
     def seconds_between(self, start, end) -> float:
         return self.dev.seconds_between(start, end)
 
+    def free_memory(self) -> int | None:
+        return self.dev.memory()[0]
+
     def synchronize(self) -> None:
         self.counts.syncs += 1
         self.dev.synchronize()

@@ -568,7 +568,7 @@ class FakeCupy:
         self.version_text = version
         self.__version__ = version
         self.version = tuple(int(p) for p in version.split(".")[:2])
-        self.total_bytes = self.free_bytes = total_bytes
+        self.total_bytes, self.used_bytes = total_bytes, 0
         self._t = _Thread()
         self._ptrs = itertools.count(0x1000, 0x10)
         self._streams: dict[tuple[int, int], Stream] = {}
@@ -609,12 +609,18 @@ class FakeCupy:
         return [s for (_, d), s in self._streams.items() if s.graph is not None and device in (None, d)]
 
     # ---- memory ----
+    @property
+    def free_bytes(self) -> int:
+        """What memGetInfo reports free: the total less the live allocations."""
+        return self.total_bytes - self.used_bytes
+
     def _register(self, a: np.ndarray, device: int) -> None:
         start = a.ctypes.data
         buf = _Buffer(start, start + max(a.nbytes, 1), device)
         with self._lock:
             i = bisect.bisect_left([b.start for b in self._buffers], start)
             self._buffers.insert(i, buf)
+            self.used_bytes += buf.end - buf.start
         root = a
         while isinstance(root.base, np.ndarray):
             root = root.base
@@ -623,6 +629,7 @@ class FakeCupy:
     def _unregister(self, buf: _Buffer) -> None:
         with self._lock:
             self._buffers = [b for b in self._buffers if b is not buf]
+            self.used_bytes -= buf.end - buf.start
 
     def _buffer(self, x: ndarray) -> _Buffer | None:
         addr = x._a.ctypes.data
