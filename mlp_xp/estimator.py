@@ -14,8 +14,11 @@ Example
 
 from __future__ import annotations
 
+import hashlib
+import json
 import warnings
 from contextlib import contextmanager
+from pathlib import Path
 
 import numpy as np
 
@@ -55,6 +58,19 @@ def _parameters_doc(task: str) -> str:
     notes = {"validation_fraction": "Held out only with early_stopping, as in scikit-learn."}
     text = settings.numpydoc(settings.estimator_settings(task), default_of=lambda s: s.estimator_default, notes=notes)
     return _DOC_PARAMETERS.format(parameters="\n".join("    " + line for line in text.splitlines()))
+
+
+#: Parameters that do not change what a fit computes: left out of its checkpoint folder's key.
+_NOT_IN_KEY = frozenset({"checkpoint", "checkpoint_every", "checkpoint_minutes", "resume", "verbose", "device"})
+
+
+def _checkpoint_folder(root, values: dict, X: np.ndarray, Y: np.ndarray) -> Path:
+    """``root/fit-<key>``: the key hashes the parameters that shape the fit and a fingerprint of its data."""
+    from .checkpoint import fingerprint
+
+    params = json.dumps({k: v for k, v in sorted(values.items()) if k not in _NOT_IN_KEY}, default=str)
+    key = hashlib.blake2b(f"{params}|{fingerprint([X, Y])}".encode(), digest_size=8).hexdigest()
+    return Path(root) / f"fit-{key}"
 
 
 class _BaseMLP(BaseEstimator):
@@ -121,9 +137,16 @@ class _BaseMLP(BaseEstimator):
             seed=v["seed"],
             leaky_slope=v["leaky_slope"],
         )
+        train = self._train_settings(v, classes)
+        if train.get("checkpoint") is not None:
+            # one folder per fit, keyed by the parameters and the data, so that GridSearchCV's candidates and
+            # folds never share a checkpoint; resume goes on from this fit's own checkpoint where there is one
+            folder = _checkpoint_folder(train["checkpoint"], v, X, Y)
+            train["checkpoint"] = str(folder)
+            train["resume"] = bool(train.get("resume")) and (folder / "checkpoint.npz").is_file()
         # DivergenceError propagates: GridSearchCV records error_score for the candidate, and a
         # silently half-trained estimator would be worse than an error.
-        return model, fit(model, X, Y, **self._train_settings(v, classes))
+        return model, fit(model, X, Y, **train)
 
     def _set_fitted(self, model: MLP, history: History, **attrs) -> None:
         """Record a finished run: called only after training succeeded."""
@@ -219,6 +242,10 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         class_weight=None,
         on_divergence="raise",
         cuda_graph=False,
+        checkpoint=None,
+        checkpoint_every=1,
+        checkpoint_minutes=0.0,
+        resume=False,
         verbose=False,
         weight_decay="deprecated",
     ):
@@ -255,6 +282,10 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         self.class_weight = class_weight
         self.on_divergence = on_divergence
         self.cuda_graph = cuda_graph
+        self.checkpoint = checkpoint
+        self.checkpoint_every = checkpoint_every
+        self.checkpoint_minutes = checkpoint_minutes
+        self.resume = resume
         self.verbose = verbose
         self.weight_decay = weight_decay
 
@@ -382,6 +413,10 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         min_delta=0.0,
         on_divergence="raise",
         cuda_graph=False,
+        checkpoint=None,
+        checkpoint_every=1,
+        checkpoint_minutes=0.0,
+        resume=False,
         verbose=False,
         weight_decay="deprecated",
     ):
@@ -416,6 +451,10 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         self.min_delta = min_delta
         self.on_divergence = on_divergence
         self.cuda_graph = cuda_graph
+        self.checkpoint = checkpoint
+        self.checkpoint_every = checkpoint_every
+        self.checkpoint_minutes = checkpoint_minutes
+        self.resume = resume
         self.verbose = verbose
         self.weight_decay = weight_decay
 

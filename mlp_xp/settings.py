@@ -200,7 +200,6 @@ SETTINGS: tuple[Setting, ...] = (
         Folder(),
         "folder for the run's checkpoint, written at the end of epochs and on an interrupt (resume from it)",
         "run",
-        estimator=NOT_AN_ESTIMATOR_PARAMETER,
     ),
     Setting(
         "checkpoint_every",
@@ -208,7 +207,6 @@ SETTINGS: tuple[Setting, ...] = (
         _positive(True),
         "epochs between checkpoints",
         "run",
-        estimator=NOT_AN_ESTIMATOR_PARAMETER,
     ),
     Setting(
         "checkpoint_minutes",
@@ -216,15 +214,14 @@ SETTINGS: tuple[Setting, ...] = (
         _non_negative(),
         "also checkpoint at the first step boundary after this many minutes since the last one (0: off)",
         "run",
-        estimator=NOT_AN_ESTIMATOR_PARAMETER,
     ),
     Setting(
         "resume",
         False,
         Flag(),
-        "continue from the checkpoint in the checkpoint folder (refused if the data or the math differ)",
+        "continue from the checkpoint in the checkpoint folder (refused if the data or the math differ; an "
+        "estimator goes on from its fit's checkpoint where there is one)",
         "run",
-        estimator=NOT_AN_ESTIMATOR_PARAMETER,
     ),
     Setting("verbose", False, Flag(), "progress bar and a line per epoch on stderr", "run", cli=False),
 )

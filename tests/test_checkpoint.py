@@ -324,3 +324,31 @@ def test_an_interrupted_search_prints_the_table_of_the_finished_candidates(capsy
     assert len(table) == 2 and {"lr=0.01", "lr=0.05"} == {
         c for line in table for c in line.split() if c.startswith("lr=")
     }
+
+
+def test_estimator_fits_checkpoint_to_folders_of_their_own_and_resume_from_them(tmp_path, data):
+    from sklearn.model_selection import GridSearchCV
+
+    from mlp_xp.estimator import MLPClassifier
+
+    X, y = data
+    grid = GridSearchCV(
+        MLPClassifier(hidden=(8,), epochs=3, batch_size=32, checkpoint=str(tmp_path / "ck")),
+        {"lr": [0.01, 0.1]},
+        cv=2,
+    ).fit(X, y)
+    folders = sorted(p.name for p in (tmp_path / "ck").iterdir())
+    assert len(folders) == 2 * 2 + 1  # 2 candidates x 2 folds, and the refit on all the data: none shared
+    assert all((tmp_path / "ck" / f / "checkpoint.npz").is_file() for f in folders)
+    # a crashed fit resumes from its own folder and ends where an uninterrupted one does
+    ref = MLPClassifier(hidden=(8,), epochs=4, batch_size=32).fit(X, y)
+    clf = MLPClassifier(hidden=(8,), epochs=4, batch_size=32, checkpoint=str(tmp_path / "ck2"), resume=True)
+    with pytest.raises(_Crash):
+        trainer._step_hook = _crash_at(25)
+        try:
+            clf.fit(X, y)
+        finally:
+            trainer._step_hook = None
+    clf.fit(X, y)
+    np.testing.assert_array_equal(clf.model_.get_flat(), ref.model_.get_flat())
+    assert grid.best_params_["lr"] in (0.01, 0.1)
