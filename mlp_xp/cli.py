@@ -404,6 +404,7 @@ def cmd_train(args) -> int:
     ds = load_dataset(args.data, seed=_seed(args.data_seed))
     print(ds.describe(), file=sys.stderr)
     model = _build_model(ds, model_settings, ops)
+    model.trained_on = {"dataset": ds.name, "data_seed": _seed(args.data_seed)}
     print(f"{model}", file=sys.stderr)
     existed = bool(args.save) and os.path.exists(args.save)
     try:
@@ -513,6 +514,14 @@ def cmd_evaluate(args) -> int:
     X, y = (ds.X_test, ds.y_test) if args.split == "test" else (ds.X_train, ds.y_train)
     if X is None:
         raise ConfigError(f"{ds.name} has no test split: use --split train")
+    trained = model.trained_on or {}
+    if "dataset" in trained and (trained["dataset"], trained.get("data_seed")) != (ds.name, data_seed):
+        print(
+            f"mlp-xp: warning: the model was trained on {trained['dataset']} with data seed "
+            f"{trained.get('data_seed')}, and is evaluated on {ds.name} with data seed {data_seed}: the scores "
+            "are not those of its test split (pass the same --data and --data-seed)",
+            file=sys.stderr,
+        )
     scores = evaluate(model, X, y)
     line = "  ".join(f"{k} {v:.4f}" if k != "accuracy" else f"accuracy {100 * v:.2f}%" for k, v in scores.items())
     print(f"{ds.name} {args.split} ({len(X)} samples): {line}")

@@ -150,6 +150,10 @@ class MLP:
         )
         self.params = self.ops.asarray(initial_params(self.layout, self.init, self.seed, self.dtype))
         self.W, self.b = self.layout.views(self.params)
+        #: What the weights were trained on, as a saved model records it: the settings that shape the math
+        #: (set by :func:`mlp_xp.fit`), the dataset and its data seed (set by the command line), the library's
+        #: version. None for an untrained model. Never times, hosts or paths.
+        self.trained_on: dict | None = None
 
     # ---- description ----
     @property
@@ -305,7 +309,10 @@ class MLP:
         arrays = {}
         for l, (W, b) in enumerate(self.weights(), start=1):
             arrays[f"W{l}"], arrays[f"b{l}"] = W, b
-        save_arrays(path, self.config(), arrays)
+        meta = self.config()
+        if self.trained_on is not None:
+            meta["trained_on"] = self.trained_on
+        save_arrays(path, meta, arrays)
 
     @classmethod
     def load(cls, path, device="auto") -> MLP:
@@ -327,11 +334,13 @@ class MLP:
                         "file is corrupt, save the model again"
                     )
                 dst[...] = src
+        trained_on = meta.get("trained_on")
         if not np.isfinite(flat).all():
             raise ModelFileError(
                 f"{os.fspath(path)!r} holds NaN or Inf weights: retrain (with a lower learning rate) and save"
             )
         model.set_flat(flat)
+        model.trained_on = trained_on if isinstance(trained_on, dict) else None
         return model
 
 

@@ -123,7 +123,18 @@ def fit(
     # A diverging run overflows before its loss turns non-finite; the epoch check reports that once,
     # so NumPy's per-operation warnings would only bury the message.
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-        return run.train(list(callbacks))
+        history = run.train(list(callbacks))
+    model.trained_on = {**(model.trained_on or {}), **_trained_on(cfg)}
+    return history
+
+
+def _trained_on(cfg: TrainConfig) -> dict:
+    """What a saved model records of its run: the settings that shape the math (not the checkpointing, output
+    or verbosity, which hold paths or change nothing), and the library's version."""
+    from . import __version__
+
+    shaping = {k: v for k, v in _settings_of(cfg).items() if k not in _checkpoint.MAY_CHANGE or k == "epochs"}
+    return {"settings": shaping, "mlp_xp": __version__}
 
 
 def check_against_model(cfg: TrainConfig, loss: str, ops, *, has_validation: bool) -> None:

@@ -352,3 +352,22 @@ def test_estimator_fits_checkpoint_to_folders_of_their_own_and_resume_from_them(
     clf.fit(X, y)
     np.testing.assert_array_equal(clf.model_.get_flat(), ref.model_.get_flat())
     assert grid.best_params_["lr"] in (0.01, 0.1)
+
+
+def test_model_files_record_what_they_were_trained_on_and_evaluate_warns_on_other_data(tmp_path, capsys):
+    model, ck = tmp_path / "m.npz", tmp_path / "ck"
+    code, _, _ = _cli(
+        capsys, f"train --epochs 1 --hidden 8 --device cpu --data-seed 3 --save {model} --checkpoint {ck}"
+    )
+    assert code == 0
+    loaded = mlp_xp.MLP.load(model, device="cpu")
+    assert loaded.trained_on["dataset"] == "digits" and loaded.trained_on["data_seed"] == 3
+    assert loaded.trained_on["settings"]["lr"] == 0.05 and loaded.trained_on["mlp_xp"] == mlp_xp.__version__
+    assert str(tmp_path) not in model.read_bytes().decode("latin-1")  # no path (the checkpoint folder's) in it
+    code, _, err = _cli(capsys, f"evaluate {model} --device cpu")
+    assert code == 0
+    assert (
+        "warning: the model was trained on digits with data seed 3, and is evaluated on digits with data seed 0" in err
+    )
+    code, _, err = _cli(capsys, f"evaluate {model} --device cpu --data-seed 3")
+    assert code == 0 and "warning" not in err
