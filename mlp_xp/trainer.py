@@ -419,7 +419,7 @@ class _Run:
         path = self._save_checkpoint(epoch, self._next_step, durable=True) if self.cfg.checkpoint else None
         if self.early is not None and self.early.best_epoch is not None:
             self.early.restore()
-        else:  # the weights at the end of the last finished epoch
+        elif self._next_step:  # inside an epoch: back to the weights at the end of the last finished one
             self.ops.copy(self.model.params, self.guard.last_good)
         self.history.stop_reason = "interrupted"
         where = f"in epoch {epoch}" if self._next_step else f"after epoch {epoch - 1}"

@@ -92,9 +92,6 @@ def test_an_interrupt_stops_at_a_step_boundary_checkpoints_and_resumes_exactly(d
 def test_an_interrupted_model_holds_the_last_finished_epochs_weights(data):
     X, y = data
     one, _ = _fit(data, epochs=1)
-    with pytest.raises(TrainingInterrupted):
-        _fit(data, epochs=3, hook=lambda k: signal.raise_signal(signal.SIGINT) if k == 10 else None)
-    # (the same run to the interrupt: its model is epoch 1's)
     m = mlp_xp.MLP([12, 16, 3], device="cpu", seed=0)
     trainer._step_hook = lambda k: signal.raise_signal(signal.SIGINT) if k == 10 else None
     try:
@@ -371,3 +368,22 @@ def test_model_files_record_what_they_were_trained_on_and_evaluate_warns_on_othe
     )
     code, _, err = _cli(capsys, f"evaluate {model} --device cpu --data-seed 3")
     assert code == 0 and "warning" not in err
+
+
+def test_a_signal_at_an_epochs_end_keeps_that_epochs_weights(data):
+    two, _ = _fit(data, epochs=2)
+
+    def at_the_end_of_epoch_2(k):  # 8 steps an epoch (240 rows of 32): the last step of epoch 2
+        if k == 16:
+            signal.raise_signal(signal.SIGINT)
+
+    X, y = data
+    m = mlp_xp.MLP([12, 16, 3], device="cpu", seed=0)
+    trainer._step_hook = at_the_end_of_epoch_2
+    try:
+        with pytest.raises(TrainingInterrupted) as info:
+            mlp_xp.fit(m, X, y, epochs=4, batch_size=32, lr=0.05, validation_fraction=0.2)
+    finally:
+        trainer._step_hook = None
+    assert info.value.where == "after epoch 2" and len(info.value.history) == 2
+    np.testing.assert_array_equal(m.get_flat(), two.get_flat())
