@@ -139,6 +139,24 @@ def _data_flags(parser: argparse.ArgumentParser) -> None:
         help="seed of the dataset itself where it has one (the digits split, the synthetic set); evaluate with the "
         "same value a model was trained with (default 0)",
     )
+    g.add_argument(
+        "--classes",
+        default=None,
+        metavar="N",
+        help="the number of classes, for data whose training labels miss some (default: the training labels' "
+        "0..C-1, which must have no gaps)",
+    )
+
+
+def _classes(text: str | None) -> int | None:
+    return None if text is None else Number(integer=True, low=2).parse(text, "--classes")
+
+
+def _load(args, data_seed: int):
+    """The dataset of --data, with --data-seed and --classes."""
+    from .data import load_dataset
+
+    return load_dataset(args.data, seed=data_seed, classes=_classes(getattr(args, "classes", None)))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -388,7 +406,6 @@ def _build_model(dataset, model_settings: dict, ops):
 
 def cmd_train(args) -> int:
     from .checkpoint import check_folder
-    from .data import load_dataset
     from .trainer import fit
 
     model_settings, config, ops = _model_and_config(args)
@@ -401,7 +418,7 @@ def cmd_train(args) -> int:
         from .plotting import _pyplot
 
         _pyplot()
-    ds = load_dataset(args.data, seed=_seed(args.data_seed))
+    ds = _load(args, _seed(args.data_seed))
     print(ds.describe(), file=sys.stderr)
     model = _build_model(ds, model_settings, ops)
     model.trained_on = {"dataset": ds.name, "data_seed": _seed(args.data_seed)}
@@ -503,14 +520,13 @@ def _report(history) -> None:
 
 
 def cmd_evaluate(args) -> int:
-    from .data import load_dataset
     from .model import MLP
     from .trainer import evaluate
 
     device = settings.check("device", args.device)
     data_seed = _seed(args.data_seed)
     model = MLP.load(args.model, device=device)
-    ds = load_dataset(args.data, seed=data_seed)
+    ds = _load(args, data_seed)
     X, y = (ds.X_test, ds.y_test) if args.split == "test" else (ds.X_train, ds.y_train)
     if X is None:
         raise ConfigError(f"{ds.name} has no test split: use --split train")
@@ -529,7 +545,6 @@ def cmd_evaluate(args) -> int:
 
 
 def cmd_search(args) -> int:
-    from .data import load_dataset
     from .search import estimator_param_names, format_table, parse_space, prepare_search, run_search
     from .trainer import split_validation
 
@@ -557,7 +572,7 @@ def cmd_search(args) -> int:
     seed = values["seed"]
     prepare_search(space, mode=args.mode, n_iter=n_iter, seed=seed, base_params=base, task=task)
     data_seed = _seed(args.data_seed)
-    ds = load_dataset(args.data, seed=data_seed)
+    ds = _load(args, data_seed)
     print(ds.describe(), file=sys.stderr)
     if loss == "cross_entropy":
         _output_width(ds, loss)  # class labels, or one clear line

@@ -1,5 +1,11 @@
 """``mlp-xp doctor``: every op of this machine's backends against its reference (:mod:`mlp_xp.selfcheck`):
-the CPU backend as it runs here (compiled loops, direct BLAS, NumPy path) and the CUDA kernels on each GPU."""
+the CPU backend as it runs here (compiled loops, direct BLAS, NumPy path) and the CUDA kernels on each GPU.
+
+Exit statuses: 1 when a check failed (or stopped before its end), else 3 when a GPU was asked for (``all``, the
+default, or ``cuda``/``cuda:N``) and it, or one of them, was not usable, else 0. With ``all``, which checks several
+backends, the run ends with one ``overall:`` line on standard output that says which of these it is, so that the
+last line never reads as a pass (a backend's "N/N ops verified") while the status is 1.
+"""
 
 from __future__ import annotations
 
@@ -10,13 +16,28 @@ from .constraints import device_choice
 from .errors import EXIT_FAILED as FAILED
 from .errors import EXIT_NO_GPU as NO_GPU
 from .errors import EXIT_OK as OK
+from .errors import BackendUnavailable
 from .selfcheck import format_results, timed_check
 
 
 def _check(ops, title: str) -> bool:
     results, seconds = timed_check(ops)
+    if not results:  # nothing compared is nothing verified, and must not print as "0/0 ops verified"
+        print(f"mlp-xp: error: {ops.name} FAILED: no case was checked: reinstall mlp_xp", file=sys.stderr)
+        return False
     print(format_results(results, title, seconds))
     return all(r.ok for r in results)
+
+
+def _check_cpu() -> bool:
+    """Check the CPU backend. A check that stops on an error is a failure, on one line of stderr, so that the
+    GPUs are still checked."""
+    try:
+        ops = get_backend("cpu")
+        return _check(ops, f"{ops.name}; compiled loops {cpu_loops.status()}")
+    except Exception as e:
+        print(f"mlp-xp: error: cpu FAILED: the check stopped on {type(e).__name__}: {e}", file=sys.stderr)
+        return False
 
 
 def _check_gpu(index: int) -> bool | None:
@@ -28,27 +49,57 @@ def _check_gpu(index: int) -> bool | None:
         return None
     try:
         ops = get_backend(f"cuda:{index}")
+    except BackendUnavailable as e:  # visible, but the backend cannot run there (its probe failed, no cuBLAS, ...)
+        print(f"mlp-xp: error: cuda:{index} is not usable, so no CUDA kernel was checked: {e}", file=sys.stderr)
+        return None
+    except Exception as e:
+        print(f"mlp-xp: error: cuda:{index} FAILED: the backend stopped on {type(e).__name__}: {e}", file=sys.stderr)
+        return False
+    try:
         return _check(ops, ops.name)
     except Exception as e:  # a device that fails mid-check must not keep the next ones from being checked
         print(f"mlp-xp: error: cuda:{index} FAILED: the check stopped on {type(e).__name__}: {e}", file=sys.stderr)
         return False
 
 
+def _overall(outcomes: dict[str, bool | None]) -> int:
+    """Print the ``overall:`` line for the backends asked for (True passed, False failed, None not usable; the
+    name "GPU" when none is visible) and return the exit status."""
+    failed = [name for name, ok in outcomes.items() if ok is False]
+    unusable = [name for name, ok in outcomes.items() if ok is None]
+    passed = [name for name, ok in outcomes.items() if ok]
+    if failed:
+        also = f" (passed: {', '.join(passed)})" if passed else ""
+        print(f"overall: FAILED on {', '.join(failed)}{also}, exit status {FAILED}")
+        return FAILED
+    if unusable:
+        if unusable == ["GPU"]:
+            which = "no GPU was usable, so no CUDA kernel was checked"
+        else:
+            verb = "was" if len(unusable) == 1 else "were"
+            which = f"{', '.join(unusable)} {verb} not usable, so not every GPU was checked"
+        print(f"overall: passed on {', '.join(passed)}, but {which}, exit status {NO_GPU}")
+        return NO_GPU
+    print(f"overall: every check passed on {', '.join(passed)}")
+    return OK
+
+
 def run_doctor(device: str = "all") -> int:
     """Print one line per op and dtype (verified or FAILING) under each backend's name; return the exit status.
 
     ``device``: "all" (the CPU, then every visible GPU: cuda:0, cuda:1, ...), "cpu", or "cuda"/"cuda:N" (that
-    GPU only). Exit status 1 if any check failed; else 3 if a GPU was asked for ("all" or cuda:N) and none, or
-    not every one, could be checked; else 0.
+    GPU only). Exit status 1 if any check failed or stopped on an error; else 3 if a GPU was asked for ("all" or
+    cuda:N) and none, or not every one, could be checked; else 0. With "all", a last line ``overall: ...`` sums
+    up the backends (one line on stderr names each failure and each GPU that is not usable).
     """
     kind, index = device_choice(device)
     if kind == "cuda":
         ok = _check_gpu(index)
         return NO_GPU if ok is None else OK if ok else FAILED
-    ops = get_backend("cpu")
-    ok = _check(ops, f"{ops.name}; compiled loops {cpu_loops.status()}")
+    cpu_ok = _check_cpu()
     if kind == "cpu":
-        return OK if ok else FAILED
+        return OK if cpu_ok else FAILED
+    outcomes: dict[str, bool | None] = {"cpu": cpu_ok}
     devices = cuda_devices()
     if not devices:
         _, why = cuda_status(0)
@@ -57,8 +108,7 @@ def run_doctor(device: str = "all") -> int:
             "mlp-xp doctor --device cpu)",
             file=sys.stderr,
         )
-        return NO_GPU if ok else FAILED
-    gpus = [_check_gpu(i) for i in devices]
-    if not ok or False in gpus:
-        return FAILED
-    return NO_GPU if None in gpus else OK
+        outcomes["GPU"] = None
+    for i in devices:
+        outcomes[f"cuda:{i}"] = _check_gpu(i)
+    return _overall(outcomes)

@@ -8,10 +8,14 @@ l2/2 ||W||^2 + l1 |W|_1, so the check covers every term a training step differen
 
 from __future__ import annotations
 
+import math
+import numbers
 from dataclasses import dataclass
 
 import numpy as np
 
+from . import settings
+from .errors import ConfigError
 from .model import MLP
 from .optim import Gradients
 from .reference.optimizer import regularized
@@ -70,6 +74,54 @@ def _penalty(w: np.ndarray, l2: float, l1: float) -> float:
     return 0.5 * l2 * float(np.dot(w, w)) + l1 * float(np.abs(w).sum())
 
 
+def _number(value, name: str, rule: str, ok, fix: str) -> float:
+    """``value`` as a float when it is a finite real number for which ``ok`` holds; else one ConfigError."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) or not ok(value):
+        raise ConfigError(f"gradcheck's {name} must be {rule}, got {value!r}: {fix}")
+    return float(value)
+
+
+def _check_arguments(model, l2, l1, smoothing, class_weight, eps, atol, rtol, max_params, seed):
+    """The checked arguments of :func:`gradcheck`, or one ConfigError naming the argument and the fix."""
+    if not isinstance(model, MLP):
+        raise ConfigError(f"gradcheck checks an mlp_xp.MLP, got {type(model).__name__}: pass the model itself")
+    l2 = _number(l2, "l2", "a number >= 0", lambda v: v >= 0, "pass the L2 penalty the training uses, or 0")
+    l1 = _number(l1, "l1", "a number >= 0", lambda v: v >= 0, "pass the L1 penalty the training uses, or 0")
+    smoothing = _number(
+        smoothing, "smoothing", "in [0, 1)", lambda v: 0 <= v < 1, "pass the label smoothing the training uses, or 0"
+    )
+    eps = _number(eps, "eps", "a number > 0", lambda v: v > 0, "pass the central difference's step, e.g. 1e-6")
+    atol = _number(atol, "atol", "a number >= 0", lambda v: v >= 0, "pass an absolute tolerance such as 1e-8")
+    rtol = _number(rtol, "rtol", "a number >= 0", lambda v: v >= 0, "pass a relative tolerance such as 1e-6")
+    if max_params is not None:
+        if isinstance(max_params, bool) or not isinstance(max_params, numbers.Integral) or max_params < 1:
+            raise ConfigError(
+                f"gradcheck's max_params must be a positive integer (how many parameters to check) or None (all "
+                f"{model.layout.n_params}), got {max_params!r}: pass max_params >= 1, or leave it out"
+            )
+        max_params = int(max_params)
+    seed = settings.check("seed", seed)
+    if (smoothing or class_weight is not None) and model.loss != "cross_entropy":
+        given = "smoothing" if smoothing else "class_weight"
+        raise ConfigError(
+            f"gradcheck's {given} applies to the cross_entropy loss only, and the model's loss is {model.loss}: "
+            f"leave {given} out"
+        )
+    if class_weight is not None:
+        w = np.asarray(class_weight, dtype=object)
+        shape_ok = w.shape == (model.n_outputs,)
+        values_ok = shape_ok and all(
+            isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v) and v >= 0 for v in w
+        )
+        if not values_ok:
+            raise ConfigError(
+                f"gradcheck's class_weight must be {model.n_outputs} finite numbers >= 0 (one per class), got "
+                f"{class_weight!r}: pass one weight per output, or leave it out"
+            )
+        class_weight = np.asarray(class_weight, dtype=np.float64)
+    return l2, l1, smoothing, class_weight, eps, atol, rtol, max_params, seed
+
+
 def gradcheck(
     model: MLP,
     X,
@@ -101,10 +153,26 @@ def gradcheck(
     atol, rtol : float
         A parameter passes when |analytic - numeric| <= atol + rtol |numeric|.
     max_params : int or None
-        Check a random subset of this many parameters (all when None).
+        Check a random subset of this many parameters (>= 1; all when None or at least the model's count).
+    seed : int
+        Seed (>= 0) of the random subset.
     device : str or None
         Backend of the float64 copy (default: the model's own, so a GPU model is checked on the GPU).
+
+    Raises
+    ------
+    ConfigError
+        If an argument is out of range: ``max_params`` not a positive integer, ``eps`` not > 0, ``atol``,
+        ``rtol``, ``l2`` or ``l1`` negative or not finite, ``smoothing`` outside [0, 1), ``class_weight`` not one
+        number >= 0 per output (or either of the two given for a loss other than cross_entropy), ``seed``
+        negative, or ``model`` not an :class:`~mlp_xp.MLP`.
+    DataError
+        If ``X`` or ``y`` do not fit the model (from :func:`mlp_xp.validation.check_features` and
+        ``check_targets``).
     """
+    l2, l1, smoothing, class_weight, eps, atol, rtol, max_params, seed = _check_arguments(
+        model, l2, l1, smoothing, class_weight, eps, atol, rtol, max_params, seed
+    )
     m64 = MLP.from_config({**model.config(), "dtype": "float64"}, model.ops if device is None else device)
     theta = model.get_flat().astype(np.float64)
     m64.set_flat(theta)

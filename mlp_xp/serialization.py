@@ -5,6 +5,12 @@ Layout: named arrays (for an MLP: ``W1, b1, ..., WL, bL``, each W_l stored as (f
 written to a temporary name and renamed into place, so a crash leaves the old file or the new one, never
 half of one. A file holds no time, host or path: the same model gives the same bytes. This module knows the
 file format only; :meth:`mlp_xp.MLP.save` and :meth:`mlp_xp.MLP.load` map a model onto it.
+
+Compatibility: this mlp_xp reads every format version up to :data:`FORMAT_VERSION` (each older one converted
+on loading by its entry in ``_UPGRADES``, so that a change of the layout bumps the version and keeps the previous
+one loadable), and refuses a file of a newer version, which only a newer mlp_xp can read, asking for an
+upgrade. Version 1 is the first and so far the only one: ``format_version`` has been 1 since model files
+existed, and any other value below it (0, a negative number, a non-integer) is corrupt metadata.
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ from __future__ import annotations
 import json
 import os
 import zipfile
+from collections.abc import Callable
 
 import numpy as np
 
@@ -20,6 +27,9 @@ from .files import atomic_writer
 
 FORMAT = "mlp_xp.model"
 FORMAT_VERSION = 1
+#: For each older format version that :func:`load_arrays` reads, how its (metadata, arrays) become the next
+#: version's (with ``format_version`` raised); none yet, as version 1 is the first.
+_UPGRADES: dict[int, Callable[[dict, dict[str, np.ndarray]], tuple[dict, dict[str, np.ndarray]]]] = {}
 # The earliest time a zip entry can hold: every entry gets it, so that the bytes do not depend on the clock.
 _NO_TIME = (1980, 1, 1, 0, 0, 0)
 
@@ -47,26 +57,110 @@ def save_arrays(
                 np.lib.format.write_array(member, np.ascontiguousarray(entries[name]), allow_pickle=False)
 
 
+_SAVED_BY = "give a file written by MLP.save or mlp-xp train --save"
+# How many bytes of a file's start are read to say what it is, when it is not a model file.
+_SNIFF = 512
+
+
+def _what_it_is(path: str, head: bytes) -> str:
+    """The message for a file that is not a zip archive (nor a .npy array), from its first bytes."""
+    if not head:
+        return f"{path!r} is empty (0 bytes), not an mlp_xp model file: save the model again, or copy the whole file"
+    if head.startswith(b"\x1f\x8b"):
+        return (
+            f"{path!r} is gzip-compressed, not an mlp_xp model file (an .npz archive): decompress it (gunzip) and "
+            "give the file inside, or give a file written by MLP.save or mlp-xp train --save"
+        )
+    if head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05"):
+        return f"{path!r} is a Python pickle, which mlp_xp never loads (it is not a model file): {_SAVED_BY}"
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError as e:  # a character cut off at the end of the sample is still text
+        text = head[: e.start].decode("utf-8") if e.start >= len(head) - 3 else None
+    if text is not None and all(c.isprintable() or c in "\t\r\n\f" for c in text):
+        first = text.strip().splitlines()[0][:40] if text.strip() else ""
+        return (
+            f"{path!r} is a text file (it begins {first!r}), not an mlp_xp model file (a binary .npz archive): "
+            f"{_SAVED_BY}"
+        )
+    return (
+        f"{path!r} holds binary data of an unknown kind (it begins {head[:8].hex(' ')}), not an mlp_xp model file "
+        f"(an .npz archive, which begins 50 4b): {_SAVED_BY}"
+    )
+
+
+def _readable() -> list[int]:
+    """The format versions :func:`load_arrays` reads: the current one and each one it can convert."""
+    return sorted({FORMAT_VERSION, *_UPGRADES})
+
+
+def _versions() -> str:
+    known = _readable()
+    return f"version{'s' if len(known) > 1 else ''} {', '.join(map(str, known))}"
+
+
+def _check_version(path: str, meta: dict, arrays: dict[str, np.ndarray]) -> tuple[dict, dict[str, np.ndarray]]:
+    version = meta.get("format_version")
+    known = isinstance(version, int) and not isinstance(version, bool)
+    if known and version > FORMAT_VERSION:
+        raise ModelFileError(
+            f"{path!r} was written by a newer mlp_xp (model format version {version}; this one reads "
+            f"{_versions()}): upgrade mlp_xp (pip install --upgrade mlp-xp) to load it"
+        )
+    if not known or version not in _readable():
+        raise ModelFileError(
+            f"{path!r} has model format version {version!r}, which no mlp_xp ever wrote (this one reads "
+            f"{_versions()}), so its metadata are corrupt: save the model again"
+        )
+    while version in _UPGRADES:  # an older version: convert it, one version at a time
+        meta, arrays = _UPGRADES[version](meta, arrays)
+        version = meta["format_version"]
+    return meta, arrays
+
+
 def load_arrays(path) -> tuple[dict, dict[str, np.ndarray]]:
     """The metadata and arrays of a file written by :func:`save_arrays`, with pickles refused and the
-    format and version checked; anything unreadable is a :class:`ModelFileError` saying what to do."""
+    format and version checked; anything unreadable is a :class:`ModelFileError` saying what the file is
+    and what to do.
+
+    A file of an older format version that this mlp_xp reads comes back converted to the current one (see
+    the module's compatibility policy); a newer version is refused with a request to upgrade mlp_xp."""
     path = os.fspath(path)
     if os.path.isdir(path):
-        raise ModelFileError(f"{path!r} is a folder, not a model file: give the file mlp-xp train --save wrote")
+        try:
+            inside = sorted(name for name in os.listdir(path) if name.lower().endswith(".npz"))[:3]
+        except OSError:
+            inside = []
+        hint = f" (it holds {', '.join(inside)})" if inside else ""
+        raise ModelFileError(
+            f"{path!r} is a folder{hint}, not a model file: give the path of the model file itself, the one "
+            "MLP.save or mlp-xp train --save wrote"
+        )
     if not os.path.isfile(path):
         raise ModelFileError(f"model file {path!r} does not exist: check the path")
-    with open(path, "rb") as f:
-        magic = f.read(6)
-    if magic[:2] != b"PK" and magic != b"\x93NUMPY":  # neither a zip archive (.npz) nor a .npy array
+    try:
+        with open(path, "rb") as f:
+            head = f.read(_SNIFF)
+    except OSError as e:
         raise ModelFileError(
-            f"{path!r} is not an mlp_xp model file (not an .npz archive): give a file written by MLP.save or "
-            "mlp-xp train --save"
-        )
+            f"model file {path!r} cannot be read ({e.strerror or e}): check that it is a file you may read"
+        ) from None
+    if head[:2] != b"PK" and not head.startswith(b"\x93NUMPY"):  # neither a zip archive (.npz) nor a .npy array
+        raise ModelFileError(_what_it_is(path, head))
     try:
         loaded = np.load(path, allow_pickle=False)
-    except (zipfile.BadZipFile, EOFError, OSError, ValueError) as e:
+    except zipfile.BadZipFile as e:
         raise ModelFileError(
-            f"{path!r} is not a readable mlp_xp model file (truncated or corrupt: {e}): save the model again"
+            f"{path!r} begins like a zip archive (.npz) but is truncated or damaged ({e}; a cut-off download or "
+            "copy leaves such a file): copy the whole file again, or save the model again"
+        ) from None
+    except (EOFError, OSError, ValueError) as e:
+        if "allow_pickle" in str(e):
+            raise ModelFileError(
+                f"{path!r} is a .npy file of pickled objects, which mlp_xp never loads, not a model file: {_SAVED_BY}"
+            ) from None
+        raise ModelFileError(
+            f"{path!r} is a truncated or damaged NumPy file ({e}), not a readable model file: save the model again"
         ) from None
     if not isinstance(loaded, np.lib.npyio.NpzFile):  # a bare .npy array, not an archive
         raise ModelFileError(
@@ -76,28 +170,37 @@ def load_arrays(path) -> tuple[dict, dict[str, np.ndarray]]:
     try:
         with loaded as z:
             arrays = {k: z[k] for k in z.files}
-    except (zipfile.BadZipFile, EOFError, OSError, ValueError) as e:
-        # (a ValueError here is an entry that holds pickled objects, which mlp_xp never loads)
+    except ValueError as e:
+        if "allow_pickle" not in str(e):
+            raise ModelFileError(f"{path!r} holds a damaged array ({e}): save the model again") from None
         raise ModelFileError(
-            f"{path!r} is not a readable mlp_xp model file (truncated, corrupt or holding pickled objects: {e}): "
-            "save the model again"
+            f"{path!r} is an .npz archive holding pickled (object) arrays, which mlp_xp never loads and never "
+            f"writes, so it is not an mlp_xp model file: {_SAVED_BY}"
         ) from None
-    if "metadata" not in arrays:
+    except (zipfile.BadZipFile, EOFError, OSError) as e:
         raise ModelFileError(
-            f"{path!r} has no metadata entry, so it is not an mlp_xp model file: "
-            "save it with MLP.save or mlp-xp train --save"
+            f"{path!r} is a damaged .npz archive ({e}; an entry is cut off or fails its checksum): copy the whole "
+            "file again, or save the model again"
+        ) from None
+    metadata = arrays.pop("metadata", None)
+    if not isinstance(metadata, np.ndarray):
+        raise ModelFileError(
+            f"{path!r} is an .npz archive without an mlp_xp metadata entry, so it is not an mlp_xp model file: "
+            f"{_SAVED_BY}"
         )
     try:
-        meta = json.loads(arrays.pop("metadata").tobytes().decode())
+        meta = json.loads(metadata.tobytes().decode())
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise ModelFileError(f"{path!r} has corrupt metadata ({e}): save the model again") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        found = meta.get("format") if isinstance(meta, dict) else None
+        if found == "mlp_xp.checkpoint":
+            raise ModelFileError(
+                f"{path!r} is a training checkpoint, not a model file: go on with its run by mlp-xp train "
+                "--checkpoint DIR --resume, or give the file mlp-xp train --save wrote"
+            )
         raise ModelFileError(
-            f"{path!r} is not an mlp_xp model file (format {meta.get('format') if isinstance(meta, dict) else meta!r})"
+            f"{path!r} is not an mlp_xp model file (its metadata give the format {found!r}, not {FORMAT!r}): "
+            f"{_SAVED_BY}"
         )
-    if meta.get("format_version") != FORMAT_VERSION:
-        raise ModelFileError(
-            f"{path!r} has format version {meta.get('format_version')!r}; this mlp_xp reads "
-            f"version {FORMAT_VERSION}: upgrade mlp_xp or re-save the model"
-        )
-    return meta, arrays
+    return _check_version(path, meta, arrays)

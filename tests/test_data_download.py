@@ -17,6 +17,7 @@ from .test_data_folders import write_mnist_folder
 DEBIAN_FASHION = Path("/usr/share/datasets/fashion-mnist")
 
 # conftest.py's autouse fixture keeps every test off the network, with the cache in tmp_path / "cache".
+# Folders written with label=k hold that one label throughout, so their loads give the class count (classes=10).
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -41,21 +42,21 @@ def test_lookup_order(tmp_path, monkeypatch):
     monkeypatch.setitem(download.SYSTEM_DATA_DIRS, "fashion-mnist", (str(system),))
     monkeypatch.setenv("MLP_XP_DATA", str(env_root))
 
-    data = load_dataset("fashion-mnist", download=False)
+    data = load_dataset("fashion-mnist", download=False, classes=10)
     assert data.name == "fashion-mnist"
     assert set(data.y_train) == {1} and data.source == str(env_root / "fashion-mnist")
 
     monkeypatch.delenv("MLP_XP_DATA")
-    data = load_dataset("Fashion_MNIST", download=False)  # names are case- and underscore-insensitive
+    data = load_dataset("Fashion_MNIST", download=False, classes=10)  # names are case- and underscore-insensitive
     assert set(data.y_train) == {2} and data.source == str(cache_root / "fashion-mnist")
 
     other_cache = tmp_path / "other"
     write_mnist_folder(other_cache / "fashion-mnist", label=4)
-    assert set(load_dataset("fashion-mnist", cache_dir=other_cache).y_train) == {4}
+    assert set(load_dataset("fashion-mnist", cache_dir=other_cache, classes=10).y_train) == {4}
 
     (cache_root / "fashion-mnist" / (MNIST_FILES[3] + ".gz")).unlink()  # an incomplete folder is passed over
     with pytest.warns(DataFolderWarning) as record:
-        data = load_dataset("fashion-mnist", download=False)
+        data = load_dataset("fashion-mnist", download=False, classes=10)
     assert set(data.y_train) == {3} and data.source == str(system)
     assert len(record) == 1
     assert str(record[0].message) == (
@@ -70,7 +71,7 @@ def test_env_folder_with_missing_files_falls_through(tmp_path, monkeypatch):
     write_mnist_folder(tmp_path / "cache" / "mnist", label=2)
     monkeypatch.setenv("MLP_XP_DATA", str(tmp_path / "env"))
     with pytest.warns(DataFolderWarning, match=rf"skipping {tmp_path / 'env' / 'mnist'} .*lacks {MNIST_FILES[3]} "):
-        assert set(load_dataset("mnist", download=False).y_train) == {2}
+        assert set(load_dataset("mnist", download=False, classes=10).y_train) == {2}
 
 
 def test_complete_folders_give_no_warning(tmp_path, recwarn):
@@ -160,7 +161,7 @@ def test_download_checksum_mismatch_leaves_no_file(tmp_path, fake_server):
         load_dataset("mnist")
     assert "downloading failed" in str(info.value)
     assert len(requests) == len(download._MIRRORS["mnist"])  # both mirrors tried for the first file, then gave up
-    assert list((tmp_path / "cache" / "mnist").iterdir()) == []
+    assert not (tmp_path / "cache").exists()  # the folders the attempt made are gone with it
 
 
 def test_download_partial_corruption_keeps_only_verified_files(tmp_path, fake_server):
@@ -181,7 +182,41 @@ def test_download_network_failure(tmp_path, monkeypatch):
     with pytest.raises(DatasetNotFound, match="no route to host") as info:
         load_dataset("mnist")
     assert str(tmp_path / "cache" / "mnist") in str(info.value)
-    assert list((tmp_path / "cache" / "mnist").iterdir()) == []
+    assert not (tmp_path / "cache").exists()
+
+
+def _offline(url, timeout):
+    raise urllib.error.URLError("no route to host")
+
+
+def test_a_failed_download_removes_only_the_folders_it_made(tmp_path, monkeypatch):
+    monkeypatch.setattr(download, "_fetch_url", _offline)
+    cache = tmp_path / "deep" / "er" / "cache"
+    with pytest.raises(DatasetNotFound, match="no route to host"):
+        load_dataset("mnist", cache_dir=cache)
+    assert not (tmp_path / "deep").exists()  # deep/er/cache/mnist: all made by the attempt, all gone
+
+    (cache / "fashion-mnist").mkdir(parents=True)  # the cache existed before: only mnist/ is the attempt's
+    (cache / "fashion-mnist" / "keep").write_bytes(b"x")
+    with pytest.raises(DatasetNotFound):
+        load_dataset("mnist", cache_dir=cache)
+    assert sorted(p.name for p in cache.iterdir()) == ["fashion-mnist"]
+    assert (cache / "fashion-mnist" / "keep").read_bytes() == b"x"
+
+    (cache / "mnist").mkdir()  # an empty folder that was there before the attempt is not its to remove
+    with pytest.raises(DatasetNotFound), pytest.warns(DataFolderWarning, match="lacks"):
+        load_dataset("mnist", cache_dir=cache)
+    assert (cache / "mnist").is_dir() and list((cache / "mnist").iterdir()) == []
+
+
+def test_an_interrupted_download_removes_the_folders_it_made(tmp_path, monkeypatch):
+    def interrupted(url, timeout):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(download, "_fetch_url", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        load_dataset("mnist")
+    assert not (tmp_path / "cache").exists()
 
 
 def test_download_cache_not_writable(tmp_path, monkeypatch):

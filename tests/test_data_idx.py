@@ -190,3 +190,61 @@ def test_atomic_writer_leaves_nothing_on_failure(tmp_path):
         raise RuntimeError("boom")
     assert target.read_bytes() == b"old"
     assert [p.name for p in tmp_path.iterdir()] == ["file"]
+
+
+# ---- the magic number of MNIST's files (read_idx(magic=...), as the MNIST-layout folders read them) ----
+
+
+def test_read_idx_reports_a_wrong_magic_number_as_such(tmp_path):
+    from mlp_xp.data.idx import IDX_IMAGES_MAGIC, IDX_LABELS_MAGIC
+
+    images = np.zeros((2, 3, 3), np.uint8)
+    path = tmp_path / "train-images-idx3-ubyte"
+    # An image file whose header says 1 dimension: read by that header, its rows, cols and pixels are "trailing".
+    path.write_bytes(bytes([0, 0, 8, 1]) + idx_bytes(images, 0x08)[4:])
+    with pytest.raises(DataError, match="trailing bytes"):
+        read_idx(path)
+    with pytest.raises(DataError) as info:
+        read_idx(path, magic=IDX_IMAGES_MAGIC)
+    assert str(info.value) == (
+        f"IDX file {path} has the wrong magic number 0x00000801 (uint8, 1 dimension) instead of 0x00000803 (uint8, "
+        "3 dimensions), so it is not unsigned-byte images (N, rows, cols): give each file its MNIST name "
+        "(0x00000801 marks a label file, so the files look swapped)"
+    )
+    path.write_bytes(gzip.compress(idx_bytes(np.zeros(4, np.int32), 0x0C)))  # the magic is read after gunzip
+    with pytest.raises(DataError) as info:
+        read_idx(path, magic=IDX_LABELS_MAGIC)
+    assert str(info.value) == (
+        f"IDX file {path} has the wrong magic number 0x00000C01 (int32, 1 dimension) instead of 0x00000801 (uint8, "
+        "1 dimension), so it is not a 1-D unsigned-byte label list: replace it with an MNIST-format label file "
+        "(re-download it)"
+    )
+    path.write_bytes(b"\x00\x00")
+    with pytest.raises(DataError, match="holds 2 bytes, too few for its magic number 0x00000801"):
+        read_idx(path, magic=IDX_LABELS_MAGIC)
+    path.write_bytes(idx_bytes(images, 0x08))
+    np.testing.assert_array_equal(read_idx(path, magic=IDX_IMAGES_MAGIC), images)
+
+
+def test_an_mnist_folder_reports_a_wrong_magic_number_not_trailing_bytes(tmp_path):
+    from mlp_xp.data import MNIST_FILES, load_mnist_folder
+
+    from .test_data_folders import write_mnist_folder
+
+    folder = tmp_path / "f"
+    arrays = write_mnist_folder(folder)
+    # The training images written with the labels' magic number: before the fix, "... 128 trailing bytes ...".
+    (folder / MNIST_FILES[0]).write_bytes(bytes([0, 0, 8, 1]) + idx_bytes(arrays[MNIST_FILES[0]], 0x08)[4:])
+    with pytest.raises(DataError) as info:
+        load_mnist_folder(folder)
+    message = str(info.value)
+    assert "trailing" not in message
+    assert message.startswith(f"IDX file {folder / MNIST_FILES[0]} has the wrong magic number 0x00000801 ")
+    assert "instead of 0x00000803" in message
+
+
+def test_a_file_that_is_not_idx_says_how_it_starts(tmp_path):
+    path = tmp_path / "x"
+    path.write_bytes(b"PK\x03\x04rest")
+    with pytest.raises(DataError, match=r"it starts with 50 4b 03 04, but an IDX file starts with two zero bytes"):
+        read_idx(path)

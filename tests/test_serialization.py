@@ -2,14 +2,18 @@
 byte-identical model files, in one process or in two, and a file holds no time, host or path."""
 
 import json
+import os
 import subprocess
 import sys
 import zipfile
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 import mlp_xp
+from mlp_xp import serialization
+from mlp_xp.errors import ModelFileError
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -63,3 +67,115 @@ def test_the_same_run_in_two_processes_gives_byte_identical_model_files(tmp_path
             )
             files.append(path.read_bytes())
         assert files[0] == files[1], optimizer
+
+
+# ---- what load_arrays says of a file that is not a model file, and the format versions it reads ----
+
+
+def _refusal(path) -> str:
+    with pytest.raises(ModelFileError) as info:
+        serialization.load_arrays(path)
+    return str(info.value)
+
+
+def test_a_text_file_random_bytes_a_folder_and_a_truncated_zip_each_say_what_they_are(tmp_path):
+    text = tmp_path / "notes.txt"
+    text.write_text("epoch 1: loss 0.5\nepoch 2: loss 0.3\n")
+    assert _refusal(text) == (
+        f"{str(text)!r} is a text file (it begins 'epoch 1: loss 0.5'), not an mlp_xp model file (a binary .npz "
+        "archive): give a file written by MLP.save or mlp-xp train --save"
+    )
+    noise = tmp_path / "noise.npz"
+    noise.write_bytes(bytes([0xC3, 0x28, 0xA0, 0xFF, 1, 2, 3, 4]) + os.urandom(200))
+    assert _refusal(noise) == (
+        f"{str(noise)!r} holds binary data of an unknown kind (it begins c3 28 a0 ff 01 02 03 04), not an mlp_xp "
+        "model file (an .npz archive, which begins 50 4b): give a file written by MLP.save or mlp-xp train --save"
+    )
+    folder = tmp_path / "run"
+    folder.mkdir()
+    assert _refusal(folder) == (
+        f"{str(folder)!r} is a folder, not a model file: give the path of the model file itself, the one MLP.save "
+        "or mlp-xp train --save wrote"
+    )
+    mlp_xp.MLP([3, 2], device="cpu").save(folder / "model.npz")
+    assert _refusal(folder).startswith(f"{str(folder)!r} is a folder (it holds model.npz), not a model file: ")
+    cut = tmp_path / "cut.npz"
+    cut.write_bytes((folder / "model.npz").read_bytes()[:300])
+    assert _refusal(cut) == (
+        f"{str(cut)!r} begins like a zip archive (.npz) but is truncated or damaged (File is not a zip file; a "
+        "cut-off download or copy leaves such a file): copy the whole file again, or save the model again"
+    )
+    assert "does not exist: check the path" in _refusal(tmp_path / "missing.npz")
+
+
+def test_empty_gzip_pickle_and_object_array_files_are_named(tmp_path):
+    import gzip
+    import pickle
+
+    empty = tmp_path / "empty.npz"
+    empty.write_bytes(b"")
+    assert "is empty (0 bytes), not an mlp_xp model file: save the model again" in _refusal(empty)
+    model = tmp_path / "m.npz"
+    mlp_xp.MLP([3, 2], device="cpu").save(model)
+    gz = tmp_path / "m.npz.gz"
+    gz.write_bytes(gzip.compress(model.read_bytes()))
+    assert "is gzip-compressed, not an mlp_xp model file (an .npz archive): decompress it (gunzip)" in _refusal(gz)
+    pkl = tmp_path / "m.pkl"
+    pkl.write_bytes(pickle.dumps({"W1": [1.0]}))
+    assert "is a Python pickle, which mlp_xp never loads" in _refusal(pkl)
+    objects = tmp_path / "objects.npz"
+    np.savez(objects, W1=np.array([{"a": 1}], dtype=object))
+    assert "is an .npz archive holding pickled (object) arrays, which mlp_xp never loads" in _refusal(objects)
+    plain = tmp_path / "plain.npz"
+    np.savez(plain, W1=np.ones(2))
+    assert "without an mlp_xp metadata entry, so it is not an mlp_xp model file: give a file" in _refusal(plain)
+
+
+def test_a_checkpoint_or_another_format_given_as_a_model_says_so(tmp_path):
+    path = tmp_path / "c.npz"
+    serialization.save_arrays(path, {}, {}, fmt="mlp_xp.checkpoint")
+    assert "is a training checkpoint, not a model file: go on with its run by mlp-xp train --checkpoint" in (
+        _refusal(path)
+    )
+    serialization.save_arrays(path, {}, {}, fmt="someone.else")
+    assert _refusal(path) == (
+        f"{str(path)!r} is not an mlp_xp model file (its metadata give the format 'someone.else', not "
+        "'mlp_xp.model'): give a file written by MLP.save or mlp-xp train --save"
+    )
+
+
+def test_a_newer_format_version_asks_for_an_upgrade_and_an_impossible_one_is_corrupt(tmp_path):
+    path = tmp_path / "m.npz"
+    serialization.save_arrays(path, {"sizes": [3, 2]}, {}, version=serialization.FORMAT_VERSION + 1)
+    assert _refusal(path) == (
+        f"{str(path)!r} was written by a newer mlp_xp (model format version 2; this one reads version 1): upgrade "
+        "mlp_xp (pip install --upgrade mlp-xp) to load it"
+    )
+    for version in (0, -1, "1", 1.5, None, True):
+        serialization.save_arrays(path, {}, {}, version=version)
+        assert _refusal(path) == (
+            f"{str(path)!r} has model format version {version!r}, which no mlp_xp ever wrote (this one reads "
+            "version 1), so its metadata are corrupt: save the model again"
+        )
+
+
+def test_every_format_version_up_to_the_current_one_loads(tmp_path, monkeypatch):
+    """Version 1 is the first, so "the previous version" is shown with a planted version 0 and its upgrade."""
+    path = tmp_path / "m.npz"
+    model = mlp_xp.MLP([3, 4, 2], device="cpu", seed=2)
+    model.save(path)
+    meta, arrays = serialization.load_arrays(path)
+    assert meta["format_version"] == serialization.FORMAT_VERSION == 1 and sorted(arrays) == ["W1", "W2", "b1", "b2"]
+
+    def from_version_0(meta, arrays):  # say version 0 named the weights w1, w2
+        renamed = {name.replace("w", "W"): a for name, a in arrays.items()}
+        return {**meta, "format_version": 1}, renamed
+
+    monkeypatch.setitem(serialization._UPGRADES, 0, from_version_0)
+    old = {("w" + name[1:] if name.startswith("W") else name): a for name, a in arrays.items()}
+    meta_0 = {k: v for k, v in meta.items() if k not in ("format", "format_version")}
+    serialization.save_arrays(path, meta_0, old, version=0)
+    back = mlp_xp.MLP.load(path, device="cpu")
+    assert np.array_equal(back.get_flat(), model.get_flat())
+    serialization.save_arrays(path, meta_0, old, version=2)
+    assert "(model format version 2; this one reads versions 0, 1): upgrade mlp_xp" in _refusal(path)

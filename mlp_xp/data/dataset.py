@@ -29,7 +29,8 @@ class Dataset:
     X_test, y_test : numpy.ndarray or None
         The held-out split, or None when there is none.
     n_classes : int
-        Number of classes (largest label + 1); 0 for float targets.
+        Number of classes: the training labels' 0..C-1, or the count given to ``load_dataset(classes=...)``
+        (see :mod:`mlp_xp.data.labels`); 0 for float targets.
     source : str
         Where the data came from, for people to read (a folder, a file, a generator).
     """

@@ -3,6 +3,7 @@ synthetic data) or by path (a ``.npz`` file, an MNIST-layout folder), handed to 
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 from pathlib import Path
@@ -13,6 +14,7 @@ from .dataset import Dataset
 from .download import load_named_images
 from .folders import load_mnist_folder
 from .generated import load_digits, make_synthetic
+from .labels import check_classes, class_count
 from .npz import load_npz
 
 __all__ = ["DATASET_NAMES", "load_dataset"]
@@ -33,12 +35,27 @@ def _check_kwargs(what: str, kwargs: dict, allowed: tuple[str, ...]) -> None:
         raise ConfigError(f"{what} takes no option {', '.join(extra)}: {fix}")
 
 
+def _with_classes(dataset: Dataset, classes: int | None) -> Dataset:
+    """A generated dataset (whose class count is its own) with an explicit class count, its labels checked."""
+    if classes is None:
+        return dataset
+    n = class_count(
+        dataset.y_train,
+        dataset.y_test,
+        classes,
+        train_name=f"the training labels of {dataset.name}",
+        test_name=f"the test labels of {dataset.name}",
+    )
+    return dataclasses.replace(dataset, n_classes=n)
+
+
 def load_dataset(
     name_or_path: str | os.PathLike[str],
     *,
     cache_dir: str | os.PathLike[str] | None = None,
     download: bool = True,
     seed: int = 0,
+    classes: int | None = None,
     **kwargs: object,
 ) -> Dataset:
     """Load a dataset by name or path.
@@ -68,6 +85,12 @@ def load_dataset(
         Whether a named image set missing everywhere may be downloaded.
     seed : int
         Seed (>= 0) for the digits split and for the synthetic data.
+    classes : int, optional
+        The number of classes C (>= 2), given explicitly, for data that lack some classes (a subset): every
+        label of either split must then be below C, and ``n_classes`` is C. By default the training labels
+        define the classes: they must be exactly 0..C-1 with none missing, and every test label must be one
+        of them, so that a stray label (one 200 among 0..9) or a class found only in the test split is an
+        error rather than a model with extra outputs. Generated sets (digits, synthetic) have their own count.
     **kwargs
         Options of ``"synthetic"`` (``n_samples``, ``n_features``, ``n_classes``, ``test_fraction``) and of
         ``"digits"`` (``test_fraction``).
@@ -82,10 +105,12 @@ def load_dataset(
         If a named set is nowhere to be found or downloaded, scikit-learn is missing, or a path does not
         exist.
     DataError
-        If the files found are corrupt or inconsistent, or an existing path is neither a .npz file nor a
-        folder.
+        If the files found are corrupt or inconsistent, an existing path is neither a .npz file nor a
+        folder, the training labels are not 0..C-1 with no class missing, or a test label is not one of them
+        (with ``classes``: a label is ``classes`` or more, or the targets are not class labels).
     ConfigError
-        If the name is unknown, an option does not apply or is out of range, or ``seed`` is negative.
+        If the name is unknown, an option does not apply or is out of range, ``seed`` is negative, or
+        ``classes`` is not an integer >= 2.
 
     Warns
     -----
@@ -93,14 +118,15 @@ def load_dataset(
         When a folder searched for a named set exists but lacks some of its files (it is passed over).
     """
     seed = settings.check("seed", seed)
+    classes = check_classes(classes)
     text = os.fspath(name_or_path)
     key = text.strip().lower().replace("_", "-")
     if key in ("mnist", "fashion-mnist"):
         _check_kwargs(key, kwargs, ())
-        return load_named_images(key, cache_dir, download)
+        return load_named_images(key, cache_dir, download, classes)
     if key == "digits":
         _check_kwargs(key, kwargs, ("test_fraction",))
-        return load_digits(seed, **kwargs)  # type: ignore[arg-type]
+        return _with_classes(load_digits(seed, **kwargs), classes)  # type: ignore[arg-type]
     if key == "synthetic" or key.startswith("synthetic:"):
         options: dict = {}
         if key != "synthetic":
@@ -114,15 +140,15 @@ def load_dataset(
             if match[3]:
                 options["n_classes"] = int(match[3])
         _check_kwargs("synthetic", kwargs, ("n_samples", "n_features", "n_classes", "test_fraction"))
-        return make_synthetic(**{**options, **kwargs}, seed=seed)
+        return _with_classes(make_synthetic(**{**options, **kwargs}, seed=seed), classes)
     path = Path(text).expanduser()
     if path.is_dir():
         _check_kwargs("an MNIST-layout folder", kwargs, ())
-        return load_mnist_folder(path)
+        return load_mnist_folder(path, classes=classes)
     is_npz = path.suffix.lower() == ".npz"
     if is_npz and path.is_file():
         _check_kwargs("a .npz file", kwargs, ())
-        return load_npz(path)
+        return load_npz(path, classes)
     if path.exists():
         raise DataError(
             f"{path} is neither a .npz file nor a folder of MNIST-layout files: pass one of those or a "

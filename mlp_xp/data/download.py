@@ -100,12 +100,39 @@ def _fetch_url(url: str, timeout: float) -> bytes:
         return response.read()
 
 
+def _made_folders(folder: Path) -> list[Path]:
+    """``folder`` and those of its parents that do not exist yet, deepest first: what ``mkdir(parents=True)``
+    is about to make."""
+    missing = []
+    for path in (folder, *folder.parents):
+        if path.exists() or path.is_symlink():
+            break
+        missing.append(path)
+    return missing
+
+
 def _download(name: str, folder: Path) -> None:
     """Fetch into ``folder`` each file it lacks, from the first mirror that serves the pinned bytes.
 
-    Raises OSError with the reason when some file could not be had from any mirror.
+    Raises OSError with the reason when some file could not be had from any mirror. A failed or interrupted
+    attempt removes the folders it made that it left empty (the cache folder of a first download that found
+    no mirror, for instance), and nothing else: a file fetched and verified before the failure stays, for the
+    next attempt to complete, and what was there before stays as it was.
     """
-    folder.mkdir(parents=True, exist_ok=True)
+    made = _made_folders(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        _fetch_missing(name, folder)
+    except BaseException:
+        for path in made:  # deepest first; rmdir removes a folder only while it is empty
+            try:
+                path.rmdir()
+            except OSError:
+                break
+        raise
+
+
+def _fetch_missing(name: str, folder: Path) -> None:
     for stem in _missing_files(folder):
         filename = f"{stem}.gz"
         failures = []
@@ -136,7 +163,9 @@ def _candidate_folders(name: str, cache: Path) -> list[Path]:
     return folders
 
 
-def load_named_images(name: str, cache_dir: str | os.PathLike[str] | None, download: bool) -> Dataset:
+def load_named_images(
+    name: str, cache_dir: str | os.PathLike[str] | None, download: bool, classes: int | None = None
+) -> Dataset:
     cache = default_cache_dir(cache_dir)
     looked = []
     # A folder missing some files is passed over with a warning rather than an error: the cache one may
@@ -145,7 +174,7 @@ def load_named_images(name: str, cache_dir: str | os.PathLike[str] | None, downl
         if folder.is_dir():
             missing = _missing_files(folder)
             if not missing:
-                return load_mnist_folder(folder, name=name)
+                return load_mnist_folder(folder, name=name, classes=classes)
             if download and folder == cache / name:
                 fix = "the missing files are downloaded into it unless a later folder holds the whole set"
             else:
@@ -164,7 +193,7 @@ def load_named_images(name: str, cache_dir: str | os.PathLike[str] | None, downl
         except OSError as err:
             why = f"downloading failed ({err})"
         else:
-            return load_mnist_folder(cache / name, name=name)
+            return load_mnist_folder(cache / name, name=name, classes=classes)
     hints = [f"put the four files {', '.join(MNIST_FILES)} (raw or .gz) in {cache / name}"]
     if name in _APT_PACKAGES:
         hints.insert(0, f"run `apt-get install {_APT_PACKAGES[name]}`")

@@ -9,7 +9,8 @@ import numpy as np
 
 from ..errors import DataError
 from .dataset import Dataset
-from .idx import read_idx
+from .idx import IDX_IMAGES_MAGIC, IDX_LABELS_MAGIC, read_idx
+from .labels import class_count
 
 __all__ = ["MNIST_FILES", "load_mnist_folder"]
 
@@ -37,30 +38,22 @@ def _missing_files(folder: Path) -> list[str]:
     return [stem for stem in MNIST_FILES if _find_file(folder, stem) is None]
 
 
-def _read_split(folder: Path, images_stem: str, labels_stem: str) -> tuple[np.ndarray, np.ndarray]:
+def _read_split(folder: Path, images_stem: str, labels_stem: str) -> tuple[np.ndarray, np.ndarray, Path]:
     images_path, labels_path = _find_file(folder, images_stem), _find_file(folder, labels_stem)
     assert images_path is not None and labels_path is not None  # load_mnist_folder checked
-    images, labels = read_idx(images_path), read_idx(labels_path)
-    if images.dtype != np.uint8 or images.ndim < 2:
-        raise DataError(
-            f"{images_path} holds {images.dtype} data of shape {images.shape}, not unsigned-byte images "
-            "(N, rows, cols): replace it with an MNIST-format image file"
-        )
-    if labels.dtype != np.uint8 or labels.ndim != 1:
-        raise DataError(
-            f"{labels_path} holds {labels.dtype} data of shape {labels.shape}, not a 1-D unsigned-byte label "
-            "list: replace it with an MNIST-format label file"
-        )
+    images = read_idx(images_path, magic=IDX_IMAGES_MAGIC)
+    labels = read_idx(labels_path, magic=IDX_LABELS_MAGIC)
+    # The magic numbers fixed the dtypes (uint8) and shapes (N, rows, cols) and (N,).
     if len(labels) != len(images):
         raise DataError(
             f"{labels_path} has {len(labels)} labels but {images_path} has {len(images)} images: "
             "re-download the pair so that they match"
         )
     X = _BYTE_TO_UNIT[images.reshape(len(images), -1)]
-    return X, labels.astype(np.int64)
+    return X, labels.astype(np.int64), labels_path
 
 
-def load_mnist_folder(path: str | os.PathLike[str], *, name: str | None = None) -> Dataset:
+def load_mnist_folder(path: str | os.PathLike[str], *, name: str | None = None, classes: int | None = None) -> Dataset:
     """Load a folder holding the four MNIST-layout IDX files.
 
     Parameters
@@ -71,17 +64,24 @@ def load_mnist_folder(path: str | os.PathLike[str], *, name: str | None = None) 
         both exist).
     name : str, optional
         Name for the dataset; defaults to the folder's name.
+    classes : int, optional
+        The number of classes C (>= 2), for a subset that lacks some classes; every label must then be below
+        C. By default the training labels define the classes (see :func:`mlp_xp.data.labels.class_count`).
 
     Returns
     -------
     Dataset
         Images flattened to float32 rows of ``rows * cols`` values ``k / 255``; labels as int64;
-        ``n_classes`` is the largest label + 1.
+        ``n_classes`` is ``classes``, or else the number of classes of the training labels.
 
     Raises
     ------
     DataError
-        If files are missing, corrupt, of the wrong type, or the label and image counts differ.
+        If files are missing, corrupt, of the wrong type (a wrong magic number included), the label and image
+        counts differ, the training labels are not exactly 0..C-1, or a test label is outside them (a label
+        ``classes`` or more, when it is given).
+    ConfigError
+        If ``classes`` is not an integer >= 2.
     """
     folder = Path(path).expanduser()
     if not folder.is_dir():
@@ -91,20 +91,26 @@ def load_mnist_folder(path: str | os.PathLike[str], *, name: str | None = None) 
         raise DataError(
             f"{folder} lacks {', '.join(missing)} (raw or .gz): put all four of {', '.join(MNIST_FILES)} there"
         )
-    X_train, y_train = _read_split(folder, MNIST_FILES[0], MNIST_FILES[1])
-    X_test, y_test = _read_split(folder, MNIST_FILES[2], MNIST_FILES[3])
+    X_train, y_train, train_labels = _read_split(folder, MNIST_FILES[0], MNIST_FILES[1])
+    X_test, y_test, test_labels = _read_split(folder, MNIST_FILES[2], MNIST_FILES[3])
     if X_train.shape[1] != X_test.shape[1]:
         raise DataError(
             f"training images in {folder} have {X_train.shape[1]} pixels but test images have "
             f"{X_test.shape[1]}: replace the files so both splits come from the same dataset"
         )
-    labels_max = max(int(y_train.max(initial=-1)), int(y_test.max(initial=-1)))
+    n_classes = class_count(
+        y_train,
+        y_test,
+        classes,
+        train_name=f"the training labels ({train_labels})",
+        test_name=f"the test labels ({test_labels})",
+    )
     return Dataset(
         name=name or folder.name,
         X_train=X_train,
         y_train=y_train,
         X_test=X_test,
         y_test=y_test,
-        n_classes=labels_max + 1,
+        n_classes=n_classes,
         source=str(folder),
     )

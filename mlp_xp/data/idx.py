@@ -1,7 +1,8 @@
 """Reading and writing IDX files, the format of the MNIST and Fashion-MNIST distributions.
 
-An IDX file is two zero bytes, a type byte, a dimension-count byte, one big-endian uint32 per
-dimension, then the values in C order (multi-byte values big-endian). The files are often
+An IDX file is two zero bytes, a type byte, a dimension-count byte (together the magic number, e.g.
+0x00000801 for MNIST's labels: unsigned bytes, one dimension), one big-endian uint32 per dimension, then the
+values in C order (multi-byte values big-endian). The files are often
 gzip-compressed; :func:`read_idx` recognises that from the content, not from the file name.
 """
 
@@ -18,7 +19,7 @@ import numpy as np
 from ..errors import DataError
 from ..files import atomic_writer
 
-__all__ = ["IDX_DTYPES", "read_idx", "write_idx"]
+__all__ = ["IDX_DTYPES", "IDX_IMAGES_MAGIC", "IDX_LABELS_MAGIC", "read_idx", "write_idx"]
 
 #: IDX type code -> dtype as stored in the file (big-endian for multi-byte types).
 IDX_DTYPES: dict[int, np.dtype] = {
@@ -28,6 +29,12 @@ IDX_DTYPES: dict[int, np.dtype] = {
     0x0C: np.dtype(">i4"),
     0x0D: np.dtype(">f4"),
     0x0E: np.dtype(">f8"),
+}
+#: The magic numbers of MNIST's files: labels are unsigned bytes in 1 dimension, images in 3.
+IDX_LABELS_MAGIC, IDX_IMAGES_MAGIC = 0x00000801, 0x00000803
+_MAGIC_KINDS = {
+    IDX_LABELS_MAGIC: ("a 1-D unsigned-byte label list", "label"),
+    IDX_IMAGES_MAGIC: ("unsigned-byte images (N, rows, cols)", "image"),
 }
 _CODE_OF_KIND = {(dt.kind, dt.itemsize): code for code, dt in IDX_DTYPES.items()}
 _GZIP_MAGIC = b"\x1f\x8b"
@@ -55,13 +62,45 @@ def _read_payload(path: Path) -> bytes:
         raise DataError(f"IDX file {path} is a corrupt gzip stream ({err}): delete it and re-download it") from err
 
 
-def read_idx(path: str | os.PathLike[str]) -> np.ndarray:
+def _describe_magic(magic: int) -> str:
+    code, ndim = (magic >> 8) & 0xFF, magic & 0xFF
+    kind = IDX_DTYPES[code].newbyteorder("=").name if code in IDX_DTYPES else f"unknown type 0x{code:02X}"
+    return f"{kind}, {ndim} dimension{'s' if ndim != 1 else ''}"
+
+
+def _check_magic(path: Path, data: bytes, magic: int) -> None:
+    if data[:4] == magic.to_bytes(4, "big"):
+        return
+    kind, what = _MAGIC_KINDS.get(magic, ("an IDX file of that type and shape", "IDX"))
+    if len(data) < 4:
+        raise DataError(
+            f"IDX file {path} holds {len(data)} bytes, too few for its magic number 0x{magic:08X} "
+            f"({_describe_magic(magic)}): replace it with an MNIST-format {what} file (re-download it)"
+        )
+    got = int.from_bytes(data[:4], "big")
+    other = _MAGIC_KINDS.get(got, (None, None))[1]
+    if other is not None and other != what:
+        article = "an" if other[0] in "aeiou" else "a"
+        fix = f"give each file its MNIST name (0x{got:08X} marks {article} {other} file, so the files look swapped)"
+    else:
+        fix = f"replace it with an MNIST-format {what} file (re-download it)"
+    raise DataError(
+        f"IDX file {path} has the wrong magic number 0x{got:08X} ({_describe_magic(got)}) instead of "
+        f"0x{magic:08X} ({_describe_magic(magic)}), so it is not {kind}: {fix}"
+    )
+
+
+def read_idx(path: str | os.PathLike[str], *, magic: int | None = None) -> np.ndarray:
     """Read an IDX file, raw or gzip-compressed.
 
     Parameters
     ----------
     path : str or path-like
         The file. Gzip compression is detected from the magic bytes ``1f 8b``, whatever the name.
+    magic : int, optional
+        The magic number the file must start with (the type and dimension count), e.g.
+        :data:`IDX_LABELS_MAGIC` (0x00000801) or :data:`IDX_IMAGES_MAGIC` (0x00000803); any valid one when
+        None. A file of another kind is then reported as such rather than by what its header misreads as.
 
     Returns
     -------
@@ -72,13 +111,19 @@ def read_idx(path: str | os.PathLike[str]) -> np.ndarray:
     ------
     DataError
         If the file is missing, unreadable, a corrupt gzip stream, has a bad header (including
-        dimensions too large for a NumPy array), or its payload is shorter or longer than the header's
-        dimensions require.
+        dimensions too large for a NumPy array) or another magic number than ``magic``, or its payload is
+        shorter or longer than the header's dimensions require.
     """
     path = Path(path)
     data = _read_payload(path)
+    if magic is not None:
+        _check_magic(path, data, magic)
     if len(data) < 4 or data[0] != 0 or data[1] != 0:
-        raise DataError(f"{path} is not an IDX file (it must start with two zero bytes): pass an MNIST-format IDX file")
+        start = data[:4].hex(" ") or "nothing"
+        raise DataError(
+            f"{path} is not an IDX file (it starts with {start}, but an IDX file starts with two zero bytes): pass "
+            "an MNIST-format IDX file"
+        )
     code, ndim = data[2], data[3]
     if code not in IDX_DTYPES:
         known = ", ".join(f"0x{c:02X}" for c in IDX_DTYPES)
@@ -115,9 +160,11 @@ def read_idx(path: str | os.PathLike[str]) -> np.ndarray:
     if got < expected:
         raise DataError(f"IDX file {path} is truncated (expected {expected} bytes of data, got {got}): re-download it")
     if got > expected:
+        found = int.from_bytes(data[:4], "big")
+        declared = f"magic number 0x{found:08X}, {_describe_magic(found)}, dimensions {dims}"
         raise DataError(
             f"IDX file {path} has {got - expected} trailing bytes after the {expected} bytes of data its "
-            "header declares: re-download it"
+            f"header ({declared}) declares: re-download it"
         )
     array = np.frombuffer(data, dtype=dtype, offset=header).reshape(dims)
     # astype copies, which also makes the result writable (frombuffer over bytes is read-only).

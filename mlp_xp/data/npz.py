@@ -10,6 +10,7 @@ import numpy as np
 from ..errors import DataError
 from ..validation import check_features
 from .dataset import Dataset
+from .labels import class_count
 
 
 def _npz_targets(y: np.ndarray, key: str, path: Path) -> tuple[np.ndarray, bool]:
@@ -35,7 +36,8 @@ def _npz_features(X: np.ndarray, key: str, path: Path) -> np.ndarray:
         return check_features(X, None, np.float32, name=f"{key} in {path}")
 
 
-def load_npz(path: Path) -> Dataset:
+def load_npz(path: Path, classes: int | None = None) -> Dataset:
+    """The splits of the .npz file at ``path``; ``classes`` as for :func:`mlp_xp.data.load_dataset`."""
     try:
         loaded = np.load(path, allow_pickle=False)
         arrays = None
@@ -77,5 +79,16 @@ def load_npz(path: Path) -> Dataset:
             raise DataError(f"{path} has {len(X)} rows in {xkey} but {len(y)} in {ykey}: re-save them paired")
     n_classes = 0
     if labels:
-        n_classes = int(max(y.max(initial=-1) for _, _, _, y in splits)) + 1
+        n_classes = class_count(
+            y_train,
+            y_test,
+            classes,
+            train_name=f"the training labels (y_train in {path})",
+            test_name=f"the test labels (y_test in {path})",
+        )
+    elif classes is not None:
+        raise DataError(
+            f"{path} holds float or multi-column targets, not class labels, so classes={classes} does not apply: "
+            "leave the class count out, or store y_train as 1-D integer labels"
+        )
     return Dataset(path.stem, X_train, y_train, X_test, y_test, n_classes, str(path))
