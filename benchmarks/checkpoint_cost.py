@@ -52,6 +52,20 @@ def main(argv=None) -> int:
         with_ck.append(times[True])
         costs.append((times[True] - times[False]) / times[False])
         print(f"round {r + 1}: without {times[False]:.3f} s, with {times[True]:.3f} s, {100 * costs[-1]:+.2f}%")
+    # the parts: the data's fingerprint (once per run) and one checkpoint (per epoch), alone
+    from mlp_xp.checkpoint import fingerprint
+    from mlp_xp.serialization import save_arrays
+
+    t = time.perf_counter()
+    fingerprint([X, y])
+    fingerprint_s = time.perf_counter() - t
+    flat = mlp_xp.MLP([784, 512, 256, 10], device="cpu", seed=0).get_flat()
+    with tempfile.TemporaryDirectory() as d:
+        writes = []
+        for _ in range(5):
+            t = time.perf_counter()
+            save_arrays(os.path.join(d, "c.npz"), {}, {"params": flat, "velocity": flat, "guard": flat}, durable=False)
+            writes.append(time.perf_counter() - t)
     result = {
         "machine": platform.processor() or platform.machine(),
         "cpus": os.cpu_count(),
@@ -59,10 +73,17 @@ def main(argv=None) -> int:
         "median_without_s": statistics.median(plain),
         "median_with_s": statistics.median(with_ck),
         "median_cost": statistics.median(costs),
+        "fingerprint_s": fingerprint_s,
+        "checkpoint_write_s": statistics.median(writes),
     }
     print(
         f"checkpoint every epoch: {100 * result['median_cost']:+.2f}% (median of {args.rounds} paired rounds of "
         f"{args.epochs} epochs; without {result['median_without_s']:.3f} s, with {result['median_with_s']:.3f} s)"
+    )
+    epoch = result["median_without_s"] / args.epochs
+    print(
+        f"parts: the data's fingerprint {1e3 * fingerprint_s:.0f} ms once per run; one checkpoint "
+        f"{1e3 * result['checkpoint_write_s']:.1f} ms, {100 * result['checkpoint_write_s'] / epoch:.2f}% of an epoch"
     )
     if args.json:
         write_json_atomic(args.json, result)
