@@ -110,12 +110,14 @@ def differences(saved: dict, now: dict, what: str) -> list[str]:
     return [f"{k}: {saved.get(k)!r} -> {now.get(k)!r}" for k in keys if saved.get(k) != now.get(k)]
 
 
-def check_resumable(meta: dict, settings: dict, model: dict, data: str) -> list[str]:
+def check_resumable(meta: dict, settings: dict, model: dict, data: dict) -> list[str]:
     """Refuse a resume whose data, model or math differ from the checkpoint's; return the allowed changes."""
-    if meta["data"] != data:
+    saved = meta["data"] if isinstance(meta["data"], dict) else {}
+    differ = [name for name in data if saved.get(name) != data[name]]
+    if differ:
         raise ConfigError(
-            "--resume: the data differ from the run the checkpoint was made by (another dataset, data seed, "
-            "validation split or scaling): resume with the same data, or start a new run"
+            f"--resume: the {', '.join(differ)} differ from those of the run the checkpoint was made by (another "
+            "dataset, data seed, validation split or scaling?): resume with the same data, or start a new run"
         )
     changed = differences(meta["model"], model, "model")
     if changed:

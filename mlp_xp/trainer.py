@@ -204,7 +204,7 @@ class _TrainingData:
     n: int
     sets: dict  # "val" / "test" -> (X, Y) on the device
     class_weight: object  # one weight per class on the device, or None
-    fingerprint: str | None = None  # of the host arrays, when the run checkpoints
+    fingerprint: dict | None = None  # of each host array, when the run checkpoints
 
     @classmethod
     def prepare(cls, model: MLP, cfg: TrainConfig, X, y, X_val, y_val, X_test, y_test) -> _TrainingData:
@@ -232,7 +232,15 @@ class _TrainingData:
         cw = None if weights is None else ops.asarray(weights, dt)
         fp = None
         if cfg.checkpoint is not None:  # once per run: what a resume must find again
-            fp = _checkpoint.fingerprint([X, Y, X_val, y_val, X_test, y_test])
+            parts = {
+                "training features": X,
+                "training targets": Y,
+                "validation features": X_val,
+                "validation targets": y_val,
+                "test features": X_test,
+                "test targets": y_test,
+            }
+            fp = {name: _checkpoint.fingerprint([a]) for name, a in parts.items()}
         return cls(ops.asarray(X), ops.asarray(Y), len(X), sets, cw, fp)
 
 

@@ -117,7 +117,7 @@ def test_a_second_signal_stops_at_once(data):
 def test_a_resume_with_other_data_or_math_is_refused_and_epochs_may_change(data, tmp_path, capsys):
     X, y = data
     _fit(data, tmp_path / "ck", epochs=2)
-    with pytest.raises(mlp_xp.ConfigError, match="the data differ"):
+    with pytest.raises(mlp_xp.ConfigError, match="the training features, validation features differ from those"):
         _fit((X + 1, y), tmp_path / "ck", resume=True, epochs=2)
     with pytest.raises(mlp_xp.ConfigError, match=r"settings that change the math differ .*lr: 0.05 -> 0.1"):
         _fit(data, tmp_path / "ck", resume=True, epochs=2, lr=0.1)
