@@ -68,7 +68,7 @@ from typing import Any
 
 import numpy as np
 
-from mlp_xp.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_NO_GPU, EXIT_OK, EXIT_TERMINATED
+from mlp_xp.errors import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_NO_GPU, EXIT_OK, EXIT_TERMINATED
 from mlp_xp.files import atomic_writer, write_json_atomic
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -1414,6 +1414,10 @@ def main(argv: list[str] | None = None) -> int:
     """Check the GPU, run the parts, write the report; the exit status (0 all passed, 1 not, 3 no GPU)."""
     start = time.perf_counter()
     args = _parse(argv)
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():  # before anything runs: the report must have somewhere to go
+        print(f"gpu_check: --out {args.out} is a file, not a folder: give a folder for the report", file=sys.stderr)
+        return EXIT_BAD_INPUT
     from mlp_xp.backend import cuda_status
 
     # A CuPy that cannot find its CUDA libraries may warn on import: the no-GPU answer stays one line, and on a

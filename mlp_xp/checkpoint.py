@@ -55,20 +55,27 @@ def path_in(folder: str | os.PathLike[str]) -> Path:
 
 
 def check_folder(folder: str | os.PathLike[str], resume: bool) -> None:
-    """Before any data are read: the folder can hold a checkpoint (it may not exist yet), and with ``resume``
-    it holds one."""
+    """Before any data are read: the folder can hold a checkpoint (it, and folders above it, may not exist yet);
+    with ``resume`` it holds one, and without it holds none (a new run must not replace a run's checkpoint)."""
     path = Path(folder)
     if path.exists() and not path.is_dir():
         raise ConfigError(f"--checkpoint {folder} is a file, not a folder: give a folder for the checkpoint")
-    parent = path if path.is_dir() else path.parent
+    parent = path
     while not parent.exists() and parent != parent.parent:
         parent = parent.parent
+    if not parent.is_dir():
+        raise ConfigError(f"--checkpoint {folder}: {parent} is a file, not a folder: give a folder for the checkpoint")
     if not os.access(parent, os.W_OK):
         raise ConfigError(f"--checkpoint {folder}: {parent} is not writable: give a folder you can write to")
     if resume and not path_in(folder).is_file():
         raise ConfigError(
             f"--resume: there is no checkpoint in {folder} ({FILE}): start the run without --resume, with "
             f"--checkpoint {folder}"
+        )
+    if not resume and path_in(folder).is_file():
+        raise ConfigError(
+            f"--checkpoint {folder} holds the checkpoint of another run, which a new run would replace: go on from "
+            "it with --resume, or give another folder (or delete it)"
         )
 
 
@@ -110,16 +117,20 @@ def differences(saved: dict, now: dict, what: str) -> list[str]:
     return [f"{k}: {saved.get(k)!r} -> {now.get(k)!r}" for k in keys if saved.get(k) != now.get(k)]
 
 
-def check_resumable(meta: dict, settings: dict, model: dict, data: dict) -> list[str]:
-    """Refuse a resume whose data, model or math differ from the checkpoint's; return the allowed changes."""
-    saved = meta["data"] if isinstance(meta["data"], dict) else {}
-    differ = [name for name in data if saved.get(name) != data[name]]
-    if differ:
-        raise ConfigError(
-            f"--resume: the {', '.join(differ)} differ from those of the run the checkpoint was made by (another "
-            "dataset, data seed, validation split or scaling?): resume with the same data, or start a new run"
-        )
-    changed = differences(meta["model"], model, "model")
+#: What the refusals say may change (MAY_CHANGE, as the command line spells it, and what is not a setting).
+_MAY_CHANGE_TEXT = (
+    "--epochs, --checkpoint-every, --checkpoint-minutes, --on-divergence, --quiet, the output paths and the device"
+)
+
+
+def check_settings(meta: dict, settings: dict, model: dict) -> list[str]:
+    """Refuse a resume whose model or math differ from the checkpoint's, or that would stop before the epochs the
+    checkpoint has done; return the allowed changes (as "epochs: 20 -> 30"). ``model`` may leave out what only
+    the data tell (the input and output widths of ``sizes``): then the hidden widths are compared."""
+    saved_model = dict(meta["model"])
+    if "sizes" in model and len(model["sizes"]) and model["sizes"][0] is None:
+        saved_model["sizes"] = [None, *saved_model["sizes"][1:-1], None]
+    changed = differences(saved_model, model, "model")
     if changed:
         raise ConfigError(
             f"--resume: the model differs from the checkpoint's ({'; '.join(changed)}): use the same model"
@@ -132,10 +143,28 @@ def check_resumable(meta: dict, settings: dict, model: dict, data: dict) -> list
     if changed:
         raise ConfigError(
             f"--resume: settings that change the math differ from the checkpoint's ({'; '.join(changed)}): resume "
-            f"with the same settings (only {', '.join(sorted(MAY_CHANGE))} may change)"
+            f"with the same settings (only {_MAY_CHANGE_TEXT} may change)"
         )
-    return differences(
-        {k: v for k, v in meta["settings"].items() if k in ("epochs",)},
-        {k: v for k, v in settings.items() if k in ("epochs",)},
-        "settings",
-    )
+    done = len(meta["history"]["records"])
+    if settings["epochs"] < done:
+        raise ConfigError(
+            f"--resume: the checkpoint's run has done {done} epochs, more than --epochs {settings['epochs']}: give "
+            f"--epochs {done} or more"
+        )
+    return differences({"epochs": meta["settings"].get("epochs")}, {"epochs": settings.get("epochs")}, "settings")
+
+
+def check_resumable(meta: dict, settings: dict, model: dict, data: dict, source: dict | None = None) -> list[str]:
+    """Refuse a resume whose data, model or math differ from the checkpoint's; return the allowed changes.
+    ``source`` (the dataset's name and data seed, where the command line knows them) names what differs."""
+    saved = meta["data"] if isinstance(meta["data"], dict) else {}
+    differ = [name for name in data if saved.get(name) != data[name]]
+    if differ:
+        then, now = meta.get("source") or {}, source or {}
+        named = differences(then, now, "data") if then and now else []
+        said = "; ".join(named) if named else "another dataset, data seed, validation split or scaling?"
+        raise ConfigError(
+            f"--resume: the {', '.join(differ)} differ from those of the run the checkpoint was made by ({said}): "
+            "resume with the same data, or start a new run"
+        )
+    return check_settings(meta, settings, model)

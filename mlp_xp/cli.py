@@ -123,21 +123,23 @@ def _seed(text: str) -> int:
     return settings.BY_NAME["seed"].rule.parse(text, "--data-seed")
 
 
-def _data_flags(parser: argparse.ArgumentParser) -> None:
+def _data_flags(parser: argparse.ArgumentParser, from_model: bool = False) -> None:
+    """--data, --data-seed, --classes; with ``from_model`` (evaluate) their defaults are the model's own."""
     g = parser.add_argument_group("data")
     g.add_argument(
         "--data",
-        default="digits",
+        default=None if from_model else "digits",
         metavar="NAME_OR_PATH",
         help="dataset name (digits, synthetic, synthetic:NxD[xC], mnist, fashion-mnist), a folder of MNIST-layout "
-        "IDX files, or an .npz file with X_train, y_train[, X_test, y_test] (default digits)",
+        "IDX files, or an .npz file with X_train, y_train[, X_test, y_test] "
+        + ("(default: the named dataset the model was trained on, else digits)" if from_model else "(default digits)"),
     )
     g.add_argument(
         "--data-seed",
-        default="0",
+        default=None if from_model else "0",
         metavar="N",
         help="seed of the dataset itself where it has one (the digits split, the synthetic set); evaluate with the "
-        "same value a model was trained with (default 0)",
+        "same value a model was trained with " + ("(default: the model's, else 0)" if from_model else "(default 0)"),
     )
     g.add_argument(
         "--classes",
@@ -177,7 +179,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     e = sub.add_parser("evaluate", help="score a saved model on a dataset")
     e.add_argument("model", help="model file written by mlp-xp train --save")
-    _data_flags(e)
+    _data_flags(e, from_model=True)
     e.add_argument("--split", choices=("test", "train"), default="test", help="the split to score (default test)")
     e.add_argument("--device", default="auto", metavar="VALUE", help="auto, cpu, cuda or cuda:N (default auto)")
 
@@ -369,22 +371,35 @@ def _model_and_config(args, values: dict | None = None):
 
 
 def _check_outputs(args, flags=("save", "metrics_json", "plot")) -> None:
-    """Each output path given can be written, before any work: its folder exists and is writable, and the path
-    is not a folder. (A run's results must not be lost to a typo in --save.)"""
+    """Each output path given can be written, before any work: its folder exists and is writable, the path is
+    not a folder, and no two outputs (the checkpoint file included) are the same file. (A run's results must not
+    be lost to a typo in --save.)"""
+    seen = {}
+    checkpoint = getattr(args, "checkpoint", None)
+    if checkpoint:
+        seen[os.path.realpath(os.path.join(checkpoint, "checkpoint.npz"))] = "--checkpoint"
     for name in flags:
         path = getattr(args, name, None)
-        if not path:
-            continue
         flag = "--" + name.replace("_", "-")
+        if path is None:
+            continue
+        if not str(path).strip():
+            raise ConfigError(f"{flag} is empty: give a file name, or leave {flag} out")
         folder = os.path.dirname(os.path.abspath(path))
         if os.path.isdir(path):
             raise ConfigError(f"{flag} {path} is a folder: give a file name, e.g. {os.path.join(path, 'out')}")
+        if os.path.exists(folder) and not os.path.isdir(folder):
+            raise ConfigError(f"{flag} {path}: {folder} is a file, not a folder: write elsewhere")
         if not os.path.isdir(folder):
             raise ConfigError(f"{flag} {path}: the folder {folder} does not exist: create it, or write elsewhere")
         if not os.access(folder, os.W_OK):
             raise ConfigError(f"{flag} {path}: the folder {folder} is not writable: write elsewhere")
         if name == "plot" and not str(path).lower().endswith(".png"):
             raise ConfigError(f"--plot writes a PNG image: give a path ending in .png, not {path}")
+        real = os.path.realpath(path)
+        if real in seen:
+            raise ConfigError(f"{flag} {path} is the file {seen[real]} writes too: give each output its own file")
+        seen[real] = flag
 
 
 def _build_model(dataset, model_settings: dict, ops):
@@ -412,6 +427,8 @@ def cmd_train(args) -> int:
     _check_outputs(args)
     if config.checkpoint is not None:
         check_folder(config.checkpoint, config.resume)
+        if config.resume:  # what the checkpoint says of the model and the math, before the data are read
+            _check_resume_settings(config, model_settings)
     elif config.resume:
         raise ConfigError("--resume needs --checkpoint DIR: the folder the run's checkpoint is in")
     if args.plot:
@@ -435,15 +452,36 @@ def cmd_train(args) -> int:
     status = EXIT_FAILED if history.stop_reason.startswith("diverged") else EXIT_OK
     if status == EXIT_FAILED and config.on_divergence == "stop" and not config.verbose:  # (verbose: fit said it)
         print(f"mlp-xp: {history.stop_reason.removeprefix('diverged: ')}", file=sys.stderr)
-    _report(history)
     if status == EXIT_FAILED and not len(history) and existed:
         # no epoch finished well: the weights are the untrained ones, which must not replace a model on disk
-        print(f"no epoch finished before the divergence: {args.save} was left as it was", file=sys.stderr)
+        print(f"mlp-xp: no epoch finished before the divergence: {args.save} was left as it was", file=sys.stderr)
         saved = True
     else:
         saved = _save_model(model, args.save)
     _write_records(args, history, ds, model)
+    _report(history)  # last, on stdout: a reader that has gone (| head) cannot cost the files above
     return status if saved else EXIT_FAILED
+
+
+def _check_resume_settings(config, model_settings: dict) -> None:
+    """--resume: refuse, before any data are read, a model or settings the checkpoint's run did not have."""
+    from .checkpoint import check_settings, read
+    from .model import hidden_activations
+    from .trainer import settings_of
+
+    meta, _ = read(config.checkpoint)
+    m = model_settings
+    hidden = list(m["hidden"])
+    model = {
+        "sizes": [None, *hidden, None],  # the input and output widths come with the data
+        "activation": hidden_activations(m["activation"], len(hidden)),
+        "loss": m["loss"],
+        "init": m["init"],
+        "dtype": settings.check("dtype", m["dtype"]).name,
+        "seed": m["seed"],
+        "leaky_slope": m["leaky_slope"],
+    }
+    check_settings(meta, settings_of(config), model)
 
 
 def _save_model(model, path, say: bool = True) -> bool:
@@ -473,6 +511,8 @@ def _write_records(args, history, ds, model) -> None:
                 f"mlp-xp: error: the metrics could not be written to {args.metrics_json} ({e.strerror or e})",
                 file=sys.stderr,
             )
+    if args.plot and not len(history):
+        print(f"mlp-xp: no epoch finished, so no plot was written to {args.plot}", file=sys.stderr)
     if args.plot and len(history):
         from .plotting import plot_history
 
@@ -486,17 +526,17 @@ def _train_interrupted(args, e, model, ds, existed: bool) -> int:
     """Ctrl-C or SIGTERM during training: write what the run had (never an untrained model over a file), say in
     one line what was written where, and exit 130 or 143."""
     history = e.history
-    written = []
+    written, kept = [], ""
     if args.save:
         if not len(history) and existed:
-            written.append(f"{args.save} left as it was (no epoch had finished)")
+            kept = f"; kept {args.save} as it was (no epoch had finished)"
         elif _save_model(model, args.save, say=False):
             what = f"epoch {history.best['epoch']}" if len(history) else "the initial weights"
             written.append(f"the model of {what} to {args.save}")
     _write_records(args, history, ds, model)
     if e.checkpoint is not None:
         written.append(f"a checkpoint to {e.checkpoint} (go on with --resume)")
-    said = f": wrote {'; '.join(written)}" if written else ""
+    said = (f": wrote {'; '.join(written)}" if written else "") + kept
     interrupted = "terminated" if e.signum == signal.SIGTERM else "interrupted"
     print(f"mlp-xp: {interrupted} {e.where}{said}", file=sys.stderr)
     return EXIT_TERMINATED if e.signum == signal.SIGTERM else EXIT_INTERRUPTED
@@ -507,14 +547,14 @@ def _report(history) -> None:
         return
     last = history.best  # the epoch whose weights the model holds (early stopping restores the best)
     total = sum(r["seconds"] for r in history.records)
-    parts = [f"{len(history)} epochs in {total:.1f}s training time"]
+    parts = [f"{len(history)} epoch{'s' if len(history) != 1 else ''} in {total:.1f}s training time"]
     for key in ("test_accuracy", "val_accuracy"):
         if key in last:
             parts.append(f"{key} {100 * last[key]:.2f}%")
     for key in ("test_mse", "val_mse"):
         if key in last:
             parts.append(f"{key} {last[key]:.4g}")
-    if history.stop_reason != "completed":
+    if history.stop_reason != "completed" and not history.stop_reason.startswith("diverged"):  # (said above)
         parts.append(history.stop_reason)
     print("done: " + ", ".join(parts))
 
@@ -524,13 +564,23 @@ def cmd_evaluate(args) -> int:
     from .trainer import evaluate
 
     device = settings.check("device", args.device)
-    data_seed = _seed(args.data_seed)
+    _seed(args.data_seed or "0")  # a bad value is refused before the model is read
     model = MLP.load(args.model, device=device)
+    trained = model.trained_on or {}
+    if args.data is None:  # the dataset the model was trained on, where it is a named one (a path is never stored)
+        name = trained.get("dataset", "digits")
+        if name.split(":")[0] not in ("digits", "synthetic", "mnist", "fashion-mnist"):
+            raise ConfigError(
+                f"{args.model} was trained on {name}, a folder or file and not a named dataset: give it with --data"
+            )
+        args.data = name
+        if args.data_seed is None and "data_seed" in trained:
+            args.data_seed = str(trained["data_seed"])
+    data_seed = _seed(args.data_seed or "0")
     ds = _load(args, data_seed)
     X, y = (ds.X_test, ds.y_test) if args.split == "test" else (ds.X_train, ds.y_train)
     if X is None:
         raise ConfigError(f"{ds.name} has no test split: use --split train")
-    trained = model.trained_on or {}
     if "dataset" in trained and (trained["dataset"], trained.get("data_seed")) != (ds.name, data_seed):
         print(
             f"mlp-xp: warning: the model was trained on {trained['dataset']} with data seed "

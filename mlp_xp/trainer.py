@@ -333,7 +333,7 @@ class _Run:
                     if cfg.on_divergence == "raise":
                         raise DivergenceError(diverged, history)  # whoever catches it reports it
                     if cfg.verbose:
-                        print(diverged, file=sys.stderr)
+                        print(f"mlp_xp: {diverged}", file=sys.stderr)
                     break
                 history.records.append(record)
                 if cfg.verbose:
@@ -386,6 +386,7 @@ class _Run:
             "settings": _settings_of(self.cfg),
             "model": _architecture(self.model),
             "data": self.data.fingerprint,
+            "source": _source(self.model),
         }
         return meta, arrays
 
@@ -400,7 +401,9 @@ class _Run:
         epoch and step to go on from."""
         cfg, ops, dt = self.cfg, self.ops, self.model.dtype
         meta, arrays = _checkpoint.read(cfg.checkpoint)
-        changes = _checkpoint.check_resumable(meta, _settings_of(cfg), _architecture(self.model), self.data.fingerprint)
+        changes = _checkpoint.check_resumable(
+            meta, _settings_of(cfg), _architecture(self.model), self.data.fingerprint, _source(self.model)
+        )
         ops.copy(self.model.params, ops.asarray(arrays["params"], dt))
         ops.copy(self.guard.last_good, ops.asarray(arrays["guard"], dt))
         ops.copy(self.sums, ops.asarray(arrays["sums"], np.float64))
@@ -549,6 +552,17 @@ def _interrupts():
     finally:
         for signum, old in previous.items():
             signal.signal(signum, old if old is not None else signal.SIG_DFL)
+
+
+def _source(model: MLP) -> dict:
+    """The dataset's name and data seed, where the command line recorded them in ``model.trained_on``."""
+    known = model.trained_on or {}
+    return {k: known[k] for k in ("dataset", "data_seed") if k in known}
+
+
+def settings_of(cfg: TrainConfig) -> dict:
+    """The run's settings as JSON values (a checkpoint's record of them)."""
+    return _settings_of(cfg)
 
 
 def _settings_of(cfg: TrainConfig) -> dict:

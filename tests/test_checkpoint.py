@@ -166,9 +166,10 @@ def _cli(capsys, line, hook=None):
 
 
 def test_ctrl_c_and_sigterm_in_train_write_the_work_and_say_where(tmp_path, capsys):
-    model, ck, metrics = tmp_path / "m.npz", tmp_path / "ck", tmp_path / "m.json"
-    line = f"train --epochs 4 --hidden 16 --device cpu --save {model} --checkpoint {ck} --metrics-json {metrics}"
+    model, metrics = tmp_path / "m.npz", tmp_path / "m.json"
     for sig, status, word in ((signal.SIGINT, 130, "interrupted"), (signal.SIGTERM, 143, "terminated")):
+        ck = tmp_path / f"ck{sig}"
+        line = f"train --epochs 4 --hidden 16 --device cpu --save {model} --checkpoint {ck} --metrics-json {metrics}"
         code, _, err = _cli(capsys, line, lambda k, sig=sig: signal.raise_signal(sig) if k == 15 else None)
         last = err.strip().splitlines()[-1]
         assert code == status, err
@@ -195,7 +196,7 @@ def test_an_interrupt_before_any_epoch_leaves_an_existing_model_alone(tmp_path, 
     assert code == 130 and model.read_bytes() == good
     assert (
         err.strip().splitlines()[-1]
-        == f"mlp-xp: interrupted in epoch 1: wrote {model} left as it was (no epoch had finished)"
+        == f"mlp-xp: interrupted in epoch 1; kept {model} as it was (no epoch had finished)"
     )
 
 
@@ -361,12 +362,12 @@ def test_model_files_record_what_they_were_trained_on_and_evaluate_warns_on_othe
     assert loaded.trained_on["dataset"] == "digits" and loaded.trained_on["data_seed"] == 3
     assert loaded.trained_on["settings"]["lr"] == 0.05 and loaded.trained_on["mlp_xp"] == mlp_xp.__version__
     assert str(tmp_path) not in model.read_bytes().decode("latin-1")  # no path (the checkpoint folder's) in it
-    code, _, err = _cli(capsys, f"evaluate {model} --device cpu")
+    code, _, err = _cli(capsys, f"evaluate {model} --device cpu --data-seed 0")
     assert code == 0
     assert (
         "warning: the model was trained on digits with data seed 3, and is evaluated on digits with data seed 0" in err
     )
-    code, _, err = _cli(capsys, f"evaluate {model} --device cpu --data-seed 3")
+    code, _, err = _cli(capsys, f"evaluate {model} --device cpu")  # the model's own data and data seed
     assert code == 0 and "warning" not in err
 
 
@@ -387,3 +388,81 @@ def test_a_signal_at_an_epochs_end_keeps_that_epochs_weights(data):
         trainer._step_hook = None
     assert info.value.where == "after epoch 2" and len(info.value.history) == 2
     np.testing.assert_array_equal(m.get_flat(), two.get_flat())
+
+
+# ---- what a new user tried ----
+def test_output_paths_that_cannot_work_are_refused_before_the_data(tmp_path, capsys, monkeypatch):
+    from mlp_xp import data as data_module
+
+    def no_loading(*a, **kw):
+        raise AssertionError("the data were loaded before a bad path was refused")
+
+    monkeypatch.setattr(data_module, "load_dataset", no_loading)
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    (tmp_path / "ckx").mkdir()
+    (tmp_path / "ck").mkdir()
+    (tmp_path / "ckx" / "checkpoint.npz").write_bytes(b"PK")
+    for line, message in (
+        (f"train --checkpoint {afile}/ck", f"{afile} is a file, not a folder"),
+        (f"train --save {afile}/m.npz", f"{afile} is a file, not a folder"),
+        (f"train --save {tmp_path}/x.npz --metrics-json {tmp_path}/x.npz", "is the file --save writes too"),
+        (
+            f"train --save {tmp_path}/ck/checkpoint.npz --checkpoint {tmp_path}/ck",
+            "is the file --checkpoint writes too",
+        ),
+        (f"train --checkpoint {tmp_path}/ckx", "holds the checkpoint of another run, which a new run would replace"),
+    ):
+        code, _, err = _cli(capsys, line)
+        assert code == 2 and err.count("mlp-xp: error") == 1 and message in err, (line, err)
+    assert main(["train", "--save", ""]) == 2 and "--save is empty" in capsys.readouterr().err
+
+
+def test_a_resume_that_would_change_the_math_is_refused_before_the_data(tmp_path, capsys, monkeypatch):
+    ck = tmp_path / "ck"
+    assert _cli(capsys, f"train --epochs 2 --hidden 8 --device cpu --checkpoint {ck}")[0] == 0
+    code, _, err = _cli(capsys, f"train --epochs 2 --hidden 8 --device cpu --checkpoint {ck} --resume --data-seed 5")
+    assert code == 2 and "(data_seed: 0 -> 5)" in err
+    from mlp_xp import data as data_module
+
+    monkeypatch.setattr(data_module, "load_dataset", lambda *a, **kw: pytest.fail("the data were loaded"))
+    for extra, message in (
+        ("--epochs 2 --hidden 8 --lr 0.1", "lr: 0.05 -> 0.1"),
+        ("--epochs 2 --hidden 16", "sizes: [None, 8, None] -> [None, 16, None]"),
+        ("--epochs 1 --hidden 8", "has done 2 epochs, more than --epochs 1: give --epochs 2 or more"),
+    ):
+        code, _, err = _cli(capsys, f"train --device cpu --checkpoint {ck} --resume {extra}")
+        assert code == 2 and message in err, (extra, err)
+
+
+def test_a_reader_that_goes_away_does_not_cost_the_files(tmp_path, capsys, monkeypatch):
+    class GoneReader:
+        def write(self, text):
+            raise BrokenPipeError
+
+        def flush(self):
+            raise BrokenPipeError
+
+    model, metrics = tmp_path / "m.npz", tmp_path / "m.json"
+    monkeypatch.setattr(sys, "stdout", GoneReader())
+    code = main(f"train --epochs 1 --hidden 8 --device cpu --quiet --save {model} --metrics-json {metrics}".split())
+    assert code == 141 and model.is_file() and metrics.is_file()
+
+
+def test_evaluate_scores_on_the_data_the_model_was_trained_on_by_default(tmp_path, capsys):
+    model = tmp_path / "s.npz"
+    assert (
+        _cli(
+            capsys, f"train --data synthetic:600x10x3 --data-seed 4 --epochs 1 --hidden 8 --device cpu --save {model}"
+        )[0]
+        == 0
+    )
+    code, out, err = _cli(capsys, f"evaluate {model} --device cpu")
+    assert code == 0 and out.startswith("synthetic:600x10x3 test") and "warning" not in err
+    npz = tmp_path / "d.npz"
+    rng = np.random.default_rng(0)
+    np.savez(npz, X_train=rng.random((40, 5)).astype(np.float32), y_train=np.arange(40) % 2)
+    other = tmp_path / "o.npz"
+    assert _cli(capsys, f"train --data {npz} --epochs 1 --hidden 8 --device cpu --save {other}")[0] == 0
+    code, _, err = _cli(capsys, f"evaluate {other} --device cpu")
+    assert code == 2 and "a folder or file and not a named dataset: give it with --data" in err

@@ -602,3 +602,22 @@ def test_main_runs_only_the_parts_asked_for(monkeypatch, tmp_path, capsys):
     assert saved["mode"] == "quick" and [p["part"] for p in saved["parts"]] == ["kernels"]
     with pytest.raises(SystemExit):
         gpu_check.main(["--parts", "nonsense"])
+
+
+def test_an_out_path_that_is_a_file_is_refused_first(tmp_path):
+    import subprocess
+    import sys
+
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    r = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "gpu_check.py"), "--out", str(afile)],
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert (
+        r.returncode == 2
+        and r.stderr.strip() == f"gpu_check: --out {afile} is a file, not a folder: give a folder for the report"
+    )
