@@ -17,7 +17,7 @@ import sys
 import numpy as np
 
 from . import settings
-from .constraints import Flag, Number
+from .constraints import Flag, Folder, Number
 from .errors import (
     EXIT_BAD_INPUT,
     EXIT_BROKEN_PIPE,
@@ -95,6 +95,8 @@ def _help(s: settings.Setting) -> str:
 def _metavar(s: settings.Setting) -> str:
     if isinstance(s.rule, Number):
         return "N" if s.rule.integer else "X"
+    if isinstance(s.rule, Folder):
+        return "DIR"
     return "NAME" if isinstance(s.rule, settings.Options) else "VALUE"
 
 
