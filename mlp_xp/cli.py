@@ -122,7 +122,10 @@ def command_line_settings(args: argparse.Namespace) -> dict:
 
 
 def _seed(text: str) -> int:
-    return settings.BY_NAME["seed"].rule.parse(text, "--data-seed")
+    try:
+        return settings.BY_NAME["seed"].rule.parse(text, "--data-seed")
+    except ConfigError as e:
+        raise ConfigError(f"{e}: give a whole number >= 0, e.g. --data-seed 0") from None
 
 
 def _data_flags(parser: argparse.ArgumentParser, from_model: bool = False) -> None:
@@ -153,7 +156,10 @@ def _data_flags(parser: argparse.ArgumentParser, from_model: bool = False) -> No
 
 
 def _classes(text: str | None) -> int | None:
-    return None if text is None else Number(integer=True, low=2).parse(text, "--classes")
+    try:
+        return None if text is None else Number(integer=True, low=2).parse(text, "--classes")
+    except ConfigError as e:
+        raise ConfigError(f"{e}: give the number of classes, at least 2 (e.g. --classes 10)") from None
 
 
 def _load(args, data_seed: int):
