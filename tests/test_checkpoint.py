@@ -466,3 +466,22 @@ def test_evaluate_scores_on_the_data_the_model_was_trained_on_by_default(tmp_pat
     assert _cli(capsys, f"train --data {npz} --epochs 1 --hidden 8 --device cpu --save {other}")[0] == 0
     code, _, err = _cli(capsys, f"evaluate {other} --device cpu")
     assert code == 2 and "a folder or file and not a named dataset: give it with --data" in err
+
+
+def test_a_checkpoint_made_on_the_cpu_resumes_on_the_cuda_backend(data, tmp_path, host_kernels):
+    """Checkpoints are host arrays: a run goes on on another device (bit-identity is not promised there, but
+    this one agrees to rounding, and the step's state arrived whole)."""
+    from .conftest import cuda_host_backend
+
+    X, y = data
+    settings = {"epochs": 3, "batch_size": 32, "lr": 0.05, "validation_fraction": 0.2, "optimizer": "adam"}
+    ref = mlp_xp.MLP([12, 16, 3], device="cpu", seed=0)
+    mlp_xp.fit(ref, X, y, **settings)
+    with pytest.raises(_Crash):
+        _fit(
+            data, tmp_path / "ck", hook=_crash_at(20), **{k: v for k, v in settings.items() if k != "epochs"}, epochs=3
+        )
+    m = mlp_xp.MLP([12, 16, 3], device=cuda_host_backend(host_kernels), seed=0)
+    h = mlp_xp.fit(m, X, y, checkpoint=tmp_path / "ck", resume=True, **settings)
+    assert len(h) == 3
+    np.testing.assert_allclose(m.get_flat(), ref.get_flat(), rtol=1e-4, atol=1e-5)
