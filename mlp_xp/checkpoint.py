@@ -33,7 +33,16 @@ FORMAT = "mlp_xp.checkpoint"
 FORMAT_VERSION = 1
 #: The training settings a resume may change.
 MAY_CHANGE = frozenset(
-    {"epochs", "verbose", "checkpoint", "checkpoint_every", "checkpoint_minutes", "resume", "on_divergence"}
+    {
+        "epochs",
+        "verbose",
+        "checkpoint",
+        "checkpoint_every",
+        "checkpoint_minutes",
+        "resume",
+        "on_divergence",
+        "cuda_graph",
+    }
 )
 
 
@@ -83,6 +92,8 @@ def write(folder: str | os.PathLike[str], meta: dict, arrays: dict, *, durable: 
     """Write the checkpoint into ``folder`` (made if missing), replacing the previous one atomically."""
     Path(folder).mkdir(parents=True, exist_ok=True)
     path = path_in(folder)
+    for stale in Path(folder).glob(f".{FILE}.*.tmp"):  # what a kill -9 during an earlier write left
+        stale.unlink(missing_ok=True)
     save_arrays(path, meta, arrays, fmt=FORMAT, version=FORMAT_VERSION, durable=durable)
     return path
 
@@ -119,7 +130,8 @@ def differences(saved: dict, now: dict, what: str) -> list[str]:
 
 #: What the refusals say may change (MAY_CHANGE, as the command line spells it, and what is not a setting).
 _MAY_CHANGE_TEXT = (
-    "--epochs, --checkpoint-every, --checkpoint-minutes, --on-divergence, --quiet, the output paths and the device"
+    "--epochs, --checkpoint-every, --checkpoint-minutes, --on-divergence, --cuda-graph, --quiet, the output paths and "
+    "the device"
 )
 
 
@@ -146,10 +158,12 @@ def check_settings(meta: dict, settings: dict, model: dict) -> list[str]:
             f"with the same settings (only {_MAY_CHANGE_TEXT} may change)"
         )
     done = len(meta["history"]["records"])
-    if settings["epochs"] < done:
+    needed = done + (1 if meta["next_step"] else 0)  # a checkpoint inside an epoch needs that epoch too
+    if settings["epochs"] < needed:
         raise ConfigError(
-            f"--resume: the checkpoint's run has done {done} epochs, more than --epochs {settings['epochs']}: give "
-            f"--epochs {done} or more"
+            f"--resume: the checkpoint's run has done {done} epochs"
+            + (f" and part of epoch {done + 1}" if meta["next_step"] else "")
+            + f", more than --epochs {settings['epochs']}: give --epochs {needed} or more"
         )
     return differences({"epochs": meta["settings"].get("epochs")}, {"epochs": settings.get("epochs")}, "settings")
 

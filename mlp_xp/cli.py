@@ -50,8 +50,11 @@ class _Parser(argparse.ArgumentParser):
         raise ConfigError(f"{message} (see {self.prog} --help)")
 
 
-class _Terminated(Exception):
-    """SIGTERM, turned into an exception so that the run unwinds as it does on Ctrl-C."""
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, turned into an exception so that the run unwinds as it does on Ctrl-C (and whatever keeps its
+    work on Ctrl-C does so on SIGTERM too: ``signum`` tells them apart)."""
+
+    signum = signal.SIGTERM
 
 
 def _setting_flags(parser: argparse.ArgumentParser, names: list[str], renamed: dict[str, str]) -> None:
@@ -290,12 +293,12 @@ def main(argv: list[str] | None = None) -> int:
     except MLPXPError as e:
         print(f"mlp-xp: error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    except KeyboardInterrupt:
-        print("mlp-xp: interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
     except _Terminated:
         print("mlp-xp: terminated", file=sys.stderr)
         return EXIT_TERMINATED
+    except KeyboardInterrupt:
+        print("mlp-xp: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
     except BrokenPipeError:
         # The reader (`mlp-xp info | head`) has gone: say nothing more, and point stdout at /dev/null so
         # that the interpreter's own flush at exit does not raise a second time (Python's signal docs).
@@ -582,8 +585,8 @@ def cmd_evaluate(args) -> int:
                 f"{args.model} was trained on {name}, a folder or file and not a named dataset: give it with --data"
             )
         args.data = name
-        if args.data_seed is None and "data_seed" in trained:
-            args.data_seed = str(trained["data_seed"])
+    if args.data_seed is None and args.data == trained.get("dataset") and "data_seed" in trained:
+        args.data_seed = str(trained["data_seed"])  # the model's own, for its own dataset
     data_seed = _seed(args.data_seed or "0")
     ds = _load(args, data_seed)
     X, y = (ds.X_test, ds.y_test) if args.split == "test" else (ds.X_train, ds.y_train)

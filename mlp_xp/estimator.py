@@ -68,9 +68,18 @@ def _checkpoint_folder(root, values: dict, X: np.ndarray, Y: np.ndarray) -> Path
     """``root/fit-<key>``: the key hashes the parameters that shape the fit and a fingerprint of its data."""
     from .checkpoint import fingerprint
 
-    params = json.dumps({k: v for k, v in sorted(values.items()) if k not in _NOT_IN_KEY}, default=str)
+    params = json.dumps(_plain({k: v for k, v in sorted(values.items()) if k not in _NOT_IN_KEY}), default=str)
     key = hashlib.blake2b(f"{params}|{fingerprint([X, Y])}".encode(), digest_size=8).hexdigest()
     return Path(root) / f"fit-{key}"
+
+
+def _plain(value):
+    """JSON-able: dict keys as text (class_weight may be keyed by NumPy integers), in a fixed order."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in sorted(value.items(), key=lambda kv: str(kv[0]))}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value.item() if isinstance(value, np.generic) else value
 
 
 class _BaseMLP(BaseEstimator):
@@ -143,7 +152,10 @@ class _BaseMLP(BaseEstimator):
             # folds never share a checkpoint; resume goes on from this fit's own checkpoint where there is one
             folder = _checkpoint_folder(train["checkpoint"], v, X, Y)
             train["checkpoint"] = str(folder)
-            train["resume"] = bool(train.get("resume")) and (folder / "checkpoint.npz").is_file()
+            saved = folder / "checkpoint.npz"
+            train["resume"] = bool(train.get("resume")) and saved.is_file()
+            if not train["resume"] and saved.is_file():  # a refit of this same fit from scratch, as asked
+                saved.unlink()
         # DivergenceError propagates: GridSearchCV records error_score for the candidate, and a
         # silently half-trained estimator would be worse than an error.
         return model, fit(model, X, Y, **train)

@@ -39,7 +39,7 @@ import numpy as np
 
 from . import settings
 from .constraints import Number
-from .errors import ConfigError, DataError, DivergenceError, SearchInterrupted, TrainingInterrupted
+from .errors import ConfigError, DataError, DivergenceError, SearchInterrupted
 from .estimator import MLPClassifier, MLPRegressor
 from .validation import check_features, check_targets
 
@@ -363,28 +363,38 @@ def run_search(
 
     rows = []
     for i, (params, est) in enumerate(zip(candidates, estimators), start=1):
-        t0 = time.perf_counter()
         try:
-            est.fit(X_train, y_train)
-        except TrainingInterrupted as e:  # Ctrl-C or SIGTERM: the finished candidates are kept
-            raise SearchInterrupted(e.signum, _ranked(rows), len(candidates)) from None
-        except KeyboardInterrupt:
-            raise SearchInterrupted(signal.SIGINT, _ranked(rows), len(candidates)) from None
-        except DivergenceError as e:
-            seconds = time.perf_counter() - t0
-            score, status, epochs = math.nan, "diverged", len(e.history) if e.history is not None else 0
-        else:
-            seconds = time.perf_counter() - t0
-            score, status, epochs = float(est.score(X_val, y_val)), "ok", est.n_iter_
-        rows.append({"params": params, "score": score, "fit_seconds": seconds, "epochs": epochs, "status": status})
+            rows.append(_run_candidate(est, params, X_train, y_train, X_val, y_val))
+        except KeyboardInterrupt as e:  # Ctrl-C or SIGTERM, in a fit or between them: the finished rows are kept
+            raise SearchInterrupted(getattr(e, "signum", signal.SIGINT), _ranked(rows), len(candidates)) from None
         if verbose:
-            shown = "diverged" if status == "diverged" else f"{score:.4f}"
+            row = rows[-1]
+            shown = "diverged" if row["status"] == "diverged" else f"{row['score']:.4f}"
             print(
-                f"[{i}/{len(candidates)}] {_format_params(params) or '(base)'}: {shown} ({seconds:.1f} s)",
+                f"[{i}/{len(candidates)}] {_format_params(params) or '(base)'}: {shown} ({row['fit_seconds']:.1f} s)",
                 file=sys.stderr,
             )
 
     return _ranked(rows)
+
+
+def _run_candidate(est, params: dict, X_train, y_train, X_val, y_val) -> dict:
+    """Fit and score one candidate: its row (a DivergenceError is recorded as status "diverged")."""
+    t0 = time.perf_counter()
+    try:
+        est.fit(X_train, y_train)
+    except DivergenceError as e:
+        epochs = len(e.history) if e.history is not None else 0
+        return {
+            "params": params,
+            "score": math.nan,
+            "fit_seconds": time.perf_counter() - t0,
+            "epochs": epochs,
+            "status": "diverged",
+        }
+    seconds = time.perf_counter() - t0
+    score = float(est.score(X_val, y_val))
+    return {"params": params, "score": score, "fit_seconds": seconds, "epochs": est.n_iter_, "status": "ok"}
 
 
 def _ranked(rows: list[dict]) -> list[dict]:

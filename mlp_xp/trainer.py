@@ -122,10 +122,11 @@ def fit(
     run = _Run(model, cfg, _TrainingData.prepare(model, cfg, X, y, X_val, y_val, X_test, y_test))
     # A diverging run overflows before its loss turns non-finite; the epoch check reports that once,
     # so NumPy's per-operation warnings would only bury the message.
-    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-        history = run.train(list(callbacks))
-    model.trained_on = {**(model.trained_on or {}), **_trained_on(cfg)}
-    return history
+    try:
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            return run.train(list(callbacks))
+    finally:  # also when interrupted or diverged: the weights kept were trained with these settings
+        model.trained_on = {**(model.trained_on or {}), **_trained_on(cfg)}
 
 
 def _trained_on(cfg: TrainConfig) -> dict:
@@ -314,8 +315,11 @@ class _Run:
         first_epoch, first_step = 1, 0
         if cfg.resume:
             first_epoch, first_step = self._restore()
-            if history.stop_reason != "completed":  # the checkpointed run had stopped for good (early stopping, ...)
+            if history.stop_reason != "completed":  # the checkpointed run had ended for good (early stopping, ...)
+                print(f"mlp_xp: the checkpoint's run had already ended: {history.stop_reason}", file=sys.stderr)
                 first_epoch = cfg.epochs + 1
+                if history.stop_reason.startswith("diverged") and cfg.on_divergence == "raise":
+                    raise DivergenceError(history.stop_reason.removeprefix("diverged: "), history)
         self.last_checkpoint = time.monotonic()
         next_epoch = first_epoch
         with _interrupts() as self.stop:
@@ -331,6 +335,8 @@ class _Run:
                 if diverged:
                     history.stop_reason = "diverged: " + diverged
                     if cfg.on_divergence == "raise":
+                        if early is not None:  # the model holds the epoch History.best names
+                            early.restore()
                         raise DivergenceError(diverged, history)  # whoever catches it reports it
                     if cfg.verbose:
                         print(f"mlp_xp: {diverged}", file=sys.stderr)
@@ -352,10 +358,11 @@ class _Run:
                     self._save_checkpoint(epoch + 1, 0, durable=False)
                 if self.stop.signum is not None:  # a signal during the epoch's end: stop here
                     self._interrupted(epoch + 1)
-        if cfg.checkpoint is not None:  # the run's end, before the best weights go back (a resume puts them back)
-            self._save_checkpoint(next_epoch, 0, durable=True)
-        if early is not None:
-            early.restore()
+            # still under the handlers: a signal now only sets the flag, so the run's end is not lost to it
+            if cfg.checkpoint is not None:  # before the best weights go back (a resume puts them back)
+                self._save_checkpoint(next_epoch, 0, durable=True)
+            if early is not None:
+                early.restore()
         return history
 
     # ---- checkpoints ----
@@ -490,14 +497,15 @@ class _Run:
 
 _SHRINK = "use a smaller batch size or smaller hidden layers"
 #: Parameter-sized buffers of each optimizer: its state and the gradient (momentum's is its velocity).
-_OPTIMIZER_COPIES = {"sgd": 1, "momentum": 1, "nesterov": 2, "adam": 3}
+_OPTIMIZER_COPIES = {"sgd": 1, "momentum": 1, "nesterov": 2, "adam": 3}  # momentum 0: 2 (not folded)
 
 
 def _training_bytes(model: MLP, cfg: TrainConfig, batch: int) -> int:
     """What a run allocates besides the model and the data: the optimizer's buffers, the divergence guard's and
     early stopping's copies of the parameters, and the step's workspace (a few rows of every layer's width)."""
-    copies = _OPTIMIZER_COPIES[cfg.optimizer] + 1 + int(cfg.early_stopping)
-    rows = 3 * batch * sum(model.sizes) + 2 * min(EVAL_BATCH, batch) * sum(model.sizes)
+    state = _OPTIMIZER_COPIES[cfg.optimizer] + int(cfg.optimizer == "momentum" and cfg.momentum == 0)
+    copies = state + 1 + int(cfg.early_stopping)
+    rows = 3 * batch * sum(model.sizes) + 2 * EVAL_BATCH * sum(model.sizes)  # the step's and the scoring's
     return (copies * model.layout.n_params + rows) * model.dtype.itemsize
 
 
@@ -546,6 +554,8 @@ def _interrupts():
             signal.raise_signal(signum)
 
     for signum in (signal.SIGINT, signal.SIGTERM):
+        if signal.getsignal(signum) is signal.SIG_IGN:  # ignored by whoever started us (a shell's `cmd &`)
+            continue
         previous[signum] = signal.signal(signum, handler)
     try:
         yield request

@@ -485,3 +485,96 @@ def test_a_checkpoint_made_on_the_cpu_resumes_on_the_cuda_backend(data, tmp_path
     h = mlp_xp.fit(m, X, y, checkpoint=tmp_path / "ck", resume=True, **settings)
     assert len(h) == 3
     np.testing.assert_allclose(m.get_flat(), ref.get_flat(), rtol=1e-4, atol=1e-5)
+
+
+# ---- what a second reading found ----
+def test_a_resume_inside_an_epoch_needs_that_epoch(data, tmp_path):
+    with pytest.raises(TrainingInterrupted):
+        _fit(data, tmp_path / "ck", epochs=4, hook=lambda k: signal.raise_signal(signal.SIGINT) if k == 27 else None)
+    with pytest.raises(
+        mlp_xp.ConfigError, match="done 3 epochs and part of epoch 4, more than --epochs 3: give --epochs 4"
+    ):
+        _fit(data, tmp_path / "ck", resume=True, epochs=3)
+
+
+def test_a_signal_during_the_final_checkpoint_does_not_cost_the_run(data, tmp_path, monkeypatch):
+    from mlp_xp import checkpoint
+
+    real = checkpoint.write
+
+    def signalled(folder, meta, arrays, *, durable):
+        if durable:
+            signal.raise_signal(signal.SIGINT)  # the handlers are still there: it only sets the flag
+        return real(folder, meta, arrays, durable=durable)
+
+    monkeypatch.setattr(checkpoint, "write", signalled)
+    m, h = _fit(data, tmp_path / "ck", epochs=3, early_stopping=True, patience=10)
+    meta, _ = checkpoint.read(tmp_path / "ck")
+    assert len(h) == 3 and meta["next_epoch"] == 4 and len(meta["history"]["records"]) == 3
+
+
+def test_a_search_interrupted_between_fits_keeps_its_table(capsys, monkeypatch):
+    from mlp_xp.estimator import MLPClassifier
+
+    real, calls = MLPClassifier.score, []
+
+    def score(self, X, y):
+        calls.append(1)
+        if len(calls) == 2:
+            signal.raise_signal(signal.SIGTERM)  # the CLI turns it into its own exception, between fits
+        return real(self, X, y)
+
+    monkeypatch.setattr(MLPClassifier, "score", score)
+    code, out, err = _cli(capsys, "search --data digits --hidden 8 --epochs 2 --device cpu --param lr=0.01,0.05,0.1")
+    assert code == 143 and err.strip().splitlines()[-1].startswith("mlp-xp: terminated after 1 of 3 candidates")
+    assert sum("lr=" in line for line in out.splitlines()) == 1
+
+
+def test_divergence_with_early_stopping_leaves_the_best_epochs_weights(data):
+    X, y = data
+    kw = dict(
+        epochs=8,
+        batch_size=32,
+        validation_fraction=0.2,
+        optimizer="sgd",
+        schedule="step",
+        step_size=1,
+        gamma=1e6,
+        lr=0.05,
+        early_stopping=True,
+        patience=8,
+    )
+    m = mlp_xp.MLP([12, 16, 3], device="cpu", seed=0)
+    with pytest.raises(mlp_xp.DivergenceError) as info:
+        mlp_xp.fit(m, X, y, **kw)
+    best = info.value.history.best
+    kept = mlp_xp.MLP([12, 16, 3], device="cpu", seed=0)
+    mlp_xp.fit(kept, X, y, **{**kw, "epochs": best["epoch"], "early_stopping": False, "validation_fraction": 0.2})
+    np.testing.assert_array_equal(m.get_flat(), kept.get_flat())
+
+
+def test_resuming_a_diverged_run_says_so(data, tmp_path, capsys):
+    kw = dict(lr=1e20, optimizer="sgd")
+    _, h = _fit(data, tmp_path / "ck", epochs=3, on_divergence="stop", **kw)
+    assert h.stop_reason.startswith("diverged")
+    with pytest.raises(mlp_xp.DivergenceError):
+        _fit(data, tmp_path / "ck", resume=True, epochs=3, **kw)
+    assert "the checkpoint's run had already ended: diverged" in capsys.readouterr().err
+
+
+def test_an_estimator_refit_with_a_checkpoint_and_numpy_class_weight_keys(data, tmp_path):
+    from mlp_xp.estimator import MLPClassifier
+
+    X, y = data
+    clf = MLPClassifier(hidden=(8,), epochs=2, checkpoint=str(tmp_path / "ck"), class_weight={np.int64(0): 2.0})
+    first = clf.fit(X, y).model_.get_flat()
+    np.testing.assert_array_equal(clf.fit(X, y).model_.get_flat(), first)  # a refit starts over, as asked
+
+
+def test_an_ignored_sigint_stays_ignored(data):
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        _, h = _fit(data, epochs=2, hook=lambda k: signal.raise_signal(signal.SIGINT) if k == 3 else None)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert len(h) == 2 and h.stop_reason == "completed"
