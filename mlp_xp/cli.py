@@ -16,7 +16,7 @@ import sys
 
 import numpy as np
 
-from . import settings
+from . import __version__, settings
 from .constraints import Flag, Folder, Number
 from .errors import (
     EXIT_BAD_INPUT,
@@ -174,6 +174,7 @@ def _load(args, data_seed: int):
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="mlp-xp", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"mlp-xp {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     t = sub.add_parser(

@@ -27,7 +27,7 @@ from .deprecation import warn_renamed
 from .errors import ConfigError, ModelFileError
 from .reference.layer import LEAKY_SLOPE
 from .reference.loss import OUTPUTS
-from .serialization import load_arrays, save_arrays
+from .serialization import is_safetensors, load_arrays, load_safetensors, save_arrays, save_safetensors
 from .settings import INITS  # noqa: F401 (its old home)
 from .validation import check_features
 
@@ -305,19 +305,25 @@ class MLP:
 
     def save(self, path) -> None:
         """Save to ``path``: the W_l and b_l as plain arrays plus the architecture as JSON metadata
-        (:mod:`mlp_xp.serialization`), written atomically."""
-        arrays = {}
-        for l, (W, b) in enumerate(self.weights(), start=1):
-            arrays[f"W{l}"], arrays[f"b{l}"] = W, b
+        (:mod:`mlp_xp.serialization`), written atomically. A path ending in ``.safetensors`` writes safetensors,
+        with the weights named and laid out as PyTorch's ``nn.Sequential`` of ``nn.Linear`` layers holds them
+        (``0.weight``, ``0.bias``, ``2.weight``, ...: ``load_state_dict`` takes them); else an ``.npz``."""
         meta = self.config()
         if self.trained_on is not None:
             meta["trained_on"] = self.trained_on
+        layers = list(self.weights())
+        if is_safetensors(path):
+            save_safetensors(path, meta, layers)
+            return
+        arrays = {}
+        for l, (W, b) in enumerate(layers, start=1):
+            arrays[f"W{l}"], arrays[f"b{l}"] = W, b
         save_arrays(path, meta, arrays)
 
     @classmethod
     def load(cls, path, device="auto") -> MLP:
         """Load a model saved by :meth:`save` (on any backend) onto ``device``; pickle is never used."""
-        meta, arrays = load_arrays(path)
+        meta, arrays = load_safetensors(path) if is_safetensors(path) else load_arrays(path)
         try:
             model = cls.from_config(meta, device)
         except (KeyError, TypeError, ConfigError) as e:

@@ -204,3 +204,81 @@ def load_arrays(path) -> tuple[dict, dict[str, np.ndarray]]:
             f"{_SAVED_BY}"
         )
     return _check_version(path, meta, arrays)
+
+
+# ---- safetensors: the same model, laid out as PyTorch holds an nn.Sequential of nn.Linear layers ----
+SAFETENSORS_SUFFIX = ".safetensors"
+
+
+def is_safetensors(path) -> bool:
+    """Whether ``path`` names a safetensors file (by its suffix; a file that exists is also told by its header:
+    8 bytes of little-endian header length, then a JSON object)."""
+    path = os.fspath(path)
+    if path.lower().endswith(SAFETENSORS_SUFFIX):
+        return True
+    try:
+        with open(path, "rb") as f:
+            head = f.read(9)
+    except OSError:
+        return False
+    return len(head) == 9 and head[8:9] == b"{" and 0 < int.from_bytes(head[:8], "little") < 100 << 20
+
+
+def _safetensors():
+    try:
+        import safetensors.numpy
+    except ImportError:
+        raise ModelFileError(
+            "safetensors files need the safetensors package: pip install 'mlp-xp[safetensors]' (or save as .npz)"
+        ) from None
+    return safetensors
+
+
+def sequential_names(n_layers: int) -> list[tuple[str, str]]:
+    """The state_dict keys of layer l's weight and bias in ``nn.Sequential(Linear, act, Linear, act, ..., Linear)``:
+    the Linear layers sit at the even indices 0, 2, 4, ..."""
+    return [(f"{2 * l}.weight", f"{2 * l}.bias") for l in range(n_layers)]
+
+
+def save_safetensors(path, metadata: dict, layers: list[tuple[np.ndarray, np.ndarray]]) -> None:
+    """Write the layers' (W, b), W as (fan_in, fan_out), as nn.Linear holds them (weight (out, in), bias (out,)),
+    with the metadata as JSON in the header, atomically. The same model gives the same bytes."""
+    st = _safetensors()
+    tensors = {}
+    for (wname, bname), (W, b) in zip(sequential_names(len(layers)), layers, strict=True):
+        tensors[wname] = np.ascontiguousarray(np.asarray(W).T)
+        tensors[bname] = np.ascontiguousarray(b)
+    meta = {"format": FORMAT, "format_version": FORMAT_VERSION, **metadata}
+    data = st.numpy.save(tensors, metadata={"mlp_xp": json.dumps(meta, sort_keys=True)})
+    with atomic_writer(path) as f:
+        f.write(data)
+
+
+def load_safetensors(path) -> tuple[dict, dict[str, np.ndarray]]:
+    """The metadata and the ``W1, b1, ...`` arrays (W as (fan_in, fan_out)) of a file :func:`save_safetensors`
+    wrote; a :class:`ModelFileError` saying what to do for anything else."""
+    st = _safetensors()
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise ModelFileError(f"model file {path!r} does not exist: check the path")
+    try:
+        with st.safe_open(path, framework="numpy") as f:
+            header = f.metadata() or {}
+            tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 - safe_open has keys(), not iteration
+    except Exception as e:  # safetensors raises its own SafetensorError for a damaged file
+        raise ModelFileError(f"{path!r} is not a readable safetensors file ({e}): save the model again") from None
+    if "mlp_xp" not in header:
+        raise ModelFileError(
+            f"{path!r} is a safetensors file without mlp_xp's metadata: give a file written by MLP.save or "
+            "mlp-xp train --save"
+        )
+    try:
+        meta = json.loads(header["mlp_xp"])
+    except json.JSONDecodeError as e:
+        raise ModelFileError(f"{path!r} has corrupt metadata ({e}): save the model again") from None
+    arrays = {}
+    for l, (wname, bname) in enumerate(sequential_names(len(tensors) // 2), start=1):
+        if wname not in tensors or bname not in tensors:
+            raise ModelFileError(f"{path!r} lacks {wname} or {bname}: the file is corrupt, save the model again")
+        arrays[f"W{l}"], arrays[f"b{l}"] = np.ascontiguousarray(tensors[wname].T), tensors[bname]
+    return _check_version(path, meta, arrays)
