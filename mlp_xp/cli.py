@@ -264,6 +264,14 @@ def build_parser() -> argparse.ArgumentParser:
         "cpu: the CPU alone; cuda or cuda:N: that GPU alone (default all)",
     )
     sub.add_parser("info", help="versions, and which backends are usable here and why not")
+    x = sub.add_parser(
+        "export",
+        help="write a saved model in another format (ONNX)",
+        description="Write a model saved by mlp-xp train --save as ONNX: the same forward pass, class probabilities "
+        "and labels (or predictions), for onnxruntime and every runtime that reads ONNX.",
+    )
+    x.add_argument("model", help="model file written by mlp-xp train --save (.npz or .safetensors)")
+    x.add_argument("--onnx", required=True, metavar="PATH.onnx", help="the ONNX file to write")
     return parser
 
 
@@ -714,6 +722,19 @@ def cmd_info(args) -> int:
     return EXIT_OK
 
 
+def cmd_export(args) -> int:
+    from .export import OPSET
+    from .model import MLP
+
+    _check_outputs(args, ("onnx",))
+    if not str(args.onnx).lower().endswith(".onnx"):
+        raise ConfigError(f"--onnx writes an ONNX file: give a path ending in .onnx, not {args.onnx}")
+    model = MLP.load(args.model, device="cpu")
+    model.to_onnx(args.onnx)
+    print(f"wrote {args.onnx} (ONNX opset {OPSET})", file=sys.stderr)
+    return EXIT_OK
+
+
 COMMANDS = {
     "train": cmd_train,
     "evaluate": cmd_evaluate,
@@ -721,6 +742,7 @@ COMMANDS = {
     "bench": cmd_bench,
     "doctor": cmd_doctor,
     "info": cmd_info,
+    "export": cmd_export,
 }
 
 

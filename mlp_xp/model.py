@@ -320,6 +320,12 @@ class MLP:
             arrays[f"W{l}"], arrays[f"b{l}"] = W, b
         save_arrays(path, meta, arrays)
 
+    def to_onnx(self, path) -> None:
+        """Export to an ONNX file (:mod:`mlp_xp.export`: the same forward pass, probabilities and labels)."""
+        from .export import save_onnx
+
+        save_onnx(self, path)
+
     @classmethod
     def load(cls, path, device="auto") -> MLP:
         """Load a model saved by :meth:`save` (on any backend) onto ``device``; pickle is never used."""
