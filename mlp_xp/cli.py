@@ -9,6 +9,7 @@ where one was required; 130 interrupted (Ctrl-C); 143 terminated (SIGTERM).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import difflib
 import os
 import signal
@@ -184,10 +185,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _data_flags(t)
     _setting_flags(t, MODEL + TRAINING, TRAIN_RENAMED_FLAGS)
-    t.add_argument("--save", metavar="PATH", help="save the trained model (.npz: arrays + JSON metadata)")
+    t.add_argument(
+        "--save", metavar="PATH", help="save the trained model (.npz: arrays + JSON metadata; or .safetensors)"
+    )
     t.add_argument("--metrics-json", metavar="PATH", help="write the per-epoch metrics as a JSON list")
     t.add_argument("--plot", metavar="PATH.png", help="write a PNG of the learning curves")
     t.add_argument("--quiet", action="store_true", help="no progress bar or per-epoch lines")
+    t.add_argument(
+        "--tensorboard", metavar="DIR", help="log each epoch's metrics and the settings there, for TensorBoard"
+    )
 
     e = sub.add_parser("evaluate", help="score a saved model on a dataset")
     e.add_argument("model", help="model file written by mlp-xp train --save")
@@ -422,6 +428,26 @@ def _check_outputs(args, flags=("save", "metrics_json", "plot")) -> None:
         seen[real] = flag
 
 
+def _check_log_folder(folder: str) -> None:
+    """--tensorboard: a folder that can be made or written, and tensorboardX there, before any data are read."""
+    if not str(folder).strip():
+        raise ConfigError("--tensorboard is empty: give a folder, or leave --tensorboard out")
+    path = os.path.abspath(folder)
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise ConfigError(f"--tensorboard {folder} is a file, not a folder: give a folder for the logs")
+    parent = path
+    while not os.path.exists(parent):
+        parent = os.path.dirname(parent)
+    if not os.path.isdir(parent):
+        raise ConfigError(f"--tensorboard {folder}: {parent} is a file, not a folder: give a folder for the logs")
+    if not os.access(parent, os.W_OK):
+        raise ConfigError(f"--tensorboard {folder}: {parent} is not writable: give a folder you can write to")
+    try:
+        import tensorboardX  # noqa: F401
+    except ImportError:
+        raise ConfigError("--tensorboard needs tensorboardX: pip install 'mlp-xp[tensorboard]'") from None
+
+
 def _build_model(dataset, model_settings: dict, ops):
     from .model import MLP
 
@@ -445,6 +471,8 @@ def cmd_train(args) -> int:
 
     model_settings, config, ops = _model_and_config(args)
     _check_outputs(args)
+    if args.tensorboard:
+        _check_log_folder(args.tensorboard)
     if config.checkpoint is not None:
         check_folder(config.checkpoint, config.resume)
         if config.resume:  # what the checkpoint says of the model and the math, before the data are read
@@ -462,7 +490,16 @@ def cmd_train(args) -> int:
     print(f"{model}", file=sys.stderr)
     existed = bool(args.save) and os.path.exists(args.save)
     try:
-        history = fit(model, ds.X_train, ds.y_train, config, X_test=ds.X_test, y_test=ds.y_test)
+        with contextlib.ExitStack() as stack:
+            callbacks = []
+            if args.tensorboard:
+                from .tensorboard import TensorBoardLogger
+                from .trainer import settings_of
+
+                callbacks.append(stack.enter_context(TensorBoardLogger(args.tensorboard, settings_of(config))))
+            history = fit(
+                model, ds.X_train, ds.y_train, config, X_test=ds.X_test, y_test=ds.y_test, callbacks=callbacks
+            )
     except DivergenceError as e:
         print(f"mlp-xp: {e}", file=sys.stderr)
         history = e.history

@@ -57,3 +57,20 @@ def test_mlp_xp_export_writes_onnx_and_refuses_bad_paths_first(tmp_path, capsys)
     ):
         code, _, err = run(capsys, line)
         assert code == 2 and err.count("\n") == 1 and message in err, (line, err)
+
+
+def test_files_of_a_model_trained_on_the_cuda_backend_export_and_load_alike(tmp_path, host_kernels):
+    from .conftest import cuda_host_backend
+
+    rng = np.random.default_rng(2)
+    X = rng.random((200, 12)).astype(np.float32)
+    gpu = mlp_xp.MLP([12, 16, 3], device=cuda_host_backend(host_kernels), seed=0)
+    mlp_xp.fit(gpu, X, X[:, :3].argmax(1), epochs=2, batch_size=32)
+    gpu.save(tmp_path / "g.npz")
+    gpu.save(tmp_path / "g.safetensors")
+    a, b = mlp_xp.MLP.load(tmp_path / "g.npz", device="cpu"), mlp_xp.MLP.load(tmp_path / "g.safetensors", device="cpu")
+    np.testing.assert_array_equal(a.get_flat(), gpu.get_flat())
+    np.testing.assert_array_equal(b.get_flat(), gpu.get_flat())
+    gpu.to_onnx(tmp_path / "g.onnx")
+    probabilities, label = _session(tmp_path / "g.onnx").run(None, {"input": X})
+    assert np.array_equal(label, a.predict(X)) and np.abs(probabilities - a.predict_proba(X)).max() <= 1e-5
