@@ -422,6 +422,14 @@ def _check_outputs(args, flags=("save", "metrics_json", "plot")) -> None:
             raise ConfigError(f"{flag} {path}: the folder {folder} is not writable: write elsewhere")
         if name == "plot" and not str(path).lower().endswith(".png"):
             raise ConfigError(f"--plot writes a PNG image: give a path ending in .png, not {path}")
+        if name == "save" and str(path).lower().endswith(".safetensors"):
+            try:
+                import safetensors  # noqa: F401
+            except ImportError:
+                raise ConfigError(
+                    f"--save {path} writes safetensors, which needs the safetensors package: pip install "
+                    "'mlp-xp[safetensors]', or save as .npz"
+                ) from None
         real = os.path.realpath(path)
         if real in seen:
             raise ConfigError(f"{flag} {path} is the file {seen[real]} writes too: give each output its own file")

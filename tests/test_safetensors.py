@@ -98,3 +98,21 @@ def test_version_and_python_dash_m(capsys):
         [sys.executable, "-m", "mlp_xp", "--version"], capture_output=True, text=True, timeout=60, cwd=ROOT
     )
     assert r.returncode == 0 and r.stdout.strip() == f"mlp-xp {mlp_xp.__version__}"
+
+
+def test_without_the_package_a_safetensors_save_is_refused_before_the_data(tmp_path, capsys, monkeypatch):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_safetensors(name, *args, **kwargs):
+        if name.startswith("safetensors"):
+            raise ImportError("No module named 'safetensors'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_safetensors)
+    from mlp_xp import data as data_module
+
+    monkeypatch.setattr(data_module, "load_dataset", lambda *a, **kw: pytest.fail("the data were loaded"))
+    code, _, err = run(capsys, f"train --device cpu --save {tmp_path / 'm.safetensors'}")
+    assert code == 2 and "needs the safetensors package: pip install 'mlp-xp[safetensors]'" in err
