@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import ConfigError, ModelFileError
+from .files import check_folder_to_write
 from .serialization import save_arrays
 
 FILE = "checkpoint.npz"
@@ -66,16 +67,7 @@ def path_in(folder: str | os.PathLike[str]) -> Path:
 def check_folder(folder: str | os.PathLike[str], resume: bool) -> None:
     """Before any data are read: the folder can hold a checkpoint (it, and folders above it, may not exist yet);
     with ``resume`` it holds one, and without it holds none (a new run must not replace a run's checkpoint)."""
-    path = Path(folder)
-    if path.exists() and not path.is_dir():
-        raise ConfigError(f"--checkpoint {folder} is a file, not a folder: give a folder for the checkpoint")
-    parent = path
-    while not parent.exists() and parent != parent.parent:
-        parent = parent.parent
-    if not parent.is_dir():
-        raise ConfigError(f"--checkpoint {folder}: {parent} is a file, not a folder: give a folder for the checkpoint")
-    if not os.access(parent, os.W_OK):
-        raise ConfigError(f"--checkpoint {folder}: {parent} is not writable: give a folder you can write to")
+    check_folder_to_write(folder, "--checkpoint", "the checkpoint")
     if resume and not path_in(folder).is_file():
         raise ConfigError(
             f"--resume: there is no checkpoint in {folder} ({FILE}): start the run without --resume, with "

@@ -34,6 +34,7 @@ from .errors import (
     SearchInterrupted,
     TrainingInterrupted,
 )
+from .files import check_folder_to_write
 
 #: Old flags still accepted, with a warning: old flag -> the setting that replaced it. ``train --validation`` was
 #: the flag of validation_fraction; ``search --validation`` is now ``--holdout`` (see cmd_search).
@@ -438,18 +439,7 @@ def _check_outputs(args, flags=("save", "metrics_json", "plot")) -> None:
 
 def _check_log_folder(folder: str) -> None:
     """--tensorboard: a folder that can be made or written, and tensorboardX there, before any data are read."""
-    if not str(folder).strip():
-        raise ConfigError("--tensorboard is empty: give a folder, or leave --tensorboard out")
-    path = os.path.abspath(folder)
-    if os.path.exists(path) and not os.path.isdir(path):
-        raise ConfigError(f"--tensorboard {folder} is a file, not a folder: give a folder for the logs")
-    parent = path
-    while not os.path.exists(parent):
-        parent = os.path.dirname(parent)
-    if not os.path.isdir(parent):
-        raise ConfigError(f"--tensorboard {folder}: {parent} is a file, not a folder: give a folder for the logs")
-    if not os.access(parent, os.W_OK):
-        raise ConfigError(f"--tensorboard {folder}: {parent} is not writable: give a folder you can write to")
+    check_folder_to_write(folder, "--tensorboard", "the logs")
     try:
         import tensorboardX  # noqa: F401
     except ImportError:
@@ -602,9 +592,14 @@ def _train_interrupted(args, e, model, ds, existed: bool) -> int:
     if e.checkpoint is not None:
         written.append(f"a checkpoint to {e.checkpoint} (go on with --resume)")
     said = (f": wrote {'; '.join(written)}" if written else "") + kept
-    interrupted = "terminated" if e.signum == signal.SIGTERM else "interrupted"
-    print(f"mlp-xp: {interrupted} {e.where}{said}", file=sys.stderr)
-    return EXIT_TERMINATED if e.signum == signal.SIGTERM else EXIT_INTERRUPTED
+    word, status = _stopped_by(e.signum)
+    print(f"mlp-xp: {word} {e.where}{said}", file=sys.stderr)
+    return status
+
+
+def _stopped_by(signum: int) -> tuple[str, int]:
+    """How a run that a signal stopped is said, and its exit status: SIGTERM 143, Ctrl-C 130."""
+    return ("terminated", EXIT_TERMINATED) if signum == signal.SIGTERM else ("interrupted", EXIT_INTERRUPTED)
 
 
 def _report(history) -> None:
@@ -709,9 +704,9 @@ def cmd_search(args) -> int:
     except SearchInterrupted as e:  # the candidates that finished are a result too
         if e.rows:
             print(format_table(e.rows))
-        word = "terminated" if e.signum == signal.SIGTERM else "interrupted"
+        word, status = _stopped_by(e.signum)
         print(f"mlp-xp: {word} after {len(e.rows)} of {e.total} candidates (the table holds those)", file=sys.stderr)
-        return EXIT_TERMINATED if e.signum == signal.SIGTERM else EXIT_INTERRUPTED
+        return status
     print(format_table(rows))
     return EXIT_OK
 

@@ -37,6 +37,25 @@ def atomic_writer(path: str | os.PathLike[str], *, durable: bool = True) -> Iter
         raise
 
 
+def check_folder_to_write(folder, flag: str, purpose: str) -> None:
+    """Before any work: ``folder`` (given as ``flag``) can be made or written into, for ``purpose`` ("the logs").
+    It, and folders above it, need not exist yet; the nearest one that does must be a writable folder."""
+    from .errors import ConfigError
+
+    if not str(folder).strip():
+        raise ConfigError(f"{flag} is empty: give a folder, or leave {flag} out")
+    path = os.path.abspath(folder)
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise ConfigError(f"{flag} {folder} is a file, not a folder: give a folder for {purpose}")
+    parent = path
+    while not os.path.exists(parent):
+        parent = os.path.dirname(parent)
+    if not os.path.isdir(parent):
+        raise ConfigError(f"{flag} {folder}: {parent} is a file, not a folder: give a folder for {purpose}")
+    if not os.access(parent, os.W_OK):
+        raise ConfigError(f"{flag} {folder}: {parent} is not writable: give a folder you can write to")
+
+
 def cache_root() -> Path:
     """mlp_xp's cache folder (downloads, compiled CPU kernels): ``$MLP_XP_CACHE``, else
     ``$XDG_CACHE_HOME/mlp_xp``, else ``~/.cache/mlp_xp``. Not created here."""

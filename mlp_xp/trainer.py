@@ -134,7 +134,7 @@ def _trained_on(cfg: TrainConfig) -> dict:
     or verbosity, which hold paths or change nothing), and the library's version."""
     from . import __version__
 
-    shaping = {k: v for k, v in _settings_of(cfg).items() if k not in _checkpoint.MAY_CHANGE or k == "epochs"}
+    shaping = {k: v for k, v in settings_of(cfg).items() if k not in _checkpoint.MAY_CHANGE or k == "epochs"}
     return {"settings": shaping, "mlp_xp": __version__}
 
 
@@ -390,7 +390,7 @@ class _Run:
                 "best_epoch": history.best_epoch,
                 "stop_reason": history.stop_reason,
             },
-            "settings": _settings_of(self.cfg),
+            "settings": settings_of(self.cfg),
             "model": _architecture(self.model),
             "data": self.data.fingerprint,
             "source": _source(self.model),
@@ -409,7 +409,7 @@ class _Run:
         cfg, ops, dt = self.cfg, self.ops, self.model.dtype
         meta, arrays = _checkpoint.read(cfg.checkpoint)
         changes = _checkpoint.check_resumable(
-            meta, _settings_of(cfg), _architecture(self.model), self.data.fingerprint, _source(self.model)
+            meta, settings_of(cfg), _architecture(self.model), self.data.fingerprint, _source(self.model)
         )
         ops.copy(self.model.params, ops.asarray(arrays["params"], dt))
         ops.copy(self.guard.last_good, ops.asarray(arrays["guard"], dt))
@@ -497,14 +497,13 @@ class _Run:
 
 _SHRINK = "use a smaller batch size or smaller hidden layers"
 #: Parameter-sized buffers of each optimizer: its state and the gradient (momentum's is its velocity).
-_OPTIMIZER_COPIES = {"sgd": 1, "momentum": 1, "nesterov": 2, "adam": 3}  # momentum 0: 2 (not folded)
+_OPTIMIZER_COPIES = {"sgd": 1, "momentum": 1, "nesterov": 2, "adam": 3}
 
 
 def _training_bytes(model: MLP, cfg: TrainConfig, batch: int) -> int:
     """What a run allocates besides the model and the data: the optimizer's buffers, the divergence guard's and
     early stopping's copies of the parameters, and the step's workspace (a few rows of every layer's width)."""
-    state = _OPTIMIZER_COPIES[cfg.optimizer] + int(cfg.optimizer == "momentum" and cfg.momentum == 0)
-    copies = state + 1 + int(cfg.early_stopping)
+    copies = _parameter_copies(cfg)
     rows = 3 * batch * sum(model.sizes) + 2 * EVAL_BATCH * sum(model.sizes)  # the step's and the scoring's
     return (copies * model.layout.n_params + rows) * model.dtype.itemsize
 
@@ -514,8 +513,14 @@ def training_memory_floor(hidden, cfg: TrainConfig, dtype) -> int:
     optimizer copies), for the command line to refuse an impossible model before it reads anything."""
     widths = list(hidden)
     params = sum(a * b for a, b in zip(widths, widths[1:])) + sum(widths)
-    copies = 1 + _OPTIMIZER_COPIES[cfg.optimizer] + 1 + int(cfg.early_stopping)
-    return copies * params * np.dtype(dtype).itemsize
+    return (1 + _parameter_copies(cfg)) * params * np.dtype(dtype).itemsize  # the model's own, and the run's
+
+
+def _parameter_copies(cfg: TrainConfig) -> int:
+    """Parameter-sized buffers a run allocates besides the model's: the optimizer's (momentum 0 is not folded:
+    a velocity and a gradient), the divergence guard's copy, and early stopping's."""
+    state = _OPTIMIZER_COPIES[cfg.optimizer] + int(cfg.optimizer == "momentum" and cfg.momentum == 0)
+    return state + 1 + int(cfg.early_stopping)
 
 
 #: Called with the global step count after every step, when set (tests: a signal or a kill at a chosen step).
@@ -571,11 +576,6 @@ def _source(model: MLP) -> dict:
 
 
 def settings_of(cfg: TrainConfig) -> dict:
-    """The run's settings as JSON values (a checkpoint's record of them)."""
-    return _settings_of(cfg)
-
-
-def _settings_of(cfg: TrainConfig) -> dict:
     """The run's settings as JSON values (a checkpoint's record of them)."""
     return json.loads(json.dumps({st.name: getattr(cfg, st.name) for st in TRAIN_SETTINGS}, default=str))
 
