@@ -293,6 +293,27 @@ class Device(Constraint):
         return value
 
 
+class Preprocessing(Constraint):
+    """What the estimators do to a pandas DataFrame X: None (take it as numbers), "auto" (a fresh
+    :class:`mlp_xp.data.preprocess.TablePreprocessor`) or a preprocessor object of one's own (with ``fit``,
+    ``transform`` and ``state``)."""
+
+    def describe(self) -> str:
+        return "None, 'auto' or a TablePreprocessor"
+
+    def doc_type(self) -> str:
+        return "None, 'auto' or TablePreprocessor"
+
+    def check(self, value, label: str):
+        if (
+            value is None
+            or value == "auto"
+            or all(callable(getattr(value, m, None)) for m in ("fit", "transform", "state"))
+        ):
+            return value
+        raise ConfigError(f"{label} must be None, 'auto' or a TablePreprocessor, not {value!r}")
+
+
 class ClassWeights(Constraint):
     """Per-class loss weights: None, "balanced" (n / (k * count of the class), counted on the training rows, k the
     classes present there), a list or 1-D array with one non-negative weight per class, or a dict {class: weight}

@@ -33,10 +33,13 @@ try:
 except ImportError as e:  # pragma: no cover - scikit-learn < 1.6
     raise ImportError('mlp_xp.estimator needs scikit-learn >= 1.6: pip install -U "mlp-xp[sklearn]"') from e
 
+import copy
+
 from . import settings
+from .data.preprocess import TablePreprocessor, is_frame
 from .errors import ConfigError, DataError
 from .model import MLP
-from .trainer import History, TrainConfig, fit
+from .trainer import History, TrainConfig, fit, preprocess_split
 
 __all__ = ["MLPClassifier", "MLPRegressor"]
 
@@ -133,9 +136,44 @@ class _BaseMLP(BaseEstimator):
             self.__dict__.update(before)
             raise
 
-    def _train(self, X: np.ndarray, Y: np.ndarray, loss: str, n_outputs: int, classes=None) -> tuple[MLP, History]:
-        """Build and train a fresh model; sets nothing on the estimator (the caller does, on success)."""
+    def _preprocessor(self, X):
+        """A fresh copy of the preprocessing to fit, when X is a DataFrame and ``preprocessing`` is set; else
+        None (X is then taken as numbers)."""
+        chosen = settings.check("preprocessing", self.preprocessing)
+        if chosen is None or not is_frame(X):
+            return None
+        return TablePreprocessor() if chosen == "auto" else copy.deepcopy(chosen)
+
+    def _table_input(self, X, y):
+        """For a DataFrame with preprocessing: (X, y as an array, the preprocessor), setting what validate_data
+        would (the input's width and column names); else (X, y, None) untouched."""
+        prep = self._preprocessor(X)
+        if prep is None:
+            if is_frame(X):
+                text = [str(c) for c, t in X.dtypes.items() if getattr(t, "kind", "O") not in "biuf"]
+                if text:
+                    raise DataError(
+                        f"X has columns that are not numbers ({', '.join(text[:5])}"
+                        f"{', ...' if len(text) > 5 else ''}): pass preprocessing='auto' to one-hot encode them "
+                        "(and standardize the numeric ones), or encode them first"
+                    )
+            return X, y, None
+        y = np.asarray(y)
+        if len(y) != len(X):
+            raise DataError(f"y has {len(y)} entries but X has {len(X)} rows: they must match")
+        self.n_features_in_ = len(X.columns)
+        self.feature_names_in_ = np.asarray([str(c) for c in X.columns], dtype=object)
+        return X, y, prep
+
+    def _train(self, X, Y: np.ndarray, loss: str, n_outputs: int, classes=None, prep=None) -> tuple[MLP, History]:
+        """Build and train a fresh model; sets nothing on the estimator (the caller does, on success). With a
+        preprocessor ``prep`` X is a DataFrame, and ``prep`` is fitted on its training rows only."""
         v = self._settings()
+        validation = {}
+        if prep is not None:
+            X, Y, X_val, Y_val = preprocess_split(prep, X, Y, v["validation_fraction"], v["seed"])
+            if X_val is not None:
+                validation = {"X_val": X_val, "y_val": Y_val}
         model = MLP(
             [X.shape[1], *v["hidden"], n_outputs],
             v["activation"],
@@ -156,9 +194,10 @@ class _BaseMLP(BaseEstimator):
             train["resume"] = bool(train.get("resume")) and saved.is_file()
             if not train["resume"] and saved.is_file():  # a refit of this same fit from scratch, as asked
                 saved.unlink()
+        model.preprocessing = prep
         # DivergenceError propagates: GridSearchCV records error_score for the candidate, and a
         # silently half-trained estimator would be worse than an error.
-        return model, fit(model, X, Y, **train)
+        return model, fit(model, X, Y, **train, **validation)
 
     def _set_fitted(self, model: MLP, history: History, **attrs) -> None:
         """Record a finished run: called only after training succeeded."""
@@ -172,6 +211,8 @@ class _BaseMLP(BaseEstimator):
     def _outputs(self, X) -> np.ndarray:
         """The model's outputs for X (probabilities or values) as float64, after sklearn's input checks."""
         check_is_fitted(self)
+        if self.model_.preprocessing is not None and is_frame(X):
+            return self.model_.predict_proba(X).astype(np.float64)  # the raw columns, through the preprocessing
         X = validate_data(self, X, reset=False, dtype=_X_DTYPES)
         return self.model_.predict_proba(X).astype(np.float64)
 
@@ -227,6 +268,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         leaky_slope=0.01,
         dtype="float32",
         device="cpu",
+        preprocessing=None,
         seed=0,
         epochs=30,
         batch_size=128,
@@ -267,6 +309,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         self.leaky_slope = leaky_slope
         self.dtype = dtype
         self.device = device
+        self.preprocessing = preprocessing
         self.seed = seed
         self.epochs = epochs
         self.batch_size = batch_size
@@ -324,14 +367,16 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
             failed refit the estimator still predicts as before.
         """
         with self._keeping_fitted_state():
-            X, y = validate_data(self, X, y, dtype=_X_DTYPES, multi_output=True)
+            X, y, prep = self._table_input(X, y)
+            if prep is None:
+                X, y = validate_data(self, X, y, dtype=_X_DTYPES, multi_output=True)
             if y.ndim == 2 and y.shape[1] == 1:
                 y = column_or_1d(y, warn=True)
             check_classification_targets(y)
             multilabel = type_of_target(y) == "multilabel-indicator"
             if multilabel:
                 classes = np.arange(y.shape[1])
-                model, history = self._train(X, y, "binary_cross_entropy", y.shape[1])
+                model, history = self._train(X, y, "binary_cross_entropy", y.shape[1], prep=prep)
             elif y.ndim == 2:
                 raise DataError(
                     "y is a 2-D array of class labels (multiclass-multioutput), which MLPClassifier "
@@ -345,7 +390,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
                         f"MLPClassifier needs samples of at least 2 classes, but y contains only one "
                         f"class ({only!r}): add samples of another class to the training data"
                     )
-                model, history = self._train(X, encoded, "cross_entropy", len(classes), classes)
+                model, history = self._train(X, encoded, "cross_entropy", len(classes), classes, prep)
         self._set_fitted(model, history, classes_=classes, _multilabel=multilabel)
         return self
 
@@ -400,6 +445,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         leaky_slope=0.01,
         dtype="float32",
         device="cpu",
+        preprocessing=None,
         seed=0,
         epochs=30,
         batch_size=128,
@@ -438,6 +484,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         self.leaky_slope = leaky_slope
         self.dtype = dtype
         self.device = device
+        self.preprocessing = preprocessing
         self.seed = seed
         self.epochs = epochs
         self.batch_size = batch_size
@@ -491,10 +538,14 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
             failed refit the estimator still predicts as before.
         """
         with self._keeping_fitted_state():
-            X, y = validate_data(self, X, y, dtype=_X_DTYPES, multi_output=True, y_numeric=True)
+            X, y, prep = self._table_input(X, y)
+            if prep is None:
+                X, y = validate_data(self, X, y, dtype=_X_DTYPES, multi_output=True, y_numeric=True)
+            elif y.dtype.kind not in "biuf":
+                raise DataError(f"y has dtype {y.dtype}, not numbers: a regressor needs numeric targets")
             y_1d = y.ndim == 1
             Y = y.reshape(-1, 1) if y_1d else y
-            model, history = self._train(X, Y, "mse", Y.shape[1])
+            model, history = self._train(X, Y, "mse", Y.shape[1], prep=prep)
         self._set_fitted(model, history, n_outputs_=Y.shape[1], _y_1d=y_1d)
         return self
 

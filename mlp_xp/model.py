@@ -23,8 +23,9 @@ import numpy as np
 from . import settings
 from .backend import Ops, get_backend
 from .backend.base import require_memory
+from .data.preprocess import LabelVocabulary, TablePreprocessor, is_frame
 from .deprecation import warn_renamed
-from .errors import ConfigError, ModelFileError
+from .errors import ConfigError, DataError, ModelFileError
 from .reference.layer import LEAKY_SLOPE
 from .reference.loss import OUTPUTS
 from .serialization import is_safetensors, load_arrays, load_safetensors, save_arrays, save_safetensors
@@ -154,6 +155,14 @@ class MLP:
         #: (set by :func:`mlp_xp.fit`), the dataset and its data seed (set by the command line), the library's
         #: version. None for an untrained model. Never times, hosts or paths.
         self.trained_on: dict | None = None
+        #: A fitted :class:`~mlp_xp.data.preprocess.TablePreprocessor` for a model trained on a table: a pandas
+        #: DataFrame of raw rows given to predict goes through it. Saved with the model.
+        self.preprocessing: TablePreprocessor | None = None
+        #: The class labels (:class:`~mlp_xp.data.preprocess.LabelVocabulary`) when the model was trained on
+        #: labels other than 0..C-1 (a table's): predict returns them. Saved with the model.
+        self.labels: LabelVocabulary | None = None
+        #: The table's target column, for a model trained on a table (evaluate's default). Saved with the model.
+        self.target: str | None = None
 
     # ---- description ----
     @property
@@ -237,10 +246,18 @@ class MLP:
                 g = dh  # g_{l-1} = dh_{l-1} * g'(z_{l-1})
 
     # ---- host-facing helpers (allocate; not part of a training step) ----
+    def encode(self, X) -> np.ndarray:
+        """Host features as the network takes them: a DataFrame of raw rows through :attr:`preprocessing` (for
+        a model trained on a table), anything else checked as numbers."""
+        if is_frame(X) and self.preprocessing is not None:
+            X = self.preprocessing.transform(X, self.dtype)
+        return check_features(X, self.n_inputs, self.dtype)
+
     def predict_proba(self, X, batch_size: int = 4096) -> np.ndarray:
         """Outputs p for host data X: class probabilities (softmax), per-output probabilities (sigmoid)
-        or values (identity), as a NumPy array of shape (n, outputs)."""
-        X = check_features(X, self.n_inputs, self.dtype)
+        or values (identity), as a NumPy array of shape (n, outputs). A model trained on a table takes a
+        DataFrame of its raw columns (see :meth:`encode`)."""
+        X = self.encode(X)
         n = len(X)
         bs = min(batch_size, n)
         ws = self.workspace(bs, with_grads=False)
@@ -255,13 +272,19 @@ class MLP:
 
     def predict(self, X, batch_size: int = 4096) -> np.ndarray:
         """Class index (argmax) for cross_entropy, 0/1 per output (p > 1/2) for binary_cross_entropy,
-        values for mse; a single output column is returned as shape (n,)."""
-        p = self.predict_proba(X, batch_size)
+        values for mse; a single output column is returned as shape (n,). A model with :attr:`labels` returns
+        the original labels instead of the class indices."""
+        return self.labels_of(self.predict_proba(X, batch_size))
+
+    def labels_of(self, p: np.ndarray) -> np.ndarray:
+        """What :meth:`predict` makes of the outputs ``p`` of :meth:`predict_proba`."""
         if self.loss == "cross_entropy":
-            return p.argmax(axis=1)
-        if self.loss == "binary_cross_entropy":
+            p = p.argmax(axis=1)
+        elif self.loss == "binary_cross_entropy":
             p = (p > 0.5).astype(np.int64)
-        return p[:, 0] if p.shape[1] == 1 else p
+        if p.ndim == 2 and p.shape[1] == 1:
+            p = p[:, 0]
+        return self.labels.decode(p) if self.labels is not None and p.ndim == 1 else p
 
     def get_flat(self) -> np.ndarray:
         """A host copy of the flat parameter buffer."""
@@ -283,7 +306,40 @@ class MLP:
         """A copy of this model on another backend (parameters copied bit for bit)."""
         other = MLP.from_config(self.config(), device)
         other.set_flat(self.get_flat())
+        other._take_table(self._table_meta())
         return other
+
+    def _table_meta(self) -> dict:
+        """What a model trained on a table keeps beside its weights, as JSON (float64 statistics as lists of
+        numbers, which JSON holds exactly)."""
+        meta: dict = {}
+        if self.preprocessing is not None:
+            state, arrays = self.preprocessing.state()
+            meta["preprocessing"] = {**state, **{k: v.tolist() for k, v in arrays.items()}}
+        if self.labels is not None:
+            meta["labels"] = self.labels.to_json()
+        if self.target is not None:
+            meta["target"] = self.target
+        return meta
+
+    def _take_table(self, meta: dict) -> None:
+        """The inverse of :meth:`_table_meta` (a :class:`DataError` for a damaged entry)."""
+        p = meta.get("preprocessing")
+        if p is not None:
+            arrays = {k: np.asarray(p.get(k, []), np.float64) for k in ("mean", "scale")}
+            self.preprocessing = TablePreprocessor.from_state(p, arrays)
+            if self.preprocessing.n_features_out != self.n_inputs:
+                raise DataError(
+                    f"the stored preprocessing gives {self.preprocessing.n_features_out} features, but the "
+                    f"model takes {self.n_inputs}"
+                )
+        if meta.get("labels") is not None:
+            self.labels = LabelVocabulary.from_json(meta["labels"])
+            expected = self.n_outputs if self.loss == "cross_entropy" else 2
+            if len(self.labels) != expected:
+                raise DataError(f"the stored class labels are {len(self.labels)}, the model has {expected} classes")
+        target = meta.get("target")
+        self.target = str(target) if target is not None else None
 
     @classmethod
     def from_config(cls, config: dict, device="auto") -> MLP:
@@ -301,14 +357,14 @@ class MLP:
 
     def __reduce__(self):
         # The parameters travel as a host array and come back as one flat buffer with fresh views into it.
-        return _rebuild, (self.config(), self.get_flat(), self.ops.device)
+        return _rebuild, (self.config(), self.get_flat(), self.ops.device, self._table_meta())
 
     def save(self, path) -> None:
         """Save to ``path``: the W_l and b_l as plain arrays plus the architecture as JSON metadata
         (:mod:`mlp_xp.serialization`), written atomically. A path ending in ``.safetensors`` writes safetensors,
         with the weights named and laid out as PyTorch's ``nn.Sequential`` of ``nn.Linear`` layers holds them
         (``0.weight``, ``0.bias``, ``2.weight``, ...: ``load_state_dict`` takes them); else an ``.npz``."""
-        meta = self.config()
+        meta = {**self.config(), **self._table_meta()}
         if self.trained_on is not None:
             meta["trained_on"] = self.trained_on
         layers = list(self.weights())
@@ -318,6 +374,10 @@ class MLP:
         arrays = {}
         for l, (W, b) in enumerate(layers, start=1):
             arrays[f"W{l}"], arrays[f"b{l}"] = W, b
+        if "preprocessing" in meta:  # an .npz holds the statistics as arrays (safetensors: as JSON, above)
+            state, stats = self.preprocessing.state()
+            meta["preprocessing"] = state
+            arrays.update({f"preprocessing.{k}": v for k, v in stats.items()})
         save_arrays(path, meta, arrays)
 
     def to_onnx(self, path) -> None:
@@ -353,12 +413,21 @@ class MLP:
             )
         model.set_flat(flat)
         model.trained_on = trained_on if isinstance(trained_on, dict) else None
+        try:
+            if isinstance(meta.get("preprocessing"), dict):
+                for k in ("mean", "scale"):
+                    if f"preprocessing.{k}" in arrays:
+                        meta["preprocessing"][k] = arrays[f"preprocessing.{k}"]
+            model._take_table(meta)
+        except DataError as e:
+            raise ModelFileError(f"{os.fspath(path)!r}: {e}: save the model again") from None
         return model
 
 
-def _rebuild(config: dict, flat: np.ndarray, device: str) -> MLP:
+def _rebuild(config: dict, flat: np.ndarray, device: str, table: dict | None = None) -> MLP:
     model = MLP.from_config(config, device)
     model.set_flat(flat)
+    model._take_table(table or {})
     return model
 
 

@@ -29,6 +29,7 @@ from .constraints import (
     LayerWidths,
     Number,
     Options,
+    Preprocessing,
 )
 from .errors import ConfigError
 from .reference.layer import ACTIVATIONS
@@ -129,6 +130,17 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting("dtype", "float32", FloatDtype(), "precision of the parameters and the computation", "model", "model"),
     Setting("device", "auto", Device(), "backend", "model", "model", estimator="cpu"),
+    Setting(
+        "preprocessing",
+        None,
+        Preprocessing(),
+        "for a pandas DataFrame X: 'auto' (or a TablePreprocessor) standardizes its numeric columns and one-hot "
+        "encodes the others, fitted on the training rows only (after the validation rows are held out) and kept "
+        "with the model, so that predict takes raw rows; None takes the frame as numbers",
+        "model",
+        "model",
+        cli=False,
+    ),
     Setting(
         "seed", 0, _non_negative(True), "seed of the weights, the validation split and the shuffles", "model", "both"
     ),

@@ -34,7 +34,7 @@ from .settings import TRAIN_SETTINGS, TrainConfig, resolve_names
 from .stopping import DivergenceGuard, EarlyStopping
 from .validation import check_features, check_targets
 
-__all__ = ["History", "TrainConfig", "evaluate", "fit", "split_validation"]
+__all__ = ["History", "TrainConfig", "evaluate", "fit", "preprocess_split", "split_validation", "validation_rows"]
 
 
 def __getattr__(name: str):
@@ -584,13 +584,34 @@ def split_validation(X: np.ndarray, Y: np.ndarray, fraction: float, seed: int):
     """Hold out ``fraction`` (in (0, 1)) of the rows for validation, at least one, leaving at least one."""
     if not 0 < fraction < 1:
         raise ConfigError(f"validation fraction must be in (0, 1), got {fraction!r}")
-    n = len(X)
+    train, val = validation_rows(len(X), fraction, seed)
+    return X[train], Y[train], X[val], Y[val]
+
+
+def validation_rows(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """The row indices (training, validation), each sorted, of :func:`split_validation`'s split of n rows."""
     if n < 2:
         raise DataError("a validation split needs at least 2 samples: pass more data or X_val/y_val")
     n_val = min(max(1, int(round(n * fraction))), n - 1)
     order = np.random.default_rng(seed).permutation(n)
-    val, train = np.sort(order[:n_val]), np.sort(order[n_val:])
-    return X[train], Y[train], X[val], Y[val]
+    return np.sort(order[n_val:]), np.sort(order[:n_val])
+
+
+def preprocess_split(preprocessing, frame, y, fraction: float, seed: int):
+    """Fit ``preprocessing`` (a :class:`mlp_xp.data.preprocess.TablePreprocessor`) on the training rows of the
+    table ``frame`` only, after the validation rows (``fraction`` of them, the rows :func:`fit` would hold out
+    with this seed) are carved out, so that nothing of them leaks into its statistics. Returns the encoded
+    (X_train, y_train, X_val, y_val), the validation pair None when ``fraction`` is 0."""
+    y = np.asarray(y)
+    if len(y) != len(frame):
+        raise DataError(f"y has {len(y)} entries but the table has {len(frame)} rows: they must match")
+    if not fraction:
+        return preprocessing.fit_transform(frame), y, None, None
+    if not 0 < fraction < 1:
+        raise ConfigError(f"validation fraction must be in (0, 1), got {fraction!r}")
+    train, val = validation_rows(len(frame), fraction, seed)
+    preprocessing.fit(frame.iloc[train])
+    return preprocessing.transform(frame.iloc[train]), y[train], preprocessing.transform(frame.iloc[val]), y[val]
 
 
 def _progress(verbose: bool, steps: int, epoch: int, epochs: int):

@@ -1,0 +1,129 @@
+"""Tables on disk: CSV files read with pandas, Parquet files with pyarrow (both optional: ``mlp-xp[tables]``).
+
+:func:`read_table` reads a whole file (training); :func:`iter_table` reads one in batches of rows, so that
+``mlp-xp predict`` holds one batch at a time whatever the file's size.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+from ..errors import ConfigError, DataError, DatasetNotFound
+
+__all__ = ["TABLE_SUFFIXES", "is_table", "iter_table", "read_table", "table_columns"]
+
+TABLE_SUFFIXES = (".csv", ".parquet", ".pq")
+
+
+def is_table(path) -> bool:
+    """Whether ``path`` names a CSV or Parquet file (by its suffix)."""
+    return Path(os.fspath(path)).suffix.lower() in TABLE_SUFFIXES
+
+
+def _is_parquet(path: Path) -> bool:
+    return path.suffix.lower() in (".parquet", ".pq")
+
+
+def _pandas():
+    try:
+        import pandas
+    except ImportError:
+        raise ConfigError("reading CSV or Parquet tables needs pandas: pip install 'mlp-xp[tables]'") from None
+    return pandas
+
+
+def _pyarrow_parquet():
+    try:
+        import pyarrow.parquet
+    except ImportError:
+        raise ConfigError("reading Parquet tables needs pyarrow: pip install 'mlp-xp[tables]'") from None
+    return pyarrow.parquet
+
+
+def _existing(path) -> Path:
+    p = Path(os.fspath(path)).expanduser()
+    if not p.exists():
+        raise DatasetNotFound(f"{p} does not exist: check the path")
+    if p.is_dir():
+        raise DataError(f"{p} is a folder, not a table file: give a .csv or .parquet file")
+    return p
+
+
+def _select(columns: list[str], wanted: list[str] | None, path: Path) -> list[str]:
+    if wanted is None:
+        return columns
+    absent = [c for c in wanted if c not in columns]
+    if absent:
+        raise DataError(
+            f"{path} has no column{'s' if len(absent) > 1 else ''} {', '.join(absent)}: its columns are "
+            f"{', '.join(columns[:20])}{', ...' if len(columns) > 20 else ''}"
+        )
+    return list(wanted)
+
+
+def table_columns(path) -> list[str]:
+    """The column names of a table file, read from its header (CSV) or schema (Parquet) only."""
+    p = _existing(path)
+    if _is_parquet(p):
+        try:
+            return list(_pyarrow_parquet().ParquetFile(p).schema_arrow.names)
+        except (OSError, ValueError) as e:  # pyarrow's ArrowInvalid is a ValueError
+            raise DataError(f"{p} is not a readable Parquet file ({e}): write it again") from None
+    pd = _pandas()
+    try:
+        return [str(c) for c in pd.read_csv(p, nrows=0).columns]
+    except pd.errors.EmptyDataError:
+        raise DataError(f"{p} is empty: a CSV table needs a header line of column names and rows") from None
+    except (OSError, ValueError, UnicodeDecodeError) as e:
+        raise DataError(f"{p} is not a readable CSV file ({e}): write it again as UTF-8 CSV") from None
+
+
+def _dtypes(columns: list[str], as_text: list[str]) -> dict:
+    return {c: str for c in as_text if c in columns}
+
+
+def read_table(path, columns: list[str] | None = None, as_text: list[str] = ()):
+    """The whole table at ``path`` as a pandas DataFrame (only ``columns``, when given), with the columns of
+    ``as_text`` read as strings (a categorical column of digit codes stays categorical)."""
+    p = _existing(path)
+    names = _select(table_columns(p), columns, p)
+    pd = _pandas()
+    try:
+        if _is_parquet(p):
+            frame = _pyarrow_parquet().read_table(p, columns=names).to_pandas()
+            for c in as_text:
+                if c in frame.columns:
+                    frame[c] = frame[c].astype(str).where(frame[c].notna())
+        else:
+            frame = pd.read_csv(p, usecols=names, dtype=_dtypes(names, list(as_text)))[names]
+    except (OSError, ValueError, UnicodeDecodeError, pd.errors.ParserError) as e:
+        raise DataError(f"{p} could not be read as a table ({e}): check the file") from None
+    if len(frame) == 0:
+        raise DataError(f"{p} has a header but no rows: give a table with data")
+    return frame
+
+
+def iter_table(path, rows: int, columns: list[str] | None = None, as_text: list[str] = ()) -> Iterator:
+    """The table at ``path`` as DataFrames of at most ``rows`` rows each, in order."""
+    p = _existing(path)
+    names = _select(table_columns(p), columns, p)
+    pd = _pandas()
+    try:
+        if _is_parquet(p):
+            # Parquet decodes a row group at a time (its unit of compression): memory follows the file's row
+            # groups, and mapping the file instead of buffering it keeps that to the decoded batch's columns.
+            parquet = _pyarrow_parquet().ParquetFile(p, memory_map=True, pre_buffer=False)
+            for batch in parquet.iter_batches(batch_size=rows, columns=names, use_threads=False):
+                frame = batch.to_pandas()
+                for c in as_text:
+                    if c in frame.columns:
+                        frame[c] = frame[c].astype(str).where(frame[c].notna())
+                yield frame
+        else:
+            with pd.read_csv(p, usecols=names, dtype=_dtypes(names, list(as_text)), chunksize=rows) as reader:
+                for frame in reader:
+                    yield frame[names]
+    except (OSError, ValueError, UnicodeDecodeError, pd.errors.ParserError) as e:
+        raise DataError(f"{p} could not be read as a table ({e}): check the file") from None
