@@ -1,4 +1,4 @@
-"""The mlp-xp command: train, evaluate, search, bench, doctor, info.
+"""The mlp-xp command: train, evaluate, predict, search, bench, doctor, info, export.
 
 Every model and training flag comes from the settings table (:mod:`mlp_xp.settings`): ``--name-with-dashes``,
 its help, and its check. Exit statuses (ARCHITECTURE.md): 0 success; 1 training diverged or a check failed;
@@ -134,15 +134,40 @@ def _seed(text: str) -> int:
 
 
 def _data_flags(parser: argparse.ArgumentParser, from_model: bool = False) -> None:
-    """--data, --data-seed, --classes; with ``from_model`` (evaluate) their defaults are the model's own."""
+    """--data, --data-seed, --classes and the table flags; with ``from_model`` (evaluate) their defaults are the
+    model's own."""
     g = parser.add_argument_group("data")
     g.add_argument(
         "--data",
         default=None if from_model else "digits",
         metavar="NAME_OR_PATH",
         help="dataset name (digits, synthetic, synthetic:NxD[xC], mnist, fashion-mnist), a folder of MNIST-layout "
-        "IDX files, or an .npz file with X_train, y_train[, X_test, y_test] "
+        "IDX files, an .npz file with X_train, y_train[, X_test, y_test], or a CSV or Parquet table (with --target) "
         + ("(default: the named dataset the model was trained on, else digits)" if from_model else "(default digits)"),
+    )
+    g.add_argument(
+        "--target",
+        metavar="COLUMN",
+        help="a table's column to predict" + (" (default: the model's)" if from_model else ""),
+    )
+    g.add_argument(
+        "--features",
+        metavar="COLUMNS",
+        help="a table's feature columns, comma-separated (default: every column but the target"
+        + ("; a model trained on a table uses its own)" if from_model else ")"),
+    )
+    if not from_model:
+        g.add_argument(
+            "--categorical",
+            metavar="COLUMNS",
+            help="a table's columns to one-hot encode whatever their type (default: the columns that are not numbers)",
+        )
+    g.add_argument("--test", metavar="FILE", help="a table of test rows, with the training table's columns")
+    g.add_argument(
+        "--test-fraction",
+        metavar="F",
+        help="hold out this fraction of a table's rows as its test split (stratified by class, drawn with "
+        "--data-seed)" + ("; give the training run's value to score its test rows" if from_model else ""),
     )
     g.add_argument(
         "--data-seed",
@@ -165,6 +190,58 @@ def _classes(text: str | None) -> int | None:
         return None if text is None else Number(integer=True, low=2).parse(text, "--classes")
     except ConfigError as e:
         raise ConfigError(f"{e}: give the number of classes, at least 2 (e.g. --classes 10)") from None
+
+
+_TABLE_FLAGS = ("target", "features", "categorical", "test", "test_fraction")
+
+
+def _is_table(args) -> bool:
+    """Whether --data is a CSV or Parquet table; the table flags are refused for any other data."""
+    from .data.tables import is_table
+
+    if args.data is not None and is_table(args.data):
+        if getattr(args, "classes", None) is not None:
+            raise ConfigError("--classes applies to class labels 0..C-1; a table's classes are its target's values")
+        return True
+    given = [f"--{n.replace('_', '-')}" for n in _TABLE_FLAGS if getattr(args, n, None) is not None]
+    if given:
+        raise ConfigError(
+            f"{', '.join(given)} appl{'ies' if len(given) == 1 else 'y'} to tables: give --data FILE.csv or "
+            "FILE.parquet"
+        )
+    return False
+
+
+def _column_list(text: str | None, flag: str) -> list[str] | None:
+    if text is None:
+        return None
+    names = [c.strip() for c in text.split(",")]
+    if not all(names):
+        raise ConfigError(f"{flag} {text!r} has an empty column name: give names separated by commas")
+    return names
+
+
+def _test_fraction(args) -> float | None:
+    text = getattr(args, "test_fraction", None)
+    return None if text is None else Number(low=0, high=1, low_open=True, high_open=True).parse(text, "--test-fraction")
+
+
+def _load_table(args, values: dict, validation_fraction: float, seed: int):
+    """--data FILE.csv or .parquet: the :class:`mlp_xp.tabular.TableRun` of the table flags."""
+    from .tabular import prepare_training
+
+    return prepare_training(
+        args.data,
+        target=args.target,
+        features=_column_list(args.features, "--features"),
+        categorical=_column_list(args.categorical, "--categorical"),
+        loss=values["loss"],
+        test=args.test,
+        test_fraction=_test_fraction(args),
+        data_seed=_seed(args.data_seed),
+        validation_fraction=validation_fraction,
+        seed=seed,
+    )
 
 
 def _load(args, data_seed: int):
@@ -196,11 +273,39 @@ def build_parser() -> argparse.ArgumentParser:
         "--tensorboard", metavar="DIR", help="log each epoch's metrics and the settings there, for TensorBoard"
     )
 
-    e = sub.add_parser("evaluate", help="score a saved model on a dataset")
+    e = sub.add_parser(
+        "evaluate",
+        help="score a saved model on a dataset",
+        description="Score a saved model: loss and accuracy, per-class precision, recall and F1 and the confusion "
+        "matrix (a classifier), or MSE, MAE and R^2 (a regressor). A table given with --data is scored whole, "
+        "unless --test or --test-fraction choose its rows.",
+    )
     e.add_argument("model", help="model file written by mlp-xp train --save")
     _data_flags(e, from_model=True)
     e.add_argument("--split", choices=("test", "train"), default="test", help="the split to score (default test)")
     e.add_argument("--device", default="auto", metavar="VALUE", help="auto, cpu, cuda or cuda:N (default auto)")
+    e.add_argument("--json", metavar="PATH", help="write the scores and the report as JSON")
+    e.add_argument("--plot", metavar="PATH.png", help="draw a classifier's confusion matrix as a PNG")
+
+    pr = sub.add_parser(
+        "predict",
+        help="a saved model's predictions for a file of rows",
+        description="Predict for every row of --input and write one prediction per row (the model's class labels, "
+        "or values for a regressor) or, with --proba, one column of probabilities per class. Reads and writes in "
+        "batches: memory beyond the input is bounded by the batch.",
+    )
+    pr.add_argument("model", help="model file written by mlp-xp train --save")
+    pr.add_argument(
+        "--input",
+        required=True,
+        metavar="FILE",
+        help="rows to predict: .npy, .npz (X or X_test), .csv, .parquet or an IDX images file",
+    )
+    pr.add_argument("--output", required=True, metavar="FILE", help="the predictions: .csv or .npy")
+    pr.add_argument("--proba", action="store_true", help="write class probabilities, one column per class")
+    pr.add_argument("--batch-size", default="4096", metavar="N", help="rows per batch (default 4096)")
+    pr.add_argument("--device", default="auto", metavar="VALUE", help="auto, cpu, cuda or cuda:N (default auto)")
+    pr.add_argument("--quiet", action="store_true", help="no progress bar")
 
     s = sub.add_parser(
         "search",
@@ -481,10 +586,20 @@ def cmd_train(args) -> int:
         from .plotting import _pyplot
 
         _pyplot()
-    ds = _load(args, _seed(args.data_seed))
+    table = None
+    if _is_table(args):
+        table = _load_table(args, model_settings, config.validation_fraction, config.seed)
+        ds = table.dataset
+    else:
+        ds = _load(args, _seed(args.data_seed))
     print(ds.describe(), file=sys.stderr)
     model = _build_model(ds, model_settings, ops)
     model.trained_on = {"dataset": ds.name, "data_seed": _seed(args.data_seed)}
+    validation = {}
+    if table is not None:
+        model.preprocessing, model.labels, model.target = table.preprocessing, table.labels, table.target
+        if table.X_val is not None:
+            validation = {"X_val": table.X_val, "y_val": table.y_val}
     print(f"{model}", file=sys.stderr)
     existed = bool(args.save) and os.path.exists(args.save)
     try:
@@ -496,7 +611,14 @@ def cmd_train(args) -> int:
 
                 callbacks.append(stack.enter_context(TensorBoardLogger(args.tensorboard, settings_of(config))))
             history = fit(
-                model, ds.X_train, ds.y_train, config, X_test=ds.X_test, y_test=ds.y_test, callbacks=callbacks
+                model,
+                ds.X_train,
+                ds.y_train,
+                config,
+                X_test=ds.X_test,
+                y_test=ds.y_test,
+                callbacks=callbacks,
+                **validation,
             )
     except DivergenceError as e:
         print(f"mlp-xp: {e}", file=sys.stderr)
@@ -621,11 +743,18 @@ def _report(history) -> None:
 
 def cmd_evaluate(args) -> int:
     from .model import MLP
-    from .trainer import evaluate
 
     device = settings.check("device", args.device)
     _seed(args.data_seed or "0")  # a bad value is refused before the model is read
+    _check_outputs(args, ("json", "plot"))
     model = MLP.load(args.model, device=device)
+    if args.plot and model.loss == "mse":
+        raise ConfigError("--plot draws a classifier's confusion matrix, and this model is a regressor: leave it out")
+    if args.data is not None and _is_table(args):
+        X, y, name = _table_rows(args, model)
+        return _scored(args, model, X, y, name)
+    if model.target is not None and args.data is None:
+        raise ConfigError(f"{args.model} was trained on a table: give the rows to score with --data FILE.csv")
     trained = model.trained_on or {}
     if args.data is None:  # the dataset the model was trained on, where it is a named one (a path is never stored)
         name = trained.get("dataset", "digits")
@@ -648,9 +777,92 @@ def cmd_evaluate(args) -> int:
             "are not those of its test split (pass the same --data and --data-seed)",
             file=sys.stderr,
         )
+    return _scored(args, model, X, y, f"{ds.name} {args.split}")
+
+
+def _table_rows(args, model):
+    """evaluate on a table: (X, y, name) of the rows --test or --test-fraction choose, else the whole table."""
+    from .tabular import scoring_rows, split_test_rows
+
+    target, features = args.target, _column_list(args.features, "--features")
+    fraction = _test_fraction(args)
+    if args.test is not None and fraction is not None:
+        raise ConfigError("--test and --test-fraction both choose the rows to score: give one of them")
+    path = args.test or args.data
+    X, y, raw = scoring_rows(model, path, target=target, features=features)
+    name = f"{os.path.basename(path)}"
+    if fraction is not None:  # the training run's split of this table: the same rows, by the same seed
+        strata = np.asarray(raw).astype(str) if model.loss != "mse" else None
+        train, test = split_test_rows(len(X), fraction, _seed(args.data_seed or "0"), strata)
+        rows = test if args.split == "test" else train
+        return X[rows], y[rows], f"{name} {args.split}"
+    return X, y, f"{name} (all rows)"
+
+
+def _scored(args, model, X, y, name: str) -> int:
+    """Print the scores and the report of ``model`` on (X, y); --json and --plot."""
+    from .files import write_json_atomic
+    from .trainer import evaluate
+
     scores = evaluate(model, X, y)
     line = "  ".join(f"{k} {v:.4f}" if k != "accuracy" else f"accuracy {100 * v:.2f}%" for k, v in scores.items())
-    print(f"{ds.name} {args.split} ({len(X)} samples): {line}")
+    print(f"{name} ({len(X)} samples): {line}")
+    report = _report_of(model, X, y, required=bool(args.json or args.plot))
+    if report is not None:
+        from .reports import format_report
+
+        print(format_report(report))
+    if args.json:
+        write_json_atomic(args.json, {"data": name, "scores": scores, "report": report})
+        print(f"wrote {args.json}", file=sys.stderr)
+    if args.plot and report is not None and report["task"] == "classification":
+        from .plotting import plot_confusion
+
+        plot_confusion(report["confusion_matrix"], report["labels"], args.plot, title=f"{name}: {model}")
+        print(f"wrote {args.plot}", file=sys.stderr)
+    elif args.plot:
+        print("mlp-xp: a multi-label model has no single confusion matrix: no plot was written", file=sys.stderr)
+    return EXIT_OK
+
+
+def _report_of(model, X, y, required: bool):
+    """The evaluation report (:mod:`mlp_xp.reports`), or None, with a note, without scikit-learn (an error when
+    --json or --plot asked for it) or for a multi-label model."""
+    from .reports import classification_report, regression_report
+
+    try:
+        p = model.predict_proba(X)
+        if model.loss == "mse":
+            return regression_report(y, p)
+        if model.loss == "binary_cross_entropy" and model.n_outputs > 1:
+            return None  # multi-label: per-label reports are not one confusion matrix
+        labels = [
+            str(c) for c in (model.labels.to_json() if model.labels is not None else range(max(2, model.n_outputs)))
+        ]
+        pred = p.argmax(axis=1) if model.loss == "cross_entropy" else (p[:, 0] > 0.5).astype(np.int64)
+        truth = np.asarray(y).reshape(len(pred)).astype(np.int64)
+        return classification_report(truth, pred, labels)
+    except ConfigError:
+        if required:
+            raise
+        print("(per-class report: pip install 'mlp-xp[sklearn]')", file=sys.stderr)
+        return None
+
+
+def cmd_predict(args) -> int:
+    from .model import MLP
+    from .predict import check_paths, predict_file
+
+    device = settings.check("device", args.device)
+    batch = Number(integer=True, low=1).parse(args.batch_size, "--batch-size")
+    _check_outputs(args, ("output",))
+    model = MLP.load(args.model, device=device)
+    check_paths(model, args.input, args.output, args.proba)
+    n = predict_file(
+        model, args.input, args.output, proba=args.proba, batch=batch, progress=None if not args.quiet else False
+    )
+    what = "class probabilities" if args.proba else "predictions"
+    print(f"wrote {what} for {n} rows to {args.output}", file=sys.stderr)
     return EXIT_OK
 
 
@@ -682,11 +894,17 @@ def cmd_search(args) -> int:
     seed = values["seed"]
     prepare_search(space, mode=args.mode, n_iter=n_iter, seed=seed, base_params=base, task=task)
     data_seed = _seed(args.data_seed)
-    ds = _load(args, data_seed)
-    print(ds.describe(), file=sys.stderr)
-    if loss == "cross_entropy":
-        _output_width(ds, loss)  # class labels, or one clear line
-    Xtr, ytr, Xval, yval = split_validation(ds.X_train, ds.y_train, holdout, seed)
+    if _is_table(args):  # the preprocessing is fitted on the candidates' training rows only
+        table = _load_table(args, values, holdout, seed)
+        ds = table.dataset
+        Xtr, ytr, Xval, yval = ds.X_train, ds.y_train, table.X_val, table.y_val
+        print(ds.describe(), file=sys.stderr)
+    else:
+        ds = _load(args, data_seed)
+        print(ds.describe(), file=sys.stderr)
+        if loss == "cross_entropy":
+            _output_width(ds, loss)  # class labels, or one clear line
+        Xtr, ytr, Xval, yval = split_validation(ds.X_train, ds.y_train, holdout, seed)
     try:
         rows = run_search(
             Xtr,
@@ -778,6 +996,7 @@ def cmd_export(args) -> int:
 COMMANDS = {
     "train": cmd_train,
     "evaluate": cmd_evaluate,
+    "predict": cmd_predict,
     "search": cmd_search,
     "bench": cmd_bench,
     "doctor": cmd_doctor,

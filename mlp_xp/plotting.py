@@ -43,3 +43,23 @@ def plot_history(records: list[dict], path, title: str = "") -> None:
         fig.suptitle(title)
     save_figure(fig, path)
     plt.close(fig)
+
+
+def plot_confusion(matrix, labels: list[str], path, title: str = "") -> None:
+    """A confusion matrix (rows: true class, columns: predicted class) as a heat map with its counts."""
+    plt = _pyplot()
+    k = len(labels)
+    size = min(3 + 0.5 * k, 16)
+    fig, ax = plt.subplots(figsize=(size, size * 0.85))
+    image = ax.imshow(matrix, cmap="Blues")
+    fig.colorbar(image, ax=ax, fraction=0.046)
+    ax.set(xticks=range(k), yticks=range(k), xlabel="predicted", ylabel="true", title=title or "confusion matrix")
+    ax.set_xticklabels(labels, rotation=45 if k > 4 else 0, ha="right" if k > 4 else "center")
+    ax.set_yticklabels(labels)
+    if k <= 30:
+        top = max(1, max(max(row) for row in matrix))
+        for i, row in enumerate(matrix):
+            for j, v in enumerate(row):
+                ax.text(j, i, str(v), ha="center", va="center", color="white" if v > top / 2 else "black", fontsize=8)
+    save_figure(fig, path)
+    plt.close(fig)

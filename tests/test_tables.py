@@ -1,0 +1,303 @@
+"""Tables in: CSV and Parquet read with pandas and pyarrow, the stored preprocessing (standardized numbers,
+one-hot categories, fitted on the training rows only), string class labels, and their errors."""
+
+import json
+
+import numpy as np
+import pytest
+
+from mlp_xp import MLP
+from mlp_xp.cli import main
+from mlp_xp.data.preprocess import LabelVocabulary, TablePreprocessor
+from mlp_xp.errors import DataError
+from mlp_xp.trainer import preprocess_split, split_validation, validation_rows
+
+pd = pytest.importorskip("pandas")
+pytest.importorskip("pyarrow")
+
+
+def run(capsys, *argv):
+    argv = argv[0].split() if len(argv) == 1 else list(argv)
+    code = main(argv)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def small_frame():
+    return pd.DataFrame(
+        {
+            "size": [1.0, 2.0, 3.0, 4.0, 5.0, 6.0],
+            "colour": ["red", "blue", "red", "green", "blue", "red"],
+            "flag": [True, False, True, True, False, False],
+        }
+    )
+
+
+def test_preprocessor_standardizes_and_one_hot_encodes_by_hand():
+    p = TablePreprocessor().fit(small_frame())
+    assert p.columns == ["size", "colour", "flag"]
+    assert p.numeric == ["size", "flag"] and p.categories == {"colour": ["blue", "green", "red"]}
+    assert p.feature_names_out() == ["size", "colour=blue", "colour=green", "colour=red", "flag"]
+    X = p.transform(small_frame())
+    # size: mean 3.5, population std sqrt(17.5 / 6)
+    np.testing.assert_allclose(X[:, 0], (np.arange(1, 7) - 3.5) / np.sqrt(17.5 / 6), rtol=1e-15)
+    np.testing.assert_array_equal(X[:, 1:4], [[0, 0, 1], [1, 0, 0], [0, 0, 1], [0, 1, 0], [1, 0, 0], [0, 0, 1]])
+    np.testing.assert_allclose(X[:, 4], np.array([1, -1, 1, 1, -1, -1]), rtol=1e-15)  # mean 1/2, std 1/2
+
+
+def test_constant_column_scales_by_one_and_given_categorical_columns():
+    frame = pd.DataFrame({"k": [7, 7, 7], "code": [10, 20, 10]})
+    p = TablePreprocessor(categorical=["code"]).fit(frame)
+    assert p.scale[0] == 1.0 and p.categories == {"code": ["10", "20"]}
+    np.testing.assert_array_equal(p.transform(frame), [[0, 1, 0], [0, 0, 1], [0, 1, 0]])
+
+
+def test_unseen_category_is_zeros_and_counted_or_an_error():
+    p = TablePreprocessor().fit(small_frame())
+    X = p.transform(pd.DataFrame({"size": [1.0, 2.0], "colour": ["violet", "red"], "flag": [True, True]}))
+    np.testing.assert_array_equal(X[:, 1:4], [[0, 0, 0], [0, 0, 1]])
+    assert p.unknown_seen == {"colour": 1}
+    strict = TablePreprocessor(unknown="error").fit(small_frame())
+    with pytest.raises(DataError, match=r"column colour holds categories unseen in training \('violet'"):
+        strict.transform(pd.DataFrame({"size": [1.0], "colour": ["violet"], "flag": [True]}))
+
+
+def test_missing_values_name_the_columns_and_rows():
+    frame = small_frame()
+    frame.loc[1, "size"] = np.nan
+    frame.loc[[1, 3], "colour"] = None
+    with pytest.raises(DataError, match=r"in size \(1 row\), colour \(2 rows\); 2 rows in all: fill them"):
+        TablePreprocessor().fit(frame)
+
+
+def test_missing_column_at_transform_time():
+    p = TablePreprocessor().fit(small_frame())
+    with pytest.raises(DataError, match="lacks the column flag that the model was trained with"):
+        p.transform(small_frame().drop(columns="flag"))
+
+
+def test_preprocessing_is_fitted_on_the_training_rows_only():
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"x": rng.normal(size=50), "c": rng.choice(["a", "b"], 50)})
+    y = rng.integers(0, 2, 50)
+    train, val = validation_rows(50, 0.2, 7)
+    X_tr, y_tr, X_val, y_val = preprocess_split(p := TablePreprocessor(), frame, y, 0.2, 7)
+    assert p.mean[0] == pytest.approx(frame["x"].iloc[train].mean(), rel=1e-14)
+    assert p.mean[0] != pytest.approx(frame["x"].mean(), rel=1e-6)
+    np.testing.assert_array_equal(y_val, y[val])
+    # the same rows as the trainer's own validation split
+    _, _, _, y_val2 = split_validation(np.zeros((50, 1)), y, 0.2, 7)
+    np.testing.assert_array_equal(y_val, y_val2)
+    # a validation row's value moves nothing the preprocessing learned
+    changed = frame.copy()
+    changed.loc[val[0], "x"] = 1e6
+    preprocess_split(q := TablePreprocessor(), changed, y, 0.2, 7)
+    assert q.mean[0] == p.mean[0] and q.scale[0] == p.scale[0]
+
+
+def test_label_vocabulary_round_trip_and_unknown_label():
+    v = LabelVocabulary.fit(np.array(["no", "yes", "no", "maybe"], dtype=object))
+    assert v.to_json() == ["maybe", "no", "yes"]
+    np.testing.assert_array_equal(v.encode(["yes", "maybe"]), [2, 0])
+    np.testing.assert_array_equal(v.decode([1, 2]), ["no", "yes"])
+    with pytest.raises(DataError, match=r"labels the training data lack \('perhaps'"):
+        v.encode(["perhaps"])
+    with pytest.raises(DataError, match="at least 2 classes"):
+        LabelVocabulary.fit(["one", "one"])
+
+
+def _table_model(tmp_path, suffix):
+    frame = small_frame()
+    p = TablePreprocessor().fit(frame)
+    model = MLP([p.n_features_out, 4, 3], device="cpu", seed=1)
+    model.preprocessing, model.labels, model.target = p, LabelVocabulary(np.array(["a", "b", "c"])), "kind"
+    path = tmp_path / f"m{suffix}"
+    model.save(path)
+    return model, path, frame
+
+
+@pytest.mark.parametrize("suffix", [".npz", ".safetensors"])
+def test_model_file_keeps_preprocessing_labels_and_target(tmp_path, suffix):
+    if suffix == ".safetensors":
+        pytest.importorskip("safetensors")
+    model, path, frame = _table_model(tmp_path, suffix)
+    back = MLP.load(path, device="cpu")
+    assert back.target == "kind" and back.labels.to_json() == ["a", "b", "c"]
+    np.testing.assert_array_equal(back.preprocessing.mean, model.preprocessing.mean)
+    np.testing.assert_array_equal(back.preprocessing.scale, model.preprocessing.scale)
+    np.testing.assert_array_equal(back.predict_proba(frame), model.predict_proba(frame))
+    assert set(back.predict(frame)) <= {"a", "b", "c"}
+    if suffix == ".npz":  # the statistics as plain arrays beside the weights
+        with np.load(path) as z:
+            np.testing.assert_array_equal(z["preprocessing.mean.npy".removesuffix(".npy")], model.preprocessing.mean)
+            meta = json.loads(z["metadata"].tobytes())
+        assert meta["preprocessing"]["categories"] == {"colour": ["blue", "green", "red"]}
+
+
+def test_damaged_stored_preprocessing_is_a_model_file_error(tmp_path):
+    from mlp_xp.errors import ModelFileError
+    from mlp_xp.serialization import load_arrays, save_arrays
+
+    _, path, _ = _table_model(tmp_path, ".npz")
+    meta, arrays = load_arrays(path)
+    arrays["preprocessing.mean"] = arrays["preprocessing.mean"][:1]
+    meta = {k: v for k, v in meta.items() if k not in ("format", "format_version")}
+    save_arrays(path, meta, arrays)
+    with pytest.raises(ModelFileError, match="stored preprocessing is damaged"):
+        MLP.load(path, device="cpu")
+
+
+@pytest.fixture
+def breast_cancer(tmp_path):
+    """scikit-learn's breast-cancer table plus a categorical column, as a training CSV and a held-out CSV."""
+    from sklearn.datasets import load_breast_cancer
+
+    d = load_breast_cancer(as_frame=True)
+    df = d.frame.drop(columns="target")
+    rng = np.random.default_rng(0)
+    # a categorical column that carries signal: a coarse size band of the mean radius, as text
+    df["size band"] = pd.cut(df["mean radius"], [0, 12, 16, 100], labels=["small", "medium", "large"]).astype(str)
+    df["clinic"] = rng.choice(["north", "south", "east"], len(df))
+    df["diagnosis"] = np.where(d.target == 1, "benign", "malignant")
+    order = rng.permutation(len(df))
+    train, held_out = tmp_path / "train.csv", tmp_path / "held_out.csv"
+    df.iloc[order[:450]].to_csv(train, index=False)
+    df.iloc[order[450:]].to_csv(held_out, index=False)
+    return train, held_out, df.iloc[order[450:]]
+
+
+def test_breast_cancer_csv_from_the_command_line_predicts_raw_rows(tmp_path, capsys, breast_cancer):
+    train, held_out, rows = breast_cancer
+    model = tmp_path / "bc.npz"
+    code, out, err = run(
+        capsys,
+        f"train --data {train} --target diagnosis --hidden 64 --epochs 30 --early-stopping --device cpu --quiet "
+        f"--save {model}",
+    )
+    assert code == 0, err
+    assert "33 features" not in err and "train.csv[diagnosis]" in err  # 30 numbers + 3 bands + 3 clinics = 36
+    assert "36 features, 2 classes" in err and "validation rows held out before fitting" in err
+    predictions = tmp_path / "pred.csv"
+    code, _, err = run(capsys, f"predict {model} --input {held_out} --output {predictions} --device cpu")
+    assert code == 0, err
+    got = pd.read_csv(predictions)["diagnosis"].to_numpy()
+    accuracy = float((got == rows["diagnosis"].to_numpy()).mean())
+    assert accuracy >= 0.93, accuracy
+    loaded = MLP.load(model, device="cpu")
+    assert loaded.preprocessing.categories["size band"] == ["large", "medium", "small"]
+    np.testing.assert_array_equal(loaded.predict(rows.drop(columns="diagnosis")), got)
+
+
+def test_parquet_with_test_file_and_string_labels(tmp_path, capsys, breast_cancer):
+    train, held_out, _ = breast_cancer
+    pq = tmp_path / "train.parquet"
+    pd.read_csv(train).to_parquet(pq)
+    code, out, err = run(
+        capsys,
+        f"train --data {pq} --target diagnosis --test {held_out} --features mean_radius --device cpu --quiet",
+    )
+    assert code == 2 and "has no column mean_radius" in err
+    code, out, err = run(
+        capsys,
+        f"train --data {pq} --target diagnosis --test {held_out} --hidden 32 --epochs 20 --device cpu --quiet",
+    )
+    assert code == 0, err
+    assert "train.parquet[diagnosis]: 450 train / 119 test" in err
+    assert float(out.split("test_accuracy ")[1].split("%")[0]) >= 93
+
+
+def test_test_fraction_is_stratified_and_evaluate_finds_the_same_rows(tmp_path, capsys, breast_cancer):
+    train, _, _ = breast_cancer
+    model, report = tmp_path / "m.npz", tmp_path / "r.json"
+    code, out, err = run(
+        capsys,
+        f"train --data {train} --target diagnosis --test-fraction 0.25 --data-seed 3 --hidden 32 --epochs 15 "
+        f"--device cpu --quiet --save {model}",
+    )
+    assert code == 0, err
+    test_acc = float(out.split("test_accuracy ")[1].split("%")[0]) / 100
+    code, out, err = run(
+        capsys, f"evaluate {model} --data {train} --test-fraction 0.25 --data-seed 3 --device cpu --json {report}"
+    )
+    assert code == 0, err
+    scored = json.loads(report.read_text())
+    assert scored["scores"]["accuracy"] == pytest.approx(test_acc, abs=5e-5)  # printed to 0.01%
+    frame = pd.read_csv(train)
+    share = (frame["diagnosis"] == "malignant").mean()
+    support = {c["label"]: c["support"] for c in scored["report"]["classes"]}
+    assert support["malignant"] / sum(support.values()) == pytest.approx(share, abs=0.01)
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ("", "is a table: name the column to predict with --target COLUMN"),
+        ("--target nope", "has no column 'nope' to predict"),
+        ("--target diagnosis --loss mse", "is not numeric (e.g. 'benign'), but regression (--loss mse) needs numbers"),
+        ("--target diagnosis --features diagnosis", "--features includes the target column"),
+        ("--target diagnosis --test-fraction 1.5", "--test-fraction"),
+        ("--target diagnosis --test x.csv --test-fraction 0.2", "give one of them"),
+        ("--target diagnosis --classes 3", "--classes applies to class labels"),
+    ],
+)
+def test_table_errors_are_one_line_before_training(tmp_path, capsys, breast_cancer, extra, message):
+    train, _, _ = breast_cancer
+    code, _, err = run(capsys, f"train --data {train} {extra} --device cpu --quiet")
+    assert code == 2, err
+    assert message in err and err.count("\n") == 1, err
+
+
+def test_nan_cells_are_named(tmp_path, capsys):
+    path = tmp_path / "t.csv"
+    path.write_text("a,b,y\n1,x,0\n,y,1\n3,,0\n4,x,1\n")
+    code, _, err = run(capsys, f"train --data {path} --target y --device cpu --quiet")
+    assert code == 2 and "in a (1 row), b (1 row); 2 rows in all" in err
+
+
+def test_table_flags_refused_for_other_data(capsys):
+    code, _, err = run(capsys, "train --data digits --target y --device cpu")
+    assert code == 2 and "--target applies to tables: give --data FILE.csv" in err
+
+
+def test_regression_on_a_table_and_its_report(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    n = 400
+    x = rng.normal(size=n)
+    c = rng.choice(["p", "q"], n)
+    y = 2 * x + np.where(c == "p", 1.0, -1.0) + 0.05 * rng.normal(size=n)
+    path, model, report = tmp_path / "r.csv", tmp_path / "r.npz", tmp_path / "r.json"
+    pd.DataFrame({"x": x, "c": c, "y": y}).to_csv(path, index=False)
+    code, out, err = run(
+        capsys,
+        f"train --data {path} --target y --loss mse --hidden 16 --epochs 40 --lr 0.01 --device cpu --quiet "
+        f"--save {model}",
+    )
+    assert code == 0, err
+    code, out, err = run(capsys, f"evaluate {model} --data {path} --device cpu --json {report}")
+    assert code == 0, err
+    from sklearn.metrics import mean_absolute_error, mean_squared_error, r2_score
+
+    pred = MLP.load(model, device="cpu").predict(pd.read_csv(path))
+    got = json.loads(report.read_text())["report"]
+    assert got["mse"] == pytest.approx(mean_squared_error(y, pred), rel=1e-9)
+    assert got["mae"] == pytest.approx(mean_absolute_error(y, pred), rel=1e-9)
+    assert got["r2"] == pytest.approx(r2_score(y, pred), rel=1e-9) and got["r2"] > 0.95
+    assert "MSE" in out and "R^2" in out
+
+
+def test_estimator_preprocessing_auto_on_a_dataframe(breast_cancer):
+    from sklearn.base import clone
+
+    from mlp_xp.estimator import MLPClassifier
+
+    train, held_out, _ = breast_cancer
+    tr, te = pd.read_csv(train), pd.read_csv(held_out)
+    X, y = tr.drop(columns="diagnosis"), tr["diagnosis"]
+    clf = MLPClassifier(hidden=(32,), epochs=20, preprocessing="auto", early_stopping=True).fit(X, y)
+    assert clf.n_features_in_ == 32 and list(clf.feature_names_in_[-2:]) == ["size band", "clinic"]
+    assert clf.model_.preprocessing.n_features_out == 36
+    assert clf.score(te.drop(columns="diagnosis"), te["diagnosis"]) >= 0.93
+    assert set(clf.predict(te.drop(columns="diagnosis"))) == {"benign", "malignant"}
+    assert clone(clf).get_params()["preprocessing"] == "auto"
+    with pytest.raises(DataError, match=r"not numbers \(size band, clinic\): pass preprocessing='auto'"):
+        MLPClassifier(epochs=1).fit(X, y)
