@@ -990,6 +990,12 @@ def cmd_export(args) -> int:
     model = MLP.load(args.model, device="cpu")
     model.to_onnx(args.onnx)
     print(f"wrote {args.onnx} (ONNX opset {OPSET})", file=sys.stderr)
+    if model.preprocessing is not None:
+        print(
+            f"mlp-xp: note: the model was trained on a table: the ONNX graph takes its {model.n_inputs} encoded "
+            "features (named in its metadata, mlp_xp.features), not the raw columns; mlp-xp predict takes raw rows",
+            file=sys.stderr,
+        )
     return EXIT_OK
 
 

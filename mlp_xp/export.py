@@ -6,10 +6,17 @@ the hidden activation (``Relu``, ``LeakyRelu`` with the model's slope, ``Sigmoid
 output of the loss: for cross_entropy ``Softmax`` over axis 1 (``probabilities``) and its ``ArgMax``
 (``label``, int64); for binary_cross_entropy ``Sigmoid`` (``probabilities``) and ``label`` = probability > 0.5
 (bool, one column per output); for mse the linear output (``predictions``). Opset :data:`OPSET` of the default
-ONNX domain. mlp_xp models store no preprocessing yet, so none is exported: scale inputs as for predict.
+ONNX domain.
+
+A model trained on a table keeps its preprocessing (standardization, one-hot categories) and class labels
+beside the weights; the graph takes the encoded features, not the raw columns, and its metadata name them
+(``mlp_xp.features``, as ``column`` or ``column=category``) and the labels (``mlp_xp.labels``, JSON), so that
+``label`` k means ``labels[k]``. Encode rows with ``MLP.load(path).preprocessing.transform(frame)``.
 """
 
 from __future__ import annotations
+
+import json
 
 import numpy as np
 
@@ -84,6 +91,12 @@ def to_onnx_model(model):
         nodes, "mlp_xp", [helper.make_tensor_value_info("input", elem, ["N", model.sizes[0]])], outputs, inits
     )
     proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="mlp_xp")
+    table = {}
+    if model.preprocessing is not None:
+        table["mlp_xp.features"] = json.dumps(model.preprocessing.feature_names_out())
+    if model.labels is not None:
+        table["mlp_xp.labels"] = json.dumps(model.labels.to_json())
+    helper.set_model_props(proto, table)
     onnx.checker.check_model(proto)
     return proto
 

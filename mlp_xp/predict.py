@@ -52,6 +52,11 @@ def check_paths(model, input_path, output_path, proba: bool) -> None:
         raise DataError(f"--input {src}: cannot tell its kind from its name; give {INPUT_KINDS}")
     if Path(os.fspath(output_path)).suffix.lower() not in OUTPUT_KINDS:
         raise ConfigError(f"--output {output_path}: write a .csv or a .npy file")
+    if model.preprocessing is not None and not is_table(src):
+        raise DataError(
+            f"this model was trained on a table and takes its raw columns ({', '.join(model.preprocessing.columns[:6])}"
+            f"{', ...' if len(model.preprocessing.columns) > 6 else ''}): give --input as a .csv or .parquet file"
+        )
     if proba and model.loss == "mse":
         raise ConfigError("--proba gives class probabilities, and this model predicts values (mse): leave it out")
     if os.path.realpath(src) == os.path.realpath(output_path):

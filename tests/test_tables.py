@@ -301,3 +301,14 @@ def test_estimator_preprocessing_auto_on_a_dataframe(breast_cancer):
     assert clone(clf).get_params()["preprocessing"] == "auto"
     with pytest.raises(DataError, match=r"not numbers \(size band, clinic\): pass preprocessing='auto'"):
         MLPClassifier(epochs=1).fit(X, y)
+
+
+def test_onnx_of_a_table_model_names_its_features_and_labels(tmp_path):
+    onnx = pytest.importorskip("onnx")
+    model, path, _ = _table_model(tmp_path, ".npz")
+    model.to_onnx(tmp_path / "m.onnx")
+    props = {p.key: json.loads(p.value) for p in onnx.load(tmp_path / "m.onnx").metadata_props}
+    assert props == {
+        "mlp_xp.features": ["size", "colour=blue", "colour=green", "colour=red", "flag"],
+        "mlp_xp.labels": ["a", "b", "c"],
+    }
