@@ -84,6 +84,16 @@ def to_onnx_model(model):
             helper.make_tensor_value_info("probabilities", elem, ["N", n_out]),
             helper.make_tensor_value_info("label", TensorProto.BOOL, ["N", n_out]),
         ]
+    elif model.target_scaler is not None:  # the target was standardized for training: back to its units
+        inits += [
+            numpy_helper.from_array(model.target_scaler.scale.astype(dtype), "target_scale"),
+            numpy_helper.from_array(model.target_scaler.mean.astype(dtype), "target_mean"),
+        ]
+        nodes += [
+            helper.make_node("Mul", [h, "target_scale"], ["scaled"]),
+            helper.make_node("Add", ["scaled", "target_mean"], ["predictions"]),
+        ]
+        outputs = [helper.make_tensor_value_info("predictions", elem, ["N", n_out])]
     else:
         nodes.append(helper.make_node("Identity", [h], ["predictions"]))
         outputs = [helper.make_tensor_value_info("predictions", elem, ["N", n_out])]

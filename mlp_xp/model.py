@@ -23,7 +23,7 @@ import numpy as np
 from . import settings
 from .backend import Ops, get_backend
 from .backend.base import require_memory
-from .data.preprocess import LabelVocabulary, TablePreprocessor, is_frame
+from .data.preprocess import LabelVocabulary, TablePreprocessor, TargetScaler, is_frame
 from .deprecation import warn_renamed
 from .errors import ConfigError, DataError, ModelFileError
 from .reference.layer import LEAKY_SLOPE
@@ -163,6 +163,9 @@ class MLP:
         self.labels: LabelVocabulary | None = None
         #: The table's target column, for a model trained on a table (evaluate's default). Saved with the model.
         self.target: str | None = None
+        #: For a regressor trained on a table: the target's standardization (:class:`TargetScaler`), which
+        #: predict undoes, so that outputs are in the target's units. Saved with the model.
+        self.target_scaler: TargetScaler | None = None
 
     # ---- description ----
     @property
@@ -268,6 +271,8 @@ class MLP:
             z = self.forward(xb, part)
             self.ops.output_act(z, self.output)
             out[s : s + part.batch_size] = self.ops.to_host(z)
+        if self.target_scaler is not None and self.loss == "mse":
+            out = self.target_scaler.inverse(out)
         return out
 
     def predict(self, X, batch_size: int = 4096) -> np.ndarray:
@@ -320,6 +325,8 @@ class MLP:
             meta["labels"] = self.labels.to_json()
         if self.target is not None:
             meta["target"] = self.target
+        if self.target_scaler is not None:
+            meta["target_scaling"] = self.target_scaler.to_json()
         return meta
 
     def _take_table(self, meta: dict) -> None:
@@ -340,6 +347,10 @@ class MLP:
                 raise DataError(f"the stored class labels are {len(self.labels)}, the model has {expected} classes")
         target = meta.get("target")
         self.target = str(target) if target is not None else None
+        if meta.get("target_scaling") is not None:
+            self.target_scaler = TargetScaler.from_json(meta["target_scaling"])
+            if len(self.target_scaler.mean) != self.n_outputs or self.loss != "mse":
+                raise DataError("the stored target scaling does not match the model's outputs")
 
     @classmethod
     def from_config(cls, config: dict, device="auto") -> MLP:

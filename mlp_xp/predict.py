@@ -103,7 +103,7 @@ def _batches(model, src: Path, batch: int) -> tuple[Iterator, int | None]:
         frames = iter_table(src, batch, columns, as_text)
         if model.preprocessing is not None:
             return frames, None
-        return (f.to_numpy() for f in frames), None
+        return (_numbers(f, src) for f in frames), None
     X = _array_rows(src)
     n = X.shape[0]
     scale = _is_idx(src) and X.dtype == np.uint8
@@ -114,6 +114,18 @@ def _batches(model, src: Path, batch: int) -> tuple[Iterator, int | None]:
             yield part / np.float32(255) if scale else part
 
     return rows(), n
+
+
+def _numbers(frame, src: Path) -> np.ndarray:
+    """A batch of a table for a model that takes numbers only (it was not trained on a table)."""
+    text = [str(c) for c, t in frame.dtypes.items() if getattr(t, "kind", "O") not in "biuf"]
+    if text:
+        raise DataError(
+            f"--input {src}: {'columns' if len(text) > 1 else 'column'} {', '.join(text[:5])} "
+            f"{'hold' if len(text) > 1 else 'holds'} text, and this model takes numbers only (it was not trained on a "
+            "table): give numeric columns"
+        )
+    return frame.to_numpy()
 
 
 def _columns_for(model, proba: bool) -> list[str]:
@@ -219,6 +231,8 @@ def predict_file(model, input_path, output_path, *, proba: bool = False, batch: 
             out.write(_rows_out(model, p, proba))
             if bar is not None:
                 bar.update(len(p))
+        if out.n == 0:
+            raise DataError(f"--input {src} has no rows (a header only?): give rows to predict")
         out.finish()
     finally:
         out.close()

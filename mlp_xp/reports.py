@@ -19,9 +19,9 @@ def _metrics():
     return metrics
 
 
-def classification_report(y_true: np.ndarray, y_pred: np.ndarray, labels: list[str]) -> dict:
+def classification_report(y_true: np.ndarray, y_pred: np.ndarray, labels: list) -> dict:
     """Per-class and averaged precision, recall, F1 and support, accuracy and the confusion matrix, for class
-    indices ``y_true`` and ``y_pred`` in [0, len(labels))."""
+    indices ``y_true`` and ``y_pred`` in [0, len(labels)); ``labels`` are the classes' own values (JSON-able)."""
     m = _metrics()
     index = list(range(len(labels)))
     p, r, f, s = m.precision_recall_fscore_support(y_true, y_pred, labels=index, zero_division=0)
@@ -63,18 +63,18 @@ def format_report(report: dict) -> str:
     """The report as aligned text lines."""
     if report["task"] == "regression":
         return f"  MSE {report['mse']:.6g}  MAE {report['mae']:.6g}  R^2 {report['r2']:.4f}"
-    width = max(12, *(len(c["label"]) for c in report["classes"]))
+    width = max(12, *(len(str(c["label"])) for c in report["classes"]))
     lines = [f"  {'class':>{width}}  precision  recall     f1  support"]
     for c in report["classes"]:
         lines.append(
-            f"  {c['label']:>{width}}  {c['precision']:9.4f}  {c['recall']:6.4f}  {c['f1']:.4f}  {c['support']:7d}"
+            f"  {str(c['label']):>{width}}  {c['precision']:9.4f}  {c['recall']:6.4f}  {c['f1']:.4f}  {c['support']:7d}"
         )
     for name, a in report["averages"].items():
         lines.append(
             f"  {name + ' avg':>{width}}  {a['precision']:9.4f}  {a['recall']:6.4f}  {a['f1']:.4f}  "
             f"{report['samples']:7d}"
         )
-    labels = report["labels"]
+    labels = [str(x) for x in report["labels"]]
     cell = max(5, *(len(str(v)) for row in report["confusion_matrix"] for v in row), *(len(x) for x in labels[:30]))
     lines.append("  confusion matrix (rows: true class, columns: predicted):")
     if len(labels) <= 30:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .data.dataset import Dataset
-from .data.preprocess import LabelVocabulary, TablePreprocessor, check_no_missing
+from .data.preprocess import LabelVocabulary, TablePreprocessor, TargetScaler, check_no_missing
 from .data.tables import read_table, table_columns
 from .errors import ConfigError, DataError
 from .trainer import preprocess_split
@@ -33,6 +33,7 @@ class TableRun:
     preprocessing: TablePreprocessor
     labels: LabelVocabulary | None
     target: str
+    target_scaler: TargetScaler | None = None
 
 
 def _columns(path, target: str | None, features: list[str] | None, fix: str) -> tuple[list[str], str]:
@@ -58,9 +59,11 @@ def _target(frame, target: str, path) -> np.ndarray:
     return frame[target].to_numpy()
 
 
-def encode_target(y: np.ndarray, loss: str, labels: LabelVocabulary | None, what: str) -> np.ndarray:
+def encode_target(
+    y: np.ndarray, loss: str, labels: LabelVocabulary | None, what: str, scaler: TargetScaler | None = None
+) -> np.ndarray:
     """The target column as the loss takes it: class indices (cross_entropy), 0/1 (binary_cross_entropy, from a
-    vocabulary of two labels), floats (mse)."""
+    vocabulary of two labels), floats (mse; standardized by ``scaler`` where given)."""
     if loss == "mse":
         if y.dtype.kind not in "biuf":
             example = next((v for v in y if not isinstance(v, (int, float))), y[0])
@@ -68,7 +71,8 @@ def encode_target(y: np.ndarray, loss: str, labels: LabelVocabulary | None, what
                 f"{what} is not numeric (e.g. {example!r}), but regression (--loss mse) needs numbers: use --loss "
                 "cross_entropy to classify by it"
             )
-        return y.astype(np.float64)
+        y = y.astype(np.float64)
+        return scaler.transform(y) if scaler is not None else y
     assert labels is not None
     codes = labels.encode(y, what)
     return codes.astype(np.float64) if loss == "binary_cross_entropy" else codes
@@ -121,13 +125,23 @@ def prepare_training(
     if test is not None and test_fraction is not None:
         raise ConfigError("--test and --test-fraction both choose the test rows: give one of them")
     features, target = _columns(path, target, features, "--target COLUMN")
+    absent = [c for c in categorical or [] if c not in features]
+    if absent:
+        raise ConfigError(
+            f"--categorical {', '.join(absent)}: not among the feature columns ({', '.join(features[:10])}"
+            f"{', ...' if len(features) > 10 else ''})"
+        )
     as_text = list(categorical or [])
     frame = read_table(path, [*features, target], as_text)
+    check_no_missing(frame, str(path))
     y_all = _target(frame, target, path)
     is_classes = loss != "mse"
+    if is_classes:
+        _refuse_quantity(y_all, target, path)
     test_frame = y_test_raw = None
     if test is not None:
         test_frame = read_table(test, [*features, target], as_text)
+        check_no_missing(test_frame, str(test))
         y_test_raw = _target(test_frame, target, test)
     elif test_fraction is not None:
         strata = np.asarray(y_all).astype(str) if is_classes else None
@@ -145,32 +159,62 @@ def prepare_training(
     y = encode_target(y_all, loss, labels, f"the target column {target!r} of {path}")
     preprocessing = TablePreprocessor(categorical=categorical)
     X_train, y_train, X_val, y_val = preprocess_split(preprocessing, frame[features], y, validation_fraction, seed)
+    scaler = None
+    if loss == "mse":  # the target standardized by its training rows too (the validation rows are carved)
+        scaler = TargetScaler.fit(y_train)
+        y_train = scaler.transform(y_train)
+        y_val = None if y_val is None else scaler.transform(y_val)
     X_test = y_test = None
     if test_frame is not None:
         X_test = preprocessing.transform(test_frame[features])
-        y_test = encode_target(y_test_raw, loss, labels, f"the target column {target!r} of the test rows")
-    n_classes = len(labels) if loss == "cross_entropy" else 0
+        y_test = encode_target(y_test_raw, loss, labels, f"the target column {target!r} of the test rows", scaler)
+    n_classes = len(labels) if labels is not None else 0
     name = f"{getattr(path, 'name', None) or str(path).rsplit('/', 1)[-1]}[{target}]"
-    val = f" (+{len(X_val)} validation rows held out before fitting the preprocessing)" if X_val is not None else ""
-    ds = Dataset(name, X_train, y_train, X_test, y_test, n_classes, f"{path}{val}")
-    return TableRun(ds, X_val, y_val, preprocessing, labels, target)
+    notes = []
+    if X_val is not None:
+        notes.append(f"+{len(X_val)} validation rows held out before fitting the preprocessing")
+    if scaler is not None:
+        notes.append(
+            f"target standardized (mean {scaler.mean[0]:.6g}, std {scaler.scale[0]:.6g}): the run's loss and mse are "
+            "in those units, predictions in the target's own"
+        )
+    source = f"{path}" + (f" ({'; '.join(notes)})" if notes else "")
+    ds = Dataset(name, X_train, y_train, X_test, y_test, n_classes, source)
+    return TableRun(ds, X_val, y_val, preprocessing, labels, target, scaler)
+
+
+def _refuse_quantity(y: np.ndarray, target: str, path) -> None:
+    """A classifier's target of non-integer numbers is a quantity, not classes (one class per distinct value)."""
+    if y.dtype.kind == "f" and not np.array_equal(y, np.round(y)):
+        example = next(v for v in y if v != round(v))
+        raise DataError(
+            f"the target column {target!r} of {path} holds non-integer numbers (e.g. {example!r}): a quantity, not "
+            "classes: use --loss mse to predict it (class labels are text or whole numbers)"
+        )
 
 
 def scoring_rows(model, path, *, target: str | None = None, features: list[str] | None = None):
     """The rows of the table at ``path`` to score ``model`` on: (X encoded as the model takes it, y encoded
     for its loss, the raw labels). The target is the model's own (``target`` overrides it); the features are
     its preprocessing's columns, else ``features`` or every column but the target."""
+    if target is not None and model.preprocessing is not None and target in model.preprocessing.columns:
+        raise ConfigError(
+            f"--target {target}: the model takes {target!r} as a feature and predicts {model.target!r}: leave "
+            "--target out"
+        )
     target = target or model.target
     if model.preprocessing is not None:
         features = model.preprocessing.columns
     features, target = _columns(path, target, features, "--target COLUMN (the model does not name one)")
     as_text = list(model.preprocessing.categories) if model.preprocessing is not None else []
     frame = read_table(path, [*features, target], as_text)
+    check_no_missing(frame, str(path))
     y_raw = _target(frame, target, path)
     X = model.encode(frame[features]) if model.preprocessing is not None else frame[features].to_numpy()
     labels = model.labels
     if labels is None and model.loss != "mse":
         y = y_raw  # class indices already (a model trained on numeric labels): checked by evaluate
     else:
-        y = encode_target(y_raw, model.loss, labels, f"the target column {target!r} of {path}")
+        what = f"the target column {target!r} of {path}"
+        y = encode_target(y_raw, model.loss, labels, what, model.target_scaler)
     return X, y, y_raw

@@ -187,3 +187,16 @@ def test_memory_beyond_the_input_stays_under_64_mib_for_100000_rows(tmp_path):
     assert n == 100_000 and np.load(tmp_path / "p.npy", mmap_mode="r").shape == (100_000, 10)
     assert traced < 64 << 20, traced
     assert anon < 64 << 20, anon
+
+
+def test_header_only_and_text_columns_for_a_numbers_model(tmp_path, capsys, images_model):
+    _, path, _ = images_model
+    header = tmp_path / "h.csv"
+    header.write_text(",".join(f"p{i}" for i in range(16)) + "\n")
+    dst = tmp_path / "o.csv"
+    code, _, err = run(capsys, f"predict {path} --input {header} --output {dst} --device cpu")
+    assert code == 2 and "has no rows (a header only?)" in err and not dst.exists()
+    text = tmp_path / "t.csv"
+    pd.DataFrame({**{f"p{i}": [0.5, 0.2] for i in range(15)}, "kind": ["a", "b"]}).to_csv(text, index=False)
+    code, _, err = run(capsys, f"predict {path} --input {text} --output {dst} --device cpu")
+    assert code == 2 and "column kind holds text, and this model takes numbers only" in err

@@ -17,7 +17,9 @@ pytest.importorskip("pyarrow")
 
 
 def run(capsys, *argv):
-    argv = argv[0].split() if len(argv) == 1 else list(argv)
+    """mlp-xp in-process: one string is split at spaces; a list is taken as it is (names with spaces)."""
+    if len(argv) == 1:
+        argv = argv[0].split() if isinstance(argv[0], str) else list(argv[0])
     code = main(argv)
     out, err = capsys.readouterr()
     return code, out, err
@@ -66,7 +68,7 @@ def test_missing_values_name_the_columns_and_rows():
     frame = small_frame()
     frame.loc[1, "size"] = np.nan
     frame.loc[[1, 3], "colour"] = None
-    with pytest.raises(DataError, match=r"in size \(1 row\), colour \(2 rows\); 2 rows in all: fill them"):
+    with pytest.raises(DataError, match=r"in size \(1 row\), colour \(2 rows\); 2 rows in all \(data rows 1, 3, "):
         TablePreprocessor().fit(frame)
 
 
@@ -312,3 +314,145 @@ def test_onnx_of_a_table_model_names_its_features_and_labels(tmp_path):
         "mlp_xp.features": ["size", "colour=blue", "colour=green", "colour=red", "flag"],
         "mlp_xp.labels": ["a", "b", "c"],
     }
+
+
+def test_a_float_target_is_not_taken_as_classes(tmp_path, capsys, breast_cancer):
+    train, _, _ = breast_cancer
+    code, _, err = run(capsys, ["train", "--data", str(train), "--target", "mean radius", "--device", "cpu"])
+    assert code == 2 and "holds non-integer numbers (e.g. " in err and "use --loss mse to predict it" in err
+
+
+def test_a_number_column_with_a_typo_is_refused_unless_declared_categorical(tmp_path, capsys):
+    path = tmp_path / "t.csv"
+    rows = "\n".join(f"{i * 0.5},{i % 2}" for i in range(20))
+    path.write_text("x,y\n" + rows.replace("3.0,0", "abc,0", 1) + "\n")
+    code, _, err = run(capsys, f"train --data {path} --target y --device cpu --quiet --epochs 1")
+    assert code == 2, err
+    assert "column x holds numbers but for 1 cell (the first: 'abc', data row 6): fix it, or treat" in err
+    code, _, err = run(capsys, f"train --data {path} --target y --categorical x --device cpu --quiet --epochs 1")
+    assert code == 0, err
+    code, _, err = run(capsys, f"train --data {path} --target y --categorical z --device cpu --quiet --epochs 1")
+    assert code == 2 and "--categorical z: not among the feature columns (x)" in err
+
+
+def test_a_numeric_column_with_text_at_predict_time_names_the_cell(tmp_path, capsys):
+    model = MLP([1, 3, 2], device="cpu")
+    model.preprocessing = TablePreprocessor().fit(pd.DataFrame({"x": [0.0, 1.0, 2.0]}))
+    with pytest.raises(DataError, match=r"column x was numeric in training but holds 'abc' in data row 2 here"):
+        model.predict(pd.DataFrame({"x": ["1.5", "2", "abc"]}))
+
+
+@pytest.fixture
+def diabetes(tmp_path):
+    from sklearn.datasets import load_diabetes
+
+    d = load_diabetes(as_frame=True, scaled=False)
+    frame = d.frame.rename(columns={"target": "progression"})
+    frame["sex"] = frame["sex"].map({1.0: "f", 2.0: "m"})
+    order = np.random.default_rng(1).permutation(len(frame))
+    train, test = tmp_path / "dtrain.csv", tmp_path / "dtest.csv"
+    frame.iloc[order[:350]].to_csv(train, index=False)
+    frame.iloc[order[350:]].to_csv(test, index=False)
+    return train, test, frame.iloc[order[350:]]
+
+
+def test_regression_target_is_standardized_and_predictions_are_in_its_units(tmp_path, capsys, diabetes):
+    from sklearn.metrics import mean_squared_error, r2_score
+
+    train, test, rows = diabetes
+    model, report = tmp_path / "d.npz", tmp_path / "d.json"
+    # raw targets of 25..346 diverge at the default learning rate unless they are standardized
+    code, _, err = run(
+        capsys,
+        f"train --data {train} --target progression --loss mse --hidden 16 --epochs 30 --device cpu "
+        f"--quiet --save {model}",
+    )
+    assert code == 0, err
+    assert "target standardized (mean " in err
+    m = MLP.load(model, device="cpu")
+    pred = m.predict(rows.drop(columns="progression"))
+    truth = rows["progression"].to_numpy()
+    assert r2_score(truth, pred) > 0.3, r2_score(truth, pred)
+    code, out, err = run(capsys, f"evaluate {model} --data {test} --device cpu --json {report}")
+    assert code == 0, err
+    got = json.loads(report.read_text())
+    assert got["report"]["mse"] == pytest.approx(mean_squared_error(truth, pred), rel=1e-6)
+    # the evaluate line's mse (the trainer's, in standardized units, scaled back) is the same number
+    assert got["scores"]["mse"] == pytest.approx(got["report"]["mse"], rel=1e-4)
+    onnxruntime = pytest.importorskip("onnxruntime")
+    m.to_onnx(tmp_path / "d.onnx")
+    session = onnxruntime.InferenceSession(str(tmp_path / "d.onnx"))
+    encoded = m.preprocessing.transform(rows.drop(columns="progression"), np.float32)
+    (onnx_pred,) = session.run(None, {"input": encoded})
+    np.testing.assert_allclose(onnx_pred[:, 0], pred, rtol=1e-5)
+
+
+def test_semicolon_csv_and_quoted_feature_names(tmp_path, capsys):
+    path = tmp_path / "semi.csv"
+    lines = ["sepal, width;länge;espèce"] + [f"{i % 7};{i % 5};{'ab'[i % 2]}" for i in range(40)]
+    path.write_text("\n".join(['"sepal, width";länge;espèce', *lines[1:]]) + "\n", encoding="utf-8")
+    code, _, err = run(
+        capsys,
+        [
+            "train",
+            "--data",
+            str(path),
+            "--target",
+            "espèce",
+            "--features",
+            '"sepal, width",länge',
+            "--device",
+            "cpu",
+            "--quiet",
+            "--epochs",
+            "1",
+        ],
+    )
+    assert code == 0, err
+    assert "semi.csv[espèce]: 40 train / no test, 2 features, 2 classes" in err
+
+
+def test_missing_cells_of_a_test_file_name_the_file(tmp_path, capsys, breast_cancer):
+    train, held_out, _ = breast_cancer
+    broken = tmp_path / "broken.csv"
+    frame = pd.read_csv(held_out)
+    frame.loc[4, "mean area"] = np.nan
+    frame.to_csv(broken, index=False)
+    code, _, err = run(capsys, f"train --data {train} --target diagnosis --test {broken} --device cpu")
+    assert code == 2 and f"{broken} has missing values" in err and "data row 4," in err
+
+
+def test_evaluate_target_that_is_a_feature_is_refused(tmp_path, capsys, breast_cancer):
+    train, held_out, _ = breast_cancer
+    model = tmp_path / "m.npz"
+    assert (
+        run(capsys, f"train --data {train} --target diagnosis --epochs 1 --device cpu --quiet --save {model}")[0] == 0
+    )
+    code, _, err = run(capsys, f"evaluate {model} --data {held_out} --target clinic --device cpu")
+    assert code == 2 and "takes 'clinic' as a feature and predicts 'diagnosis'" in err
+
+
+def test_a_column_of_mostly_unique_text_draws_a_warning(tmp_path, capsys):
+    path = tmp_path / "ids.csv"
+    pd.DataFrame({"id": [f"p{i}" for i in range(60)], "x": np.arange(60.0), "y": [0, 1] * 30}).to_csv(path, index=False)
+    code, _, err = run(capsys, f"train --data {path} --target y --epochs 1 --device cpu --quiet")
+    assert code == 0
+    assert "mlp-xp: warning: column id has 60 distinct values in 60 rows, one-hot encoded as 60 features" in err
+
+
+def test_integer_labels_and_binary_cross_entropy_keep_their_values(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=200)
+    path, model, report = tmp_path / "b.csv", tmp_path / "b.npz", tmp_path / "b.json"
+    pd.DataFrame({"x": x, "grade": np.where(x > 0, 4, 2)}).to_csv(path, index=False)
+    code, _, err = run(
+        capsys,
+        f"train --data {path} --target grade --loss binary_cross_entropy --epochs 20 --device cpu --quiet "
+        f"--save {model}",
+    )
+    assert code == 0, err
+    assert "b.csv[grade]: 200 train / no test, 1 features, 2 classes" in err
+    code, _, err = run(capsys, f"evaluate {model} --data {path} --device cpu --json {report}")
+    assert code == 0, err
+    assert json.loads(report.read_text())["report"]["labels"] == [2, 4]
+    assert set(MLP.load(model, device="cpu").predict(pd.read_csv(path))) == {2, 4}

@@ -17,11 +17,15 @@ command line reports; with ``unknown="error"`` it is an error instead.
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
 from ..errors import ConfigError, DataError
 
-__all__ = ["LabelVocabulary", "TablePreprocessor", "check_no_missing", "is_frame"]
+__all__ = ["LabelVocabulary", "TablePreprocessor", "TargetScaler", "check_no_missing", "is_frame"]
+#: A text column with more categories than this, most of them seen once, draws a warning when fitted.
+WIDE_CATEGORIES = 32
 
 _UNKNOWN = ("ignore", "error")
 
@@ -43,13 +47,28 @@ def check_no_missing(frame, what: str) -> None:
     bad = [(str(c), int(n)) for c, n in per_column.items() if n]
     if not bad:
         return
-    rows = int(missing.any(axis=1).sum())
+    hit = np.flatnonzero(missing.to_numpy().any(axis=1))
+    rows = len(hit)
     listed = ", ".join(f"{c} ({n} row{'s' if n != 1 else ''})" for c, n in bad[:8])
     more = f" and {len(bad) - 8} more columns" if len(bad) > 8 else ""
+    where = ", ".join(str(frame.index[i]) for i in hit[:5]) + (", ..." if rows > 5 else "")
     raise DataError(
         f"{what} has missing values (NaN or empty cells) in {listed}{more}; {rows} row{'s' if rows != 1 else ''} "
-        "in all: fill them (e.g. with the column's median or a category of their own) or drop those rows first"
+        f"in all (data row{'s' if rows != 1 else ''} {where}, counted from 0 after the header): fill them (e.g. "
+        "with the column's median or a category of their own) or drop those rows first"
     )
+
+
+def _first_non_number(series):
+    """(row label, value) of the first cell of ``series`` that is not a number, or None."""
+    import pandas as pd
+
+    parsed = pd.to_numeric(series, errors="coerce")
+    bad = parsed.isna() & series.notna()
+    if not bad.any():
+        return None
+    label = bad.index[np.argmax(bad.to_numpy())]
+    return label, series.loc[label], int(bad.sum())
 
 
 def _labels_as_json(values: np.ndarray) -> list:
@@ -129,7 +148,18 @@ class TablePreprocessor:
         for name, col in zip(names, frame.columns):
             series = frame[col]
             if name in given or not _is_numeric(series):
+                if name not in given:
+                    _refuse_mostly_numbers(name, series)
                 self.categories[name] = sorted(set(series.astype(str)))
+                k = len(self.categories[name])
+                if k > WIDE_CATEGORIES and k > len(frame) / 2:
+                    warnings.warn(
+                        f"column {name} has {k} distinct values in {len(frame)} rows, one-hot encoded as {k} features, "
+                        "and new rows will mostly hold values it has not seen (an identifier or a date?): leave it "
+                        "out of the features, or derive a coarser column from it",
+                        UserWarning,
+                        stacklevel=2,
+                    )
             else:
                 self.numeric.append(name)
         values = frame[[frame.columns[names.index(n)] for n in self.numeric]].to_numpy(np.float64)
@@ -197,9 +227,11 @@ class TablePreprocessor:
                 try:
                     x = series.to_numpy(np.float64)
                 except (TypeError, ValueError):
+                    found = _first_non_number(series)
+                    row, value = (found[0], found[1]) if found else (series.index[0], series.iloc[0])
                     raise DataError(
-                        f"column {name} was numeric in training but holds non-numbers here "
-                        f"(e.g. {series.iloc[0]!r}): give it numbers"
+                        f"column {name} was numeric in training but holds {value!r} in data row {row} here: give it "
+                        "numbers"
                     ) from None
                 out[:, j] = (x - self.mean[k]) / self.scale[k]
                 j += 1
@@ -245,6 +277,55 @@ class TablePreprocessor:
             raise DataError("the stored preprocessing is damaged (its columns and statistics do not match)")
         p.unknown_seen = {}
         return p
+
+
+def _refuse_mostly_numbers(name: str, series) -> None:
+    """A text column whose cells are numbers but for a few is a typo, not categories: one-hot encoding it would
+    make a feature of every distinct number. Refused, naming the first odd cell."""
+    found = _first_non_number(series)
+    if found is None or found[2] > len(series) / 2:
+        return
+    row, value, count = found
+    raise DataError(
+        f"column {name} holds numbers but for {count} cell{'s' if count != 1 else ''} (the first: {value!r}, data row "
+        f"{row}): fix {'those cells' if count != 1 else 'it'}, or treat the column as categories (--categorical "
+        f"{name} on the command line, categorical=[{name!r}] in Python)"
+    )
+
+
+class TargetScaler:
+    """A regression target standardized for training, y' = (y - mean) / std over the training rows, and undone on
+    the outputs: the network then fits targets of unit size whatever their units (a price in dollars, a count)."""
+
+    def __init__(self, mean, scale) -> None:
+        self.mean = np.asarray(mean, np.float64).reshape(-1)
+        self.scale = np.asarray(scale, np.float64).reshape(-1)
+        if len(self.mean) != len(self.scale) or not (np.isfinite(self.mean).all() and (self.scale > 0).all()):
+            raise DataError("the stored target scaling is damaged")
+
+    @classmethod
+    def fit(cls, y) -> TargetScaler:
+        y = np.asarray(y, np.float64).reshape(len(y), -1)
+        std = y.std(axis=0)
+        return cls(y.mean(axis=0), np.where(std > 0, std, 1.0))
+
+    def transform(self, y) -> np.ndarray:
+        y = np.asarray(y, np.float64)
+        return (y - self.mean[0]) / self.scale[0] if y.ndim == 1 else (y - self.mean) / self.scale
+
+    def inverse(self, out: np.ndarray) -> np.ndarray:
+        """The outputs (rows x targets) in the target's own units, in their dtype."""
+        return (out * self.scale + self.mean).astype(out.dtype, copy=False)
+
+    def to_json(self) -> dict:
+        return {"mean": self.mean.tolist(), "scale": self.scale.tolist()}
+
+    @classmethod
+    def from_json(cls, values) -> TargetScaler:
+        try:
+            return cls(values["mean"], values["scale"])
+        except (KeyError, TypeError, ValueError):
+            raise DataError("the stored target scaling is damaged") from None
 
 
 class LabelVocabulary:

@@ -51,6 +51,25 @@ def _existing(path) -> Path:
     return p
 
 
+def _separator(path: Path) -> str:
+    """The CSV's field separator, sniffed from its first lines among , ; tab and | (a comma where none stands
+    out): spreadsheets in many locales write semicolons."""
+    import csv
+
+    try:
+        with open(path, encoding="utf-8", errors="replace", newline="") as f:
+            sample = f.read(1 << 16)
+    except OSError:
+        return ","
+    lines = sample.splitlines()
+    if len(lines) > 1 and not sample.endswith(("\n", "\r")):
+        sample = "\n".join(lines[:-1])  # a line cut off by the sample's end is no evidence
+    try:
+        return csv.Sniffer().sniff(sample, delimiters=",;\t|").delimiter
+    except csv.Error:
+        return ","
+
+
 def _select(columns: list[str], wanted: list[str] | None, path: Path) -> list[str]:
     if wanted is None:
         return columns
@@ -73,7 +92,7 @@ def table_columns(path) -> list[str]:
             raise DataError(f"{p} is not a readable Parquet file ({e}): write it again") from None
     pd = _pandas()
     try:
-        return [str(c) for c in pd.read_csv(p, nrows=0).columns]
+        return [str(c) for c in pd.read_csv(p, nrows=0, sep=_separator(p)).columns]
     except pd.errors.EmptyDataError:
         raise DataError(f"{p} is empty: a CSV table needs a header line of column names and rows") from None
     except (OSError, ValueError, UnicodeDecodeError) as e:
@@ -97,7 +116,7 @@ def read_table(path, columns: list[str] | None = None, as_text: list[str] = ()):
                 if c in frame.columns:
                     frame[c] = frame[c].astype(str).where(frame[c].notna())
         else:
-            frame = pd.read_csv(p, usecols=names, dtype=_dtypes(names, list(as_text)))[names]
+            frame = pd.read_csv(p, usecols=names, dtype=_dtypes(names, list(as_text)), sep=_separator(p))[names]
     except (OSError, ValueError, UnicodeDecodeError, pd.errors.ParserError) as e:
         raise DataError(f"{p} could not be read as a table ({e}): check the file") from None
     if len(frame) == 0:
@@ -122,7 +141,8 @@ def iter_table(path, rows: int, columns: list[str] | None = None, as_text: list[
                         frame[c] = frame[c].astype(str).where(frame[c].notna())
                 yield frame
         else:
-            with pd.read_csv(p, usecols=names, dtype=_dtypes(names, list(as_text)), chunksize=rows) as reader:
+            options = {"usecols": names, "dtype": _dtypes(names, list(as_text)), "sep": _separator(p)}
+            with pd.read_csv(p, chunksize=rows, **options) as reader:
                 for frame in reader:
                     yield frame[names]
     except (OSError, ValueError, UnicodeDecodeError, pd.errors.ParserError) as e:
