@@ -119,7 +119,7 @@ def _batches(model, src: Path, batch: int) -> tuple[Iterator, int | None]:
 def _numbers(frame, src: Path) -> np.ndarray:
     """A batch of a table for a model that takes numbers only (it was not trained on a table)."""
     text = [str(c) for c, t in frame.dtypes.items() if getattr(t, "kind", "O") not in "biuf"]
-    if text:
+    if text and len(frame):  # (a header alone reads as text columns: it is refused as having no rows)
         raise DataError(
             f"--input {src}: {'columns' if len(text) > 1 else 'column'} {', '.join(text[:5])} "
             f"{'hold' if len(text) > 1 else 'holds'} text, and this model takes numbers only (it was not trained on a "
