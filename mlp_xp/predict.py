@@ -225,6 +225,8 @@ def predict_file(model, input_path, output_path, *, proba: bool = False, batch: 
     unknown: dict[str, int] = {}
     try:
         for part in batches:
+            if len(part) == 0:  # a table with a header and no rows reads as one empty batch
+                continue
             p = model.predict_proba(part, batch_size=batch)
             for col, n in (model.preprocessing.unknown_seen if model.preprocessing is not None else {}).items():
                 unknown[col] = unknown.get(col, 0) + n
