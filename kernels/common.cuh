@@ -51,7 +51,8 @@ __device__ __forceinline__ T k_activate(T z, int act, T slope) {
     }
 }
 
-// g'(z) read off the output h = g(z).
+// g'(z) read off the output h = g(z). dh * g'(h) is the IEEE product, NaN and infinity included (act_backward in
+// mlp_xp/reference/layer.py says what that gives); cpu.cpp builds ReLU's g' with bit operations, the same value.
 template <typename T>
 __device__ __forceinline__ T k_derivative(T h, int act, T slope) {
     switch (act) {

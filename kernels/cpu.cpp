@@ -33,13 +33,79 @@ using std::tanh;
 
 typedef long long i64;
 
+// Each loop is a function of its own, never inlined into the exported one that picks it: so that each has a
+// symbol, by which tests/test_cpu_loops_codegen.py finds its machine code and checks that it is vectorized
+// without a branch on the data. One call per op costs nothing beside the loop.
+#if defined(__GNUC__)
+#define MLP_XP_LOOP __attribute__((noinline))
+#else
+#define MLP_XP_LOOP
+#endif
+
+// ---- selects that vectorize ----
+// A factor chosen by a comparison, c ? x : y, is here built from the comparison's bits with integer
+// operations: all ones where c holds keeps the bits of x, else those of y. Why not the plain select, as
+// common.cuh writes k_activate and k_derivative for the CUDA kernels: g++ folds a product such as
+// dh * (h > 0 ? 1 : a) into the select h > 0 ? dh : dh * a, and under the default -ftrapping-math it may not
+// do on every element a multiply that the source does only on some, so it can if-convert that select only
+// with AVX-512's masked multiply. With AVX2 (or SSE, or NEON) it emits a scalar loop with a branch on the sign
+// of h, which real activations (about half zeros, in no pattern) mispredict: ReLU's backward ran 7 to 13 times
+// slower than the NumPy path on an AVX2 EPYC (issue 15; benchmarks/cpu_loops.py times each loop against it).
+// Integer operations on the bits are not folded into the product, so the loop becomes compare, and, or,
+// multiply, vectorized at any width, and computes the same IEEE product bit for bit: the factor is exactly
+// x or y, and the multiply happens on every element as the source says (NaN and infinity: see act_backward in
+// mlp_xp/reference/layer.py). tests/test_cpu_loops_codegen.py checks the machine code.
+
+// The unsigned integer of a float's width, and a float's bits as one (memcpy: the defined way to read them).
+template <typename T>
+struct BitsOf;
+template <>
+struct BitsOf<float> {
+    typedef uint32_t type;
+};
+template <>
+struct BitsOf<double> {
+    typedef uint64_t type;
+};
+template <typename T>
+static inline typename BitsOf<T>::type to_bits(T x) {
+    typename BitsOf<T>::type u;
+    std::memcpy(&u, &x, sizeof u);
+    return u;
+}
+template <typename T>
+static inline T from_bits(typename BitsOf<T>::type u) {
+    T x;
+    std::memcpy(&x, &u, sizeof x);
+    return x;
+}
+
+// c ? x : y for the floats whose bits are x and y.
+template <typename T>
+static inline T select_bits(bool c, typename BitsOf<T>::type x, typename BitsOf<T>::type y) {
+    typedef typename BitsOf<T>::type U;
+    const U where = (U)0 - (U)c;  // all ones or all zeros
+    return from_bits<T>((where & x) | (~where & y));
+}
+
+// ---- a layer ----
+
 // z <- g(z + b) over a (rows x cols) batch; the activation is a template argument so that the switch in
-// k_activate folds away and the inner loop vectorizes.
+// k_activate folds away and the inner loop vectorizes. Leaky ReLU is k_activate's z < 0 ? a z : z written as
+// z * (z < 0 ? a : 1) with select_bits (the same value: z * 1 is z, NaN, infinity and -0 included).
 template <typename T, int ACT>
-static void bias_act_rows(T* __restrict__ z, const T* __restrict__ b, i64 rows, i64 cols, T slope) {
+MLP_XP_LOOP static void bias_act_rows(T* __restrict__ z, const T* __restrict__ b, i64 rows, i64 cols, T slope) {
     for (i64 r = 0; r < rows; ++r) {
         T* __restrict__ zr = z + r * cols;
-        for (i64 c = 0; c < cols; ++c) zr[c] = k_activate(zr[c] + b[c], ACT, slope);
+        if constexpr (ACT == ACT_LEAKY_RELU) {
+            const typename BitsOf<T>::type one = to_bits((T)1), a = to_bits(slope);
+            for (i64 c = 0; c < cols; ++c) {
+                const T x = zr[c] + b[c];
+                zr[c] = x * select_bits<T>(x < (T)0, a, one);
+            }
+        } else {
+            for (i64 c = 0; c < cols; ++c) zr[c] = k_activate(zr[c] + b[c], ACT, slope);
+        }
     }
 }
 
@@ -54,10 +120,16 @@ static void bias_act(T* z, const T* b, i64 rows, i64 cols, int act, T slope) {
     }
 }
 
-// dh <- dh * g'(z), with g' read off the layer's output h.
+// dh <- dh * g'(z), with g' read off the layer's output h. For ReLU and leaky ReLU, g' is k_derivative's
+// h > 0 ? 1 : a (a = 0 for ReLU; a NaN h compares false, so a) built with select_bits.
 template <typename T, int ACT>
-static void act_backward_n(T* __restrict__ dh, const T* __restrict__ h, i64 n, T slope) {
-    for (i64 e = 0; e < n; ++e) dh[e] = dh[e] * k_derivative(h[e], ACT, slope);
+MLP_XP_LOOP static void act_backward_n(T* __restrict__ dh, const T* __restrict__ h, i64 n, T slope) {
+    if constexpr (ACT == ACT_RELU || ACT == ACT_LEAKY_RELU) {
+        const typename BitsOf<T>::type one = to_bits((T)1), a = to_bits(ACT == ACT_RELU ? (T)0 : slope);
+        for (i64 e = 0; e < n; ++e) dh[e] = dh[e] * select_bits<T>(h[e] > (T)0, one, a);
+    } else {
+        for (i64 e = 0; e < n; ++e) dh[e] = dh[e] * k_derivative(h[e], ACT, slope);
+    }
 }
 
 template <typename T>
@@ -73,7 +145,7 @@ static void act_backward(T* dh, const T* h, i64 n, int act, T slope) {
 
 // db[c] <- sum over rows of g[r, c] (+ accumulate db[c]); rows are added in order, one column-vector at a time.
 template <typename T>
-static void bias_grad(const T* __restrict__ g, T* __restrict__ db, i64 rows, i64 cols, T accumulate) {
+MLP_XP_LOOP static void bias_grad(const T* __restrict__ g, T* __restrict__ db, i64 rows, i64 cols, T accumulate) {
     if (accumulate == (T)0) {
         for (i64 c = 0; c < cols; ++c) db[c] = (T)0;
     } else {
@@ -91,8 +163,9 @@ static void bias_grad(const T* __restrict__ g, T* __restrict__ db, i64 rows, i64
 //   acc[0] += sum of loss_r, acc[1] += rows whose first maximum is at y_r; labels == nullptr: only p.
 // A label outside [0, C) is never used as an index: its loss is NaN and its gradient row zero.
 template <typename T>
-static void softmax_xent(T* __restrict__ z, const int* __restrict__ labels, const T* __restrict__ class_weight,
-                         double* __restrict__ acc, i64 rows, i64 C, int write_grad, T smoothing) {
+MLP_XP_LOOP static void softmax_xent(T* __restrict__ z, const int* __restrict__ labels,
+                                     const T* __restrict__ class_weight, double* __restrict__ acc, i64 rows, i64 C,
+                                     int write_grad, T smoothing) {
     if (C <= 0) return;  // no logits: nothing to read (the backend never sends this; the NumPy path raises)
     double loss_sum = 0.0, hits = 0.0;
     const bool grad = write_grad && labels != nullptr;
@@ -155,19 +228,30 @@ static void softmax_xent(T* __restrict__ z, const int* __restrict__ labels, cons
 // differs from the subnormal one only where later gradients are below about 1e-31. Weights and gradients that
 // small are not a trained MLP's working range.
 template <typename T>
-static void flush_subnormals(T* __restrict__ a, i64 n) {
+MLP_XP_LOOP static void flush_subnormals(T* __restrict__ a, i64 n) {
     const T tiny = k_tiny<T>();
     for (i64 i = 0; i < n; ++i) a[i] = k_fabs(a[i]) < tiny ? (T)0 : a[i];
+}
+
+// common.cuh's k_regularized, grad + l2 w + l1 sign(w), with sign(w) built by select_bits: the plain select
+// puts l1 * 0 on one side of a branch on the sign of w, which g++ does not if-convert without AVX-512 (see
+// select_bits), and the signs of the weights follow no pattern. The same value: sign(w) is 1, -1 or 0 (a NaN
+// w: 0) either way.
+template <typename T>
+static inline T regularized(T grad, T w, T l2, T l1) {
+    const typename BitsOf<T>::type zero = to_bits((T)0), one = to_bits((T)1), minus_one = to_bits((T)-1);
+    const T sign = select_bits<T>(w > (T)0, one, to_bits(select_bits<T>(w < (T)0, minus_one, zero)));
+    return grad + l2 * w + l1 * sign;
 }
 
 // adam (the contract of adam_update in optimizer.cu), one pass instead of the NumPy path's thirteen, with
 // common.cuh's k_adam_step storing a subnormal m as 0 (ZERO_SUBNORMAL_M): m decays by beta1 like momentum's V.
 template <typename T, bool PENALIZED>
-static void adam_range(T* __restrict__ p, const T* __restrict__ g, T* __restrict__ m, T* __restrict__ v, i64 n,
-                       T lr, T beta1, T beta2, T eps, T c1, T c2, T l2, T l1) {
+MLP_XP_LOOP static void adam_range(T* __restrict__ p, const T* __restrict__ g, T* __restrict__ m,
+                                   T* __restrict__ v, i64 n, T lr, T beta1, T beta2, T eps, T c1, T c2, T l2, T l1) {
     for (i64 i = 0; i < n; ++i) {
         T w = p[i], mi = m[i], vi = v[i];
-        const T G = PENALIZED ? k_regularized(g[i], w, l2, l1) : g[i];
+        const T G = PENALIZED ? regularized(g[i], w, l2, l1) : g[i];
         k_adam_step<true>(w, G, mi, vi, lr, beta1, beta2, eps, c1, c2);
         p[i] = w;
         m[i] = mi;

@@ -1,5 +1,7 @@
 """``mlp-xp doctor``: every op of this machine's backends against its reference (:mod:`mlp_xp.selfcheck`):
 the CPU backend as it runs here (compiled loops, direct BLAS, NumPy path) and the CUDA kernels on each GPU.
+After the CPU's check, a few lines time its compiled loops against the NumPy path on this machine
+(:mod:`mlp_xp.backend.loop_timing`), since whether they are faster depends on the CPU and the compiler.
 
 Exit statuses: 1 when a check failed (or stopped before its end), else 3 when a GPU was asked for (``all``, the
 default, or ``cuda``/``cuda:N``) and it, or one of them, was not usable, else 0. With ``all``, which checks several
@@ -11,7 +13,7 @@ from __future__ import annotations
 
 import sys
 
-from .backend import cpu_loops, cuda_devices, cuda_status, get_backend
+from .backend import cpu_loops, cuda_devices, cuda_status, get_backend, loop_timing
 from .constraints import device_choice
 from .errors import EXIT_FAILED as FAILED
 from .errors import EXIT_NO_GPU as NO_GPU
@@ -30,14 +32,28 @@ def _check(ops, title: str) -> bool:
 
 
 def _check_cpu() -> bool:
-    """Check the CPU backend. A check that stops on an error is a failure, on one line of stderr, so that the
-    GPUs are still checked."""
+    """Check the CPU backend, then time its compiled loops against the NumPy path. A check that stops on an
+    error is a failure, on one line of stderr, so that the GPUs are still checked."""
     try:
         ops = get_backend("cpu")
-        return _check(ops, f"{ops.name}; compiled loops {cpu_loops.status()}")
+        ok = _check(ops, f"{ops.name}; compiled loops {cpu_loops.status()}")
     except Exception as e:
         print(f"mlp-xp: error: cpu FAILED: the check stopped on {type(e).__name__}: {e}", file=sys.stderr)
         return False
+    _time_loops(ops)
+    return ok
+
+
+def _time_loops(ops) -> None:
+    """A few lines: each compiled loop against the NumPy path on this machine (loop_timing; under a second).
+    Information, not a check: a loop slower here is marked, and a timing that stops on an error is a warning on
+    stderr, neither of which changes the exit status."""
+    if ops.loops is None:
+        return
+    try:
+        print("\n".join(loop_timing.doctor_lines(ops.loops)))
+    except Exception as e:
+        print(f"mlp-xp: warning: timing the compiled loops stopped on {type(e).__name__}: {e}", file=sys.stderr)
 
 
 def _check_gpu(index: int) -> bool | None:

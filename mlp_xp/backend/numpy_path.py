@@ -52,7 +52,7 @@ def act_backward(dh: np.ndarray, h: np.ndarray, activation: str, slope: float, s
     # g' is built as a float array and multiplied in: NumPy's masked writes (copyto where=) and
     # float-by-bool products are several times slower.
     if activation == "relu":
-        np.greater(h, 0, out=gprime)  # 1 where h > 0, else 0
+        np.greater(h, 0, out=gprime)  # 1 where h > 0, else 0 (a NaN h too); dh * 0 keeps a NaN dh NaN
     elif activation == "leaky_relu":
         np.greater(h, 0, out=gprime)
         gprime *= 1 - slope

@@ -48,8 +48,10 @@ def activate(z: np.ndarray, activation: str, slope: float = LEAKY_SLOPE) -> np.n
 
 
 def derivative(h: np.ndarray, activation: str, slope: float = LEAKY_SLOPE) -> np.ndarray:
-    """g'(z), read off the output h = g(z). Implementations: ``k_derivative`` in kernels/common.cuh; the NumPy
-    path's ``act_backward`` in mlp_xp/backend/numpy_path.py."""
+    """g'(z), read off the output h = g(z). For relu and leaky_relu it is a comparison, exactly 1 where h > 0 and
+    0 (or a) elsewhere, a NaN h included (it compares false); see ``act_backward`` for NaN and infinity.
+    Implementations: ``k_derivative`` in kernels/common.cuh; the NumPy path's ``act_backward`` in
+    mlp_xp/backend/numpy_path.py."""
     if activation == "relu":
         return np.where(h > 0, 1.0, 0.0)
     if activation == "leaky_relu":
@@ -83,6 +85,24 @@ def bias_act(z, b, activation: str, slope: float = LEAKY_SLOPE) -> None:
 
 def act_backward(dh, h, activation: str, slope: float = LEAKY_SLOPE) -> None:
     """dh <- dh * g'(z), in place, g' read off the layer's output h.
+
+    NaN and infinity, in dh or in h: the result is the product dh * g'(h) as IEEE arithmetic gives it, with g'
+    as ``derivative`` gives it (relu: 1 where h > 0, else 0; leaky_relu: 1 or a; sigmoid h (1 - h); tanh
+    1 - h^2; identity leaves dh as it is), in the arrays' precision (here relu's and leaky_relu's g' is float64
+    and the product is rounded once into dh: the same special values). So:
+
+    * a NaN in dh gives NaN, whatever h (NaN * 0 is NaN);
+    * an infinite dh gives NaN where g' is 0 (inf * 0: where a ReLU is off) or NaN, an infinity elsewhere;
+    * a NaN in h gives NaN for sigmoid and tanh; for relu and leaky_relu it compares false, so g' is 0 or a
+      and a finite dh gives a finite result. That NaN is not hidden: it came from the forward pass, which
+      carried it on into the loss (the trainer's divergence check reads the loss) and into the next layer's
+      dW = h^T g, and back, through the loss gradient of its row, into dh of that row;
+    * an infinite h gives g' = 1 or 0 (a) for relu and leaky_relu, and -inf for sigmoid and tanh.
+
+    Chosen so that a NaN or infinite gradient never becomes a finite number: a diverging run must not look
+    like a converging one. The alternative, bitwise masks that zero dh where a ReLU is off, would hide them.
+    Every implementation gives exactly this (tests/test_activation_nonfinite.py), zeros' signs included; a
+    NaN's payload and sign are unspecified.
 
     Implementations: ``act_backward`` in mlp_xp/backend/numpy_path.py, kernels/cpu.cpp, kernels/activation.cu.
     """

@@ -26,7 +26,8 @@ def regularized(grads, params, n_weights: int, l2: float, l1: float) -> np.ndarr
     """G = dL/dtheta + l2 W + l1 sign(W), the penalties on the weight prefix only.
 
     Implementations: ``add_penalties`` in mlp_xp/backend/numpy_path.py, BLAS axpy passes in ``sgd_update`` of
-    mlp_xp/backend/numpy_ops.py, ``k_regularized`` in kernels/common.cuh (the compiled loops and the CUDA kernels).
+    mlp_xp/backend/numpy_ops.py, ``k_regularized`` in kernels/common.cuh (the CUDA kernels) and ``regularized``
+    in kernels/cpu.cpp (the compiled loops: the same value, with sign(W) built so that the loop vectorizes).
     """
     W = params[:n_weights]
     G = np.array(grads, dtype=np.float64)
