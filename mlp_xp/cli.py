@@ -31,6 +31,7 @@ from .errors import (
     ConfigError,
     DivergenceError,
     MLPXPError,
+    SearchFailed,
     SearchInterrupted,
     TrainingInterrupted,
 )
@@ -213,9 +214,12 @@ def _is_table(args) -> bool:
 
 
 def _column_list(text: str | None, flag: str) -> list[str] | None:
+    """Column names separated by commas; a name that holds a comma is quoted, as in a CSV header."""
+    import csv
+
     if text is None:
         return None
-    names = [c.strip() for c in text.split(",")]
+    names = [c.strip() for c in next(csv.reader([text], skipinitialspace=True), None) or [""]]
     if not all(names):
         raise ConfigError(f"{flag} {text!r} has an empty column name: give names separated by commas")
     return names
@@ -227,7 +231,19 @@ def _test_fraction(args) -> float | None:
 
 
 def _load_table(args, values: dict, validation_fraction: float, seed: int):
-    """--data FILE.csv or .parquet: the :class:`mlp_xp.tabular.TableRun` of the table flags."""
+    """--data FILE.csv or .parquet: the :class:`mlp_xp.tabular.TableRun` of the table flags; the preprocessing's
+    warnings (a column of mostly unique text) as ``mlp-xp: warning:`` lines."""
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", UserWarning)
+        run = _prepare_table(args, values, validation_fraction, seed)
+    for w in caught:
+        print(f"mlp-xp: warning: {w.message}", file=sys.stderr)
+    return run
+
+
+def _prepare_table(args, values: dict, validation_fraction: float, seed: int):
     from .tabular import prepare_training
 
     return prepare_training(
@@ -337,6 +353,29 @@ def build_parser() -> argparse.ArgumentParser:
         help="part of the training data held out to score the candidates (in (0, 1); default 0.2)",
     )
     s.add_argument("--validation", dest="renamed:--validation", default=None, help=argparse.SUPPRESS)
+    where = s.add_argument_group("where the candidates run")
+    where.add_argument(
+        "--dask",
+        metavar="ADDRESS",
+        help="on Dask: local:N starts a local cluster of N workers (one GPU each where there are GPUs), "
+        "tcp://host:port joins a running scheduler",
+    )
+    where.add_argument(
+        "--ray",
+        nargs="?",
+        const="local",
+        metavar="ADDRESS",
+        help="on Ray: alone or local[:N] starts a local Ray (N CPUs), auto or ray://host:port joins a cluster; "
+        "a candidate asks for one GPU where the cluster has them",
+    )
+    where.add_argument(
+        "--blas-threads",
+        metavar="N",
+        help="BLAS threads per candidate (default 1 on Dask or Ray; in this process, as the BLAS is set)",
+    )
+    out = s.add_argument_group("outputs")
+    out.add_argument("--results", metavar="FILE", help="write every candidate's settings and scores (.csv or .json)")
+    out.add_argument("--plot", metavar="PATH.png", help="draw the validation score against each searched setting")
 
     b = sub.add_parser(
         "bench",
@@ -598,6 +637,7 @@ def cmd_train(args) -> int:
     validation = {}
     if table is not None:
         model.preprocessing, model.labels, model.target = table.preprocessing, table.labels, table.target
+        model.target_scaler = table.target_scaler
         if table.X_val is not None:
             validation = {"X_val": table.X_val, "y_val": table.y_val}
     print(f"{model}", file=sys.stderr)
@@ -805,6 +845,10 @@ def _scored(args, model, X, y, name: str) -> int:
     from .trainer import evaluate
 
     scores = evaluate(model, X, y)
+    if model.target_scaler is not None:  # y was standardized as in training: the scores back in the target's units
+        y = model.target_scaler.inverse(np.asarray(y, np.float64).reshape(len(y), -1))
+        factor = float(model.target_scaler.scale[0] ** 2)
+        scores = {k: v * factor for k, v in scores.items()}
     line = "  ".join(f"{k} {v:.4f}" if k != "accuracy" else f"accuracy {100 * v:.2f}%" for k, v in scores.items())
     print(f"{name} ({len(X)} samples): {line}")
     report = _report_of(model, X, y, required=bool(args.json or args.plot))
@@ -818,7 +862,7 @@ def _scored(args, model, X, y, name: str) -> int:
     if args.plot and report is not None and report["task"] == "classification":
         from .plotting import plot_confusion
 
-        plot_confusion(report["confusion_matrix"], report["labels"], args.plot, title=f"{name}: {model}")
+        plot_confusion(report["confusion_matrix"], [str(c) for c in report["labels"]], args.plot, title=name)
         print(f"wrote {args.plot}", file=sys.stderr)
     elif args.plot:
         print("mlp-xp: a multi-label model has no single confusion matrix: no plot was written", file=sys.stderr)
@@ -836,9 +880,7 @@ def _report_of(model, X, y, required: bool):
             return regression_report(y, p)
         if model.loss == "binary_cross_entropy" and model.n_outputs > 1:
             return None  # multi-label: per-label reports are not one confusion matrix
-        labels = [
-            str(c) for c in (model.labels.to_json() if model.labels is not None else range(max(2, model.n_outputs)))
-        ]
+        labels = model.labels.to_json() if model.labels is not None else list(range(max(2, model.n_outputs)))
         pred = p.argmax(axis=1) if model.loss == "cross_entropy" else (p[:, 0] > 0.5).astype(np.int64)
         truth = np.asarray(y).reshape(len(pred)).astype(np.int64)
         return classification_report(truth, pred, labels)
@@ -867,7 +909,7 @@ def cmd_predict(args) -> int:
 
 
 def cmd_search(args) -> int:
-    from .search import estimator_param_names, format_table, parse_space, prepare_search, run_search
+    from .search import estimator_param_names, parse_space, prepare_search, run_search
     from .trainer import split_validation
 
     if not args.param:
@@ -882,6 +924,17 @@ def cmd_search(args) -> int:
     holdout = Number(low=0, high=1, low_open=True, high_open=True).parse(args.holdout or renamed or "0.2", flag)
     n_iter = Number(integer=True, low=1).parse(args.n_iter, "--n-iter")
     values = command_line_settings(args)
+    engine = _engine_choice(args)
+    blas = None if args.blas_threads is None else Number(integer=True, low=1).parse(args.blas_threads, "--blas-threads")
+    if blas is None and engine is not None:
+        blas = 1  # one per candidate: workers share the cores, and a stated count makes the table reproducible
+    _check_outputs(args, ("results", "plot"))
+    if args.results and not str(args.results).lower().endswith((".csv", ".json")):
+        raise ConfigError(f"--results writes CSV or JSON: give a path ending in .csv or .json, not {args.results}")
+    if args.plot:
+        from .plotting import _pyplot
+
+        _pyplot()
     loss = values["loss"]
     if loss not in ("cross_entropy", "mse"):
         raise ConfigError(
@@ -905,28 +958,69 @@ def cmd_search(args) -> int:
         if loss == "cross_entropy":
             _output_width(ds, loss)  # class labels, or one clear line
         Xtr, ytr, Xval, yval = split_validation(ds.X_train, ds.y_train, holdout, seed)
+    search = {"mode": args.mode, "n_iter": n_iter, "seed": seed, "base_params": base, "task": task, "verbose": True}
     try:
-        rows = run_search(
-            Xtr,
-            ytr,
-            Xval,
-            yval,
-            space,
-            mode=args.mode,
-            n_iter=n_iter,
-            seed=seed,
-            base_params=base,
-            task=task,
-            verbose=True,
-        )
+        with contextlib.ExitStack() as stack:
+            n_jobs = None
+            if engine is not None:
+                from .engines import open_engine
+
+                opened = stack.enter_context(open_engine(*engine, blas_threads=blas, device=values["device"]))
+                n_jobs = opened.workers
+                print(f"{opened.describe}; {blas} BLAS thread{'s' if blas != 1 else ''} per candidate", file=sys.stderr)
+            rows = run_search(Xtr, ytr, Xval, yval, space, n_jobs=n_jobs, blas_threads=blas, **search)
     except SearchInterrupted as e:  # the candidates that finished are a result too
-        if e.rows:
-            print(format_table(e.rows))
+        _search_outputs(args, e.rows, space, base, task)
         word, status = _stopped_by(e.signum)
         print(f"mlp-xp: {word} after {len(e.rows)} of {e.total} candidates (the table holds those)", file=sys.stderr)
         return status
-    print(format_table(rows))
+    except SearchFailed as e:
+        _search_outputs(args, e.rows, space, base, task)
+        print(f"mlp-xp: error: {e} (the table holds the candidates that finished)", file=sys.stderr)
+        return EXIT_FAILED
+    _search_outputs(args, rows, space, base, task)
     return EXIT_OK
+
+
+def _engine_choice(args) -> tuple[str, str] | None:
+    """("dask" or "ray", address) of --dask / --ray, or None; the address's form is checked here."""
+    from .engines import parse_address
+
+    if args.dask is not None and args.ray is not None:
+        raise ConfigError("--dask and --ray both choose where the candidates run: give one of them")
+    if args.dask is not None:
+        parse_address("dask", args.dask)
+        return "dask", args.dask
+    if args.ray is not None:
+        parse_address("ray", args.ray)
+        return "ray", args.ray
+    return None
+
+
+def _search_outputs(args, rows: list, space: dict, base: dict, task: str) -> None:
+    """The ranked table (and why each candidate that did not finish well did not), --results and --plot."""
+    from .search import format_table, write_results
+
+    if rows:
+        print(f"score: each candidate's {'R^2' if task == 'regression' else 'accuracy'} on the held-out rows")
+        print(format_table(rows))
+    for r in rows:
+        if r["status"] != "ok":
+            print(f"mlp-xp: candidate {r['candidate']} {r['status']}: {r['reason']}", file=sys.stderr)
+    if args.results and rows:
+        try:
+            write_results(rows, args.results, base_params=base, names=list(space))
+            print(f"wrote {args.results}", file=sys.stderr)
+        except OSError as e:
+            print(f"mlp-xp: error: the results could not be written to {args.results} ({e})", file=sys.stderr)
+    if args.plot and rows:
+        from .plotting import plot_search
+
+        try:
+            plot_search(rows, list(space), args.plot, title=f"{args.mode} search")
+            print(f"wrote {args.plot}", file=sys.stderr)
+        except OSError as e:
+            print(f"mlp-xp: error: the plot could not be written to {args.plot} ({e})", file=sys.stderr)
 
 
 def cmd_bench(args) -> int:

@@ -71,3 +71,12 @@ class SearchInterrupted(KeyboardInterrupt):
     def __init__(self, signum: int, rows: list, total: int) -> None:
         super().__init__(f"interrupted after {len(rows)} of {total} candidates")
         self.signum, self.rows, self.total = signum, rows, total
+
+
+class SearchFailed(MLPXPError):
+    """The engine running a search failed (a lost worker, a scheduler gone); ``rows`` are the ranked candidates
+    that had finished."""
+
+    def __init__(self, message: str, rows: list, total: int) -> None:
+        super().__init__(message)
+        self.rows, self.total = rows, total

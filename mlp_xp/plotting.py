@@ -63,3 +63,38 @@ def plot_confusion(matrix, labels: list[str], path, title: str = "") -> None:
                 ax.text(j, i, str(v), ha="center", va="center", color="white" if v > top / 2 else "black", fontsize=8)
     save_figure(fig, path)
     plt.close(fig)
+
+
+def plot_search(rows: list[dict], names: list[str], path, title: str = "") -> None:
+    """Validation score against each searched setting (one panel per name), one point per candidate that
+    finished; settings that are not numbers (words, hidden layers) are categories along the axis."""
+    plt = _pyplot()
+    names = names or ["(base)"]
+    fig, axes = plt.subplots(1, len(names), figsize=(4.2 * len(names), 3.6), squeeze=False)
+    ok = [r for r in rows if r.get("status", "ok") == "ok"]
+    for ax, name in zip(axes[0], names):
+        values = [r["params"].get(name) for r in ok]
+        scores = [r["score"] for r in ok]
+        numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values) and values
+        if numeric:
+            ax.scatter(values, scores)
+            if min(values) > 0 and max(values) / min(values) >= 10:
+                ax.set_xscale("log")
+        else:
+            labels = sorted({_category(v) for v in values})
+            ax.scatter([labels.index(_category(v)) for v in values], scores)
+            ax.set_xticks(range(len(labels)))
+            ax.set_xticklabels(labels, rotation=30 if len(labels) > 3 else 0)
+        ax.set(xlabel=name, ylabel="validation score")
+        ax.grid(alpha=0.3)
+    left_out = len(rows) - len(ok)
+    note = f" ({left_out} diverged or failed, not shown)" if left_out else ""
+    fig.suptitle((title or "search") + note)
+    save_figure(fig, path)
+    plt.close(fig)
+
+
+def _category(value) -> str:
+    if isinstance(value, tuple):
+        return "x".join(map(str, value)) if value else "none"
+    return str(value)

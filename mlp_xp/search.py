@@ -29,8 +29,10 @@ from __future__ import annotations
 
 import difflib
 import math
+import os
 import re
 import signal
+import socket
 import sys
 import time
 import warnings
@@ -39,7 +41,8 @@ import numpy as np
 
 from . import settings
 from .constraints import Number
-from .errors import ConfigError, DataError, DivergenceError, SearchInterrupted
+from .engines import limited_blas
+from .errors import ConfigError, DataError, DivergenceError, SearchFailed, SearchInterrupted
 from .estimator import MLPClassifier, MLPRegressor
 from .validation import check_features, check_targets
 
@@ -309,6 +312,8 @@ def run_search(
     base_params: dict | None = None,
     task: str = "classification",
     verbose: bool = False,
+    n_jobs: int | None = None,
+    blas_threads: int | None = None,
 ) -> list[dict]:
     """Train one model per candidate on the training split and rank them by their validation score.
 
@@ -333,13 +338,22 @@ def run_search(
         Trains MLPClassifier or MLPRegressor.
     verbose : bool
         Print one line per finished candidate to stderr.
+    n_jobs : int, optional
+        Run the candidates through joblib, this many at once, on its active backend: inside
+        ``joblib.parallel_backend("dask")`` (or ``"ray"``, or :func:`mlp_xp.engines.open_engine`) they run on
+        that cluster's workers. None (default): one after another in this process.
+    blas_threads : int, optional
+        Limit each candidate's BLAS to this many threads (threadpoolctl); None leaves it as it is. A search
+        gives the same table whether it runs here or on a cluster, with the same thread count.
 
     Returns
     -------
     list of dict
-        One row per candidate, best first: ``rank`` (1 = best), ``params`` (the candidate's values),
-        ``score`` (NaN when it diverged), ``fit_seconds``, ``epochs`` (run), ``status`` ("ok" or
-        "diverged"). Diverged candidates (and any with a NaN score) rank last.
+        One row per candidate, best first: ``rank`` (1 = best), ``candidate`` (its place in the search's
+        order, from 1), ``params`` (the candidate's values), ``score`` (NaN unless status is "ok"),
+        ``fit_seconds``, ``epochs`` (run), ``status`` ("ok", "diverged" or "failed"), ``reason`` (why it
+        diverged or failed, else ""), ``worker`` (host, process and the GPUs it could see). Candidates that
+        diverged or failed (and any with a NaN score) rank last; ties keep the search's order.
 
     Raises
     ------
@@ -351,56 +365,100 @@ def run_search(
         y_val of another length or shape; classification labels that y_train lacks), before any model
         is trained.
 
-    Only a candidate's DivergenceError is recorded (status "diverged"); any other error from a
-    candidate's fit (e.g. DataError for unusable training data, or a device error) ends the search
-    and propagates, as it would hit every candidate alike. Ctrl-C or SIGTERM raises
-    :class:`mlp_xp.errors.SearchInterrupted`, which holds the ranked rows of the candidates that finished.
+    A candidate whose fit diverges or fails (bad data for its settings, a device error, anything but an
+    interrupt) is a row with its reason, not the end of the search. Ctrl-C or SIGTERM raises
+    :class:`mlp_xp.errors.SearchInterrupted`, and a failure of the engine itself (a lost worker)
+    :class:`mlp_xp.errors.SearchFailed`; both hold the ranked rows of the candidates that had finished.
     """
     candidates, estimators = prepare_search(
         space, mode=mode, n_iter=n_iter, seed=seed, base_params=base_params, task=task
     )
     _check_validation_data(X_train, y_train, X_val, y_val, task)
-
-    rows = []
-    for i, (params, est) in enumerate(zip(candidates, estimators), start=1):
-        try:
-            rows.append(_run_candidate(est, params, X_train, y_train, X_val, y_val))
-        except KeyboardInterrupt as e:  # Ctrl-C or SIGTERM, in a fit or between them: the finished rows are kept
-            raise SearchInterrupted(getattr(e, "signum", signal.SIGINT), _ranked(rows), len(candidates)) from None
-        if verbose:
-            row = rows[-1]
-            shown = "diverged" if row["status"] == "diverged" else f"{row['score']:.4f}"
-            print(
-                f"[{i}/{len(candidates)}] {_format_params(params) or '(base)'}: {shown} ({row['fit_seconds']:.1f} s)",
-                file=sys.stderr,
-            )
-
+    total = len(candidates)
+    jobs = [(i, est, params) for i, (params, est) in enumerate(zip(candidates, estimators), start=1)]
+    data = (X_train, y_train, X_val, y_val)
+    rows: list[dict] = []
+    try:
+        for row in _results(jobs, data, n_jobs, blas_threads):
+            rows.append(row)
+            if verbose:
+                print(f"[{len(rows)}/{total}] {_row_line(row)}", file=sys.stderr)
+    except KeyboardInterrupt as e:  # Ctrl-C or SIGTERM, in a fit or between them: the finished rows are kept
+        raise SearchInterrupted(getattr(e, "signum", signal.SIGINT), _ranked(rows), total) from None
+    except Exception as e:  # the engine, not a candidate (whose errors are rows): keep what finished
+        raise SearchFailed(
+            f"the search stopped after {len(rows)} of {total} candidates: {type(e).__name__}: {e}", _ranked(rows), total
+        ) from e
     return _ranked(rows)
 
 
-def _run_candidate(est, params: dict, X_train, y_train, X_val, y_val) -> dict:
-    """Fit and score one candidate: its row (a DivergenceError is recorded as status "diverged")."""
+def _results(jobs: list, data: tuple, n_jobs: int | None, blas_threads: int | None):
+    """The rows of ``jobs`` as they finish: in this process, or through joblib's active backend."""
+    if n_jobs is None:
+        for i, est, params in jobs:
+            yield run_candidate(i, est, params, *data, blas_threads=blas_threads)
+        return
+    from joblib import Parallel, delayed
+    from joblib.parallel import get_active_backend
+
+    backend, _ = get_active_backend()
+    tasks = [delayed(run_candidate)(i, est, params, *data, blas_threads=blas_threads) for i, est, params in jobs]
+    if backend.supports_return_generator:  # Dask, loky: each row as soon as its candidate is done
+        yield from Parallel(n_jobs=n_jobs, return_as="generator_unordered")(tasks)
+        return
+    # Ray's backend returns only whole lists: a wave of as many candidates as run at once, so that an interrupt
+    # loses at most the wave in flight
+    width = n_jobs if n_jobs > 0 else (backend.effective_n_jobs(n_jobs) or 1)
+    with Parallel(n_jobs=n_jobs) as parallel:
+        for start in range(0, len(tasks), width):
+            yield from parallel(tasks[start : start + width])
+
+
+def _worker() -> dict:
+    return {"host": socket.gethostname(), "pid": os.getpid(), "visible_gpus": os.environ.get("CUDA_VISIBLE_DEVICES")}
+
+
+def run_candidate(index: int, est, params: dict, X_train, y_train, X_val, y_val, *, blas_threads=None) -> dict:
+    """Fit and score one candidate: its row. It runs wherever joblib sends it (a Dask or Ray worker), so it
+    returns only the row, never the fitted estimator."""
     t0 = time.perf_counter()
+    row = {"candidate": index, "params": params, "score": math.nan, "epochs": 0, "reason": "", "worker": _worker()}
     try:
-        est.fit(X_train, y_train)
+        with limited_blas(blas_threads):
+            est.fit(X_train, y_train)
+            score = float(est.score(X_val, y_val))
     except DivergenceError as e:
         epochs = len(e.history) if e.history is not None else 0
         return {
-            "params": params,
-            "score": math.nan,
+            **row,
             "fit_seconds": time.perf_counter() - t0,
             "epochs": epochs,
             "status": "diverged",
+            "reason": str(e),
         }
-    seconds = time.perf_counter() - t0
-    score = float(est.score(X_val, y_val))
-    return {"params": params, "score": score, "fit_seconds": seconds, "epochs": est.n_iter_, "status": "ok"}
+    except Exception as e:  # this candidate's settings or device, not the search's: a row that says so
+        return {
+            **row,
+            "fit_seconds": time.perf_counter() - t0,
+            "status": "failed",
+            "reason": f"{type(e).__name__}: {e}",
+        }
+    row["worker"]["device"] = est.model_.ops.name
+    return {**row, "score": score, "fit_seconds": time.perf_counter() - t0, "epochs": est.n_iter_, "status": "ok"}
+
+
+def _row_line(row: dict) -> str:
+    shown = f"{row['score']:.4f}" if row["status"] == "ok" else row["status"]
+    return f"{_format_params(row['params']) or '(base)'}: {shown} ({row['fit_seconds']:.1f} s)"
 
 
 def _ranked(rows: list[dict]) -> list[dict]:
-    # Stable sort: ties keep the candidates' order; diverged rows and NaN scores go last.
-    rows = sorted(rows, key=lambda r: -r["score"] if r["status"] == "ok" and not math.isnan(r["score"]) else math.inf)
-    return [{"rank": rank, **row} for rank, row in enumerate(rows, start=1)]
+    # By score, best first; ties in the search's order; diverged and failed rows, and NaN scores, last.
+    def key(r):
+        ok = r["status"] == "ok" and not math.isnan(r["score"])
+        return (-r["score"] if ok else math.inf, r.get("candidate", 0))
+
+    return [{"rank": rank, **row} for rank, row in enumerate(sorted(rows, key=key), start=1)]
 
 
 def _check_validation_data(X_train, y_train, X_val, y_val, task: str) -> None:
@@ -444,6 +502,11 @@ def _format_value(value) -> str:
     return str(value)
 
 
+def _cell(value) -> str:
+    """A setting's value in a results file: exact (repr) for floats, the spec syntax for hidden layers."""
+    return repr(value) if isinstance(value, float) else _format_value(value)
+
+
 def _format_params(params: dict) -> str:
     return " ".join(f"{k}={_format_value(v)}" for k, v in params.items())
 
@@ -456,7 +519,7 @@ def format_table(rows: list[dict]) -> str:
     header = ("rank", "score", "epochs", "seconds", "params")
     body = []
     for r in rows:
-        score = "diverged" if r.get("status") == "diverged" else f"{r['score']:.4f}"
+        score = f"{r['score']:.4f}" if r.get("status", "ok") == "ok" else r["status"]
         body.append(
             (
                 str(r["rank"]),
@@ -473,3 +536,60 @@ def format_table(rows: list[dict]) -> str:
         cells = [row[i].rjust(widths[i]) for i in range(len(row) - 1)] + [row[-1]]
         lines.append("  ".join(cells))
     return "\n".join(lines)
+
+
+def write_results(rows: list[dict], path, *, base_params: dict | None = None, names: list[str] | None = None) -> None:
+    """Every candidate's settings and scores, ranked, to ``path``: CSV (one column per searched setting ``names``,
+    hidden layers in the spec syntax) or JSON (the rows as they are, with the base parameters), whole or not at
+    all."""
+    import csv
+    import io
+    import json
+
+    from .files import atomic_writer, write_json_atomic
+
+    path = os.fspath(path)
+    if path.lower().endswith(".json"):
+        plain = json.loads(json.dumps({"base_params": base_params or {}, "rows": rows}, default=_format_value))
+        write_json_atomic(path, plain)
+        return
+    names = names if names is not None else sorted({k for r in rows for k in r["params"]})
+    text = io.StringIO()
+    out = csv.writer(text)
+    out.writerow(
+        [
+            "rank",
+            "candidate",
+            "status",
+            "score",
+            "epochs",
+            "fit_seconds",
+            *names,
+            "reason",
+            "host",
+            "pid",
+            "visible_gpus",
+            "device",
+        ]
+    )
+    for r in rows:
+        w = r.get("worker", {})
+        score = "" if math.isnan(r["score"]) else repr(r["score"])
+        out.writerow(
+            [
+                r["rank"],
+                r.get("candidate", ""),
+                r["status"],
+                score,
+                r["epochs"],
+                f"{r['fit_seconds']:.3f}",
+                *(_cell(r["params"][k]) if k in r["params"] else "" for k in names),
+                r.get("reason", ""),
+                w.get("host", ""),
+                w.get("pid", ""),
+                w.get("visible_gpus") or "",
+                w.get("device", ""),
+            ]
+        )
+    with atomic_writer(path) as f:
+        f.write(text.getvalue().encode())

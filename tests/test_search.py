@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 import warnings
 
 import numpy as np
@@ -26,12 +27,16 @@ def digits():
     return X_train[:800], y_train[:800], X_val, y_val
 
 
+class TrainingStarted(BaseException):
+    """Not an Exception: a candidate's failure is a row of the table, but this must end the search."""
+
+
 @pytest.fixture
 def no_training(monkeypatch):
     """Makes any model fit fail loudly: for tests that must fail before the first candidate trains."""
 
     def fit(*args, **kwargs):
-        raise AssertionError("a model started training")
+        raise TrainingStarted("a model started training")
 
     monkeypatch.setattr(mlp_xp.estimator, "fit", fit)
 
@@ -157,8 +162,16 @@ def test_grid_search_ranks_the_working_learning_rate_first(digits):
     assert rows[0]["score"] > 0.9 and rows[-1]["score"] < 0.5
     assert [r["score"] for r in rows] == sorted((r["score"] for r in rows), reverse=True)
     for r in rows:
-        assert set(r) == {"rank", "params", "score", "fit_seconds", "epochs", "status"}
-        assert r["status"] == "ok" and r["epochs"] == 10 and r["fit_seconds"] > 0
+        assert set(r) == {"rank", "candidate", "params", "score", "fit_seconds", "epochs", "status", "reason", "worker"}
+        assert r["status"] == "ok" and r["epochs"] == 10 and r["fit_seconds"] > 0 and r["reason"] == ""
+        assert r["worker"]["device"].startswith("cpu") and r["worker"]["pid"] == os.getpid()
+    # "candidate" is the search's order (ParameterGrid's: the last name, lr, varies fastest)
+    assert sorted((r["candidate"], r["params"]["hidden"], r["params"]["lr"]) for r in rows) == [
+        (1, (16,), 1e-6),
+        (2, (16,), 0.05),
+        (3, (32,), 1e-6),
+        (4, (32,), 0.05),
+    ]
     table = format_table(rows)
     lines = table.splitlines()
     assert lines[0].split() == ["rank", "score", "epochs", "seconds", "params"]
@@ -197,7 +210,18 @@ def test_a_diverging_candidate_is_reported_not_raised_and_ranks_last(smooth):
     assert {r["params"]["lr"] for r in rows[:2]} == {0.01, 0.02} and rows[0]["score"] >= rows[1]["score"]
     for bad in rows[2:]:
         assert bad["params"] == {"lr": 1e6} and math.isnan(bad["score"]) and bad["epochs"] < 5
+        assert bad["reason"].startswith("training diverged in epoch")
+    assert [r["candidate"] for r in rows[2:]] == [1, 3]  # ties among the diverged keep the search's order
     assert "diverged" in format_table(rows).splitlines()[3]
+
+
+def test_a_failing_candidate_is_a_row_with_its_reason_not_a_failed_search(smooth):
+    # a memory check that only the fit can make (the layer widths pass every setting's rule)
+    space = parse_space(["hidden=4,2000000x2000000"])
+    rows = run_search(*smooth, space, task="regression", base_params={"epochs": 1})
+    assert [r["status"] for r in rows] == ["ok", "failed"]
+    assert rows[1]["reason"].startswith("DeviceMemoryError: the model's 4,000,010,000,001 parameters need")
+    assert "failed" in format_table(rows).splitlines()[2]
 
 
 def test_empty_space_runs_the_base_parameters(smooth):
@@ -227,7 +251,7 @@ def test_bad_searches_fail_before_training(smooth, no_training, space, kw, match
 
 
 def test_the_no_training_fixture_catches_a_fit(smooth, no_training):
-    with pytest.raises(AssertionError, match="started training"):
+    with pytest.raises(TrainingStarted, match="started training"):
         run_search(*smooth, {"lr": [0.1]}, task="regression")
 
 
@@ -278,7 +302,7 @@ def test_bad_multilabel_validation_data_fails_before_training(no_training):
 def test_validation_labels_as_a_column_and_strings_are_accepted(no_training):
     X = np.eye(4)
     y = np.array(["a", "b", "a", "b"])
-    with pytest.raises(AssertionError, match="started training"):  # the checks passed, training began
+    with pytest.raises(TrainingStarted, match="started training"):  # the checks passed, training began
         run_search(X, y, X, y[:, None], {"lr": [0.1]})
 
 
