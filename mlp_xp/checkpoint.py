@@ -127,6 +127,10 @@ _MAY_CHANGE_TEXT = (
 )
 
 
+#: Settings added after checkpoints existed, with the value every run before them had.
+_NEWER_SETTINGS = {"shuffle": True}
+
+
 def check_settings(meta: dict, settings: dict, model: dict) -> list[str]:
     """Refuse a resume whose model or math differ from the checkpoint's, or that would stop before the epochs the
     checkpoint has done; return the allowed changes (as "epochs: 20 -> 30"). ``model`` may leave out what only
@@ -139,8 +143,10 @@ def check_settings(meta: dict, settings: dict, model: dict) -> list[str]:
         raise ConfigError(
             f"--resume: the model differs from the checkpoint's ({'; '.join(changed)}): use the same model"
         )
+    # a setting newer than the checkpoint is taken at its default, which is what the older runs did
+    saved = {**{k: v for k, v in _NEWER_SETTINGS.items() if k in settings}, **meta["settings"]}
     changed = differences(
-        {k: v for k, v in meta["settings"].items() if k not in MAY_CHANGE},
+        {k: v for k, v in saved.items() if k not in MAY_CHANGE},
         {k: v for k, v in settings.items() if k not in MAY_CHANGE},
         "settings",
     )

@@ -7,6 +7,8 @@ t is the training time in epochs, fractional within an epoch (step / steps_per_e
     power          lr_t = lr / (1 + t)^delta          (the notes' lr / t^delta with t counted from 1)
     step           lr_t = lr * gamma^floor(t / step_size)
     cosine         lr_t = min_lr + (lr - min_lr) (1 + cos(pi t / T)) / 2     (T = epochs after warm-up)
+    invscaling     lr_t = lr / (1 + n floor(t))^delta  (scikit-learn's clock: n samples per epoch, the rate set
+                   at each epoch's start from the samples seen before it)
 
 With ``warmup`` epochs the rate first rises linearly from lr / warmup_steps to the schedule's start,
 and the schedule's clock starts when the warm-up ends.
@@ -50,15 +52,17 @@ class Schedule:
         """The schedule a :class:`mlp_xp.TrainConfig` describes."""
         return cls(config.schedule, **{name: getattr(config, name) for name in _FIELDS})
 
-    def lr_at(self, step: int, steps_per_epoch: int) -> float:
-        """The learning rate of global step ``step`` (0-based)."""
+    def lr_at(self, step: int, steps_per_epoch: int, samples_per_epoch: int = 1) -> float:
+        """The learning rate of global step ``step`` (0-based); ``samples_per_epoch`` is invscaling's n."""
         warm_steps = self.warmup * steps_per_epoch
         if step < warm_steps:
-            return self._decayed(0.0) * (step + 1) / warm_steps
-        return self._decayed((step - warm_steps) / steps_per_epoch)
+            return self._decayed(0.0, samples_per_epoch) * (step + 1) / warm_steps
+        return self._decayed((step - warm_steps) / steps_per_epoch, samples_per_epoch)
 
-    def _decayed(self, t: float) -> float:
+    def _decayed(self, t: float, samples_per_epoch: int = 1) -> float:
         lr = self.lr
+        if self.name == "invscaling":
+            return lr / (1.0 + samples_per_epoch * math.floor(t + 1e-9)) ** self.decay
         if self.name == "inverse_time":
             return lr / (1.0 + self.decay * t)
         if self.name == "power":

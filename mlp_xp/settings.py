@@ -36,7 +36,7 @@ from .reference.layer import ACTIVATIONS
 from .reference.loss import LOSSES
 
 OPTIMIZERS = ("sgd", "momentum", "nesterov", "adam")
-SCHEDULES = ("constant", "inverse_time", "power", "step", "cosine")
+SCHEDULES = ("constant", "inverse_time", "power", "step", "cosine", "invscaling")
 INITS = ("glorot", "he")
 MONITORS = ("val_loss", "val_accuracy", "val_mse")
 
@@ -148,6 +148,15 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("epochs", 20, _positive(True), "passes over the training data", "training", estimator=30),
     Setting("batch_size", 128, _positive(True), "rows per step (clipped to the number of rows)", "training"),
     Setting("drop_last", False, Flag(), "skip each epoch's last partial batch", "training"),
+    Setting(
+        "shuffle",
+        True,
+        Flag(),
+        "draw a new row order every epoch (False: the rows in their order, every epoch)",
+        "training",
+        estimator=NOT_AN_ESTIMATOR_PARAMETER,
+        cli=False,
+    ),
     Setting("optimizer", "momentum", Options(*OPTIMIZERS), "update rule", "optimizer"),
     Setting("lr", 0.05, _positive(), "base learning rate", "optimizer", label="learning rate"),
     Setting("momentum", 0.9, _fraction(), "the momentum coefficient mu (momentum and nesterov)", "optimizer"),
@@ -165,7 +174,7 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting("l1", 0.0, _non_negative(), "L1 penalty on the weights: adds l1 sign(W) to dL/dW", "optimizer"),
     Setting("schedule", "constant", Options(*SCHEDULES), "learning-rate schedule", "schedule"),
-    Setting("decay", 0.0, _non_negative(), "delta of the inverse_time and power schedules", "schedule"),
+    Setting("decay", 0.0, _non_negative(), "delta of the inverse_time, power and invscaling schedules", "schedule"),
     Setting("step_size", 10.0, _positive(), "epochs between the step schedule's drops", "schedule"),
     Setting("gamma", 0.1, _positive(), "factor of each drop of the step schedule", "schedule"),
     Setting("min_lr", 0.0, _non_negative(), "final learning rate of the cosine schedule", "schedule"),

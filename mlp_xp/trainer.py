@@ -57,6 +57,9 @@ class History:
     records: list[dict] = field(default_factory=list)
     best_epoch: int | None = None
     stop_reason: str = "completed"
+    #: The run's state at its end (what a checkpoint holds: parameters, optimizer state, clocks), for
+    #: ``fit(..., warm_state=history.state)`` to go on from; None when the run raised.
+    state: tuple[dict, dict] | None = None
 
     def __len__(self) -> int:
         return len(self.records)
@@ -95,6 +98,7 @@ def fit(
     X_test=None,
     y_test=None,
     callbacks: tuple[Callback, ...] | list = (),
+    warm_state: tuple[dict, dict] | None = None,
     **settings,
 ) -> History:
     """Train ``model`` in place on (X, y) and return the per-epoch :class:`History`.
@@ -109,6 +113,12 @@ def fit(
     ``resume=True`` continues from it. SIGINT and SIGTERM (from the main thread) stop the run at the next step
     boundary with :class:`mlp_xp.errors.TrainingInterrupted`, the model holding what the run would return there;
     a second one stops it at once.
+
+    ``warm_state`` (a finished run's :attr:`History.state`) goes on from where that run ended, on these data or
+    others: its parameters, its optimizer's state (velocity, Adam's moments and step count) and its clocks (the
+    epoch count, which draws the permutations, and the step count, which drives the schedule), up to ``epochs``
+    in all. The mechanism a checkpoint's resume uses, so that 3 epochs and then 2 warm ones are the 5 epochs of one
+    run, bit for bit (same machine and build).
     """
     # renamed settings resolved here, so that their warnings point at fit's caller
     settings = resolve_names(settings, TRAIN_SETTINGS, "training", stacklevel=3)
@@ -119,7 +129,10 @@ def fit(
         _checkpoint.check_folder(cfg.checkpoint, cfg.resume)
     elif cfg.resume:
         raise ConfigError("resume needs the checkpoint folder: set checkpoint (--checkpoint DIR)")
+    if warm_state is not None and cfg.resume:
+        raise ConfigError("warm_state and resume both say where to go on from: give one of them")
     run = _Run(model, cfg, _TrainingData.prepare(model, cfg, X, y, X_val, y_val, X_test, y_test))
+    run.warm = warm_state
     # A diverging run overflows before its loss turns non-finite; the epoch check reports that once,
     # so NumPy's per-operation warnings would only bury the message.
     try:
@@ -302,6 +315,8 @@ class _Run:
         self.global_step = 0
         self._next_step = 0  # the step the epoch loop is about to run (where an interrupt stops)
         self.stop = _StopRequest()
+        self.warm: tuple[dict, dict] | None = None
+        self.order = None if cfg.shuffle else self.ops.asarray(np.arange(data.n, dtype=np.int64))
 
     def train(self, callbacks: list) -> History:
         cfg, model = self.cfg, self.model
@@ -313,6 +328,8 @@ class _Run:
             else None
         )
         first_epoch, first_step = 1, 0
+        if self.warm is not None:
+            first_epoch = self._take_state(*self.warm)
         if cfg.resume:
             first_epoch, first_step = self._restore()
             if history.stop_reason != "completed":  # the checkpointed run had ended for good (early stopping, ...)
@@ -363,7 +380,24 @@ class _Run:
                 self._save_checkpoint(next_epoch, 0, durable=True)
             if early is not None:
                 early.restore()
+        history.state = self._state(next_epoch, 0)
         return history
+
+    def _take_state(self, meta: dict, arrays: dict) -> int:
+        """Go on from a finished run's state (``warm_state``): parameters, optimizer state and clocks; the epoch to
+        go on from. Nothing of its data is checked: a warm start may train on other rows."""
+        ops, dt, opt = self.ops, self.model.dtype, self.optimizer
+        if arrays["params"].shape != (self.model.layout.n_params,):
+            raise ConfigError(
+                f"warm_state holds {arrays['params'].shape[0]} parameters, the model {self.model.layout.n_params}: "
+                "go on from a run of this architecture"
+            )
+        ops.copy(self.model.params, ops.asarray(arrays["params"], dt))
+        for name in ("velocity", "m", "v"):
+            if getattr(opt, name) is not None and name in arrays:
+                ops.copy(getattr(opt, name), ops.asarray(arrays[name], dt))
+        opt.t, self.global_step = meta["optimizer_t"], meta["global_step"]
+        return int(meta["next_epoch"])
 
     # ---- checkpoints ----
     def _state(self, next_epoch: int, next_step: int) -> tuple[dict, dict]:
@@ -451,7 +485,7 @@ class _Run:
             ops.fill(self.sums, 0.0)
         bar = _progress(cfg.verbose, self.steps, epoch, cfg.epochs)
         t0 = ops.timestamp()
-        perm = ops.permutation(data.n, cfg.seed, epoch)
+        perm = ops.permutation(data.n, cfg.seed, epoch) if self.order is None else self.order
         minutes = cfg.checkpoint_minutes * 60.0 if cfg.checkpoint is not None else 0.0
         for k in range(first_step, self.steps):
             self._next_step = k
@@ -464,7 +498,7 @@ class _Run:
             part = self.tail if k == self.steps - 1 else self.step.ws
             s = k * self.batch
             idx = perm[s : s + part.batch_size]
-            lr = self.schedule.lr_at(self.global_step, self.steps)
+            lr = self.schedule.lr_at(self.global_step, self.steps, self.n_seen)
             if self.graph_step is not None and part is self.step.ws:
                 self.graph_step(idx, lr)
             else:

@@ -1,0 +1,87 @@
+"""The drop-in beside scikit-learn's own MLPClassifier: the same split, architecture, solver and epochs, 10 seeds.
+
+For each dataset (scikit-learn's digits scaled to [0, 1], iris as it is) and seed: a stratified 75/25 split, then
+``MLPClassifier(hidden_layer_sizes=(64,), max_iter=E, random_state=seed)`` from ``sklearn.neural_network`` and from
+``mlp_xp.sklearn`` (adam, scikit-learn's defaults otherwise), fitted one after the other (which goes first
+alternates), test accuracy and fit time recorded. Prints the mean accuracies and the median fit times, and their
+ratio.
+
+    python benchmarks/sklearn_dropin.py [--seeds 10] [--json F]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from sklearn.datasets import load_digits, load_iris  # noqa: E402
+from sklearn.exceptions import ConvergenceWarning  # noqa: E402
+from sklearn.model_selection import train_test_split  # noqa: E402
+from sklearn.neural_network import MLPClassifier as Sk  # noqa: E402
+
+from mlp_xp.files import write_json_atomic  # noqa: E402
+from mlp_xp.sklearn import MLPClassifier as Ours  # noqa: E402
+
+DATASETS = {
+    "digits": (lambda: load_digits(return_X_y=True), 16.0, 100),
+    "iris": (lambda: load_iris(return_X_y=True), 1.0, 500),
+}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--seeds", type=int, default=10)
+    ap.add_argument("--json", default=None)
+    args = ap.parse_args(argv)
+    warnings.simplefilter("ignore", ConvergenceWarning)
+    cpu = next((ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")), "?")
+    print(f"machine: {cpu}, {os.cpu_count()} cores; Python {platform.python_version()}; {args.seeds} seeds")
+    print(
+        "| data | epochs | accuracy: scikit-learn | mlp_xp.sklearn | fit s (median): scikit-learn | mlp_xp.sklearn "
+        "| time ratio |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    result = {"cpu": cpu, "seeds": args.seeds, "rows": []}
+    for name, (load, scale, epochs) in DATASETS.items():
+        X, y = load()
+        X = X / scale
+        acc = {"sk": [], "ours": []}
+        secs = {"sk": [], "ours": []}
+        for seed in range(args.seeds):
+            Xtr, Xte, ytr, yte = train_test_split(X, y, random_state=seed, stratify=y)
+            order = (("sk", Sk), ("ours", Ours)) if seed % 2 == 0 else (("ours", Ours), ("sk", Sk))
+            for key, cls in order:
+                est = cls(hidden_layer_sizes=(64,), max_iter=epochs, random_state=seed)
+                t = time.perf_counter()
+                est.fit(Xtr, ytr)
+                secs[key].append(time.perf_counter() - t)
+                acc[key].append(est.score(Xte, yte))
+        row = {
+            "data": name,
+            "epochs": epochs,
+            "accuracy": {k: float(np.mean(v)) for k, v in acc.items()},
+            "fit_seconds": {k: [float(s) for s in v] for k, v in secs.items()},
+        }
+        med = {k: statistics.median(v) for k, v in secs.items()}
+        print(
+            f"| {name} | {epochs} | {row['accuracy']['sk']:.4f} | {row['accuracy']['ours']:.4f} | {med['sk']:.3f} | "
+            f"{med['ours']:.3f} | {med['ours'] / med['sk']:.2f}x |"
+        )
+        result["rows"].append(row)
+    if args.json:
+        write_json_atomic(args.json, result)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
