@@ -19,11 +19,13 @@ extern "C" __global__ void shuffle_keys(unsigned long long* __restrict__ keys, l
     }
 }
 
-// xb[r, :] <- X[idx[r], :] and yb[r, :] <- Y[idx[r], :] for r < rows, in one launch.
-// X is (n x d) of T; Y is (n x k) of L (class labels: k = 1, L = int).
+// xb[r, :] <- X[idx[r], :], yb[r, :] <- Y[idx[r], :] and, where W is not nullptr, wb[r] <- W[idx[r]] for
+// r < rows, in one launch. X is (n x d) of T; Y is (n x k) of L (class labels: k = 1, L = int); W, the rows'
+// weights, is (n) of T.
 template <typename T, typename L>
-__global__ void gather_rows(const T* __restrict__ X, const L* __restrict__ Y, const long long* __restrict__ idx,
-                            T* __restrict__ xb, L* __restrict__ yb, long long rows, int d, int k) {
+__global__ void gather_rows(const T* __restrict__ X, const L* __restrict__ Y, const T* __restrict__ W,
+                            const long long* __restrict__ idx, T* __restrict__ xb, L* __restrict__ yb,
+                            T* __restrict__ wb, long long rows, int d, int k) {
     const long long stride = (long long)blockDim.x * gridDim.x;
     const long long start = (long long)blockIdx.x * blockDim.x + threadIdx.x;
     for (long long e = start; e < rows * d; e += stride) {
@@ -34,4 +36,6 @@ __global__ void gather_rows(const T* __restrict__ X, const L* __restrict__ Y, co
         const long long r = e / k;
         yb[e] = Y[idx[r] * k + (e - r * k)];
     }
+    if (W == nullptr) return;
+    for (long long r = start; r < rows; r += stride) wb[r] = W[idx[r]];
 }

@@ -3,6 +3,9 @@
 //   * overwrites z with dL/dz when write_grad (training), else with the output p;
 //   * adds (sum of row losses, correct rows or squared error) into acc[0], acc[1] (doubles);
 //   * with labels == nullptr (prediction) only writes p.
+// Per-row weights: row_weight may be nullptr (all ones); else row r's loss, hit (or squared error) is counted
+// row_weight[r] times and its gradient row is row_weight[r] times the unweighted one. The gradient's denominator
+// is the scalar divisor (the host passes the batch's rows when none is given), not the kernel's row count.
 // Geometry of softmax_xent and sigmoid_bce: blockDim.x threads share a row (a power of two), blockDim.y rows
 // share a block; the host picks blockDim.x from the row width (mlp_xp/backend/cupy_ops.py, row_geometry).
 
@@ -69,13 +72,14 @@ __device__ __forceinline__ T k_xent_output(T p, int c, int yr, bool grad, T scal
 }
 
 // softmax + cross-entropy over logits z (rows x C) and labels y in [0, C):
-//   loss_r = w[y_r] (lse_r - sum_c q_rc z_rc),  q_r = (1 - eps) onehot(y_r) + eps / C
-//   dL/dz_r = w[y_r] (softmax(z_r) - q_r) / rows;   hit_r = (argmax_c z_rc == y_r), first maximum wins
-// class_weight may be nullptr (all ones). A label outside [0, C) is never used as an index: its row's loss
-// is NaN, which the trainer reports, and its gradient row is zero.
+//   loss_r = s_r w[y_r] (lse_r - sum_c q_rc z_rc),  q_r = (1 - eps) onehot(y_r) + eps / C
+//   dL/dz_r = s_r w[y_r] (softmax(z_r) - q_r) / divisor;   hit_r = s_r (argmax_c z_rc == y_r), first maximum wins
+// class_weight and row_weight (s) may be nullptr (all ones). A label outside [0, C) is never used as an index:
+// its row's loss is NaN whatever its weight, which the trainer reports, and its gradient row is zero.
 template <typename T>
 __global__ void softmax_xent(T* __restrict__ z, const int* __restrict__ labels, const T* __restrict__ class_weight,
-                             double* __restrict__ acc, long long rows, int C, int write_grad, T smoothing) {
+                             const T* __restrict__ row_weight, double* __restrict__ acc, long long rows, int C,
+                             int write_grad, T smoothing, T divisor) {
     extern __shared__ __align__(8) unsigned char k_smem[];
     __shared__ double row_loss[256];
     __shared__ double row_hit[256];
@@ -110,12 +114,13 @@ __global__ void softmax_xent(T* __restrict__ z, const int* __restrict__ labels, 
     // The label's logit is read now: once the reductions below are done, the row's other threads may
     // already be overwriting z in pass 2.
     int yr = -1;
-    T wy = (T)1, zy = (T)0;
+    T wy = (T)1, sr = (T)1, zy = (T)0;
     bool valid = false;
     if (th.live && labels != nullptr) {
         yr = labels[th.r];
         valid = yr >= 0 && yr < C;
         if (valid && class_weight != nullptr) wy = class_weight[yr];
+        if (row_weight != nullptr) sr = row_weight[th.r];
         if (valid && tx == 0) zy = zr[yr];
     }
     s_max[t] = m;
@@ -143,8 +148,9 @@ __global__ void softmax_xent(T* __restrict__ z, const int* __restrict__ labels, 
     if (labels != nullptr && tx == 0) {
         double loss = 0.0, hit = 0.0;
         if (th.live && valid) {
-            loss = (double)(wy * k_xent_row_loss(k_log(s_sum[row0]), mx, zy, s_zsum[row0], C, smoothing));
-            hit = s_arg[row0] == yr ? 1.0 : 0.0;
+            const T row = wy * k_xent_row_loss(k_log(s_sum[row0]), mx, zy, s_zsum[row0], C, smoothing);
+            loss = (double)row * (double)sr;  // the row weight in double: exact for sr = 1
+            hit = s_arg[row0] == yr ? (double)sr : 0.0;
         } else if (th.live) {
             loss = (double)k_neg_inf<T>() * 0.0;  // NaN: a bad label must not pass silently
         }
@@ -152,9 +158,9 @@ __global__ void softmax_xent(T* __restrict__ z, const int* __restrict__ labels, 
         row_hit[th.ty] = hit;
     }
 
-    // Pass 2: write p, or dL/dz = w (p - q) / rows.
+    // Pass 2: write p, or dL/dz = s w (p - q) / divisor.
     const bool grad = write_grad && labels != nullptr;
-    const T scale = valid ? wy / (T)rows : (T)0;
+    const T scale = valid ? wy * sr / divisor : (T)0;
     const XentTarget<T> q = k_xent_target(smoothing, C);
 #pragma unroll
     for (int j = 0; j < K_CACHE; ++j) {
@@ -168,11 +174,11 @@ __global__ void softmax_xent(T* __restrict__ z, const int* __restrict__ labels, 
 }
 
 // sigmoid + binary cross-entropy over logits z (rows x K) and targets y in [0, 1]:
-//   loss_r = sum_k max(z, 0) - z y + log(1 + exp(-|z|));  dL/dz = (sigmoid(z) - y) / rows
-//   hit_r = every output's (z > 0) equals its (y >= 1/2)
+//   loss_r = s_r sum_k (max(z, 0) - z y + log(1 + exp(-|z|)));  dL/dz = s_r (sigmoid(z) - y) / divisor
+//   hit_r = s_r when every output's (z > 0) equals its (y >= 1/2), else 0;  row_weight (s) may be nullptr
 template <typename T>
-__global__ void sigmoid_bce(T* __restrict__ z, const T* __restrict__ y, double* __restrict__ acc, long long rows,
-                            int K, int write_grad) {
+__global__ void sigmoid_bce(T* __restrict__ z, const T* __restrict__ y, const T* __restrict__ row_weight,
+                            double* __restrict__ acc, long long rows, int K, int write_grad, T divisor) {
     extern __shared__ __align__(8) unsigned char k_smem[];
     __shared__ double row_loss[256];
     __shared__ double row_hit[256];
@@ -182,6 +188,7 @@ __global__ void sigmoid_bce(T* __restrict__ z, const T* __restrict__ y, double* 
     int* s_wrong = reinterpret_cast<int*>(s_loss + nthr);
 
     const long long base = (th.live ? th.r : 0) * (long long)K;
+    const T sr = th.live && y != nullptr && row_weight != nullptr ? row_weight[th.r] : (T)1;
     T loss = (T)0;
     int wrong = 0;
     for (int c = th.tx; th.live && c < K; c += bx) {
@@ -192,7 +199,7 @@ __global__ void sigmoid_bce(T* __restrict__ z, const T* __restrict__ y, double* 
             const T ax = x < (T)0 ? -x : x;
             loss += (x > (T)0 ? x : (T)0) - x * target + k_log1p(k_exp(-ax));
             wrong |= (x > (T)0) != (target >= (T)0.5);
-            z[base + c] = write_grad ? (p - target) / (T)rows : p;
+            z[base + c] = write_grad ? sr * (p - target) / divisor : p;
         } else {
             z[base + c] = p;
         }
@@ -209,26 +216,28 @@ __global__ void sigmoid_bce(T* __restrict__ z, const T* __restrict__ y, double* 
         __syncthreads();
     }
     if (th.tx == 0) {
-        row_loss[th.ty] = th.live ? (double)s_loss[th.ty * bx] : 0.0;
-        row_hit[th.ty] = th.live && !s_wrong[th.ty * bx] ? 1.0 : 0.0;
+        row_loss[th.ty] = th.live ? (double)s_loss[th.ty * bx] * (double)sr : 0.0;
+        row_hit[th.ty] = th.live && !s_wrong[th.ty * bx] ? (double)sr : 0.0;
     }
     k_block_accumulate(acc, row_loss, row_hit, rows);
 }
 
 // identity + half squared error over z (rows x K) and targets y:
-//   loss = 1/2 sum (z - y)^2 (acc[0]), squared error sum (acc[1]), dL/dz = (z - y) / rows.
+//   loss = 1/2 sum_r s_r sum_k (z - y)^2 (acc[0]), sum_r s_r sum_k (z - y)^2 (acc[1]),
+//   dL/dz = s_r (z - y) / divisor;  row_weight (s) may be nullptr (all ones).
 // One thread per element (grid-stride); blockDim.x must be a power of two <= 256.
 template <typename T>
-__global__ void squared_error(T* __restrict__ z, const T* __restrict__ y, double* __restrict__ acc, long long rows,
-                              int K, int write_grad) {
+__global__ void squared_error(T* __restrict__ z, const T* __restrict__ y, const T* __restrict__ row_weight,
+                              double* __restrict__ acc, long long rows, int K, int write_grad, T divisor) {
     __shared__ double part[256];
     const long long n = rows * K;
     double sq = 0.0;
     for (long long e = (long long)blockIdx.x * blockDim.x + threadIdx.x; e < n;
          e += (long long)blockDim.x * gridDim.x) {
         const T d = z[e] - y[e];
-        sq += (double)(d * d);
-        if (write_grad) z[e] = d / (T)rows;
+        const T sr = row_weight != nullptr ? row_weight[e / K] : (T)1;  // the division only with weights
+        sq += (double)(d * d) * (double)sr;
+        if (write_grad) z[e] = sr * d / divisor;
     }
     part[threadIdx.x] = sq;
     __syncthreads();

@@ -30,7 +30,7 @@ from .reference.layer import LEAKY_SLOPE
 from .reference.loss import OUTPUTS
 from .serialization import is_safetensors, load_arrays, load_safetensors, save_arrays, save_safetensors
 from .settings import INITS  # noqa: F401 (its old home)
-from .validation import check_features
+from .validation import check_features, check_sparse_features, is_sparse
 
 if TYPE_CHECKING:
     from .optim import Gradients
@@ -81,12 +81,15 @@ class Workspace:
     hs: list
     dhs: list
     acc: object
+    wb: object = None  #: the batch's row weights, for a run with sample weights
 
     def rows(self, n: int) -> Workspace:
         """The same buffers cut to the first n rows (for a last batch smaller than the rest)."""
         if n == self.batch_size:
             return self
-        return Workspace(n, self.xb[:n], self.yb[:n], [h[:n] for h in self.hs], [d[:n] for d in self.dhs], self.acc)
+        wb = None if self.wb is None else self.wb[:n]
+        hs, dhs = [h[:n] for h in self.hs], [d[:n] for d in self.dhs]
+        return Workspace(n, self.xb[:n], self.yb[:n], hs, dhs, self.acc, wb)
 
 
 class MLP:
@@ -205,8 +208,8 @@ class MLP:
         )
 
     # ---- buffers ----
-    def workspace(self, batch_size: int, *, with_grads: bool = True) -> Workspace:
-        """Allocate the buffers for batches of up to ``batch_size`` rows."""
+    def workspace(self, batch_size: int, *, with_grads: bool = True, weighted: bool = False) -> Workspace:
+        """Allocate the buffers for batches of up to ``batch_size`` rows (``weighted``: and their row weights)."""
         ops, dt = self.ops, self.dtype
         if self.loss == "cross_entropy":
             yb = ops.empty((batch_size,), np.int32)
@@ -214,8 +217,9 @@ class MLP:
             yb = ops.empty((batch_size, self.n_outputs), dt)
         hs = [ops.empty((batch_size, n), dt) for n in self.sizes[1:]]
         dhs = [ops.empty((batch_size, n), dt) for n in self.sizes[1:-1]] if with_grads else []
+        wb = ops.empty((batch_size,), dt) if weighted else None
         return Workspace(
-            batch_size, ops.empty((batch_size, self.n_inputs), dt), yb, hs, dhs, ops.zeros((2,), np.float64)
+            batch_size, ops.empty((batch_size, self.n_inputs), dt), yb, hs, dhs, ops.zeros((2,), np.float64), wb
         )
 
     # ---- the math ----
@@ -254,6 +258,8 @@ class MLP:
         a model trained on a table), anything else checked as numbers."""
         if is_frame(X) and self.preprocessing is not None:
             X = self.preprocessing.transform(X, self.dtype)
+        if is_sparse(X):
+            return check_sparse_features(X, self.n_inputs, self.dtype)
         return check_features(X, self.n_inputs, self.dtype)
 
     def predict_proba(self, X, batch_size: int = 4096) -> np.ndarray:
@@ -261,13 +267,14 @@ class MLP:
         or values (identity), as a NumPy array of shape (n, outputs). A model trained on a table takes a
         DataFrame of its raw columns (see :meth:`encode`)."""
         X = self.encode(X)
-        n = len(X)
+        n = X.shape[0]
         bs = min(batch_size, n)
         ws = self.workspace(bs, with_grads=False)
         out = np.empty((n, self.n_outputs), self.dtype)
         for s in range(0, n, bs):
             part = ws.rows(min(bs, n - s))
-            xb = self.ops.asarray(X[s : s + part.batch_size])
+            rows = X[s : s + part.batch_size]
+            xb = self.ops.asarray(rows.toarray() if is_sparse(rows) else rows)  # sparse: a batch densified at a time
             z = self.forward(xb, part)
             self.ops.output_act(z, self.output)
             out[s : s + part.batch_size] = self.ops.to_host(z)

@@ -27,7 +27,7 @@ TOLERANCE = {np.dtype(np.float32): 2e-5, np.dtype(np.float64): 1e-11}
 #: Where each op writes: the positions (ints) and keywords (strs) of its output arguments; None is the
 #: returned array.
 OUTPUTS: dict[str, tuple] = {
-    "gather_rows": (3, 4),
+    "gather_rows": (3, 4, "wb"),
     "matmul": (2,),
     "bias_act": (0,),
     "act_backward": (0,),
@@ -110,7 +110,32 @@ def _softmax_cases(dtype) -> list[Case]:
         return (np.ones((4, 4)), np.array([1, 4, -1, 7], np.int32), np.zeros(2), "cross_entropy"), {}
 
     out.append(Case("loss_grad", "xent-bad-labels", dtype, bad_labels))
+    for B, C in [(1, 2), (19, 10), (128, 10), (7, 1000)]:
+        for kind in ("normal", "huge", "onehot"):
+            for options in ("rows", "rows-smoothing-classes", "divisor"):
+
+                def make(rng, B=B, C=C, kind=kind, options=options):
+                    y = rng.integers(0, C, B).astype(np.int32)
+                    return (logits(rng, B, C, kind), y, np.zeros(2), "cross_entropy"), _row_options(rng, B, C, options)
+
+                out.append(Case("loss_grad", f"xent-{B}x{C}-{kind}-{options}", dtype, make))
     return out
+
+
+def _row_options(rng, B: int, C: int, options: str) -> dict:
+    """Per-row weights (zeros among them, as scikit-learn allows) with their sum as the divisor, or only a
+    divisor (a data-parallel step's global row count); with ``smoothing-classes`` also label smoothing and class
+    weights."""
+    if options == "divisor":
+        return {"divisor": float(3 * B + 1)}
+    w = rng.uniform(0.0, 3.0, B)
+    w[:: max(2, B // 3)] = 0.0
+    if w.sum() == 0:
+        w[-1] = 1.5
+    kw = {"sample_weight": w, "divisor": float(w.sum())}
+    if options == "rows-smoothing-classes":
+        kw.update(smoothing=0.1, class_weight=rng.uniform(0.2, 3.0, C))
+    return kw
 
 
 def _other_loss_cases(dtype) -> list[Case]:
@@ -132,6 +157,22 @@ def _other_loss_cases(dtype) -> list[Case]:
             out += [
                 Case("loss_grad", f"bce-{B}x{K}-{tag}", dtype, bce),
                 Case("loss_grad", f"mse-{B}x{K}-{tag}", dtype, mse),
+            ]
+    for B, K in [(1, 1), (9, 3), (64, 1), (33, 40)]:
+        for options in ("rows", "divisor"):
+
+            def bce_rows(rng, B=B, K=K, options=options):
+                z = rng.standard_normal((B, K)) * 4
+                y = rng.integers(0, 2, (B, K)).astype(float)
+                return (z, y, np.zeros(2), "binary_cross_entropy"), _row_options(rng, B, K, options)
+
+            def mse_rows(rng, B=B, K=K, options=options):
+                z, y = rng.standard_normal((B, K)) * 3, rng.standard_normal((B, K))
+                return (z, y, np.zeros(2), "mse"), _row_options(rng, B, K, options)
+
+            out += [
+                Case("loss_grad", f"bce-{B}x{K}-{options}", dtype, bce_rows),
+                Case("loss_grad", f"mse-{B}x{K}-{options}", dtype, mse_rows),
             ]
     for output in ("softmax", "sigmoid", "identity"):
         for B, C in [(11, 7), (3, 1000)]:
@@ -247,10 +288,15 @@ def _data_cases(dtype) -> list[Case]:
         yb = np.zeros((64,), np.int32) if classes else np.zeros((64, 4))
         return (X, Y, idx, np.zeros((64, 17)), yb), {}
 
+    def gather_weights(rng):
+        (X, Y, idx, xb, yb), _ = gather(rng, True)
+        return (X, Y, idx, xb, yb), {"W": rng.uniform(0, 5, 300), "wb": np.zeros(64)}
+
     out = [
         Case("gather_rows", f"{what}", dtype, lambda rng, c=c: gather(rng, c), exact=True)
         for what, c in (("labels", True), ("targets", False))
     ]
+    out.append(Case("gather_rows", "labels-weights", dtype, gather_weights, exact=True))
     if dtype == DTYPES[0]:  # a permutation has no float dtype: once
         out += [
             Case("permutation", f"n{n}", dtype, lambda rng, n=n: ((n, 11, 4), {}), exact=True)
@@ -304,15 +350,21 @@ def run_case(ops: Ops, case: Case, seed: int = 0, method: str | None = None) -> 
     dtypes = [np.dtype(np.float64) if i in f64 else case.dtype for i in range(len(args))]
     args = [_rounded(a, dt) for a, dt in zip(args, dtypes)]
     kwargs = {k: _rounded(v, case.dtype) for k, v in kwargs.items()}
-    ref_args, ref_kwargs = [a.copy() if isinstance(a, np.ndarray) else a for a in args], dict(kwargs)
+    ref_args = [a.copy() if isinstance(a, np.ndarray) else a for a in args]
+    ref_kwargs = {k: v.copy() if isinstance(v, np.ndarray) else v for k, v in kwargs.items()}
     ref_result = getattr(ReferenceOps(), case.op)(*ref_args, **ref_kwargs)
     dev_args = [_on(ops, a, dt) for a, dt in zip(args, dtypes)]
     dev_kwargs = {k: _on(ops, v, case.dtype) for k, v in kwargs.items()}
     result = getattr(ops, method or case.op)(*dev_args, **dev_kwargs)
     worst, where = 0.0, ""
     for pos in OUTPUTS[case.op]:
-        got = ops.to_host(result if pos is None else dev_args[pos])
-        ref = ref_result if pos is None else ref_args[pos]
+        if isinstance(pos, str):  # an output passed by keyword, where the case passes it
+            if pos not in kwargs:
+                continue
+            got, ref = ops.to_host(dev_kwargs[pos]), ref_kwargs[pos]
+        else:
+            got = ops.to_host(result if pos is None else dev_args[pos])
+            ref = ref_result if pos is None else ref_args[pos]
         if case.exact:
             err = 0.0 if np.array_equal(got, ref) else float("inf")
         else:

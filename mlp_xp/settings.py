@@ -173,6 +173,16 @@ SETTINGS: tuple[Setting, ...] = (
         renamed_from=("weight_decay",),
     ),
     Setting("l1", 0.0, _non_negative(), "L1 penalty on the weights: adds l1 sign(W) to dL/dW", "optimizer"),
+    Setting(
+        "l2_per_sample",
+        0.0,
+        _non_negative(),
+        "L2 penalty divided by each step's rows (with sample weights: their sum), scikit-learn's alpha: adds "
+        "l2_per_sample W / rows to dL/dW; instead of l2",
+        "optimizer",
+        estimator=NOT_AN_ESTIMATOR_PARAMETER,
+        cli=False,
+    ),
     Setting("schedule", "constant", Options(*SCHEDULES), "learning-rate schedule", "schedule"),
     Setting("decay", 0.0, _non_negative(), "delta of the inverse_time, power and invscaling schedules", "schedule"),
     Setting("step_size", 10.0, _positive(), "epochs between the step schedule's drops", "schedule"),

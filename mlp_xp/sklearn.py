@@ -11,11 +11,12 @@ becomes, and the rest of this module is scikit-learn's bookkeeping around it (it
 ``warm_start``, which go on from the last run's optimizer state as a checkpoint's resume does).
 
 Where it differs from scikit-learn on purpose (README, "scikit-learn's MLPs"): a run whose loss turns non-finite
-keeps the weights of its last good epoch and warns, where scikit-learn goes on with NaN weights; ``warm_start``
-keeps the optimizer's state (scikit-learn starts a new optimizer), so 3 epochs and then 2 warm ones are exactly 5;
-the L2 penalty of a last partial batch is that of a full one; the per-epoch loss adds the penalty of the epoch's
-final weights. Not yet: ``solver="lbfgs"``, ``loss="poisson"``, ``sample_weight`` in ``fit``, sparse ``X``:
-each is refused with a line saying what to do instead.
+stops there with scikit-learn's ValueError and keeps the weights of its last good epoch, where scikit-learn trains
+on with NaN weights first; ``warm_start`` keeps the optimizer's state (scikit-learn starts a new optimizer), so 3
+epochs and then 2 warm ones are exactly 5; the per-epoch loss adds the penalty of the epoch's final weights.
+``sample_weight`` weighs each row in the fused loss ops (a batch's loss is sum(w_i l_i) / sum(w_i), the penalty
+alpha / sum(w_i), as scikit-learn's). Sparse ``X`` (CSR) trains on the CPU backend, a batch's rows densified at a
+time. Not yet: ``solver="lbfgs"``, ``loss="poisson"``: each is refused with a line saying what to do instead.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from sklearn.preprocessing import LabelBinarizer
 from sklearn.utils import check_random_state
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import _check_partial_fit_first_call, type_of_target, unique_labels
-from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
+from sklearn.utils.validation import _check_sample_weight, check_is_fitted, column_or_1d, validate_data
 
 from .errors import ConfigError
 from .model import MLP
@@ -47,7 +48,7 @@ TRANSLATION: tuple[tuple[str, str], ...] = (
     ("hidden_layer_sizes", "hidden"),
     ("activation", "activation; 'logistic' is sigmoid"),
     ("solver", "optimizer: 'sgd' is momentum (nesterov with nesterovs_momentum, sgd with momentum=0), 'adam' adam"),
-    ("alpha", "l2 = alpha / batch_size (scikit-learn divides by each batch's rows)"),
+    ("alpha", "l2_per_sample: alpha W / (the batch's rows, or its sum of sample weights), as scikit-learn adds it"),
     ("batch_size", "batch_size; 'auto' is min(200, n_samples)"),
     (
         "learning_rate",
@@ -81,8 +82,8 @@ class _Stopping:
     loss curve and (with early stopping) the validation score; True stops the run when neither improved by
     ``tol`` for more than ``n_iter_no_change`` epochs."""
 
-    def __init__(self, est, X_val, y_val, n_rows: int, batch: int) -> None:
-        self.est, self.X_val, self.y_val = est, X_val, y_val
+    def __init__(self, est, X_val, y_val, w_val, n_rows: int, batch: int) -> None:
+        self.est, self.X_val, self.y_val, self.w_val = est, X_val, y_val, w_val
         self.batches = math.ceil(n_rows / batch)
         self.n_rows = n_rows
         self.fired = False
@@ -99,7 +100,7 @@ class _Stopping:
         if est.verbose:
             print(f"Iteration {len(est.loss_curve_)}, loss = {loss:.8f}")
         if self.X_val is not None:
-            score = est._score_model(model, self.X_val, self.y_val)
+            score = est._score_model(model, self.X_val, self.y_val, self.w_val)
             est.validation_scores_.append(score)
             if est.verbose:
                 print(f"Validation score: {score:f}")
@@ -152,20 +153,18 @@ class _DropIn(BaseEstimator):
                 f"loss={self.loss!r} is not in mlp_xp yet: use loss='squared_error', or scikit-learn's own "
                 "MLPRegressor for a Poisson loss"
             )
-        if sample_weight is not None:
-            raise ConfigError(
-                "sample_weight is not in mlp_xp's training yet: repeat rows to weigh them, or use "
-                "mlp_xp.estimator.MLPClassifier(class_weight=...) for per-class weights"
-            )
 
     def _validate(self, X, y, reset: bool):
-        if hasattr(X, "tocsr") or type(X).__module__.startswith("scipy.sparse"):
-            raise ConfigError(
-                "sparse X is not in mlp_xp yet: pass X.toarray() (a dense copy; mind its size), or use scikit-learn's "
-                "own estimator for sparse data"
-            )
+        # sparse X stays CSR: the CPU backend densifies one batch's rows at a time
         return validate_data(
-            self, X, y, reset=reset, dtype=_X_DTYPES, multi_output=True, y_numeric=not self._is_classifier
+            self,
+            X,
+            y,
+            reset=reset,
+            dtype=_X_DTYPES,
+            accept_sparse="csr",
+            multi_output=True,
+            y_numeric=not self._is_classifier,
         )
 
     def _new_model(self, n_features: int, n_outputs: int, loss: str, dtype) -> MLP:
@@ -218,7 +217,7 @@ class _DropIn(BaseEstimator):
             schedule = {"schedule": "invscaling", "decay": self.power_t}
         return {
             "batch_size": batch,
-            "l2": self.alpha / batch,
+            "l2_per_sample": self.alpha,
             "shuffle": bool(self.shuffle),
             "seed": self._seed,
             "on_divergence": "stop",
@@ -234,6 +233,8 @@ class _DropIn(BaseEstimator):
         # as scikit-learn: coefs_ are the weights a warm fit goes on from (set by a fit, or by hand)
         warm = hasattr(self, "coefs_") and (incremental or self.warm_start)
         X, y = self._validate(X, y, reset=not warm)
+        if sample_weight is not None:
+            sample_weight = _check_sample_weight(sample_weight, X, dtype=X.dtype, ensure_non_negative=True)
         Y, loss, n_outputs = self._encode(y, classes, first=not warm)
         if not warm:
             self._model = self._new_model(X.shape[1], n_outputs, loss, X.dtype)
@@ -250,7 +251,7 @@ class _DropIn(BaseEstimator):
                     f"X has {X.shape[1]} features, but {type(self).__name__} is expecting {self._model.n_inputs} "
                     "features as input"
                 )
-        X_val = y_val = None
+        X_val = y_val = w_val = None
         if self.early_stopping:
             # scikit-learn's split (the same draws from random_state), stratified as it stratifies: by the
             # binarized labels of a single-output classifier
@@ -258,20 +259,22 @@ class _DropIn(BaseEstimator):
             if self._is_classifier and not self._multilabel:
                 stratify = LabelBinarizer().fit(self.classes_).transform(y).astype(bool)
             train, val = train_test_split(
-                np.arange(len(X)),
+                np.arange(X.shape[0]),
                 random_state=self._random_state,
                 test_size=self.validation_fraction,
                 stratify=stratify,
             )
             X, X_val, Y, y_val = X[train], X[val], Y[train], np.asarray(y)[val]
+            if sample_weight is not None:
+                sample_weight, w_val = sample_weight[train], sample_weight[val]
             if X_val.shape[0] < 2:
                 raise ValueError(
                     "The validation set is too small. Increase 'validation_fraction' or the size of your dataset."
                 )
             self._best_flat = self._model.get_flat()
-        settings = self._train_settings(len(X))
+        settings = self._train_settings(X.shape[0])
         epochs = 1 if incremental else self.max_iter
-        stop = _Stopping(self, X_val, y_val, len(X), settings["batch_size"])
+        stop = _Stopping(self, X_val, y_val, w_val, X.shape[0], settings["batch_size"])
         diverged = ""
         while stop.epochs < epochs:
             stop.fired = False
@@ -283,6 +286,7 @@ class _DropIn(BaseEstimator):
                 lr=self._lr,
                 warm_state=self._state,
                 callbacks=[stop],
+                sample_weight=sample_weight,
                 **settings,
             )
             self._state = history.state
@@ -380,7 +384,7 @@ class _DropIn(BaseEstimator):
 
     def _raw(self, X) -> np.ndarray:
         check_is_fitted(self, "coefs_")
-        X = validate_data(self, X, reset=False, dtype=_X_DTYPES)
+        X = validate_data(self, X, reset=False, dtype=_X_DTYPES, accept_sparse="csr")
         return self._model.predict_proba(X)
 
 
@@ -446,7 +450,7 @@ class MLPClassifier(ClassifierMixin, _DropIn):
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.classifier_tags.multi_label = True
-        tags.input_tags.sparse = False
+        tags.input_tags.sparse = True
         return tags
 
     def fit(self, X, y, sample_weight=None) -> MLPClassifier:
@@ -488,10 +492,10 @@ class MLPClassifier(ClassifierMixin, _DropIn):
         self.out_activation_ = "softmax"
         return index.astype(np.int64), "cross_entropy", k
 
-    def _score_model(self, model, X, y) -> float:
+    def _score_model(self, model, X, y, sample_weight=None) -> float:
         """accuracy_score of the model's predictions: what scikit-learn's early stopping reads."""
         p = model.predict_proba(X)
-        return _finite_or_nan(lambda p: accuracy_score(y, self._labels(p)), p)
+        return _finite_or_nan(lambda p: accuracy_score(y, self._labels(p), sample_weight=sample_weight), p)
 
     def _labels(self, p: np.ndarray) -> np.ndarray:
         if self._multilabel:
@@ -585,7 +589,7 @@ class MLPRegressor(RegressorMixin, _DropIn):
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.target_tags.multi_output = True
-        tags.input_tags.sparse = False
+        tags.input_tags.sparse = True
         return tags
 
     def fit(self, X, y, sample_weight=None) -> MLPRegressor:
@@ -604,9 +608,9 @@ class MLPRegressor(RegressorMixin, _DropIn):
         Y = y.reshape(-1, 1) if y.ndim == 1 else y
         return np.asarray(Y, np.float64), "mse", Y.shape[1]
 
-    def _score_model(self, model, X, y) -> float:
+    def _score_model(self, model, X, y, sample_weight=None) -> float:
         p = model.predict_proba(X)
-        return _finite_or_nan(lambda p: r2_score(y, p[:, 0] if self._y_1d else p), p)
+        return _finite_or_nan(lambda p: r2_score(y, p[:, 0] if self._y_1d else p, sample_weight=sample_weight), p)
 
     def predict(self, X) -> np.ndarray:
         """Predicted values, (n,) for a 1-D training target, else (n, K), in the input's float dtype."""

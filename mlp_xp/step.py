@@ -20,19 +20,30 @@ class TrainStep:
     """One training step and the buffers it writes into, allocated once for a batch size.
 
     ``smoothing`` and ``class_weight`` (a device array, one weight per class) are cross_entropy's options.
+    ``weighted``: the steps take per-row weights (``W``, gathered with the rows) and the step's ``divisor``, their
+    sum over the batch.
     """
 
     def __init__(
-        self, model: MLP, batch_size: int, optimizer: Optimizer, *, smoothing: float = 0.0, class_weight=None
+        self,
+        model: MLP,
+        batch_size: int,
+        optimizer: Optimizer,
+        *,
+        smoothing: float = 0.0,
+        class_weight=None,
+        weighted: bool = False,
     ) -> None:
         self.model, self.optimizer = model, optimizer
         self.smoothing, self.class_weight = smoothing, class_weight
-        self.ws = model.workspace(batch_size)
+        self.ws = model.workspace(batch_size, weighted=weighted)
         self.grads = optimizer.gradients()
 
-    def __call__(self, X, Y, idx, acc, lr: float, ws: Workspace | None = None) -> None:
+    def __call__(
+        self, X, Y, idx, acc, lr: float, ws: Workspace | None = None, *, W=None, divisor: float | None = None
+    ) -> None:
         """A whole step on the rows ``idx`` of the device arrays (X, Y), adding the batch's sums into ``acc``."""
-        self.backprop(X, Y, idx, acc, ws)
+        self.backprop(X, Y, idx, acc, ws, W=W, divisor=divisor)
         self.optimizer.step(self.model.params, lr)
 
     def gradients(self, X, Y, idx, acc, ws: Workspace | None = None) -> None:
@@ -40,14 +51,19 @@ class TrainStep:
         warn_renamed("TrainStep.gradients", "TrainStep.backprop")
         self.backprop(X, Y, idx, acc, ws)
 
-    def backprop(self, X, Y, idx, acc, ws: Workspace | None = None) -> None:
+    def backprop(self, X, Y, idx, acc, ws: Workspace | None = None, *, W=None, divisor: float | None = None) -> None:
         """Everything of a step but the update: gather, forward, fused loss, backward (``ws``: the workspace cut
-        to a smaller last batch)."""
+        to a smaller last batch; ``W``: the rows' weights, with the batch's sum of them as ``divisor``)."""
         model, ops = self.model, self.model.ops
         part = ws or self.ws
-        ops.gather_rows(X, Y, idx, part.xb, part.yb)
+        if W is None:
+            ops.gather_rows(X, Y, idx, part.xb, part.yb)
+            rows = {}
+        else:
+            ops.gather_rows(X, Y, idx, part.xb, part.yb, W, part.wb)
+            rows = {"sample_weight": part.wb, "divisor": divisor}
         z = model.forward(part.xb, part)
-        ops.loss_grad(z, part.yb, acc, model.loss, smoothing=self.smoothing, class_weight=self.class_weight)
+        ops.loss_grad(z, part.yb, acc, model.loss, smoothing=self.smoothing, class_weight=self.class_weight, **rows)
         model.backward(part.xb, part, self.grads)
 
 

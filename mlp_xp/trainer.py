@@ -29,10 +29,11 @@ from .errors import ConfigError, DataError, DivergenceError, TrainingInterrupted
 from .files import write_json_atomic
 from .model import MLP, Workspace
 from .optim import Optimizer
+from .reference.data import permutation as _permutation
 from .schedules import Schedule
 from .settings import TRAIN_SETTINGS, TrainConfig, resolve_names
 from .stopping import DivergenceGuard, EarlyStopping
-from .validation import check_features, check_targets
+from .validation import check_features, check_sparse_features, check_targets, is_sparse
 
 __all__ = ["History", "TrainConfig", "evaluate", "fit", "preprocess_split", "split_validation", "validation_rows"]
 
@@ -99,6 +100,7 @@ def fit(
     y_test=None,
     callbacks: tuple[Callback, ...] | list = (),
     warm_state: tuple[dict, dict] | None = None,
+    sample_weight=None,
     **settings,
 ) -> History:
     """Train ``model`` in place on (X, y) and return the per-epoch :class:`History`.
@@ -113,6 +115,11 @@ def fit(
     ``resume=True`` continues from it. SIGINT and SIGTERM (from the main thread) stop the run at the next step
     boundary with :class:`mlp_xp.errors.TrainingInterrupted`, the model holding what the run would return there;
     a second one stops it at once.
+
+    ``sample_weight`` (one non-negative weight per training row) weighs each row's loss: a batch's loss is
+    sum(w_i loss_i) / sum(w_i) (:mod:`mlp_xp.reference.loss`), and the epoch's train_loss and metric are weighted
+    the same way; integer weights train as the rows repeated would. The weights follow their rows into the
+    validation split; the validation and test scores are not weighted.
 
     ``warm_state`` (a finished run's :attr:`History.state`) goes on from where that run ended, on these data or
     others: its parameters, its optimizer's state (velocity, Adam's moments and step count) and its clocks (the
@@ -131,7 +138,10 @@ def fit(
         raise ConfigError("resume needs the checkpoint folder: set checkpoint (--checkpoint DIR)")
     if warm_state is not None and cfg.resume:
         raise ConfigError("warm_state and resume both say where to go on from: give one of them")
-    run = _Run(model, cfg, _TrainingData.prepare(model, cfg, X, y, X_val, y_val, X_test, y_test))
+    if cfg.l2 and cfg.l2_per_sample:
+        raise ConfigError("l2 and l2_per_sample are two scalings of one penalty: give one of them")
+    data = _TrainingData.prepare(model, cfg, X, y, X_val, y_val, X_test, y_test, sample_weight)
+    run = _Run(model, cfg, data)
     run.warm = warm_state
     # A diverging run overflows before its loss turns non-finite; the epoch check reports that once,
     # so NumPy's per-operation warnings would only bury the message.
@@ -188,10 +198,13 @@ def metric_name(loss: str) -> str:
 
 def _accumulate(model: MLP, Xd, Yd, ws: Workspace, acc, smoothing: float = 0.0, class_weight=None) -> None:
     """acc += (sum of losses, correct rows or squared error) over device arrays, in batches; no sync."""
-    n = len(Xd)
+    n = Xd.shape[0]
     for s in range(0, n, ws.batch_size):
         part = ws.rows(min(ws.batch_size, n - s))
-        z = model.forward(Xd[s : s + part.batch_size], part)
+        xb = Xd[s : s + part.batch_size]
+        if is_sparse(xb):  # a sparse set is densified one batch at a time
+            xb = xb.toarray()
+        z = model.forward(xb, part)
         model.ops.loss_grad(
             z,
             Yd[s : s + part.batch_size],
@@ -219,27 +232,50 @@ class _TrainingData:
     sets: dict  # "val" / "test" -> (X, Y) on the device
     class_weight: object  # one weight per class on the device, or None
     fingerprint: dict | None = None  # of each host array, when the run checkpoints
+    W: object = None  # one weight per training row on the device, or None
+    w_host: np.ndarray | None = None  # the same weights on the host (the steps' divisors are sums of them)
 
     @classmethod
-    def prepare(cls, model: MLP, cfg: TrainConfig, X, y, X_val, y_val, X_test, y_test) -> _TrainingData:
+    def prepare(
+        cls, model: MLP, cfg: TrainConfig, X, y, X_val, y_val, X_test, y_test, sample_weight=None
+    ) -> _TrainingData:
         dt, loss, k = model.dtype, model.loss, model.n_outputs
         if (X_val is None) != (y_val is None) or (X_test is None) != (y_test is None):
             raise DataError("pass features and targets together (X_val with y_val, X_test with y_test)")
-        X = check_features(X, model.n_inputs, dt)
-        Y = check_targets(y, len(X), loss, k, dt)
+        sparse = is_sparse(X)
+        if sparse and not getattr(model.ops, "takes_sparse", False):
+            raise DataError(
+                f"sparse X trains on the CPU backend only, and this model is on {model.ops.name}: train on the CPU, "
+                "or pass X.toarray() (a dense copy; mind its size)"
+            )
+        features = _features_checker(sparse)
+        X = features(X, model.n_inputs, dt)
+        n = X.shape[0]
+        Y = check_targets(y, n, loss, k, dt)
+        w = None if sample_weight is None else check_sample_weight(sample_weight, n, dt)
+        if w is not None and cfg.cuda_graph:
+            raise ConfigError(
+                "cuda_graph with sample_weight: a captured step cannot take each batch's sum of weights; leave "
+                "cuda_graph off"
+            )
         if X_val is not None:
-            X_val = check_features(X_val, model.n_inputs, dt, "X_val")
-            y_val = check_targets(y_val, len(X_val), loss, k, dt, "y_val")
+            X_val = _features_checker(is_sparse(X_val) and sparse)(X_val, model.n_inputs, dt, "X_val")
+            y_val = check_targets(y_val, X_val.shape[0], loss, k, dt, "y_val")
         elif cfg.validation_fraction:
-            X, Y, X_val, y_val = split_validation(X, Y, cfg.validation_fraction, cfg.seed)
+            train, val = validation_rows(n, cfg.validation_fraction, cfg.seed)
+            X, Y, X_val, y_val = X[train], Y[train], X[val], Y[val]
+            if w is not None:
+                w = w[train]
+                if not w.any():
+                    raise DataError("every training row left after the validation split has weight 0: nothing to fit")
         if X_test is not None:
-            X_test = check_features(X_test, model.n_inputs, dt, "X_test")
-            y_test = check_targets(y_test, len(X_test), loss, k, dt, "y_test")
+            X_test = _features_checker(is_sparse(X_test) and sparse)(X_test, model.n_inputs, dt, "X_test")
+            y_test = check_targets(y_test, X_test.shape[0], loss, k, dt, "y_test")
         weights = None if cfg.class_weight is None else class_weights(cfg.class_weight, k, Y)
         ops = model.ops
         # The data go to the device once; every later step reads them there.
         sets = {
-            name: (ops.asarray(Xs), ops.asarray(Ys))
+            name: (_on_device(ops, Xs), ops.asarray(Ys))
             for name, Xs, Ys in (("val", X_val, y_val), ("test", X_test, y_test))
             if Xs is not None
         }
@@ -254,8 +290,45 @@ class _TrainingData:
                 "test features": X_test,
                 "test targets": y_test,
             }
-            fp = {name: _checkpoint.fingerprint([a]) for name, a in parts.items()}
-        return cls(ops.asarray(X), ops.asarray(Y), len(X), sets, cw, fp)
+            if w is not None:
+                parts["sample weights"] = w
+            fp = {name: _checkpoint.fingerprint(_fingerprinted(a)) for name, a in parts.items()}
+        W = None if w is None else ops.asarray(w)
+        return cls(_on_device(ops, X), ops.asarray(Y), X.shape[0], sets, cw, fp, W, w)
+
+
+def _features_checker(sparse: bool):
+    return check_sparse_features if sparse else check_features
+
+
+def _on_device(ops, X):
+    """Features on the device; a sparse X stays the host CSR matrix it is (the CPU backend gathers and densifies
+    a batch's rows at a time)."""
+    return X if is_sparse(X) else ops.asarray(X)
+
+
+def _fingerprinted(a) -> list:
+    """What a checkpoint's fingerprint hashes of an array: a sparse matrix's stored values and structure."""
+    if a is not None and is_sparse(a):
+        return [a.data, a.indices, a.indptr, np.asarray(a.shape)]
+    return [a]
+
+
+def check_sample_weight(sample_weight, n: int, dtype) -> np.ndarray:
+    """Per-row weights as a 1-D array of ``dtype``: n finite non-negative numbers, not all zero."""
+    w = np.asarray(sample_weight)
+    if w.dtype == object or w.dtype.kind not in "biuf":
+        raise DataError(f"sample_weight has dtype {w.dtype}, not numbers: give one number per row")
+    if w.ndim == 0:
+        w = np.full(n, float(w))
+    if w.shape != (n,):
+        raise DataError(f"sample_weight has shape {w.shape} but there are {n} rows: give one weight per row")
+    w = np.ascontiguousarray(w, dtype=dtype)
+    if not np.isfinite(w).all() or (w < 0).any():
+        raise DataError("sample_weight holds negative, NaN or infinite weights: give weights >= 0")
+    if not w.any():
+        raise DataError("sample_weight is zero for every row: nothing to fit; give some rows a positive weight")
+    return w
 
 
 def class_weights(spec, n_classes: int, labels: np.ndarray) -> np.ndarray:
@@ -298,14 +371,19 @@ class _Run:
         require_memory(model.ops, _training_bytes(model, cfg, self.batch), "training's buffers", _SHRINK)
         self.optimizer = Optimizer.from_config(cfg, model)
         self.step = _step.TrainStep(
-            model, self.batch, self.optimizer, smoothing=cfg.label_smoothing, class_weight=data.class_weight
+            model,
+            self.batch,
+            self.optimizer,
+            smoothing=cfg.label_smoothing,
+            class_weight=data.class_weight,
+            weighted=data.W is not None,
         )
         ws = self.step.ws
         self.tail = ws.rows(data.n - (self.steps - 1) * self.batch) if not cfg.drop_last else ws
         self.eval_ws = None
         if data.sets:
             self.eval_ws = model.workspace(
-                min(EVAL_BATCH, max(len(s[0]) for s in data.sets.values())), with_grads=False
+                min(EVAL_BATCH, max(s[0].shape[0] for s in data.sets.values())), with_grads=False
             )
         # Row 0 sums the training batches, rows 1 and 2 the validation and test sets: one array, so that one
         # copy to the host per epoch brings every metric.
@@ -486,6 +564,7 @@ class _Run:
         bar = _progress(cfg.verbose, self.steps, epoch, cfg.epochs)
         t0 = ops.timestamp()
         perm = ops.permutation(data.n, cfg.seed, epoch) if self.order is None else self.order
+        divisors = self._divisors(epoch)
         minutes = cfg.checkpoint_minutes * 60.0 if cfg.checkpoint is not None else 0.0
         for k in range(first_step, self.steps):
             self._next_step = k
@@ -499,8 +578,12 @@ class _Run:
             s = k * self.batch
             idx = perm[s : s + part.batch_size]
             lr = self.schedule.lr_at(self.global_step, self.steps, self.n_seen)
+            if cfg.l2_per_sample:  # scikit-learn's alpha: the penalty over the batch's rows (or weights)
+                self.optimizer.l2 = cfg.l2_per_sample / (part.batch_size if divisors is None else divisors[k])
             if self.graph_step is not None and part is self.step.ws:
                 self.graph_step(idx, lr)
+            elif divisors is not None:
+                self.step(data.X, data.Y, idx, self.train_sums, lr, part, W=data.W, divisor=divisors[k])
             else:
                 self.step(data.X, data.Y, idx, self.train_sums, lr, part)
             self.global_step += 1
@@ -518,12 +601,29 @@ class _Run:
             bar.close()
         return self._record(epoch, totals, lr, ops.seconds_between(t0, t1), ops.seconds_between(t1, t2))
 
+    def _divisors(self, epoch: int) -> list[float] | None:
+        """With sample weights: each step's sum of its rows' weights (its loss's denominator), from the epoch's
+        permutation computed on the host (the reference's, which every backend's permutation equals)."""
+        w = self.data.w_host
+        if w is None:
+            return None
+        order = np.arange(self.data.n) if self.order is not None else _permutation(self.data.n, self.cfg.seed, epoch)
+        starts = np.arange(0, self.steps * self.batch, self.batch)
+        sums = np.add.reduceat(w[order].astype(np.float64), starts)[: self.steps]
+        if self.cfg.drop_last or self.steps * self.batch < self.data.n:
+            sums = sums.copy()
+            sums[-1] = float(w[order[starts[-1] : starts[-1] + self.batch]].astype(np.float64).sum())
+        self.weight_seen = float(sums.sum())
+        # a batch whose rows all weigh 0 contributes nothing: any positive divisor keeps its gradient 0
+        return [float(s) if s > 0 else 1.0 for s in sums]
+
     def _record(self, epoch: int, totals: np.ndarray, lr: float, seconds: float, eval_seconds: float) -> dict:
         metric = metric_name(self.model.loss)
-        loss, value = _summarize(self.model, totals[0], self.n_seen)
+        seen = self.weight_seen if self.data.w_host is not None else self.n_seen
+        loss, value = _summarize(self.model, totals[0], seen)
         record = {"epoch": epoch, "train_loss": loss, f"train_{metric}": value, "lr": lr}
         for row, (name, (Xs, _)) in zip((1, 2), self.data.sets.items()):
-            loss, value = _summarize(self.model, totals[row], len(Xs))
+            loss, value = _summarize(self.model, totals[row], Xs.shape[0])
             record[f"{name}_loss"], record[f"{name}_{metric}"] = loss, value
         record["seconds"], record["eval_seconds"] = seconds, eval_seconds
         return record

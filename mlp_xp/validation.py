@@ -13,6 +13,27 @@ def _is_device_array(a) -> bool:
     return hasattr(a, "__cuda_array_interface__") and callable(getattr(a, "get", None))
 
 
+def is_sparse(X) -> bool:
+    """A SciPy sparse matrix or array (told without importing SciPy)."""
+    return type(X).__module__.startswith("scipy.sparse") and hasattr(X, "tocsr")
+
+
+def check_sparse_features(X, n_features: int | None, dtype, name: str = "X"):
+    """A SciPy sparse X as CSR of ``dtype``, sorted indices, finite, with ``n_features`` columns (kept sparse:
+    batches are densified one at a time)."""
+    if X.ndim != 2 or X.shape[0] == 0 or X.shape[1] == 0:
+        raise DataError(f"{name} must be a non-empty 2-D sparse matrix, got shape {X.shape}")
+    if n_features is not None and X.shape[1] != n_features:
+        raise DataError(
+            f"{name} has {X.shape[1]} features but the model expects {n_features}: use data of the model's input size"
+        )
+    X = X.tocsr().astype(dtype)
+    X.sort_indices()
+    if not np.isfinite(X.data).all():
+        raise DataError(f"{name} contains NaN or Inf among its stored values: clean or impute the data first")
+    return X
+
+
 def check_features(X, n_features: int | None, dtype, name: str = "X") -> np.ndarray:
     """X as a C-contiguous 2-D float array of ``dtype``: non-empty, finite, with ``n_features`` columns."""
     if _is_device_array(X):  # checks run on the host

@@ -31,24 +31,28 @@ def test_the_gemm_kernel_matches_its_reference(gpu, case):
 
 @pytest.mark.parametrize("bx, by", [(1, 1), (1, 64), (2, 8), (4, 32), (8, 16), (32, 4), (64, 2), (128, 1), (256, 1)])
 @pytest.mark.parametrize("C", [3, 10, 129, 2000])
-def test_softmax_xent_is_right_for_every_launch_geometry(host_kernels, bx, by, C):
+@pytest.mark.parametrize("weighted", [False, True], ids=["plain", "row-weights"])
+def test_softmax_xent_is_right_for_every_launch_geometry(host_kernels, bx, by, C, weighted):
     """The kernel must not depend on the geometry the dispatcher picks: sweep it, as llm.c's dev/cuda does."""
     rng = np.random.default_rng(bx * 1000 + C)
     B = 21
     z, y = rng.standard_normal((B, C)) * 4, rng.integers(0, C, B).astype(np.int32)
+    s = rng.uniform(0, 3, B).astype(np.float32) if weighted else None
+    divisor = float(s.sum()) if weighted else float(B)
     zk, acck = z.astype(np.float32), np.zeros(2)
     host_kernels.launch(
         "softmax_xent<float>",
         ((B + by - 1) // by,),
         (bx, by),
-        (zk, y, None, acck, np.int64(B), np.int32(C), np.int32(1), np.float32(0)),
+        (zk, y, None, s, acck, np.int64(B), np.int32(C), np.int32(1), np.float32(0), np.float32(divisor)),
         bx * by * 16,
     )
     zt, acct = z.astype(np.float32).astype(np.float64), np.zeros(2)
-    ReferenceOps().loss_grad(zt, y, acct, "cross_entropy")
+    rows = {"sample_weight": s.astype(np.float64), "divisor": float(np.float32(divisor))} if weighted else {}
+    ReferenceOps().loss_grad(zt, y, acct, "cross_entropy", **rows)
     tol = selfcheck.TOLERANCE[np.dtype(np.float32)]
     assert selfcheck._error(zk, zt) <= tol and selfcheck._error(acck[0], acct[0]) <= tol
-    assert acck[1] == acct[1]
+    assert acck[1] == acct[1] if not weighted else selfcheck._error(acck[1], acct[1]) <= 1e-12  # summed in double
 
 
 def test_the_harness_refuses_arguments_a_gpu_would_misread(host_kernels):

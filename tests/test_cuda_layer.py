@@ -162,7 +162,7 @@ def test_the_kernel_loader_refuses_none_itself(host_kernels):
             "softmax_xent<float>",
             (1,),
             (4, 32),
-            (z, None, None, None, np.int64(2), np.int32(3), np.int32(0), np.float32(0)),
+            (z, None, None, None, None, np.int64(2), np.int32(3), np.int32(0), np.float32(0), np.float32(2)),
         )
 
 

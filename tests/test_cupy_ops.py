@@ -43,3 +43,54 @@ def test_row_geometry_choices():
     assert row_geometry(1, 2, 4) == ((1,), (1, 128))
     grid, block = row_geometry(1000, 1)
     assert block == (1, 128) and grid == (8,)
+
+
+def test_cuda_backend_refuses_bad_row_weights_and_divisors_before_launching(host_kernels):
+    gpu = make_backend("cuda-host", host_kernels)
+    before = len(host_kernels.launches)
+    z, acc = gpu.zeros((4, 3), np.float32), gpu.zeros((2,), np.float64)
+    labels, targets = gpu.zeros((4,), np.int32), gpu.zeros((4, 3), np.float32)
+    for loss, y in (("cross_entropy", labels), ("binary_cross_entropy", targets), ("mse", targets)):
+        with pytest.raises(mlp_xp.DataError, match="sample_weight has dtype float64 where float32"):
+            gpu.loss_grad(z, y, acc, loss, sample_weight=gpu.zeros((4,), np.float64))
+        with pytest.raises(mlp_xp.DataError, match="sample_weight has 3 entries for 4 rows"):
+            gpu.loss_grad(z, y, acc, loss, sample_weight=gpu.zeros((3,), np.float32))
+        with pytest.raises(mlp_xp.DataError, match="sample_weight must be 1-D"):
+            gpu.loss_grad(z, y, acc, loss, sample_weight=gpu.zeros((4, 1), np.float32))
+        with pytest.raises(mlp_xp.DataError, match="sample_weight is a numpy.ndarray"):
+            gpu.loss_grad(z, y, acc, loss, sample_weight=np.ones(4, np.float32))
+        for bad in (0, -2.0, float("nan"), float("inf"), 1e39, 1e-40):  # 1e39: inf in float32; 1e-40: subnormal
+            with pytest.raises(mlp_xp.DataError, match="divisor must be a positive finite number in float32"):
+                gpu.loss_grad(z, y, acc, loss, divisor=bad)
+        with pytest.raises(mlp_xp.ConfigError, match="divisor must be a number"):
+            gpu.loss_grad(z, y, acc, loss, divisor="4")
+    X, Y, idx = gpu.zeros((10, 3), np.float32), gpu.zeros((10,), np.int32), gpu.zeros((4,), np.int64)
+    xb, yb = gpu.zeros((4, 3), np.float32), gpu.zeros((4,), np.int32)
+    with pytest.raises(mlp_xp.ConfigError, match="W and their batch buffer wb together"):
+        gpu.gather_rows(X, Y, idx, xb, yb, W=gpu.zeros((10,), np.float32))
+    with pytest.raises(mlp_xp.DataError, match="W \\(row weights\\) has dtype float64 where float32"):
+        gpu.gather_rows(X, Y, idx, xb, yb, W=gpu.zeros((10,), np.float64), wb=gpu.zeros((4,), np.float32))
+    with pytest.raises(mlp_xp.DataError, match="10 rows need as many weights and a batch of 4"):
+        gpu.gather_rows(X, Y, idx, xb, yb, W=gpu.zeros((9,), np.float32), wb=gpu.zeros((4,), np.float32))
+    assert len(host_kernels.launches) == before  # nothing reached a kernel
+
+
+def test_row_weights_of_ones_and_the_default_divisor_change_nothing(host_kernels):
+    """Unweighted calls compute what they did before the row weights came: ones and a divisor of B are the same
+    numbers, to the bit."""
+    gpu = make_backend("cuda-host", host_kernels)
+    rng = np.random.default_rng(3)
+    z0 = (rng.standard_normal((37, 11)) * 4).astype(np.float32)
+    cases = [
+        ("cross_entropy", rng.integers(0, 11, 37).astype(np.int32)),
+        ("binary_cross_entropy", rng.integers(0, 2, (37, 11)).astype(np.float32)),
+        ("mse", rng.standard_normal((37, 11)).astype(np.float32)),
+    ]
+    for loss, y in cases:
+        out = []
+        for rows in ({}, {"sample_weight": gpu.asarray(np.ones(37, np.float32)), "divisor": 37}):
+            z, acc = gpu.asarray(z0), gpu.zeros((2,), np.float64)
+            gpu.loss_grad(z, gpu.asarray(y), acc, loss, **rows)
+            out.append((gpu.to_host(z), gpu.to_host(acc)))
+        np.testing.assert_array_equal(out[0][0], out[1][0], err_msg=loss)
+        np.testing.assert_array_equal(out[0][1], out[1][1], err_msg=loss)

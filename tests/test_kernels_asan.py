@@ -46,7 +46,8 @@ def test_address_sanitizer_catches_an_out_of_bounds_read():
         X = np.zeros((4, 3), np.float32); Y = np.zeros(4, np.int32)
         idx = np.array([0, 4], np.int64)         # row 4 is one past the end
         xb = np.empty((2, 3), np.float32); yb = np.empty(2, np.int32)
-        k.launch("gather_rows<float, int>", (1,), (32,), (X, Y, idx, xb, yb, np.int64(2), np.int32(3), np.int32(1)))
+        args = (X, Y, None, idx, xb, yb, None, np.int64(2), np.int32(3), np.int32(1))
+        k.launch("gather_rows<float, int>", (1,), (32,), args)
         print("not caught")
     """)
     r = subprocess.run(

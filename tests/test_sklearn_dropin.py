@@ -32,8 +32,7 @@ NOT_YET = {
     "test_multioutput_regression": "solver='lbfgs'",
     "test_predict_proba_multilabel": "solver='lbfgs'",
     "test_warm_start": "solver='lbfgs'",
-    "test_sparse_matrices": "sparse X",
-    "test_mlp_sample_weight_with_early_stopping": "sample_weight",
+    "test_sparse_matrices": "solver='lbfgs' (sparse X itself: test_sparse_x_trains_as_its_dense_copy_...)",
     "test_mlp_vs_poisson_glm_equivalent": "loss='poisson'",
 }
 #: scikit-learn's tests whose expectation the drop-in does not meet on purpose or by nature.
@@ -93,8 +92,6 @@ def test_scikit_learns_own_mlp_tests(name, ours, request):
 
 
 def test_every_refusal_says_what_to_do_instead():
-    from scipy import sparse
-
     from mlp_xp.errors import ConfigError
 
     X, y = np.random.default_rng(0).normal(size=(20, 3)), np.arange(20) % 2
@@ -105,10 +102,6 @@ def test_every_refusal_says_what_to_do_instead():
     ):
         with pytest.raises(ConfigError, match=match):
             est.fit(X, y)
-    with pytest.raises(ConfigError, match="sample_weight is not in mlp_xp's training yet"):
-        MLPClassifier().fit(X, y, sample_weight=np.ones(20))
-    with pytest.raises(ConfigError, match="sparse X is not in mlp_xp yet: pass X.toarray()"):
-        MLPClassifier().fit(sparse.csr_matrix(X), y)
     assert not hasattr(MLPClassifier(solver="lbfgs"), "partial_fit")
 
 
@@ -232,26 +225,7 @@ def test_side_by_side_with_scikit_learn_on_digits_and_iris():
         assert np.mean(ours) >= np.mean(theirs) - 0.01, (np.mean(ours), np.mean(theirs))
 
 
-def _expected_failures(estimator):
-    reason = "sample_weight is refused until the losses take per-row weights"
-    return {
-        name: reason
-        for name in (
-            "check_sample_weights_pandas_series",
-            "check_sample_weights_not_an_array",
-            "check_sample_weights_list",
-            "check_all_zero_sample_weights_error",
-            "check_sample_weights_shape",
-            "check_sample_weights_not_overwritten",
-            "check_sample_weight_equivalence_on_dense_data",
-        )
-    }
-
-
-@parametrize_with_checks(
-    [MLPClassifier(max_iter=50, random_state=0), MLPRegressor(max_iter=50, random_state=0)],
-    expected_failed_checks=_expected_failures,
-)
+@parametrize_with_checks([MLPClassifier(max_iter=50, random_state=0), MLPRegressor(max_iter=50, random_state=0)])
 def test_scikit_learns_estimator_checks(estimator, check):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
@@ -264,3 +238,28 @@ def test_the_readme_shows_the_translation_table():
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
     for name, what in TRANSLATION:
         assert f"| `{name}` | {what} |" in readme, name
+
+
+def test_sparse_x_trains_as_its_dense_copy_and_sample_weight_as_repeated_rows():
+    from scipy import sparse
+
+    X, y = _digits()
+    kw = {"hidden_layer_sizes": (16,), "max_iter": 3, "random_state": 0, "solver": "sgd"}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        dense = MLPClassifier(**kw).fit(X, y)
+        csr = MLPClassifier(**kw).fit(sparse.csr_matrix(X), y)
+    for a, b in zip(dense.coefs_, csr.coefs_):
+        assert a.tobytes() == b.tobytes()
+    np.testing.assert_array_equal(dense.predict_proba(X), csr.predict_proba(sparse.csr_matrix(X)))
+    # integer weights, full batch, float64: the parameters of the rows repeated
+    w = np.random.default_rng(0).integers(0, 3, 300)
+    Xs, ys = X[:300], y[:300]
+    kw = {"hidden_layer_sizes": (8,), "max_iter": 3, "random_state": 0, "solver": "sgd", "alpha": 1e-3}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        weighted = MLPClassifier(batch_size=300, **kw).fit(Xs, ys, sample_weight=w)
+        rows = int(w.sum())
+        repeated = MLPClassifier(batch_size=rows, **kw).fit(np.repeat(Xs, w, axis=0), np.repeat(ys, w))
+    for a, b in zip(weighted.coefs_, repeated.coefs_):
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-12)

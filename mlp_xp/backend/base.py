@@ -189,8 +189,9 @@ class Ops:
         return host_free_memory()
 
     # ---- step ops (references: mlp_xp/reference) ----
-    def gather_rows(self, X, Y, idx, xb, yb) -> None:
-        """xb <- X[idx], yb <- Y[idx]: the rows of one mini-batch, gathered on the device (idx in [0, len(X)))."""
+    def gather_rows(self, X, Y, idx, xb, yb, W=None, wb=None) -> None:
+        """xb <- X[idx], yb <- Y[idx] (and wb <- W[idx], the rows' weights, where W is given): the rows of one
+        mini-batch, gathered on the device (idx in [0, len(X)))."""
         raise NotImplementedError
 
     def matmul(self, a, b, out, *, trans_a: bool = False, trans_b: bool = False, accumulate: float = 0.0) -> None:
@@ -210,10 +211,22 @@ class Ops:
         raise NotImplementedError
 
     def loss_grad(
-        self, z, y, acc, loss: str, *, write_grad: bool = True, smoothing: float = 0.0, class_weight=None
+        self,
+        z,
+        y,
+        acc,
+        loss: str,
+        *,
+        write_grad: bool = True,
+        smoothing: float = 0.0,
+        class_weight=None,
+        sample_weight=None,
+        divisor: float | None = None,
     ) -> None:
         """Fused output layer + loss: acc += (sum of losses, correct rows or squared error) and
-        z <- dL/dz (training) or z <- output p (evaluation). See :mod:`mlp_xp.reference.loss`."""
+        z <- dL/dz (training) or z <- output p (evaluation). ``sample_weight``: a device array of one weight per
+        row (the model's dtype), each row's loss, count and gradient scaled by it; ``divisor``: the gradient's
+        denominator (default the batch's rows). See :mod:`mlp_xp.reference.loss`."""
         raise NotImplementedError
 
     def output_act(self, z, output: str) -> None:

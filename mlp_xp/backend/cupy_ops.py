@@ -194,7 +194,7 @@ class CupyOps(Ops):
         self.dev.synchronize()
 
     # ---- step ops ----
-    def gather_rows(self, X, Y, idx, xb, yb) -> None:
+    def gather_rows(self, X, Y, idx, xb, yb, W=None, wb=None) -> None:
         X = self._float(X, "X", 2)
         dt = X.dtype
         label_type = np.int32 if Y.dtype == np.int32 else dt
@@ -209,9 +209,20 @@ class CupyOps(Ops):
                 f"gather_rows: {rows} rows of width {d} and {k} asked, got X {X.shape}, Y {Y.shape}, "
                 f"idx {idx.shape}, yb {yb.shape}"
             )
-        grid, block = grid_1d(rows * max(d, k))
+        if (W is None) != (wb is None):
+            raise ConfigError("gather_rows: pass the rows' weights W and their batch buffer wb together, or neither")
+        if W is not None:
+            self._arr(W, dt, "W (row weights)", 1)
+            self._arr(wb, dt, "wb", 1)
+            if W.shape[0] != X.shape[0] or wb.shape[0] != rows:
+                raise DataError(
+                    f"gather_rows: {X.shape[0]} rows need as many weights and a batch of {rows}, got W {W.shape}, "
+                    f"wb {wb.shape}"
+                )
+        grid, block = grid_1d(rows * max(d, k, 1))
         name = kernels.kernel_name("gather_rows", kernels.C_TYPES[dt], kernels.C_TYPES[np.dtype(label_type)])
-        self._launch_named(name, grid, block, (X, Y, idx, xb, yb, np.int64(rows), np.int32(d), np.int32(k)))
+        args = (X, Y, W, idx, xb, yb, wb, np.int64(rows), np.int32(d), np.int32(k))
+        self._launch_named(name, grid, block, args)
 
     def matmul(self, a, b, out, *, trans_a=False, trans_b=False, accumulate=0.0) -> None:
         out = self._float(out, "out", 2)
@@ -265,13 +276,20 @@ class CupyOps(Ops):
         args = (g, out, np.int64(rows), np.int32(cols), g.dtype.type(accumulate))
         self._launch("bias_grad", g.dtype, (math.ceil(cols / 32),), (32, 8), args)
 
-    def loss_grad(self, z, y, acc, loss, *, write_grad=True, smoothing=0.0, class_weight=None) -> None:
+    def loss_grad(
+        self, z, y, acc, loss, *, write_grad=True, smoothing=0.0, class_weight=None, sample_weight=None, divisor=None
+    ) -> None:
         z = self._float(z, "z (logits)", 2)
         self._arr(acc, np.float64, "acc")
         if acc.size < 2:
             raise DataError("acc must hold at least 2 float64 sums")
         rows, width = z.shape
         kernel = loss_kernel(loss)
+        if sample_weight is not None:
+            self._arr(sample_weight, z.dtype, "sample_weight", 1)
+            if sample_weight.shape[0] != rows:
+                raise DataError(f"sample_weight has {sample_weight.shape[0]} entries for {rows} rows")
+        rows_weights = (sample_weight, self._divisor(divisor, rows, z.dtype))
         if kernel == "softmax_xent":
             self._arr(y, np.int32, "y (class labels)", 1)
             if y.shape[0] != rows:
@@ -280,7 +298,7 @@ class CupyOps(Ops):
                 self._arr(class_weight, z.dtype, "class_weight", 1)
                 if class_weight.shape[0] != width:
                     raise DataError(f"class_weight has {class_weight.shape[0]} entries for {width} classes")
-            self._softmax_xent(z, y, class_weight, acc, write_grad, smoothing)
+            self._softmax_xent(z, y, class_weight, acc, write_grad, smoothing, *rows_weights)
             return
         self._arr(y, z.dtype, "y (targets)", 2)
         if y.shape != z.shape:
@@ -288,41 +306,65 @@ class CupyOps(Ops):
         if smoothing or class_weight is not None:
             raise ConfigError("label smoothing and class weights apply to cross_entropy only")
         if kernel == "sigmoid_bce":
-            self._sigmoid_bce(z, y, acc, write_grad)
+            self._sigmoid_bce(z, y, acc, write_grad, *rows_weights)
         else:
-            args = (z, y, acc, np.int64(rows), np.int32(width), np.int32(write_grad))
+            sw, div = rows_weights
+            args = (z, y, sw, acc, np.int64(rows), np.int32(width), np.int32(bool(write_grad)), div)
             self._launch("squared_error", z.dtype, *grid_1d(z.size), args)
+
+    @staticmethod
+    def _divisor(divisor, rows: int, dtype):
+        """The gradient's denominator as the kernel's scalar: the batch's rows unless a divisor is given."""
+        if divisor is None:
+            return dtype.type(rows)
+        if isinstance(divisor, (bool, np.bool_)) or not isinstance(divisor, (int, float, np.integer, np.floating)):
+            raise ConfigError(f"divisor must be a number (the gradient's denominator), got {type(divisor).__name__}")
+        try:
+            value = float(divisor)
+        except OverflowError:  # an int past float64
+            value = math.inf
+        with np.errstate(over="ignore"):
+            d = dtype.type(value)  # past float32's range: inf, refused below
+        if not (np.isfinite(d) and d >= np.finfo(dtype).tiny):  # a subnormal one is 0 to a kernel built with -ftz
+            raise DataError(
+                f"divisor must be a positive finite number in {dtype} (the gradient's denominator, e.g. the "
+                f"batch's sum of weights), got {value!r}"
+            )
+        return d
 
     def _row_launch(self, kernel: str, z, per_thread: int, smem_per_thread: int, args) -> None:
         """Launch a row kernel of loss.cu over z's rows, with ``smem_per_thread`` bytes of shared memory each."""
         grid, block = row_geometry(z.shape[0], z.shape[1], per_thread)
         self._launch(kernel, z.dtype, grid, block, args, block[0] * block[1] * smem_per_thread)
 
-    def _softmax_xent(self, z, y, class_weight, acc, write_grad, smoothing) -> None:
+    def _softmax_xent(self, z, y, class_weight, acc, write_grad, smoothing, sample_weight, divisor) -> None:
         rows, C = z.shape
         args = (
             z,
             y,
             class_weight,
+            sample_weight,
             acc,
             np.int64(rows),
             np.int32(C),
             np.int32(bool(write_grad)),
             z.dtype.type(smoothing),
+            divisor,
         )
         self._row_launch("softmax_xent", z, K_CACHE, 3 * z.dtype.itemsize + 4, args)
 
-    def _sigmoid_bce(self, z, y, acc, write_grad) -> None:
+    def _sigmoid_bce(self, z, y, acc, write_grad, sample_weight, divisor) -> None:
         rows, K = z.shape
-        args = (z, y, acc, np.int64(rows), np.int32(K), np.int32(bool(write_grad)))
+        args = (z, y, sample_weight, acc, np.int64(rows), np.int32(K), np.int32(bool(write_grad)), divisor)
         self._row_launch("sigmoid_bce", z, 1, z.dtype.itemsize + 4, args)
 
     def output_act(self, z, output) -> None:
         z = self._float(z, "z (logits)", 2)
+        no_rows = (None, z.dtype.type(z.shape[0]))  # no weights; the divisor of a gradient not written
         if output == "softmax":
-            self._softmax_xent(z, None, None, None, False, 0.0)
+            self._softmax_xent(z, None, None, None, False, 0.0, *no_rows)
         elif output == "sigmoid":
-            self._sigmoid_bce(z, None, None, False)
+            self._sigmoid_bce(z, None, None, False, *no_rows)
 
     def _same_shape(self, params, **buffers) -> None:
         for what, a in buffers.items():

@@ -21,6 +21,7 @@ import numpy as np
 from ..deprecation import warn_renamed
 from ..reference import loss as loss_reference
 from ..reference.data import permutation
+from ..validation import is_sparse
 from . import blas as _blas
 from . import cpu_loops as _cpu_loops
 from . import numpy_path
@@ -49,6 +50,8 @@ class NumpyOps(Ops):
     kind = "cpu"
     device = "cpu"
     xp = np
+    #: A SciPy CSR training set is gathered and densified a batch at a time (:meth:`gather_rows`).
+    takes_sparse = True
 
     def __init__(self, *, fast: bool = True) -> None:
         super().__init__()
@@ -88,8 +91,16 @@ class NumpyOps(Ops):
         return self.blas if self.blas is not None and _raw_pointers_ok(arrays) else None
 
     # ---- step ops ----
-    def gather_rows(self, X, Y, idx, xb, yb) -> None:
-        numpy_path.gather_rows(X, Y, idx, xb, yb)
+    def gather_rows(self, X, Y, idx, xb, yb, W=None, wb=None) -> None:
+        if not is_sparse(X):
+            numpy_path.gather_rows(X, Y, idx, xb, yb, W, wb)
+            return
+        # a CSR training set: only the batch's rows are densified (their CSR slice is allocated, a step's only one)
+        self.counts.allocations += 1
+        X[idx].toarray(out=xb)
+        np.take(Y, idx, axis=0, out=yb, mode="clip")
+        if W is not None:
+            np.take(W, idx, axis=0, out=wb, mode="clip")
 
     def matmul(self, a, b, out, *, trans_a=False, trans_b=False, accumulate=0.0) -> None:
         blas = self._blas_for(out, a, b)
@@ -149,14 +160,29 @@ class NumpyOps(Ops):
             self._ones = np.ones((1, max(n, 2 * self._ones.shape[-1])), dtype)
         return self._ones[:, :n]
 
-    def loss_grad(self, z, y, acc, loss, *, write_grad=True, smoothing=0.0, class_weight=None) -> None:
+    def loss_grad(
+        self,
+        z,
+        y,
+        acc,
+        loss,
+        *,
+        write_grad=True,
+        smoothing=0.0,
+        class_weight=None,
+        sample_weight=None,
+        divisor=None,
+    ) -> None:
         kernel = loss_kernel(loss)
+        rows = {"sample_weight": sample_weight, "divisor": divisor}
         if kernel != "softmax_xent":
-            getattr(numpy_path, kernel)(z, y, acc, write_grad=write_grad, scratch=self.scratch)
+            getattr(numpy_path, kernel)(z, y, acc, write_grad=write_grad, scratch=self.scratch, **rows)
             return
         loops = self._loops_for(z, class_weight)
         fits = (
             loops is not None
+            and sample_weight is None
+            and divisor is None
             and z.ndim == 2
             and z.shape[1] > 0
             and y.shape == z.shape[:1]
@@ -171,7 +197,14 @@ class NumpyOps(Ops):
             loops.softmax_xent(z, y, acc, write_grad=write_grad, smoothing=smoothing, class_weight=class_weight)
         else:
             numpy_path.softmax_xent(
-                z, y, acc, write_grad=write_grad, smoothing=smoothing, class_weight=class_weight, scratch=self.scratch
+                z,
+                y,
+                acc,
+                write_grad=write_grad,
+                smoothing=smoothing,
+                class_weight=class_weight,
+                scratch=self.scratch,
+                **rows,
             )
 
     def output_act(self, z, output) -> None:

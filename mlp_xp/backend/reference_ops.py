@@ -20,8 +20,8 @@ class ReferenceOps(NumpyOps):
         super().__init__(fast=False)
         self.name = "reference (mlp_xp.reference, NumPy)"
 
-    def gather_rows(self, X, Y, idx, xb, yb) -> None:
-        data.gather_rows(X, Y, idx, xb, yb)
+    def gather_rows(self, X, Y, idx, xb, yb, W=None, wb=None) -> None:
+        data.gather_rows(X, Y, idx, xb, yb, W, wb)
 
     def matmul(self, a, b, out, *, trans_a=False, trans_b=False, accumulate=0.0) -> None:
         layer.matmul(a, b, out, trans_a=trans_a, trans_b=trans_b, accumulate=accumulate)
@@ -37,10 +37,13 @@ class ReferenceOps(NumpyOps):
     def bias_grad(self, g, out, *, accumulate=0.0) -> None:
         layer.bias_grad(g, out, accumulate=accumulate)
 
-    def loss_grad(self, z, y, acc, loss, *, write_grad=True, smoothing=0.0, class_weight=None) -> None:
+    def loss_grad(
+        self, z, y, acc, loss, *, write_grad=True, smoothing=0.0, class_weight=None, sample_weight=None, divisor=None
+    ) -> None:
         kernel = loss_kernel(loss)
         options = {"smoothing": smoothing, "class_weight": class_weight} if kernel == "softmax_xent" else {}
-        getattr(loss_reference, kernel)(z, y, acc, write_grad=write_grad, **options)
+        rows = {"sample_weight": sample_weight, "divisor": divisor}
+        getattr(loss_reference, kernel)(z, y, acc, write_grad=write_grad, **options, **rows)
 
     def output_act(self, z, output) -> None:
         loss_reference.output_act(z, output)

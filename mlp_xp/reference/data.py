@@ -51,10 +51,12 @@ def permutation(n: int, seed: int, epoch: int) -> np.ndarray:
     return np.argsort(shuffle_keys(n, seed, epoch), kind="stable")
 
 
-def gather_rows(X, Y, idx, xb, yb) -> None:
-    """xb <- X[idx], yb <- Y[idx]: the rows of one mini-batch.
+def gather_rows(X, Y, idx, xb, yb, W=None, wb=None) -> None:
+    """xb <- X[idx], yb <- Y[idx] (and wb <- W[idx], the rows' weights, where W is given): one mini-batch.
 
     Implementations: ``gather_rows`` in mlp_xp/backend/numpy_path.py, kernels/data.cu.
     """
     xb[...] = X[idx]
     yb[...] = Y[idx]
+    if W is not None:
+        wb[...] = W[idx]

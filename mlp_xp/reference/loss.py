@@ -12,6 +12,13 @@ accumulator instead of returning, so that a whole epoch can sum on the device:
     acc[1] += number of correct rows (classification) or sum of squared errors (regression)
 
 and overwrites z in place: with dL/dz when ``write_grad`` (training), else with the output p (evaluation).
+
+Per-row weights s_i (``sample_weight``, scikit-learn's ``sample_weight``) make the batch loss
+sum_i s_i loss_i / sum_i s_i: each row's loss, hit and squared error is counted s_i times (acc[0] += sum s_i loss_i,
+acc[1] += sum s_i hit_i or sum s_i sq_i), and its gradient row is s_i times the unweighted one, divided by
+``divisor`` instead of B. The divisor is the step's denominator, passed in: sum_i s_i of the batch with weights,
+else B; a data-parallel step passes its global count. Integer weights thus train as the rows repeated that many
+times would (full-batch gradient descent: the same parameters).
 """
 
 from __future__ import annotations
@@ -39,7 +46,15 @@ def log_softmax(z: np.ndarray) -> np.ndarray:
         return shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
 
 
-def softmax_xent(z, y, acc, *, write_grad: bool = True, smoothing: float = 0.0, class_weight=None) -> None:
+def _row_weights(B: int, sample_weight, divisor) -> tuple[np.ndarray, float]:
+    """(s_i as float64, the gradient's denominator): ones and B without weights, unless a divisor is given."""
+    s = np.ones(B) if sample_weight is None else np.asarray(sample_weight, np.float64).reshape(B)
+    return s, float(B if divisor is None else divisor)
+
+
+def softmax_xent(
+    z, y, acc, *, write_grad: bool = True, smoothing: float = 0.0, class_weight=None, sample_weight=None, divisor=None
+) -> None:
     """Softmax cross-entropy over logits z (B, C) and integer labels y (B,); see the module table.
 
     A label outside [0, C) makes its row's loss NaN (a bad label must not pass silently), its gradient row
@@ -49,19 +64,20 @@ def softmax_xent(z, y, acc, *, write_grad: bool = True, smoothing: float = 0.0, 
     last two share one row's loss and gradient, ``k_xent_row_loss`` and ``k_xent_grad`` in kernels/common.cuh.
     """
     B, C = z.shape
+    s, divisor = _row_weights(B, sample_weight, divisor)
     ok = (y >= 0) & (y < C)
     label = np.where(ok, y, 0)
     onehot = np.arange(C) == label[:, None]
     q = (1 - smoothing) * onehot + smoothing / C
     w = np.ones(B) if class_weight is None else np.asarray(class_weight, np.float64)[label]
-    loss = -w * (q * log_softmax(z)).sum(axis=1)
+    loss = -s * w * (q * log_softmax(z)).sum(axis=1)
     acc[0] += np.where(ok, loss, np.nan).sum()
-    acc[1] += np.count_nonzero(ok & (z.argmax(axis=1) == y))
+    acc[1] += (s * (ok & (z.argmax(axis=1) == y))).sum()
     p = softmax(z)
-    z[...] = (w * ok)[:, None] * (p - q) / B if write_grad else p
+    z[...] = (s * w * ok)[:, None] * (p - q) / divisor if write_grad else p
 
 
-def sigmoid_bce(z, y, acc, *, write_grad: bool = True) -> None:
+def sigmoid_bce(z, y, acc, *, write_grad: bool = True, sample_weight=None, divisor=None) -> None:
     """Sigmoid binary cross-entropy over logits z (B, K) and targets y (B, K) in [0, 1]; see the module table.
 
     A row is correct when every output's prediction (z > 0) matches its target (y >= 1/2).
@@ -69,25 +85,27 @@ def sigmoid_bce(z, y, acc, *, write_grad: bool = True) -> None:
     Implementations: ``sigmoid_bce`` in mlp_xp/backend/numpy_path.py, kernels/loss.cu.
     """
     B = len(z)
+    s, divisor = _row_weights(B, sample_weight, divisor)
     # -y log p - (1 - y) log(1 - p) with p = sigma(z), written so that it never takes log(0):
     loss = np.maximum(z, 0) - z * y + np.log1p(np.exp(-np.abs(z)))
-    acc[0] += loss.sum()
-    acc[1] += np.count_nonzero(((z > 0) == (y >= 0.5)).all(axis=1))
+    acc[0] += (s * loss.sum(axis=1)).sum()
+    acc[1] += (s * ((z > 0) == (y >= 0.5)).all(axis=1)).sum()
     p = sigmoid(z)
-    z[...] = (p - y) / B if write_grad else p
+    z[...] = s[:, None] * (p - y) / divisor if write_grad else p
 
 
-def squared_error(z, y, acc, *, write_grad: bool = True) -> None:
+def squared_error(z, y, acc, *, write_grad: bool = True, sample_weight=None, divisor=None) -> None:
     """Half squared error over outputs z (B, K) and targets y (B, K); acc[1] gets the sum of squared errors.
 
     Implementations: ``squared_error`` in mlp_xp/backend/numpy_path.py, kernels/loss.cu.
     """
     B = len(z)
-    sq = ((z - y) ** 2).sum()
+    s, divisor = _row_weights(B, sample_weight, divisor)
+    sq = (s * ((z - y) ** 2).sum(axis=1)).sum()
     acc[0] += sq / 2
     acc[1] += sq
     if write_grad:
-        z[...] = (z - y) / B
+        z[...] = s[:, None] * (z - y) / divisor
 
 
 def output_act(z, output: str) -> None:

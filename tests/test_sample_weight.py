@@ -1,0 +1,89 @@
+"""Per-row sample weights in training (mlp_xp.fit, every backend): a batch's loss is sum(w_i l_i) / sum(w_i),
+computed inside the fused loss ops with the weights gathered with the rows."""
+
+import numpy as np
+import pytest
+
+import mlp_xp
+from mlp_xp.errors import ConfigError, DataError
+from mlp_xp.reference.loss import softmax_xent
+
+
+def _data(loss: str, rng):
+    X = rng.normal(size=(40, 5))
+    if loss == "cross_entropy":
+        return X, rng.integers(0, 3, 40), 3
+    if loss == "binary_cross_entropy":
+        return X, (X[:, :2] > 0).astype(float), 2
+    return X, 0.5 * X[:, :2], 2
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "momentum", "adam"])
+@pytest.mark.parametrize("loss", ["cross_entropy", "binary_cross_entropy", "mse"])
+def test_integer_weights_train_as_the_rows_repeated(ops, loss, optimizer):
+    """Full-batch gradient descent in float64: weights 0..3 give the parameters of each row repeated that many
+    times (0: left out), to 1e-12."""
+    rng = np.random.default_rng(0)
+    X, Y, k = _data(loss, rng)
+    w = rng.integers(0, 4, len(X))
+    w[0] = 2
+    repeated = (np.repeat(X, w, axis=0), np.repeat(Y, w, axis=0))
+    kw = {"epochs": 4, "lr": 0.1, "optimizer": optimizer, "l2": 1e-3}
+    a = mlp_xp.MLP([5, 7, k], "tanh", loss, dtype="float64", device=ops, seed=1)
+    b = mlp_xp.MLP([5, 7, k], "tanh", loss, dtype="float64", device=ops, seed=1)
+    ha = mlp_xp.fit(a, X, Y, batch_size=len(X), sample_weight=w, **kw)
+    hb = mlp_xp.fit(b, *repeated, batch_size=len(repeated[0]), **kw)
+    np.testing.assert_allclose(a.get_flat(), b.get_flat(), rtol=0, atol=1e-12)
+    assert ha.last["train_loss"] == pytest.approx(hb.last["train_loss"], rel=1e-12)
+
+
+def test_the_epoch_loss_is_the_weighted_mean():
+    """With a learning rate too small to move anything, train_loss is sum(w_i l_i) / sum(w_i) at the initial
+    weights, over mini-batches of uneven weight."""
+    rng = np.random.default_rng(3)
+    X, y = rng.normal(size=(50, 4)), rng.integers(0, 3, 50)
+    w = rng.uniform(0, 2, 50)
+    model = mlp_xp.MLP([4, 6, 3], dtype="float64", device="cpu", seed=2)
+    z = model.predict_proba(X)  # probabilities: their logs are the logits up to a row's constant
+    acc = np.zeros(2)
+    softmax_xent(np.log(z), y, acc, sample_weight=w, divisor=w.sum(), write_grad=False)
+    history = mlp_xp.fit(model, X, y, epochs=1, batch_size=16, lr=1e-300, optimizer="sgd", sample_weight=w)
+    assert history.last["train_loss"] == pytest.approx(acc[0] / w.sum(), rel=1e-12)
+    assert history.last["train_accuracy"] == pytest.approx(acc[1] / w.sum(), rel=1e-12)
+
+
+def test_weights_follow_their_rows_into_the_validation_split_and_resume_checks_them(tmp_path):
+    rng = np.random.default_rng(1)
+    X, y = rng.normal(size=(60, 4)), rng.integers(0, 2, 60)
+    w = rng.uniform(0.5, 1.5, 60)
+    model = mlp_xp.MLP([4, 5, 2], device="cpu")
+    mlp_xp.fit(model, X, y, epochs=2, validation_fraction=0.2, sample_weight=w, checkpoint=tmp_path)
+    with pytest.raises(ConfigError, match="sample weights"):
+        mlp_xp.fit(
+            model, X, y, epochs=3, validation_fraction=0.2, sample_weight=w * 2, checkpoint=tmp_path, resume=True
+        )
+
+
+@pytest.mark.parametrize(
+    ("weights", "message"),
+    [
+        (np.ones(7), "has shape \\(7,\\) but there are 10 rows"),
+        (-np.ones(10), "negative, NaN or infinite"),
+        (np.full(10, np.nan), "negative, NaN or infinite"),
+        (np.zeros(10), "zero for every row"),
+        (np.array(["a"] * 10), "not numbers"),
+    ],
+)
+def test_bad_weights_are_one_clear_error(weights, message):
+    X, y = np.ones((10, 3)), np.arange(10) % 2
+    with pytest.raises(DataError, match=message):
+        mlp_xp.fit(mlp_xp.MLP([3, 2], device="cpu"), X, y, epochs=1, sample_weight=weights)
+
+
+def test_cuda_graph_with_weights_is_refused(host_kernels):
+    from .conftest import cuda_host_backend
+
+    X, y = np.ones((10, 3)), np.arange(10) % 2
+    model = mlp_xp.MLP([3, 2], device=cuda_host_backend(host_kernels))
+    with pytest.raises(ConfigError, match="cuda_graph with sample_weight"):
+        mlp_xp.fit(model, X, y, epochs=1, sample_weight=np.ones(10), cuda_graph=True)
