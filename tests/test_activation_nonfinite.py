@@ -114,3 +114,16 @@ def test_bias_act_passes_nan_and_infinity_on(impl, activation, dtype):
     with np.errstate(all="ignore"):
         want = np.maximum(x, 0) if activation == "relu" else np.where(x < 0, x * dtype(0.25), x)
     _assert_same(got, want, f"{impl.name} {activation}")
+
+
+@pytest.mark.parametrize("activation", ["sigmoid", "tanh"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_sigmoid_and_tanh_of_nan_infinity_and_zero(impl, activation, dtype):
+    """NaN stays NaN, sigmoid(-inf) = 0, sigmoid(inf) = 1, tanh(+-inf) = +-1 and tanh(+-0) = +-0, exactly, on
+    every implementation (the compiled loops compute both with an exp of their own, kernels/cpu.cpp)."""
+    z0 = np.tile(np.array([NAN, -INF, INF, -0.0, 0.0], dtype), (5, 5))  # 25 columns
+    z = impl.asarray(z0)
+    impl.bias_act(z, impl.asarray(np.full(25, -0.0, dtype)), activation, 0.0)  # z + -0 keeps a zero's sign
+    got = impl.to_host(z)
+    row = [NAN, 0.0, 1.0, 0.5, 0.5] if activation == "sigmoid" else [NAN, -1.0, 1.0, -0.0, 0.0]
+    _assert_same(got, np.tile(np.array(row, dtype), (5, 5)), f"{impl.name} {activation}")

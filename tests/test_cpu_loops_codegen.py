@@ -15,9 +15,11 @@ this), such as ``void act_backward_n<float, 1>(...)``. The loops of a function a
 control-flow graph, nested by taking out the jumps back to a loop's head; an innermost loop (no cycle left
 inside) is what runs per element. It is vectorized when it does arithmetic on ymm or zmm registers, and free of
 data-dependent branches when its only conditional jump is its own loop test. Each checked function must have a
-vectorized innermost loop and no innermost loop with a second conditional jump (a scalar remainder loop without
-a branch is allowed). The negative control builds the old form of the ReLU backward, common.cuh's
-``k_derivative`` in the loop, and shows that the check fails it for x86-64-v3. (Besides ReLU's backward, the
+vectorized innermost loop, no innermost loop with a second conditional jump (a scalar remainder loop without
+a branch is allowed) and no call inside an innermost loop (sigmoid's and tanh's forward called the math
+library's tanhf per element, a scalar loop 9 to 12 times slower than the NumPy path). The negative controls
+build the old forms, common.cuh's ``k_derivative`` in the ReLU backward's loop and ``k_activate`` in sigmoid's
+and tanh's forward, and show that the check fails them for x86-64-v3. (Besides ReLU's backward, the
 check found leaky ReLU's forward and Adam with an l1 penalty branching on the data with AVX2: both are now
 written like it, see select_bits in cpu.cpp.)
 """
@@ -28,7 +30,7 @@ import platform
 import re
 import shutil
 import subprocess
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 
@@ -46,8 +48,9 @@ pytestmark = [
 MARCHES = ["x86-64-v3", "x86-64-v4"]
 RELU, LEAKY = ACTIVATION_CODES["relu"], ACTIVATION_CODES["leaky_relu"]
 
-#: The loops checked, by the start of their demangled symbol: every elementwise loop of cpu.cpp but the bias +
-#: activation of sigmoid and tanh (a call to the math library's tanh per element) and the softmax (rows of C).
+#: The loops checked, by the start of their demangled symbol: every elementwise loop of cpu.cpp but the softmax
+#: (rows of C). Sigmoid's and tanh's bias + activation are among them: they called the math library's tanh per
+#: element until issue 15, and now compute it with cpu.cpp's own exp, vectorized, with no call in the loop.
 LOOPS = [
     *(
         pytest.param(f"act_backward_n<{t}, {ACTIVATION_CODES[a]}>", id=f"act_backward-{a}-{t}")
@@ -57,7 +60,7 @@ LOOPS = [
     *(
         pytest.param(f"bias_act_rows<{t}, {ACTIVATION_CODES[a]}>", id=f"bias_act-{a}-{t}")
         for t in ("float", "double")
-        for a in ("identity", "relu", "leaky_relu")
+        for a in ("identity", "relu", "leaky_relu", "sigmoid", "tanh")
     ),
     *(
         pytest.param(f"{name}<{t}>", id=f"{name}-{t}")
@@ -100,6 +103,10 @@ class Insn:
         return int(m.group(1), 16) if self.is_jump and m else None
 
     @property
+    def is_call(self) -> bool:
+        return self.mnemonic.startswith("call")
+
+    @property
     def is_vector_arithmetic(self) -> bool:
         return bool(VECTOR_REGISTER.search(self.operands)) and not NOT_ARITHMETIC.match(self.mnemonic)
 
@@ -137,14 +144,16 @@ class Verdict:
     loops: int
     vectorized: int
     branchy: list[str]  # each innermost loop with a conditional jump besides its own test, its jumps listed
+    calls: list[str] = field(default_factory=list)  # each call inside an innermost loop (a math library's, say)
 
     @property
     def ok(self) -> bool:
-        return self.vectorized > 0 and not self.branchy
+        return self.vectorized > 0 and not self.branchy and not self.calls
 
     def __str__(self) -> str:
         what = f"{self.loops} innermost loop(s), {self.vectorized} vectorized"
-        return what + "".join(f"; branch inside the loop {b}" for b in self.branchy)
+        what += "".join(f"; branch inside the loop {b}" for b in self.branchy)
+        return what + "".join(f"; call inside a loop: {c}" for c in self.calls)
 
 
 def _successors(insns: list[Insn]) -> list[list[int]]:
@@ -236,7 +245,8 @@ def check(insns: list[Insn]) -> Verdict:
         jumps = [i for i in body if i.is_conditional_jump]
         if len(jumps) > 1:
             branchy.append(f"{body[0].addr:x}-{body[-1].addr:x} ({', '.join(map(str, jumps))})")
-    return Verdict(len(loops), vectorized, branchy)
+    calls = [str(i) for body in loops for i in body if i.is_call]
+    return Verdict(len(loops), vectorized, branchy, calls)
 
 
 def find(functions: dict[str, list[Insn]], prefix: str) -> list[Insn]:
@@ -291,7 +301,7 @@ def built(tmp_path_factory):
     return functions
 
 
-#: The loop cpu.cpp had before issue 15: common.cuh's g' multiplied in, as the CUDA kernel does it.
+#: The loops cpu.cpp had before issue 15: common.cuh's g' multiplied in, and its g, as the CUDA kernels do it.
 OLD_FORM = """
 template <typename T, int ACT>
 __attribute__((noinline)) static void act_backward_n(T* __restrict__ dh, const T* __restrict__ h, long long n,
@@ -301,6 +311,16 @@ __attribute__((noinline)) static void act_backward_n(T* __restrict__ dh, const T
 extern "C" void act_backward_f32(float* dh, const float* h, long long n, int act, float slope) {
     if (act == ACT_RELU) act_backward_n<float, ACT_RELU>(dh, h, n, slope);
     else act_backward_n<float, ACT_LEAKY_RELU>(dh, h, n, slope);
+}
+template <typename T, int ACT>
+__attribute__((noinline)) static void bias_act_rows(T* __restrict__ z, const T* __restrict__ b, long long rows,
+                                                    long long cols, T slope) {
+    for (long long r = 0; r < rows; ++r)
+        for (long long c = 0; c < cols; ++c) z[r * cols + c] = k_activate(z[r * cols + c] + b[c], ACT, slope);
+}
+extern "C" void bias_act_f32(float* z, const float* b, long long rows, long long cols, int act, float slope) {
+    if (act == ACT_SIGMOID) bias_act_rows<float, ACT_SIGMOID>(z, b, rows, cols, slope);
+    else bias_act_rows<float, ACT_TANH>(z, b, rows, cols, slope);
 }
 """
 
@@ -332,6 +352,14 @@ def test_the_check_catches_the_old_relu_backward(tmp_path, act):
     verdict = check(find(functions, f"act_backward_n<float, {act}>"))
     # should a later GCC vectorize this form, the control needs another one that it leaves branchy
     assert not verdict.ok and verdict.branchy and verdict.vectorized == 0, f"the old form: {verdict}"
+
+
+@pytest.mark.parametrize("act", ["sigmoid", "tanh"])
+def test_the_check_catches_the_old_sigmoid_and_tanh_forward(tmp_path, act):
+    """Negative control: a loop calling the math library's tanhf per element fails the check, for that call."""
+    functions = disassemble(_build(_old_form(tmp_path), "x86-64-v3", tmp_path))
+    verdict = check(find(functions, f"bias_act_rows<float, {ACTIVATION_CODES[act]}>"))
+    assert not verdict.ok and verdict.calls, f"the old form: {verdict}"
 
 
 def test_the_parser_reads_a_listing():

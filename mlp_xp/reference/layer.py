@@ -35,7 +35,8 @@ def sigmoid(z: np.ndarray) -> np.ndarray:
 
 def activate(z: np.ndarray, activation: str, slope: float = LEAKY_SLOPE) -> np.ndarray:
     """h = g(z). Implementations: ``k_activate`` in kernels/common.cuh (the compiled loops and the CUDA kernels
-    share it); the NumPy path's ``bias_act`` in mlp_xp/backend/numpy_path.py."""
+    share it, but for the compiled loops' sigmoid and tanh: ``sigmoid_v`` and ``tanh_v`` in kernels/cpu.cpp,
+    which vectorize); the NumPy path's ``bias_act`` in mlp_xp/backend/numpy_path.py."""
     if activation == "relu":
         return np.maximum(z, 0)
     if activation == "leaky_relu":
