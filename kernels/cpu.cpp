@@ -300,8 +300,9 @@ MLP_XP_LOOP static void bias_grad(const T* __restrict__ g, T* __restrict__ db, i
 // A label outside [0, C) is never used as an index: its loss is NaN and its gradient row zero.
 template <typename T>
 MLP_XP_LOOP static void softmax_xent(T* __restrict__ z, const int* __restrict__ labels,
-                                     const T* __restrict__ class_weight, double* __restrict__ acc, i64 rows, i64 C,
-                                     int write_grad, T smoothing) {
+                                     const T* __restrict__ class_weight, const T* __restrict__ row_weight,
+                                     double* __restrict__ acc, i64 rows, i64 C, int write_grad, T smoothing,
+                                     T divisor) {
     if (C <= 0) return;  // no logits: nothing to read (the backend never sends this; the NumPy path raises)
     double loss_sum = 0.0, hits = 0.0;
     const bool grad = write_grad && labels != nullptr;
@@ -310,11 +311,12 @@ MLP_XP_LOOP static void softmax_xent(T* __restrict__ z, const int* __restrict__ 
         T* __restrict__ zr = z + r * C;
         int yr = -1;
         bool valid = false;
-        T wy = (T)1, zy = (T)0;
+        T wy = (T)1, sr = (T)1, zy = (T)0;
         if (labels != nullptr) {
             yr = labels[r];
             valid = yr >= 0 && yr < C;
             if (valid && class_weight != nullptr) wy = class_weight[yr];
+            if (row_weight != nullptr) sr = row_weight[r];
             if (valid) zy = zr[yr];
         }
         T m = zr[0], zs = (T)0;
@@ -335,14 +337,14 @@ MLP_XP_LOOP static void softmax_xent(T* __restrict__ z, const int* __restrict__ 
             s += e;
         }
         const T inv_sum = (T)1 / s;
-        if (valid) {
-            loss_sum += (double)(wy * k_xent_row_loss(k_log(s), m, zy, zs, (int)C, smoothing));
-            hits += am == yr ? 1.0 : 0.0;
+        if (valid) {  // the row weight in double, as loss.cu: exact for sr = 1
+            loss_sum += (double)(wy * k_xent_row_loss(k_log(s), m, zy, zs, (int)C, smoothing)) * (double)sr;
+            hits += am == yr ? (double)sr : 0.0;
         } else if (labels != nullptr) {
             loss_sum += (double)k_neg_inf<T>() * 0.0;  // NaN: a bad label must not pass silently
         }
         if (grad) {
-            const T scale = valid ? wy / (T)rows : (T)0;
+            const T scale = valid ? wy * sr / divisor : (T)0;
             for (i64 c = 0; c < C; ++c) zr[c] = k_xent_grad(zr[c] * inv_sum, c == yr, scale, q);
         } else {
             for (i64 c = 0; c < C; ++c) zr[c] *= inv_sum;
@@ -418,9 +420,9 @@ static void adam_update(T* p, const T* g, T* m, T* v, i64 n, i64 n_weights, T lr
     extern "C" void bias_grad_##SUFFIX(const T* g, T* db, i64 rows, i64 cols, T accumulate) {                       \
         bias_grad<T>(g, db, rows, cols, accumulate);                                                               \
     }                                                                                                              \
-    extern "C" void softmax_xent_##SUFFIX(T* z, const int* y, const T* w, double* acc, i64 rows, i64 C,            \
-                                          int write_grad, T smoothing) {                                           \
-        softmax_xent<T>(z, y, w, acc, rows, C, write_grad, smoothing);                                             \
+    extern "C" void softmax_xent_##SUFFIX(T* z, const int* y, const T* w, const T* s, double* acc, i64 rows,       \
+                                          i64 C, int write_grad, T smoothing, T divisor) {                         \
+        softmax_xent<T>(z, y, w, s, acc, rows, C, write_grad, smoothing, divisor);                                 \
     }                                                                                                              \
     extern "C" void adam_update_##SUFFIX(T* p, const T* g, T* m, T* v, i64 n, i64 n_weights, T lr, T beta1,       \
                                          T beta2, T eps, T c1, T c2, T l2, T l1) {                                 \

@@ -57,7 +57,7 @@ class CompiledLoops:
                 "bias_act": [vp, vp, i64, i64, i32, real],
                 "act_backward": [vp, vp, i64, i32, real],
                 "bias_grad": [vp, vp, i64, i64, real],
-                "softmax_xent": [vp, vp, vp, vp, i64, i64, i32, real],
+                "softmax_xent": [vp, vp, vp, vp, vp, i64, i64, i32, real, real],
                 "flush_subnormals": [vp, i64],
                 "adam_update": [vp, vp, vp, vp, i64, i64, *[real] * 8],
             }
@@ -90,13 +90,18 @@ class CompiledLoops:
         write_grad: bool = True,
         smoothing: float = 0.0,
         class_weight: np.ndarray | None = None,
+        sample_weight: np.ndarray | None = None,
+        divisor: float | None = None,
     ) -> None:
-        """Softmax cross-entropy in place (y int32 or None for probabilities only, acc float64)."""
+        """Softmax cross-entropy in place (y int32 or None for probabilities only, acc float64; per-row weights
+        of z's dtype or None, and the gradient's divisor, by default the rows)."""
         rows, C = z.shape
         y_ptr = None if y is None else y.ctypes.data
         w_ptr = None if class_weight is None else class_weight.ctypes.data
+        s_ptr = None if sample_weight is None else sample_weight.ctypes.data
+        d = float(rows if divisor is None else divisor)
         self.fn[("softmax_xent", z.dtype)](
-            z.ctypes.data, y_ptr, w_ptr, acc.ctypes.data, rows, C, int(write_grad), smoothing
+            z.ctypes.data, y_ptr, w_ptr, s_ptr, acc.ctypes.data, rows, C, int(write_grad), smoothing, d
         )
 
     def adam_update(

@@ -181,8 +181,7 @@ class NumpyOps(Ops):
         loops = self._loops_for(z, class_weight)
         fits = (
             loops is not None
-            and sample_weight is None
-            and divisor is None
+            and (sample_weight is None or _rows_of(sample_weight, z))
             and z.ndim == 2
             and z.shape[1] > 0
             and y.shape == z.shape[:1]
@@ -194,7 +193,7 @@ class NumpyOps(Ops):
             and (class_weight is None or class_weight.shape == z.shape[1:])
         )
         if fits:
-            loops.softmax_xent(z, y, acc, write_grad=write_grad, smoothing=smoothing, class_weight=class_weight)
+            loops.softmax_xent(z, y, acc, write_grad=write_grad, smoothing=smoothing, class_weight=class_weight, **rows)
         else:
             numpy_path.softmax_xent(
                 z,
@@ -284,3 +283,13 @@ class NumpyOps(Ops):
     def permutation(self, n, seed, epoch):
         self.counts.allocations += 1
         return permutation(n, seed, epoch)
+
+
+def _rows_of(sample_weight, z) -> bool:
+    """Whether per-row weights can go to the compiled loop as a raw pointer: z's dtype, one per row, C order."""
+    return (
+        isinstance(sample_weight, np.ndarray)
+        and sample_weight.dtype == z.dtype
+        and sample_weight.shape == z.shape[:1]
+        and sample_weight.flags.c_contiguous
+    )
