@@ -95,7 +95,8 @@ class NumpyOps(Ops):
         if not is_sparse(X):
             numpy_path.gather_rows(X, Y, idx, xb, yb, W, wb)
             return
-        # a CSR training set: only the batch's rows are densified (their CSR slice is allocated, a step's only one)
+        # a CSR training set (reference: gather_rows in mlp_xp/reference/data.py): only the batch's rows are
+        # densified (their CSR slice is allocated, a step's only allocation)
         self.counts.allocations += 1
         X[idx].toarray(out=xb)
         np.take(Y, idx, axis=0, out=yb, mode="clip")

@@ -51,8 +51,8 @@ def activate(z: np.ndarray, activation: str, slope: float = LEAKY_SLOPE) -> np.n
 def derivative(h: np.ndarray, activation: str, slope: float = LEAKY_SLOPE) -> np.ndarray:
     """g'(z), read off the output h = g(z). For relu and leaky_relu it is a comparison, exactly 1 where h > 0 and
     0 (or a) elsewhere, a NaN h included (it compares false); see ``act_backward`` for NaN and infinity.
-    Implementations: ``k_derivative`` in kernels/common.cuh; the NumPy path's ``act_backward`` in
-    mlp_xp/backend/numpy_path.py."""
+    Implementations: ``k_derivative`` in kernels/common.cuh (ReLU's and leaky ReLU's built with ``select_bits`` in
+    kernels/cpu.cpp, the same values); the NumPy path's ``act_backward`` in mlp_xp/backend/numpy_path.py."""
     if activation == "relu":
         return np.where(h > 0, 1.0, 0.0)
     if activation == "leaky_relu":
