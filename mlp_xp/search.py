@@ -403,7 +403,14 @@ def _results(jobs: list, data: tuple, n_jobs: int | None, blas_threads: int | No
 
     backend, _ = get_active_backend()
     tasks = [delayed(run_candidate)(i, est, params, *data, blas_threads=blas_threads) for i, est, params in jobs]
-    if backend.supports_return_generator:  # Dask, loky: each row as soon as its candidate is done
+    if type(backend).__name__ == "DaskDistributedBackend":
+        # the data go to the workers once, not with every candidate (joblib replaces them by their futures)
+        from joblib import parallel_backend
+
+        with parallel_backend("dask", n_jobs=n_jobs, scatter=[a for a in data if a is not None]):
+            yield from Parallel(n_jobs=n_jobs, return_as="generator_unordered")(tasks)
+        return
+    if backend.supports_return_generator:  # loky: each row as soon as its candidate is done
         yield from Parallel(n_jobs=n_jobs, return_as="generator_unordered")(tasks)
         return
     # Ray's backend returns only whole lists: a wave of as many candidates as run at once, so that an interrupt
