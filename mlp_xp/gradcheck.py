@@ -19,7 +19,7 @@ from .errors import ConfigError
 from .model import MLP
 from .optim import Gradients
 from .reference.optimizer import regularized
-from .validation import check_features, check_targets
+from .validation import check_features, check_sample_weight, check_targets
 
 
 @dataclass
@@ -46,9 +46,10 @@ class GradcheckResult:
 
 
 def loss_and_gradient(
-    model: MLP, X, y, l2: float = 0.0, l1: float = 0.0, smoothing: float = 0.0, class_weight=None
+    model: MLP, X, y, l2: float = 0.0, l1: float = 0.0, smoothing: float = 0.0, class_weight=None, sample_weight=None
 ) -> tuple[float, np.ndarray]:
-    """Mean loss (plus penalties) over all of (X, y) and its gradient, as a host float and flat array.
+    """Mean loss (plus penalties) over all of (X, y) and its gradient, as a host float and flat array; with
+    ``sample_weight``, the weighted mean sum(w_i l_i) / sum(w_i).
 
     The gradient comes from the model's own forward, fused loss and backward ops on its own backend.
     """
@@ -61,10 +62,15 @@ def loss_and_gradient(
     ops.copy(ws.yb, ops.asarray(Y))
     grads = ops.zeros((model.layout.n_params,), model.dtype)
     cw = None if class_weight is None else ops.asarray(np.asarray(class_weight, model.dtype))
+    rows, total = {}, n
+    if sample_weight is not None:
+        w = check_sample_weight(sample_weight, n, model.dtype)
+        total = float(w.astype(np.float64).sum())
+        rows = {"sample_weight": ops.asarray(w), "divisor": total}
     z = model.forward(xd, ws)
-    ops.loss_grad(z, ws.yb, ws.acc, model.loss, smoothing=smoothing, class_weight=cw)
+    ops.loss_grad(z, ws.yb, ws.acc, model.loss, smoothing=smoothing, class_weight=cw, **rows)
     model.backward(xd, ws, Gradients(grads, *model.layout.views(grads)))
-    loss = float(ops.to_host(ws.acc)[0]) / n
+    loss = float(ops.to_host(ws.acc)[0]) / total
     params, nw = model.get_flat(), model.layout.n_weights
     g = regularized(ops.to_host(grads), params, nw, l2, l1)  # d/dW of the penalty term below
     return loss + _penalty(params[:nw], l2, l1), g
@@ -131,6 +137,7 @@ def gradcheck(
     l1: float = 0.0,
     smoothing: float = 0.0,
     class_weight=None,
+    sample_weight=None,
     eps: float = 1e-6,
     atol: float = 1e-8,
     rtol: float = 1e-6,
@@ -148,6 +155,8 @@ def gradcheck(
         A small batch (a few to a few dozen rows).
     l2, l1, smoothing, class_weight
         Penalties and loss options, as in training.
+    sample_weight : array-like, optional
+        One weight per row: the checked loss is then sum(w_i l_i) / sum(w_i), as a weighted training step's.
     eps : float
         Step of the central difference.
     atol, rtol : float
@@ -176,7 +185,8 @@ def gradcheck(
     m64 = MLP.from_config({**model.config(), "dtype": "float64"}, model.ops if device is None else device)
     theta = model.get_flat().astype(np.float64)
     m64.set_flat(theta)
-    _, analytic = loss_and_gradient(m64, X, y, l2, l1, smoothing, class_weight)
+    options = (l2, l1, smoothing, class_weight, sample_weight)
+    _, analytic = loss_and_gradient(m64, X, y, *options)
     idx = np.arange(theta.size)
     if max_params is not None and max_params < theta.size:
         idx = np.sort(np.random.default_rng(seed).choice(theta.size, max_params, replace=False))
@@ -185,10 +195,10 @@ def gradcheck(
         old = theta[i]
         theta[i] = old + eps
         m64.set_flat(theta)
-        up, _ = loss_and_gradient(m64, X, y, l2, l1, smoothing, class_weight)
+        up, _ = loss_and_gradient(m64, X, y, *options)
         theta[i] = old - eps
         m64.set_flat(theta)
-        down, _ = loss_and_gradient(m64, X, y, l2, l1, smoothing, class_weight)
+        down, _ = loss_and_gradient(m64, X, y, *options)
         theta[i] = old
         numeric[j] = (up - down) / (2 * eps)
     m64.set_flat(theta)

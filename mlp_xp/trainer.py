@@ -33,7 +33,7 @@ from .reference.data import permutation as _permutation
 from .schedules import Schedule
 from .settings import TRAIN_SETTINGS, TrainConfig, resolve_names
 from .stopping import DivergenceGuard, EarlyStopping
-from .validation import check_features, check_sparse_features, check_targets, is_sparse
+from .validation import check_features, check_sample_weight, check_sparse_features, check_targets, is_sparse
 
 __all__ = ["History", "TrainConfig", "evaluate", "fit", "preprocess_split", "split_validation", "validation_rows"]
 
@@ -312,23 +312,6 @@ def _fingerprinted(a) -> list:
     if a is not None and is_sparse(a):
         return [a.data, a.indices, a.indptr, np.asarray(a.shape)]
     return [a]
-
-
-def check_sample_weight(sample_weight, n: int, dtype) -> np.ndarray:
-    """Per-row weights as a 1-D array of ``dtype``: n finite non-negative numbers, not all zero."""
-    w = np.asarray(sample_weight)
-    if w.dtype == object or w.dtype.kind not in "biuf":
-        raise DataError(f"sample_weight has dtype {w.dtype}, not numbers: give one number per row")
-    if w.ndim == 0:
-        w = np.full(n, float(w))
-    if w.shape != (n,):
-        raise DataError(f"sample_weight has shape {w.shape} but there are {n} rows: give one weight per row")
-    w = np.ascontiguousarray(w, dtype=dtype)
-    if not np.isfinite(w).all() or (w < 0).any():
-        raise DataError("sample_weight holds negative, NaN or infinite weights: give weights >= 0")
-    if not w.any():
-        raise DataError("sample_weight is zero for every row: nothing to fit; give some rows a positive weight")
-    return w
 
 
 def class_weights(spec, n_classes: int, labels: np.ndarray) -> np.ndarray:

@@ -116,3 +116,20 @@ def check_targets(y, n_samples: int, loss: str, n_outputs: int, dtype, name: str
             "(or probabilities): rescale them, or use loss='mse' for regression"
         )
     return y
+
+
+def check_sample_weight(sample_weight, n: int, dtype) -> np.ndarray:
+    """Per-row weights as a 1-D array of ``dtype``: n finite non-negative numbers, not all zero."""
+    w = np.asarray(sample_weight)
+    if w.dtype == object or w.dtype.kind not in "biuf":
+        raise DataError(f"sample_weight has dtype {w.dtype}, not numbers: give one number per row")
+    if w.ndim == 0:
+        w = np.full(n, float(w))
+    if w.shape != (n,):
+        raise DataError(f"sample_weight has shape {w.shape} but there are {n} rows: give one weight per row")
+    w = np.ascontiguousarray(w, dtype=dtype)
+    if not np.isfinite(w).all() or (w < 0).any():
+        raise DataError("sample_weight holds negative, NaN or infinite weights: give weights >= 0")
+    if not w.any():
+        raise DataError("sample_weight is zero for every row: nothing to fit; give some rows a positive weight")
+    return w

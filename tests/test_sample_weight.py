@@ -87,3 +87,20 @@ def test_cuda_graph_with_weights_is_refused(host_kernels):
     model = mlp_xp.MLP([3, 2], device=cuda_host_backend(host_kernels))
     with pytest.raises(ConfigError, match="cuda_graph with sample_weight"):
         mlp_xp.fit(model, X, y, epochs=1, sample_weight=np.ones(10), cuda_graph=True)
+
+
+@pytest.mark.parametrize("loss", ["cross_entropy", "binary_cross_entropy", "mse"])
+def test_gradcheck_with_sample_weights(ops, loss):
+    """The backpropagated gradient of sum(w_i l_i) / sum(w_i) against central differences, on every backend."""
+    from mlp_xp.gradcheck import gradcheck
+
+    rng = np.random.default_rng(5)
+    X, Y, k = _data(loss, rng)
+    X, Y = X[:12], Y[:12]
+    w = rng.uniform(0, 3, 12)
+    w[3] = 0.0
+    model = mlp_xp.MLP([5, 6, k], "tanh", loss, dtype="float64", device=ops, seed=3)
+    options = {"smoothing": 0.1, "class_weight": [1.0, 2.0, 0.5]} if loss == "cross_entropy" else {}
+    result = gradcheck(model, X, Y, sample_weight=w, l2=1e-3, **options)
+    assert result.ok, result
+    assert result.max_rel_error < 1e-6
