@@ -959,6 +959,7 @@ def cmd_search(args) -> int:
             _output_width(ds, loss)  # class labels, or one clear line
         Xtr, ytr, Xval, yval = split_validation(ds.X_train, ds.y_train, holdout, seed)
     search = {"mode": args.mode, "n_iter": n_iter, "seed": seed, "base_params": base, "task": task, "verbose": True}
+    rows = None
     try:
         with contextlib.ExitStack() as stack:
             n_jobs = None
@@ -978,6 +979,14 @@ def cmd_search(args) -> int:
         _search_outputs(args, e.rows, space, base, task)
         print(f"mlp-xp: error: {e} (the table holds the candidates that finished)", file=sys.stderr)
         return EXIT_FAILED
+    except KeyboardInterrupt as e:
+        if rows is None:
+            raise
+        # a signal while the engine shut down: every candidate had finished, so the results are whole
+        _search_outputs(args, rows, space, base, task)
+        word, status = _stopped_by(getattr(e, "signum", signal.SIGINT))
+        print(f"mlp-xp: {word} while the engine shut down, after every candidate had finished", file=sys.stderr)
+        return status
     _search_outputs(args, rows, space, base, task)
     return EXIT_OK
 

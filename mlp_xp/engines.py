@@ -168,12 +168,19 @@ def _ray(address: str | None, blas_threads: int, gpus: list[str] | None) -> Engi
         options.update(num_cpus=n or os.cpu_count() or 1, num_gpus=len(gpus or []), _temp_dir=temp)
     else:
         options["address"] = address
+    # joblib hands Ray's pool a multiprocessing context it ignores, and Ray says so on every search
+    logging.getLogger("ray.util.multiprocessing.pool").setLevel(logging.ERROR)
     try:
         ray.init(**options)
-    except (ConnectionError, ValueError, RuntimeError) as e:
+    except BaseException as e:  # an interrupt during the start too: no session folder or process left behind
+        with contextlib.suppress(Exception):
+            ray.shutdown()
         if temp:
             shutil.rmtree(temp, ignore_errors=True)
-        raise ConfigError(f"--ray {address or 'local'}: Ray did not start or connect ({e})") from None
+        if not isinstance(e, Exception):
+            raise
+        hint = " (pip install 'ray[client]' for ray:// addresses)" if "ray[client]" in str(e) else ""
+        raise ConfigError(f"--ray {address or 'local'}: Ray did not start or connect ({e}){hint}") from None
     joblib_ray.register_ray()
     resources = ray.cluster_resources()
     cpus, n_gpus = int(resources.get("CPU", 1)), int(resources.get("GPU", 0))
@@ -185,9 +192,11 @@ def _ray(address: str | None, blas_threads: int, gpus: list[str] | None) -> Engi
         workers = max(1, cpus // blas_threads)
 
     def close() -> None:
-        ray.shutdown()
-        if temp:
-            shutil.rmtree(temp, ignore_errors=True)
+        try:
+            ray.shutdown()
+        finally:  # also when a signal lands inside the shutdown
+            if temp:
+                shutil.rmtree(temp, ignore_errors=True)
 
     where = "a local Ray" if kind == "local" else f"Ray at {address}"
     gpu_text = ", one GPU per candidate" if "num_gpus" in args else ""

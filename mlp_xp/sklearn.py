@@ -52,8 +52,9 @@ TRANSLATION: tuple[tuple[str, str], ...] = (
     ("batch_size", "batch_size; 'auto' is min(200, n_samples)"),
     (
         "learning_rate",
-        "schedule: 'constant'; 'invscaling' (lr / (1 + samples seen)^power_t, per epoch); "
-        "'adaptive': constant, divided by 5 each time the stopping rule fires, until below 1e-6",
+        "the rate of each run: 'constant'; 'invscaling' lr / (1 + samples seen)^power_t, set each epoch; "
+        "'adaptive' divided by 5 each time the stopping rule fires, until at most 1e-6 (sgd's velocity rescaled "
+        "to scikit-learn's when the rate changes)",
     ),
     ("learning_rate_init", "lr"),
     ("power_t", "decay of the invscaling schedule"),
@@ -65,7 +66,7 @@ TRANSLATION: tuple[tuple[str, str], ...] = (
     ("warm_start", "fit(..., warm_state=...): the last run's weights, optimizer state and clocks"),
     ("momentum", "momentum"),
     ("nesterovs_momentum", "optimizer nesterov"),
-    ("early_stopping", "a stratified validation split scored every epoch; the best epoch's weights are kept"),
+    ("early_stopping", "scikit-learn's validation split, scored every epoch; the best epoch's weights are kept"),
     ("validation_fraction", "the size of that split"),
     ("beta_1, beta_2, epsilon", "beta1, beta2, eps"),
     ("max_fun", "lbfgs only: refused unless left at 15000"),
@@ -94,7 +95,8 @@ class _Stopping:
         self.epochs += 1
         W = [w for w, _ in model.weights()]
         penalty = 0.5 * est.alpha * sum(float(np.dot(w.ravel(), w.ravel())) for w in W) * self.batches / self.n_rows
-        loss = float(record["train_loss"]) + penalty
+        # scikit-learn's squared loss is the mean over every output, mlp_xp's the sum over a row's outputs
+        loss = float(record["train_loss"]) / est._outputs_per_loss(model) + penalty
         est.loss_curve_.append(loss)
         est.t_ += self.n_rows
         if est.verbose:
@@ -188,8 +190,6 @@ class _DropIn(BaseEstimator):
             b[...] = self._random_state.uniform(-bound, bound, fan_out)
         flat = np.concatenate([np.concatenate([W.ravel() for W in Ws]), np.concatenate(bs)])
         model.set_flat(np.asarray(flat, model.dtype))
-        # the trainer's shuffles: one seed per estimator, kept across warm fits (their epochs go on counting)
-        self._seed = int(self._random_state.randint(np.iinfo(np.int32).max))
         return model
 
     def _hidden(self) -> tuple:
@@ -212,9 +212,7 @@ class _DropIn(BaseEstimator):
             optimizer = {"optimizer": "sgd"}
         else:
             optimizer = {"optimizer": "nesterov" if self.nesterovs_momentum else "momentum", "momentum": self.momentum}
-        schedule = {"schedule": "constant"}
-        if self.solver == "sgd" and self.learning_rate == "invscaling":
-            schedule = {"schedule": "invscaling", "decay": self.power_t}
+        schedule = {"schedule": "constant"}  # each run's rate is set by _rate, on scikit-learn's clocks
         return {
             "batch_size": batch,
             "l2_per_sample": self.alpha,
@@ -236,6 +234,13 @@ class _DropIn(BaseEstimator):
         if sample_weight is not None:
             sample_weight = _check_sample_weight(sample_weight, X, dtype=X.dtype, ensure_non_negative=True)
         Y, loss, n_outputs = self._encode(y, classes, first=not warm)
+        if warm and not incremental and self._is_classifier and not self._multilabel:
+            now = unique_labels(y)
+            if len(now) != len(self.classes_) or (now != self.classes_).any():
+                raise ValueError(
+                    "warm_start can only be used where `y` has the same classes as in the previous call to fit. "
+                    f"Previously got {self.classes_}, `y` has {now}"
+                )
         if not warm:
             self._model = self._new_model(X.shape[1], n_outputs, loss, X.dtype)
             self._state, self._epochs_done = None, 0
@@ -254,9 +259,9 @@ class _DropIn(BaseEstimator):
         X_val = y_val = w_val = None
         if self.early_stopping:
             # scikit-learn's split (the same draws from random_state), stratified as it stratifies: by the
-            # binarized labels of a single-output classifier
+            # binarized labels of a classifier with one output, so two classes (it does not stratify more)
             stratify = None
-            if self._is_classifier and not self._multilabel:
+            if self._is_classifier and not self._multilabel and n_outputs == 1:
                 stratify = LabelBinarizer().fit(self.classes_).transform(y).astype(bool)
             train, val = train_test_split(
                 np.arange(X.shape[0]),
@@ -272,43 +277,49 @@ class _DropIn(BaseEstimator):
                     "The validation set is too small. Increase 'validation_fraction' or the size of your dataset."
                 )
             self._best_flat = self._model.get_flat()
+        if not warm or not hasattr(self, "_seed"):
+            # the trainer's shuffles: one seed per estimator, drawn after scikit-learn's own draws (the initial
+            # weights, then the early-stopping split), kept across warm fits (their epochs go on counting)
+            self._seed = int(self._random_state.randint(np.iinfo(np.int32).max))
         settings = self._train_settings(X.shape[0])
         epochs = 1 if incremental else self.max_iter
         stop = _Stopping(self, X_val, y_val, w_val, X.shape[0], settings["batch_size"])
         diverged = ""
+        # scikit-learn's invscaling sets the rate at each epoch's end: an epoch a call then, as below
+        chunk = 1 if self.solver == "sgd" and self.learning_rate == "invscaling" else epochs
         while stop.epochs < epochs:
             stop.fired = False
+            lr = self._rate()
+            self._carry_velocity(lr)
             history = fit(
                 self._model,
                 X,
                 Y,
-                epochs=self._epochs_done + epochs - stop.epochs,
-                lr=self._lr,
+                epochs=self._epochs_done + min(chunk, epochs - stop.epochs),
+                lr=lr,
                 warm_state=self._state,
                 callbacks=[stop],
                 sample_weight=sample_weight,
                 **settings,
             )
-            self._state = history.state
+            self._state, self._state_lr = history.state, lr
             self._epochs_done = history.state[0]["next_epoch"] - 1
             if history.stop_reason.startswith("diverged"):
                 diverged = history.stop_reason.removeprefix("diverged: ")
                 break
             if not stop.fired:
-                break
+                continue  # the chunk ended (invscaling: an epoch), or the loop does, on max_iter
+            what = "Validation score" if self.early_stopping else "Training loss"
+            msg = f"{what} did not improve more than tol={self.tol:f} for {self.n_iter_no_change} consecutive epochs."
             # scikit-learn's trigger_stopping: only sgd's adaptive rate goes on, a fifth as fast
             if self.solver == "sgd" and self.learning_rate == "adaptive" and self._lr > 1e-6:
                 self._lr /= 5
                 self._no_improvement_count = 0
                 if self.verbose:
-                    print(f"Setting learning rate to {self._lr:f}")
+                    print(f"{msg} Setting learning rate to {self._lr:f}")
                 continue
             if self.verbose:
-                what = "Validation score" if self.early_stopping else "Training loss"
-                print(
-                    f"{what} did not improve more than tol={self.tol:f} for {self.n_iter_no_change} consecutive "
-                    "epochs. Stopping."
-                )
+                print(f"{msg} Stopping.")
             break
         self.n_iter_ = stop.epochs
         if diverged:  # the diverged epoch, as scikit-learn records it
@@ -355,7 +366,6 @@ class _DropIn(BaseEstimator):
                 sizes, _ACTIVATIONS[self.activation], loss, dtype=np.dtype(dtype).name, device=self.device
             )
             self._random_state = check_random_state(self.random_state)
-            self._seed = int(self._random_state.randint(np.iinfo(np.int32).max))
             self._state, self._epochs_done, self._lr = None, 0, self.learning_rate_init
             for name, value in (("loss_curve_", []), ("t_", 0), ("_no_improvement_count", 0), ("best_loss_", np.inf)):
                 if not hasattr(self, name):
@@ -372,6 +382,22 @@ class _DropIn(BaseEstimator):
         if self._state is not None:
             self._state[1]["params"] = flat
 
+    def _rate(self) -> float:
+        """The learning rate of the next epoch, by scikit-learn's clocks."""
+        if self.solver == "sgd" and self.learning_rate == "invscaling":
+            return self.learning_rate_init / (self.t_ + 1) ** self.power_t
+        return self._lr
+
+    def _carry_velocity(self, lr: float) -> None:
+        """scikit-learn's velocity holds the rate it was built with (v <- mu v - lr g); mlp_xp's does not (V <-
+        mu V + g, W <- W - lr V). When the rate changes between two runs, scaling V by old / new rate makes the
+        next steps scikit-learn's exactly (its v = -lr V)."""
+        old = getattr(self, "_state_lr", None)
+        if self._state is None or old is None or old == lr or "velocity" not in self._state[1]:
+            return
+        v = self._state[1]["velocity"]
+        v *= v.dtype.type(old / lr)
+
     @property
     def _optimizer(self):
         """What scikit-learn's tests read of its optimizer: the learning rate the next epoch would use."""
@@ -382,10 +408,14 @@ class _DropIn(BaseEstimator):
             lr = self.learning_rate_init / (getattr(self, "t_", 0) + 1) ** self.power_t
         return SimpleNamespace(learning_rate=lr)
 
+    def _outputs_per_loss(self, model) -> int:
+        return model.n_outputs if not self._is_classifier else 1
+
     def _raw(self, X) -> np.ndarray:
         check_is_fitted(self, "coefs_")
         X = validate_data(self, X, reset=False, dtype=_X_DTYPES, accept_sparse="csr")
-        return self._model.predict_proba(X)
+        # in the input's dtype, as scikit-learn returns it (a float32 model given float64 X computes in float32)
+        return self._model.predict_proba(X).astype(X.dtype, copy=False)
 
 
 class MLPClassifier(ClassifierMixin, _DropIn):

@@ -226,3 +226,22 @@ def test_gridsearchcv_on_dask_equals_sequential():
         with distributed.Client(cluster), joblib.parallel_backend("dask"):
             on_dask = GridSearchCV(MLPClassifier(epochs=2), grid, cv=2, n_jobs=-1).fit(X, y)
     np.testing.assert_array_equal(on_dask.cv_results_["mean_test_score"], sequential)
+
+
+def test_a_signal_while_the_engine_shuts_down_keeps_the_whole_table(tmp_path, capsys, monkeypatch):
+    """Every candidate had finished when Ctrl-C reached the engine's shutdown (Ray's takes seconds): the table
+    and --results are still written, and the status is 130."""
+    import contextlib
+
+    import mlp_xp.engines as engines
+
+    @contextlib.contextmanager
+    def interrupted_on_close(name, address, **kw):
+        yield engines.Engine(name, 1, f"{name}: a stand-in engine")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(engines, "open_engine", interrupted_on_close)
+    results = tmp_path / "r.json"
+    code, out, err = run(capsys, f"{SEARCH} --dask local:1 --results {results}")
+    assert code == 130 and "while the engine shut down, after every candidate had finished" in err
+    assert len(json.loads(results.read_text())["rows"]) == 6 and "rank" in out

@@ -183,7 +183,7 @@ def test_the_initial_weights_are_scikit_learns_draws():
         np.testing.assert_allclose(a, b, atol=1e-9)
 
 
-def test_adaptive_rate_divides_by_five_and_invscaling_follows_the_samples_clock():
+def test_adaptive_rate_divides_by_five_until_1e_6():
     X = [[3, 2], [1, 6]]
     y = [1, 0]
     clf = MLPClassifier(tol=0.5, max_iter=3000, solver="sgd", learning_rate="adaptive").fit(X, y)
@@ -192,11 +192,6 @@ def test_adaptive_rate_divides_by_five_and_invscaling_follows_the_samples_clock(
     while lr > 1e-6:
         lr /= 5
     assert clf._optimizer.learning_rate == pytest.approx(lr, rel=1e-12)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        inv = MLPClassifier(solver="sgd", learning_rate="invscaling", power_t=0.5, max_iter=3, random_state=0)
-        inv.fit(*_digits())
-    assert inv._model.trained_on["settings"]["schedule"] == "invscaling"
 
 
 def test_the_translation_table_covers_every_parameter():
@@ -263,3 +258,58 @@ def test_sparse_x_trains_as_its_dense_copy_and_sample_weight_as_repeated_rows():
         repeated = MLPClassifier(batch_size=rows, **kw).fit(np.repeat(Xs, w, axis=0), np.repeat(ys, w))
     for a, b in zip(weighted.coefs_, repeated.coefs_):
         np.testing.assert_allclose(a, b, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize(
+    ("learning_rate", "extra"),
+    [("invscaling", {"power_t": 0.25}), ("adaptive", {"tol": 0.05, "n_iter_no_change": 1}), ("constant", {})],
+)
+@pytest.mark.parametrize("nesterov", [True, False])
+def test_sgd_with_momentum_follows_scikit_learn_when_the_rate_changes(learning_rate, extra, nesterov):
+    """Without shuffling (the only thing that differs: the row order), sgd with momentum gives scikit-learn's loss
+    curve, also when the rate changes between epochs: mlp_xp's velocity is rescaled to scikit-learn's then."""
+    from sklearn.neural_network import MLPClassifier as Sk
+
+    X, y = _digits()
+    kw = {
+        "hidden_layer_sizes": (32,),
+        "solver": "sgd",
+        "learning_rate": learning_rate,
+        "learning_rate_init": 0.1,
+        "max_iter": 8,
+        "random_state": 0,
+        "shuffle": False,
+        "momentum": 0.9,
+        "nesterovs_momentum": nesterov,
+        **extra,
+    }
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        ours, theirs = MLPClassifier(**kw).fit(X, y), Sk(**kw).fit(X, y)
+    assert ours.n_iter_ == theirs.n_iter_
+    np.testing.assert_allclose(ours.loss_curve_, theirs.loss_curve_, rtol=1e-5)
+    assert ours._optimizer.learning_rate == pytest.approx(theirs._optimizer.learning_rate, rel=1e-12)
+
+
+def test_multi_output_loss_early_stopping_split_and_warm_start_classes_as_scikit_learns():
+    from sklearn.neural_network import MLPClassifier as Sk
+    from sklearn.neural_network import MLPRegressor as SkR
+
+    X, y = _digits()
+    Y = np.c_[X[:, 10], X[:, 20], X[:, 30]]
+    kw = {"max_iter": 4, "random_state": 0, "shuffle": False, "solver": "sgd"}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        ours, theirs = MLPRegressor(**kw).fit(X, Y), SkR(**kw).fit(X, Y)
+        np.testing.assert_allclose(ours.loss_curve_, theirs.loss_curve_, rtol=1e-5)  # the mean over every output
+        es = {"hidden_layer_sizes": (16,), "early_stopping": True, "max_iter": 5, "random_state": 1, "shuffle": False}
+        es["solver"] = "sgd"  # (adam adds its epsilon elsewhere: README)
+        ours, theirs = MLPClassifier(**es).fit(X, y), Sk(**es).fit(X, y)
+    np.testing.assert_allclose(ours.validation_scores_, theirs.validation_scores_, atol=1e-12)  # the same split
+    warm = MLPClassifier(max_iter=2, warm_start=True, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        warm.fit(X, y)
+    with pytest.raises(ValueError, match="warm_start can only be used where `y` has the same classes"):
+        warm.fit(X[y < 5], y[y < 5])
+    assert warm.predict_proba(X.astype(np.float32)[:2]).dtype == np.float32  # the input's dtype, as scikit-learn
