@@ -608,6 +608,30 @@ def _build_model(dataset, model_settings: dict, ops):
 
 
 def cmd_train(args) -> int:
+    """train, in one process or as one rank of ``mpiexec -n N mlp-xp train ...`` (rank 0 reports and writes)."""
+    from .distributed import from_environment
+
+    comm = from_environment()
+    if comm.size == 1:
+        return _train(args, comm)
+    if comm.rank > 0:
+        _silence_stdout()
+        args.save = args.metrics_json = args.plot = args.tensorboard = None
+        args.quiet = True
+    try:
+        return _train(args, comm)
+    except BaseException as e:
+        # one rank's failure ends the job on every rank now: the others would wait for it in the next collective
+        status = EXIT_INTERRUPTED if isinstance(e, KeyboardInterrupt) else EXIT_FAILED
+        if isinstance(e, MLPXPError):
+            status = EXIT_BAD_INPUT
+        print(f"mlp-xp: error on MPI rank {comm.rank} of {comm.size}: {e}", file=sys.stderr)
+        sys.stderr.flush()
+        comm.abort(status)
+        raise
+
+
+def _train(args, comm) -> int:
     from .checkpoint import check_folder
     from .trainer import fit
 
@@ -641,6 +665,12 @@ def cmd_train(args) -> int:
         if table.X_val is not None:
             validation = {"X_val": table.X_val, "y_val": table.y_val}
     print(f"{model}", file=sys.stderr)
+    if comm.size > 1 and comm.rank == 0:
+        batch = min(config.batch_size, len(ds.X_train) if not hasattr(ds.X_train, "tocsr") else ds.X_train.shape[0])
+        print(
+            f"mpi: {comm.size} ranks; global batch {batch} rows, {-(-batch // comm.size)} or fewer a rank",
+            file=sys.stderr,
+        )
     existed = bool(args.save) and os.path.exists(args.save)
     try:
         with contextlib.ExitStack() as stack:
@@ -658,6 +688,7 @@ def cmd_train(args) -> int:
                 X_test=ds.X_test,
                 y_test=ds.y_test,
                 callbacks=callbacks,
+                comm=comm,
                 **validation,
             )
     except DivergenceError as e:

@@ -56,12 +56,12 @@ class TrainStep:
         to a smaller last batch; ``W``: the rows' weights, with the batch's sum of them as ``divisor``)."""
         model, ops = self.model, self.model.ops
         part = ws or self.ws
+        rows = {} if divisor is None else {"divisor": divisor}
         if W is None:
             ops.gather_rows(X, Y, idx, part.xb, part.yb)
-            rows = {}
         else:
             ops.gather_rows(X, Y, idx, part.xb, part.yb, W, part.wb)
-            rows = {"sample_weight": part.wb, "divisor": divisor}
+            rows["sample_weight"] = part.wb
         z = model.forward(part.xb, part)
         ops.loss_grad(z, part.yb, acc, model.loss, smoothing=self.smoothing, class_weight=self.class_weight, **rows)
         model.backward(part.xb, part, self.grads)

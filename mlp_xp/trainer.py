@@ -22,13 +22,14 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import checkpoint as _checkpoint
+from . import distributed as _distributed
 from . import step as _step
 from .backend.base import require_memory
 from .deprecation import warn_renamed
 from .errors import ConfigError, DataError, DivergenceError, TrainingInterrupted
 from .files import write_json_atomic
 from .model import MLP, Workspace
-from .optim import Optimizer
+from .optim import Gradients, Optimizer
 from .reference.data import permutation as _permutation
 from .schedules import Schedule
 from .settings import TRAIN_SETTINGS, TrainConfig, resolve_names
@@ -101,6 +102,7 @@ def fit(
     callbacks: tuple[Callback, ...] | list = (),
     warm_state: tuple[dict, dict] | None = None,
     sample_weight=None,
+    comm=None,
     **settings,
 ) -> History:
     """Train ``model`` in place on (X, y) and return the per-epoch :class:`History`.
@@ -121,6 +123,9 @@ def fit(
     the same way; integer weights train as the rows repeated would. The weights follow their rows into the
     validation split; the validation and test scores are not weighted.
 
+    ``comm`` (a :class:`mlp_xp.distributed.Communicator`; by default one process) trains data-parallel across
+    its ranks (:mod:`mlp_xp.distributed`): every rank passes the same model, data and settings.
+
     ``warm_state`` (a finished run's :attr:`History.state`) goes on from where that run ended, on these data or
     others: its parameters, its optimizer's state (velocity, Adam's moments and step count) and its clocks (the
     epoch count, which draws the permutations, and the step count, which drives the schedule), up to ``epochs``
@@ -140,8 +145,13 @@ def fit(
         raise ConfigError("warm_state and resume both say where to go on from: give one of them")
     if cfg.l2 and cfg.l2_per_sample:
         raise ConfigError("l2 and l2_per_sample are two scalings of one penalty: give one of them")
+    comm = comm or _distributed.Communicator()
+    if comm.size > 1:
+        cfg = _check_distributed(cfg, model, comm)
     data = _TrainingData.prepare(model, cfg, X, y, X_val, y_val, X_test, y_test, sample_weight)
-    run = _Run(model, cfg, data)
+    if comm.size > 1:
+        _same_run_everywhere(comm, model, cfg, data)
+    run = _Run(model, cfg, data, comm)
     run.warm = warm_state
     # A diverging run overflows before its loss turns non-finite; the epoch check reports that once,
     # so NumPy's per-operation warnings would only bury the message.
@@ -345,8 +355,9 @@ def class_weights(spec, n_classes: int, labels: np.ndarray) -> np.ndarray:
 class _Run:
     """One call of :func:`fit`: the optimizer, the steps, the epoch loop."""
 
-    def __init__(self, model: MLP, cfg: TrainConfig, data: _TrainingData) -> None:
+    def __init__(self, model: MLP, cfg: TrainConfig, data: _TrainingData, comm=None) -> None:
         self.model, self.cfg, self.ops, self.data = model, cfg, model.ops, data
+        self.comm = comm or _distributed.Communicator()
         self.batch = min(cfg.batch_size, data.n)
         self.steps = data.n // self.batch if cfg.drop_last else math.ceil(data.n / self.batch)
         self.n_seen = self.steps * self.batch if cfg.drop_last else data.n
@@ -355,12 +366,15 @@ class _Run:
         self.optimizer = Optimizer.from_config(cfg, model)
         self.step = _step.TrainStep(
             model,
-            self.batch,
+            -(-self.batch // self.comm.size),  # a rank's part of the global batch
             self.optimizer,
             smoothing=cfg.label_smoothing,
             class_weight=data.class_weight,
             weighted=data.W is not None,
         )
+        if self.comm.rank > 0:  # only rank 0 folds mu V into the gradient: the sum is mu V + the global gradient
+            g = self.step.grads
+            self.step.grads = Gradients(g.flat, g.dW, g.db, 0.0)
         ws = self.step.ws
         self.tail = ws.rows(data.n - (self.steps - 1) * self.batch) if not cfg.drop_last else ws
         self.eval_ws = None
@@ -427,6 +441,9 @@ class _Run:
                     f"stopped by callback {getattr(cb, '__name__', cb)!s}" for cb in callbacks if cb(record, model)
                 ]
                 reasons = [r for r in reasons if r]
+                if self.comm.size > 1:  # rank 0 decides (the records agree; a callback's answer may not)
+                    reasons = self.comm.bcast_obj(reasons)
+                    self._agree_on_signals()
                 if early is not None:
                     history.best_epoch = early.best_epoch
                 if reasons:
@@ -443,6 +460,13 @@ class _Run:
                 early.restore()
         history.state = self._state(next_epoch, 0)
         return history
+
+    def _agree_on_signals(self) -> None:
+        """A signal that reached any rank stops every rank at this epoch's end (one small sum per epoch)."""
+        flag = np.array([0.0 if self.stop.signum is None else float(self.stop.signum)])
+        self.comm.allreduce(flag)
+        if flag[0] and self.stop.signum is None:
+            self.stop.signum = signal.SIGINT
 
     def _take_state(self, meta: dict, arrays: dict) -> int:
         """Go on from a finished run's state (``warm_state``): parameters, optimizer state and clocks; the epoch to
@@ -549,8 +573,12 @@ class _Run:
         perm = ops.permutation(data.n, cfg.seed, epoch) if self.order is None else self.order
         divisors = self._divisors(epoch)
         minutes = cfg.checkpoint_minutes * 60.0 if cfg.checkpoint is not None else 0.0
+        shared = self.comm.size > 1
         for k in range(first_step, self.steps):
             self._next_step = k
+            if shared:  # signals take effect at the epoch's end on every rank together (see train)
+                lr = self._shared_step(k, perm, divisors)
+                continue
             if self.stop.signum is not None:
                 if bar is not None:
                     bar.close()
@@ -575,6 +603,10 @@ class _Run:
             if bar is not None and _bar_updates(k, self.steps):
                 _tick(bar, ops.peek(self.train_sums), s + part.batch_size, k)
         self._next_step = 0
+        if shared:
+            self.comm.allreduce(self.sums[0])  # the epoch's training sums of every rank's rows
+            if bar is not None:
+                _tick(bar, self.sums[0], data.n, self.steps - 1)
         t1 = ops.timestamp()
         for row, (Xs, Ys) in zip((1, 2), data.sets.values()):
             _accumulate(self.model, Xs, Ys, self.eval_ws, self.sums[row], cfg.label_smoothing, data.class_weight)
@@ -583,6 +615,30 @@ class _Run:
         if bar is not None:
             bar.close()
         return self._record(epoch, totals, lr, ops.seconds_between(t0, t1), ops.seconds_between(t1, t2))
+
+    def _shared_step(self, k: int, perm, divisors) -> float:
+        """Global step k on this rank: its part of the batch's rows forward and backward (the loss over the whole
+        batch's rows or weights), one all-reduce of the gradient buffer, the update every rank applies alike."""
+        cfg, data, comm = self.cfg, self.data, self.comm
+        s = k * self.batch
+        rows = self.batch if cfg.drop_last or k < self.steps - 1 else data.n - s
+        lo, hi = _distributed.split_rows(rows, comm.size, comm.rank)
+        divisor = float(rows) if divisors is None else divisors[k]
+        lr = self.schedule.lr_at(self.global_step, self.steps, self.n_seen)
+        if cfg.l2_per_sample:
+            self.optimizer.l2 = cfg.l2_per_sample / divisor
+        grads = self.step.grads.flat
+        if hi > lo:
+            part = self.step.ws.rows(hi - lo)
+            self.step.backprop(data.X, data.Y, perm[s + lo : s + hi], self.train_sums, part, W=data.W, divisor=divisor)
+        else:  # a rank with no rows of this batch still joins the sum
+            self.ops.fill(grads, 0.0)
+        comm.allreduce(grads)
+        self.optimizer.step(self.model.params, lr)
+        self.global_step += 1
+        if _step_hook is not None:
+            _step_hook(self.global_step)
+        return lr
 
     def _divisors(self, epoch: int) -> list[float] | None:
         """With sample weights: each step's sum of its rows' weights (its loss's denominator), from the epoch's
@@ -771,3 +827,50 @@ def _summary_line(r: dict, epochs: int) -> str:
     parts.append(f"lr {r['lr']:.4g}")
     parts.append(f"{r['seconds']:.2f}s")
     return "  ".join(parts)
+
+
+def _check_distributed(cfg: TrainConfig, model: MLP, comm) -> TrainConfig:
+    """What a data-parallel run takes (refused otherwise, before any data are read), and the settings of this rank:
+    rank 0 alone reports and writes checkpoints."""
+    if model.ops.kind != "cpu":
+        raise ConfigError(
+            f"training on {comm.size} MPI ranks works on the CPU backend (MPI on host buffers); this model is on "
+            f"{model.ops.name}: use --device cpu (GPU ranks over NCCL are not in this version)"
+        )
+    if cfg.cuda_graph:
+        raise ConfigError("cuda_graph is a GPU setting, and MPI ranks train on the CPU: leave it off")
+    if cfg.resume:
+        raise ConfigError(
+            f"resume on {comm.size} MPI ranks is not in this version: resume in one process, or start the run again"
+        )
+    if comm.rank > 0:
+        cfg = cfg.replace(checkpoint=None, verbose=False)
+    return cfg
+
+
+def _same_run_everywhere(comm, model: MLP, cfg: TrainConfig, data: _TrainingData) -> None:
+    """Before the first step: rank 0's parameters on every rank, and every rank's run the same (data, settings,
+    model), else one clear error on every rank instead of ranks waiting on each other forever."""
+    import hashlib
+
+    comm.bcast(model.params)
+    h = hashlib.sha256()
+    X = data.X
+    for a in ([X.data, X.indices, X.indptr] if is_sparse(X) else [X]) + [data.Y, data.w_host]:
+        if a is not None:
+            h.update(np.ascontiguousarray(a).tobytes())
+    shaping = {k: v for k, v in settings_of(cfg).items() if k not in ("checkpoint", "verbose")}
+    mine = {
+        "data": f"{data.n} rows, sha256 {h.hexdigest()[:16]}",
+        "settings": json.dumps(shaping, sort_keys=True),
+        # (the initial weights' seed aside: rank 0's weights are every rank's)
+        "model": json.dumps({k: v for k, v in _architecture(model).items() if k != "seed"}, sort_keys=True),
+    }
+    everyone = comm.allgather_obj(mine)
+    differ = sorted({key for other in everyone for key in mine if other[key] != everyone[0][key]})
+    if differ:
+        ranks = [r for r, other in enumerate(everyone) if other != everyone[0]]
+        raise ConfigError(
+            f"the MPI ranks do not run the same training: the {' and the '.join(differ)} of ranks {ranks} are not "
+            "rank 0's: give every rank the same data, settings and model"
+        )
