@@ -639,7 +639,9 @@ def _train(args, comm) -> int:
     _check_outputs(args)
     if args.tensorboard:
         _check_log_folder(args.tensorboard)
-    if config.checkpoint is not None:
+    if comm.rank > 0:  # rank 0 alone reads and writes the checkpoint (and sends it to the others)
+        pass
+    elif config.checkpoint is not None:
         check_folder(config.checkpoint, config.resume)
         if config.resume:  # what the checkpoint says of the model and the math, before the data are read
             _check_resume_settings(config, model_settings)

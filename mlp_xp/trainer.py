@@ -26,7 +26,7 @@ from . import distributed as _distributed
 from . import step as _step
 from .backend.base import require_memory
 from .deprecation import warn_renamed
-from .errors import ConfigError, DataError, DivergenceError, TrainingInterrupted
+from .errors import ConfigError, DataError, DivergenceError, MLPXPError, TrainingInterrupted
 from .files import write_json_atomic
 from .model import MLP, Workspace
 from .optim import Gradients, Optimizer
@@ -135,6 +135,10 @@ def fit(
     # renamed settings resolved here, so that their warnings point at fit's caller
     settings = resolve_names(settings, TRAIN_SETTINGS, "training", stacklevel=3)
     cfg = (config or TrainConfig()).replace(**settings).validate()
+    comm = comm or _distributed.Communicator()
+    resumes = cfg.resume  # (a rank but the first resumes from rank 0's checkpoint, sent to it)
+    if comm.size > 1:
+        cfg = _check_distributed(cfg, model, comm)
     has_val = X_val is not None or cfg.validation_fraction > 0
     check_against_model(cfg, model.loss, model.ops, has_validation=has_val)
     if cfg.checkpoint is not None:
@@ -145,13 +149,11 @@ def fit(
         raise ConfigError("warm_state and resume both say where to go on from: give one of them")
     if cfg.l2 and cfg.l2_per_sample:
         raise ConfigError("l2 and l2_per_sample are two scalings of one penalty: give one of them")
-    comm = comm or _distributed.Communicator()
-    if comm.size > 1:
-        cfg = _check_distributed(cfg, model, comm)
     data = _TrainingData.prepare(model, cfg, X, y, X_val, y_val, X_test, y_test, sample_weight)
     if comm.size > 1:
         _same_run_everywhere(comm, model, cfg, data)
     run = _Run(model, cfg, data, comm)
+    run.resumes = resumes
     run.warm = warm_state
     # A diverging run overflows before its loss turns non-finite; the epoch check reports that once,
     # so NumPy's per-operation warnings would only bury the message.
@@ -391,6 +393,7 @@ class _Run:
         self._next_step = 0  # the step the epoch loop is about to run (where an interrupt stops)
         self.stop = _StopRequest()
         self.warm: tuple[dict, dict] | None = None
+        self.resumes = cfg.resume
         self.order = None if cfg.shuffle else self.ops.asarray(np.arange(data.n, dtype=np.int64))
 
     def train(self, callbacks: list) -> History:
@@ -405,7 +408,7 @@ class _Run:
         first_epoch, first_step = 1, 0
         if self.warm is not None:
             first_epoch = self._take_state(*self.warm)
-        if cfg.resume:
+        if self.resumes:
             first_epoch, first_step = self._restore()
             if history.stop_reason != "completed":  # the checkpointed run had ended for good (early stopping, ...)
                 print(f"mlp_xp: the checkpoint's run had already ended: {history.stop_reason}", file=sys.stderr)
@@ -526,10 +529,19 @@ class _Run:
         """Put the checkpoint's state back into the model, optimizer, guard, early stopping and history; the
         epoch and step to go on from."""
         cfg, ops, dt = self.cfg, self.ops, self.model.dtype
-        meta, arrays = _checkpoint.read(cfg.checkpoint)
-        changes = _checkpoint.check_resumable(
-            meta, settings_of(cfg), _architecture(self.model), self.data.fingerprint, _source(self.model)
-        )
+        if self.comm.size > 1:  # rank 0 reads and checks the checkpoint; every rank takes what it sends
+            payload = None
+            if self.comm.rank == 0:
+                try:
+                    payload = ("ok", *self._read_checkpoint())
+                except MLPXPError as e:
+                    payload = ("error", str(e))
+            payload = self.comm.bcast_obj(payload)
+            if payload[0] == "error":
+                raise ConfigError(payload[1])
+            meta, arrays, changes = payload[1:]
+        else:
+            meta, arrays, changes = self._read_checkpoint()
         ops.copy(self.model.params, ops.asarray(arrays["params"], dt))
         ops.copy(self.guard.last_good, ops.asarray(arrays["guard"], dt))
         ops.copy(self.sums, ops.asarray(arrays["sums"], np.float64))
@@ -548,8 +560,18 @@ class _Run:
         self.history.stop_reason = meta["history"].get("stop_reason", "completed")
         where = f"epoch {meta['next_epoch']}" + (f", step {meta['next_step'] + 1}" if meta["next_step"] else "")
         said = f" ({'; '.join(changes)}; schedules follow the new total)" if changes else ""
-        print(f"mlp_xp: resuming from {_checkpoint.path_in(cfg.checkpoint)} at {where}{said}", file=sys.stderr)
+        if self.comm.rank == 0:
+            print(f"mlp_xp: resuming from {_checkpoint.path_in(cfg.checkpoint)} at {where}{said}", file=sys.stderr)
         return meta["next_epoch"], meta["next_step"]
+
+    def _read_checkpoint(self) -> tuple[dict, dict, list]:
+        """The checkpoint's (metadata, arrays), checked against this run, and the allowed changes."""
+        cfg = self.cfg
+        meta, arrays = _checkpoint.read(cfg.checkpoint)
+        changes = _checkpoint.check_resumable(
+            meta, settings_of(cfg), _architecture(self.model), self.data.fingerprint, _source(self.model)
+        )
+        return meta, arrays, changes
 
     def _interrupted(self, epoch: int) -> None:
         """Stop for a signal at a step boundary: checkpoint, put back what the run would return, and raise."""
@@ -839,12 +861,8 @@ def _check_distributed(cfg: TrainConfig, model: MLP, comm) -> TrainConfig:
         )
     if cfg.cuda_graph:
         raise ConfigError("cuda_graph is a GPU setting, and MPI ranks train on the CPU: leave it off")
-    if cfg.resume:
-        raise ConfigError(
-            f"resume on {comm.size} MPI ranks is not in this version: resume in one process, or start the run again"
-        )
     if comm.rank > 0:
-        cfg = cfg.replace(checkpoint=None, verbose=False)
+        cfg = cfg.replace(checkpoint=None, resume=False, verbose=False)
     return cfg
 
 
@@ -859,7 +877,7 @@ def _same_run_everywhere(comm, model: MLP, cfg: TrainConfig, data: _TrainingData
     for a in ([X.data, X.indices, X.indptr] if is_sparse(X) else [X]) + [data.Y, data.w_host]:
         if a is not None:
             h.update(np.ascontiguousarray(a).tobytes())
-    shaping = {k: v for k, v in settings_of(cfg).items() if k not in ("checkpoint", "verbose")}
+    shaping = {k: v for k, v in settings_of(cfg).items() if k not in ("checkpoint", "resume", "verbose")}
     mine = {
         "data": f"{data.n} rows, sha256 {h.hexdigest()[:16]}",
         "settings": json.dumps(shaping, sort_keys=True),

@@ -148,3 +148,23 @@ def test_split_rows_has_no_padding_and_no_repeats():
             assert parts[0][0] == 0 and parts[-1][1] == n
             assert all(a[1] == b[0] for a, b in zip(parts, parts[1:]))
             assert max(hi - lo for lo, hi in parts) - min(hi - lo for lo, hi in parts) <= 1
+
+
+def test_resume_across_ranks_is_byte_identical_and_another_n_may_resume(tmp_path):
+    env = {**os.environ, "MLP_XP_CACHE": str(tmp_path / "c")}
+    base = [sys.executable, "-m", "mlp_xp", "train", "--data", "digits", "--hidden", "16", "--device", "cpu",
+            "--dtype", "float64", "--quiet"]  # fmt: skip
+    two = [MPIEXEC, "-n", "2"]
+
+    def run(cmd):
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=TIMEOUT, env=env)
+        assert r.returncode == 0, r.stderr
+        return r
+
+    ck = tmp_path / "ck"
+    run([*two, *base, "--epochs", "2", "--checkpoint", str(ck)])
+    r = run([*two, *base, "--epochs", "4", "--checkpoint", str(ck), "--resume", "--save", str(tmp_path / "r.npz")])
+    assert r.stderr.count("resuming from") == 1  # rank 0 reads it and sends it
+    run([*two, *base, "--epochs", "4", "--save", str(tmp_path / "s.npz")])
+    assert (tmp_path / "r.npz").read_bytes() == (tmp_path / "s.npz").read_bytes()
+    run([*base, "--epochs", "5", "--checkpoint", str(ck), "--resume", "--save", str(tmp_path / "one.npz")])
