@@ -251,6 +251,7 @@ class _DropIn(BaseEstimator):
             self._lr = self.learning_rate_init
         else:
             self._take_coefs(loss, n_outputs, X.dtype)
+            self._random_state = check_random_state(self.random_state)  # anew each fit, as scikit-learn does
             if X.shape[1] != self._model.n_inputs:
                 raise ValueError(
                     f"X has {X.shape[1]} features, but {type(self).__name__} is expecting {self._model.n_inputs} "
