@@ -516,9 +516,10 @@ def _output_width(dataset, loss: str) -> int:
     return 1 if np.ndim(y) == 1 else y.shape[1]
 
 
-def _model_and_config(args, values: dict | None = None):
+def _model_and_config(args, values: dict | None = None, comm=None):
     """(model settings, TrainConfig, backend) from the command line, every setting checked against its rule and
-    against the model's loss and backend, before any data are read."""
+    against the model's loss and backend, before any data are read. Under several MPI ranks (``comm``), "cuda" and
+    "auto" mean this rank's GPU, cuda:<local rank>."""
     from .backend import get_backend
     from .backend.base import require_memory
     from .model import hidden_activations
@@ -526,6 +527,10 @@ def _model_and_config(args, values: dict | None = None):
 
     values = command_line_settings(args) if values is None else values
     model = {name: values[name] for name in MODEL}
+    if comm is not None and comm.size > 1:
+        from .distributed import rank_device
+
+        model["device"] = rank_device(model["device"], comm)
     hidden_activations(model["activation"], len(model["hidden"]))
     train = {name: values[name] for name in TRAINING + ["seed"]}
     config = TrainConfig(**train, verbose=not getattr(args, "quiet", True)).validate()
@@ -633,9 +638,11 @@ def cmd_train(args) -> int:
 
 def _train(args, comm) -> int:
     from .checkpoint import check_folder
+    from .distributed import for_backend
     from .trainer import fit
 
-    model_settings, config, ops = _model_and_config(args)
+    model_settings, config, ops = _model_and_config(args, comm=comm)
+    comm = for_backend(comm, ops)  # GPU ranks: NCCL on the backend's stream, bootstrapped over MPI
     _check_outputs(args)
     if args.tensorboard:
         _check_log_folder(args.tensorboard)
@@ -670,7 +677,8 @@ def _train(args, comm) -> int:
     if comm.size > 1 and comm.rank == 0:
         batch = min(config.batch_size, len(ds.X_train) if not hasattr(ds.X_train, "tocsr") else ds.X_train.shape[0])
         print(
-            f"mpi: {comm.size} ranks; global batch {batch} rows, {-(-batch // comm.size)} or fewer a rank",
+            f"mpi: {comm.size} ranks; global batch {batch} rows, {-(-batch // comm.size)} or fewer a rank"
+            + (f"; one GPU a rank, reduced with {comm.transport}" if comm.reduces_device_buffers else ""),
             file=sys.stderr,
         )
     existed = bool(args.save) and os.path.exists(args.save)

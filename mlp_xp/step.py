@@ -76,15 +76,21 @@ class GraphStep:
     only; the trainer runs a last partial batch through the plain step.
     """
 
-    def __init__(self, step: TrainStep, X, Y, acc) -> None:
+    def __init__(self, step: TrainStep, X, Y, acc, *, divisor: float | None = None) -> None:
         ops = step.model.ops
         if not ops.can_capture:
             raise ConfigError(f"cuda_graph needs the CUDA backend; this model is on {ops.name}")
         self.step, self.ops = step, ops
         self.idx = ops.zeros((step.ws.batch_size,), np.int64)
-        self.graph = ops.capture(lambda: step.backprop(X, Y, self.idx, acc))
+        # divisor: the loss's denominator, where it is not the captured rows (data-parallel ranks: the global batch's)
+        self.graph = ops.capture(lambda: step.backprop(X, Y, self.idx, acc, divisor=divisor))
 
     def __call__(self, idx, lr: float) -> None:
+        self.backprop(idx)
+        self.step.optimizer.step(self.step.model.params, lr)
+
+    def backprop(self, idx) -> None:
+        """The captured gather, forward, loss and backward on the rows ``idx``, without the update (data-parallel
+        ranks all-reduce the gradient between the two, on the same stream)."""
         self.ops.copy(self.idx, idx)
         self.ops.replay(self.graph)
-        self.step.optimizer.step(self.step.model.params, lr)

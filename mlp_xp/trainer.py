@@ -388,7 +388,10 @@ class _Run:
         # copy to the host per epoch brings every metric.
         self.sums = self.ops.zeros((3, 2), np.float64)
         self.train_sums = self.sums[0]  # one view for the whole run (a captured graph keeps its address)
-        self.graph_step = _step.GraphStep(self.step, data.X, data.Y, self.train_sums) if cfg.cuda_graph else None
+        self.graph_step = None
+        if cfg.cuda_graph:  # over ranks, a rank's full part of a full global batch: the loss over the global rows
+            divisor = float(self.batch) if self.comm.size > 1 else None
+            self.graph_step = _step.GraphStep(self.step, data.X, data.Y, self.train_sums, divisor=divisor)
         self.global_step = 0
         self._next_step = 0  # the step the epoch loop is about to run (where an interrupt stops)
         self.stop = _StopRequest()
@@ -626,9 +629,9 @@ class _Run:
                 _tick(bar, ops.peek(self.train_sums), s + part.batch_size, k)
         self._next_step = 0
         if shared:
-            self.comm.allreduce(self.sums[0])  # the epoch's training sums of every rank's rows
+            self.comm.allreduce(self.sums[0])  # the epoch's training sums of every rank's rows (device: NCCL)
             if bar is not None:
-                _tick(bar, self.sums[0], data.n, self.steps - 1)
+                _tick(bar, ops.to_host(self.sums[0]), data.n, self.steps - 1)
         t1 = ops.timestamp()
         for row, (Xs, Ys) in zip((1, 2), data.sets.values()):
             _accumulate(self.model, Xs, Ys, self.eval_ws, self.sums[row], cfg.label_smoothing, data.class_weight)
@@ -650,12 +653,14 @@ class _Run:
         if cfg.l2_per_sample:
             self.optimizer.l2 = cfg.l2_per_sample / divisor
         grads = self.step.grads.flat
-        if hi > lo:
+        if self.graph_step is not None and hi - lo == self.step.ws.batch_size and rows == self.batch:
+            self.graph_step.backprop(perm[s + lo : s + hi])  # captured with the global batch's rows as divisor
+        elif hi > lo:
             part = self.step.ws.rows(hi - lo)
             self.step.backprop(data.X, data.Y, perm[s + lo : s + hi], self.train_sums, part, W=data.W, divisor=divisor)
         else:  # a rank with no rows of this batch still joins the sum
             self.ops.fill(grads, 0.0)
-        comm.allreduce(grads)
+        comm.allreduce(grads)  # GPU ranks: queued on the backend's stream, between the graph and the update
         self.optimizer.step(self.model.params, lr)
         self.global_step += 1
         if _step_hook is not None:
@@ -854,13 +859,21 @@ def _summary_line(r: dict, epochs: int) -> str:
 def _check_distributed(cfg: TrainConfig, model: MLP, comm) -> TrainConfig:
     """What a data-parallel run takes (refused otherwise, before any data are read), and the settings of this rank:
     rank 0 alone reports and writes checkpoints."""
-    if model.ops.kind != "cpu":
-        raise ConfigError(
-            f"training on {comm.size} MPI ranks works on the CPU backend (MPI on host buffers); this model is on "
-            f"{model.ops.name}: use --device cpu (GPU ranks over NCCL are not in this version)"
+    kind = model.ops.kind
+    on_device = kind == "cuda" and comm.reduces_device_buffers and getattr(comm, "ops", None) is model.ops
+    if kind != "cpu" and not on_device:
+        how = (
+            "make the communicator for this backend: mlp_xp.distributed.for_backend(comm, model.ops) (NCCL)"
+            if kind == "cuda"
+            else "use --device cpu or cuda"
         )
-    if cfg.cuda_graph:
-        raise ConfigError("cuda_graph is a GPU setting, and MPI ranks train on the CPU: leave it off")
+        raise ConfigError(
+            f"training on {comm.size} MPI ranks takes the CPU backend (MPI on host buffers) or the CUDA backend with "
+            f"a communicator of its device buffers (NCCL); this model is on {model.ops.name} and the communicator "
+            f"is {type(comm).__name__}: {how}"
+        )
+    if cfg.cuda_graph and not on_device:
+        raise ConfigError("cuda_graph is a GPU setting, and these MPI ranks train on the CPU: leave it off")
     if comm.rank > 0:
         cfg = cfg.replace(checkpoint=None, resume=False, verbose=False)
     return cfg
@@ -871,12 +884,13 @@ def _same_run_everywhere(comm, model: MLP, cfg: TrainConfig, data: _TrainingData
     model), else one clear error on every rank instead of ranks waiting on each other forever."""
     import hashlib
 
-    comm.bcast(model.params)
+    comm.bcast(model.params)  # (GPU ranks: NCCL on the backend's stream)
     h = hashlib.sha256()
     X = data.X
     for a in ([X.data, X.indices, X.indptr] if is_sparse(X) else [X]) + [data.Y, data.w_host]:
         if a is not None:
-            h.update(np.ascontiguousarray(a).tobytes())
+            host = a if isinstance(a, np.ndarray) else model.ops.to_host(a)  # device data: a host copy, once
+            h.update(np.ascontiguousarray(host).tobytes())
     shaping = {k: v for k, v in settings_of(cfg).items() if k not in ("checkpoint", "resume", "verbose")}
     mine = {
         "data": f"{data.n} rows, sha256 {h.hexdigest()[:16]}",

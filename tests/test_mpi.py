@@ -168,3 +168,191 @@ def test_resume_across_ranks_is_byte_identical_and_another_n_may_resume(tmp_path
     run([*two, *base, "--epochs", "4", "--save", str(tmp_path / "s.npz")])
     assert (tmp_path / "r.npz").read_bytes() == (tmp_path / "s.npz").read_bytes()
     run([*base, "--epochs", "5", "--checkpoint", str(ck), "--resume", "--save", str(tmp_path / "one.npz")])
+
+
+# ---- GPU ranks: NCCL on the CPU model of CuPy (tests/cuda_host), two fake GPUs, rank r on cuda:r ----
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+NCCL_JOB = """
+    import json, sys
+    sys.path.insert(0, sys.argv[4])
+    import numpy as np
+    import mlp_xp
+    from mlp_xp import trainer
+    from mlp_xp.distributed import MPICommunicator, NCCLCommunicator, for_backend, rank_device
+    from tests.conftest import cuda_host_backend
+    from tests.cuda_host.fake_cupy import FakeCupy
+    from tests.cuda_host.fake_nccl import FakeNccl
+    from tests.cuda_host.harness import HostKernels
+
+    out, optimizer, graph = sys.argv[1], sys.argv[2], sys.argv[3] == "1"
+    mpi = MPICommunicator()
+    kernels = HostKernels()
+    fake = FakeCupy(kernels, n_devices=2)
+    nccl = FakeNccl(fake, mpi.comm)
+    device = rank_device("cuda", mpi, count=fake.n_devices)  # what --device cuda means under mpiexec
+    ops = cuda_host_backend(kernels, index=int(device.split(":")[1]), fake=fake)
+    comm = for_backend(mpi, ops)
+    assert isinstance(comm, NCCLCommunicator) and nccl.ids_made == (comm.rank == 0)
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(101, 6)), rng.integers(0, 3, 101)
+    model = mlp_xp.MLP([6, 8, 3], "tanh", dtype="float64", device=ops, seed=comm.rank)  # rank 0's weights win
+    marks = []
+    trainer._step_hook = lambda step: marks.append([step, fake.syncs, ops.counts.syncs])
+    history = mlp_xp.fit(model, X, y, epochs=3, batch_size=20, lr=0.1, optimizer=optimizer, cuda_graph=graph,
+                         comm=comm)
+    trainer._step_hook = None
+    np.save(f"{out}/rank{comm.rank}.npy", model.get_flat())
+    collectives = [[w.name, w.device, w.stream, w.captured] for w in fake.log if w.kind == "nccl"]
+    json.dump({"device": device, "stream": ops.dev.stream.ptr, "marks": marks, "collectives": collectives,
+               "graphs": len(fake._graphs), "loss": history["train_loss"]}, open(f"{out}/rank{comm.rank}.json", "w"))
+"""
+
+
+@pytest.mark.parametrize(("optimizer", "graph"), [("momentum", False), ("adam", False), ("nesterov", True)])
+def test_gpu_ranks_reduce_with_nccl_on_the_backends_stream(tmp_path, host_kernels, optimizer, graph):
+    """101 rows, batch 20: six steps an epoch, the last of one row (rank 1 gets none of it); float64. The ranks
+    end bitwise identical and equal to one process on the same fake GPU; every collective (the bcast of the
+    parameters, each step's all-reduce, the epoch's sums) went to the backend's own stream; no step waited for the
+    device. With cuda_graph, each full step replays the graph, all-reduces and updates on that stream."""
+    import json
+
+    from .conftest import cuda_host_backend
+
+    host_kernels.preload([n for names in mlp_xp.backend.kernels.KERNELS.values() for n in names])  # build once
+    r = mpirun(NCCL_JOB, tmp_path, tmp_path, optimizer, int(graph), REPO)
+    assert r.returncode == 0, r.stderr
+    ranks = [np.load(tmp_path / f"rank{k}.npy") for k in (0, 1)]
+    assert ranks[0].tobytes() == ranks[1].tobytes()
+    info = [json.loads((tmp_path / f"rank{k}.json").read_text()) for k in (0, 1)]
+    assert [i["device"] for i in info] == ["cuda:0", "cuda:1"]
+    for k, i in enumerate(info):
+        names = [c[0] for c in i["collectives"]]
+        assert names[0] == "bcast" and names.count("allReduce") == 3 * 6 + 3  # a step each, the sums each epoch
+        assert all(c[1] == k and c[2] == i["stream"] for c in i["collectives"]), i["collectives"]
+        assert not any(c[3] for c in i["collectives"])  # between the replay and the update, not in the graph
+        assert (i["graphs"] > 0) == graph
+        for epoch in range(3):  # from each epoch's first step on, no host sync until its end
+            marks = i["marks"][epoch * 6 : epoch * 6 + 6]
+            assert len({(m[1], m[2]) for m in marks}) == 1, marks
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(101, 6)), rng.integers(0, 3, 101)
+    ops = cuda_host_backend(host_kernels)
+    model = mlp_xp.MLP([6, 8, 3], "tanh", dtype="float64", device=ops, seed=0)
+    history = mlp_xp.fit(model, X, y, epochs=3, batch_size=20, lr=0.1, optimizer=optimizer, cuda_graph=graph)
+    np.testing.assert_allclose(ranks[0], model.get_flat(), rtol=0, atol=1e-12)
+    np.testing.assert_allclose(info[0]["loss"], history["train_loss"], rtol=1e-12)
+
+
+def test_gpu_ranks_without_a_device_communicator_are_refused(host_kernels):
+    from .conftest import cuda_host_backend
+
+    class TwoRanks(Communicator):  # a host-buffer communicator of two ranks (never reached: refused first)
+        size = 2
+
+    model = mlp_xp.MLP([3, 2], device=cuda_host_backend(host_kernels))
+    with pytest.raises(mlp_xp.errors.ConfigError, match=r"for_backend\(comm, model.ops\) \(NCCL\)"):
+        mlp_xp.fit(model, np.ones((8, 3)), np.arange(8) % 2, epochs=1, comm=TwoRanks())
+
+
+def test_rank_device_takes_the_local_rank_among_the_visible_gpus():
+    from mlp_xp.distributed import rank_device
+
+    class Rank(Communicator):
+        size = 4
+
+        def __init__(self, local):
+            self.rank, self._local = local + 2, local
+
+        def local_rank(self):
+            return self._local
+
+    assert rank_device("cuda", Rank(1), count=2) == "cuda:1"
+    assert rank_device("cuda:0", Rank(1), count=2) == "cuda:0"  # asked for by name: kept
+    assert rank_device("cpu", Rank(1), count=2) == "cpu"
+    assert rank_device("cuda", Communicator(), count=2) == "cuda"  # one process: unchanged
+    with pytest.raises(mlp_xp.errors.ConfigError, match="local rank 2 on its machine, which has 2 visible GPU"):
+        rank_device("cuda", Rank(2), count=2)
+
+
+def test_the_fake_nccl_refuses_what_a_gpu_would(tmp_path):
+    """Negative controls of the CPU model of NCCL: another stream than the one that wrote the buffer (a race on a
+    GPU), the legacy stream, another device's memory, two ranks on one GPU. Each refusal comes before any MPI
+    call, on both ranks alike, so the job does not hang."""
+    code = """
+        import sys
+        sys.path.insert(0, sys.argv[1])
+        import numpy as np
+        from mlp_xp.distributed import MPICommunicator, NCCLCommunicator
+        from tests.conftest import cuda_host_backend
+        from tests.cuda_host.fake_cupy import CUDARuntimeError, FakeCupy, RaceError
+        from tests.cuda_host.fake_nccl import FakeNccl, NcclError
+        from tests.cuda_host.harness import HostKernels
+
+        mpi = MPICommunicator()
+        kernels = HostKernels()
+        fake = FakeCupy(kernels, n_devices=2)
+        nccl = FakeNccl(fake, mpi.comm)
+        ops = cuda_host_backend(kernels, index=mpi.rank, fake=fake)
+        comm = NCCLCommunicator(ops, mpi.comm)
+        buf = ops.asarray(np.full(4, mpi.rank + 1.0))
+        comm.allreduce(buf)
+        assert ops.to_host(buf).tolist() == [3.0] * 4
+        with fake.cuda.Device(mpi.rank):
+            other = fake.cuda.Stream(non_blocking=True)
+        ops.fill(buf, 1.0)
+        errors = []
+        for stream, what in ((other.ptr, "race"), (0, "legacy")):
+            try:
+                comm.device_allreduce(buf, stream)
+            except (RaceError, AssertionError) as e:
+                errors.append(f"{what}: {type(e).__name__}")
+        elsewhere = cuda_host_backend(kernels, index=1 - mpi.rank, fake=fake).asarray(np.ones(4))
+        try:
+            comm.device_allreduce(elsewhere, ops.dev.stream.ptr)
+        except CUDARuntimeError as e:
+            errors.append("device: " + str(e).split(":")[0])
+        uid = mpi.bcast_obj(nccl.get_unique_id() if mpi.rank == 0 else None)
+        try:
+            with fake.cuda.Device(0):
+                nccl.NcclCommunicator(2, uid, mpi.rank)
+        except NcclError as e:
+            errors.append("shared GPU: " + str(e).split(":")[1].strip())
+        open(f"{sys.argv[2]}/errors{mpi.rank}.txt", "w").write(repr(errors))
+    """
+    r = mpirun(code, tmp_path, REPO, tmp_path)
+    assert r.returncode == 0, r.stderr
+    for rank in (0, 1):
+        assert (tmp_path / f"errors{rank}.txt").read_text() == repr(
+            ["race: RaceError", "legacy: AssertionError", "device: cudaErrorIllegalAddress",
+             "shared GPU: Duplicate GPU detected (devices [0, 0])"]
+        )  # fmt: skip
+
+
+def test_gpu_ranks_without_nccl_take_a_cuda_aware_mpi_and_say_so_else_are_refused(host_kernels, monkeypatch, capsys):
+    """No device buffer ever goes to an MPI that is not CUDA-aware; a CUDA-aware one is said to wait for the device
+    (the MPI itself is stubbed: this pytest process never starts MPI)."""
+    from types import SimpleNamespace
+
+    from mlp_xp import distributed
+
+    from .conftest import cuda_host_backend
+
+    ops = cuda_host_backend(host_kernels)  # a fake without NCCL
+    assert ops.dev.nccl() is None
+
+    class StubMPI(distributed.MPICommunicator):
+        def __init__(self, aware):
+            self.rank, self.size, self.comm = 0, 2, None
+            self._MPI = SimpleNamespace(Query_cuda_support=lambda: aware)
+
+    with pytest.raises(mlp_xp.errors.ConfigError, match="this MPI is not CUDA-aware"):
+        distributed.for_backend(StubMPI(False), ops)
+    made = []
+    monkeypatch.setattr(distributed.CudaAwareMPICommunicator, "__init__", lambda self, o, c: made.append(o))
+    assert isinstance(distributed.for_backend(StubMPI(True), ops), distributed.CudaAwareMPICommunicator)
+    assert made == [ops] and "waits for the device before each step's all-reduce" in capsys.readouterr().err
+    cpu = mlp_xp.backend.get_backend("cpu")
+    comm = StubMPI(False)
+    assert distributed.for_backend(comm, cpu) is comm  # CPU ranks: MPI on host buffers, as before

@@ -401,6 +401,29 @@ class CupyDevice:
         with self.on_device:
             graph.launch(self.stream)
 
+    # ---- collectives (NCCL) ----
+    def nccl(self):
+        """CuPy's NCCL module (``cupy.cuda.nccl``), or None where CuPy has none."""
+        module = getattr(self.cp.cuda, "nccl", None)
+        if module is None:
+            try:
+                import importlib
+
+                module = importlib.import_module(f"{self.cp.__name__}.cuda.nccl")
+            except Exception:
+                return None
+        return module
+
+    def nccl_communicator(self, nccl, size: int, uid, rank: int):
+        """NCCL's communicator of this rank, made on this device (NCCL takes the current one)."""
+        with self.on_device:
+            return nccl.NcclCommunicator(size, uid, rank)
+
+    def collective(self, fn, buf) -> None:
+        """``fn(buf, stream_ptr)``, a collective on ``buf``, queued on this backend's stream and device."""
+        with self.on_device:
+            fn(buf, self.stream.ptr)
+
     # ---- timing and synchronization ----
     def timestamp(self):
         with self.on_device:

@@ -419,6 +419,23 @@ class CupyOps(Ops):
     def fill(self, a, value) -> None:
         self.dev.fill(a, value)
 
+    # ---- collectives ----
+    def allreduce(self, buf, comm) -> None:
+        """buf <- the sum of every rank's buf, in place, on this backend's stream (``comm``: a communicator that
+        reduces device buffers, :class:`mlp_xp.distributed.NCCLCommunicator`). Never waits for the device."""
+        self._collective(buf, comm, comm.device_allreduce)
+
+    def bcast(self, buf, comm) -> None:
+        """buf <- rank 0's buf, in place, on this backend's stream."""
+        self._collective(buf, comm, comm.device_bcast)
+
+    def _collective(self, buf, comm, fn) -> None:
+        if getattr(buf, "dtype", None) not in (np.float32, np.float64, np.int32, np.int64):
+            raise DataError(f"a collective takes float or integer device buffers, got {getattr(buf, 'dtype', buf)}")
+        self._arr(buf, buf.dtype, "the collective's buffer")
+        self.dev.collective(fn, buf)
+        self._launched += 1  # one NCCL kernel: a node of a captured graph
+
     # ---- CUDA graphs ----
     def capture(self, fn):
         """Record the device work of ``fn()`` as a CUDA graph without running it; ``replay`` runs it.

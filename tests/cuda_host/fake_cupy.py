@@ -21,6 +21,8 @@ modelled is what the GPU audit found CuPy does, so that the bugs it found fail h
   write; work on another stream that touches it before being ordered after that write (an event waited on,
   a synchronization, the legacy stream's implicit ordering with blocking streams) raises :class:`RaceError`.
   Work itself runs at once, so results are deterministic; what would be a race on a GPU is an error here.
+* **NCCL** (``cupy.cuda.nccl``), where :class:`tests.cuda_host.fake_nccl.FakeNccl` is attached: collectives
+  across processes over mpi4py on this host memory, on the stream they are given, checked as a GPU would fault.
 * **Asynchronous copies to pinned memory** (``get(out=, blocking=False)``) land only when the stream is
   synchronized or an event recorded after them is found done: a reader that does not wait sees stale data.
 """
@@ -274,6 +276,7 @@ class Stream:
 
     def synchronize(self) -> None:
         self._refuse_in_capture("a stream synchronization")
+        self._fake.syncs += 1
         self._land(self.seq)
         self._fake._host_known[self.ptr, self.device_id] = self.seq
 
@@ -337,6 +340,7 @@ class Event:
     def synchronize(self) -> None:
         if self.stream is not None:
             self.stream._refuse_in_capture("an event synchronization")
+            self._fake.syncs += 1
             self.stream._land(self.seq)
             _merge(self._fake._host_known, self.clock)
 
@@ -384,6 +388,7 @@ class Device:
         return self
 
     def synchronize(self) -> None:
+        self._fake.syncs += 1
         for (ptr, dev), s in list(self._fake._streams.items()):
             if dev == self.id:
                 if s.graph is not None:
@@ -581,6 +586,7 @@ class FakeCupy:
         self.compiles = 0
         self.loaded: dict = {}
         self.events_recorded = 0
+        self.syncs = 0  # host waits for the device: stream, event and device synchronizations
         self.runtime = _Runtime(self)
         self.cuda = _Cuda(self)
         self.cublas = _Cublas(self)
