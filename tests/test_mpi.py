@@ -356,3 +356,36 @@ def test_gpu_ranks_without_nccl_take_a_cuda_aware_mpi_and_say_so_else_are_refuse
     cpu = mlp_xp.backend.get_backend("cpu")
     comm = StubMPI(False)
     assert distributed.for_backend(comm, cpu) is comm  # CPU ranks: MPI on host buffers, as before
+
+
+def test_four_ranks_match_one_process_and_failures_end_fast(tmp_path):
+    """4 ranks on 2 cores (oversubscribed): identical ranks, one process's result to 1e-12 (float64); and the
+    mismatched-data job ends, with its message, in under 10 seconds."""
+    import time
+
+    r = mpirun(JOB, tmp_path, tmp_path, "momentum", 0, n=4)
+    assert r.returncode == 0, r.stderr
+    ranks = [np.load(tmp_path / f"rank{k}.npy") for k in range(4)]
+    assert all(a.tobytes() == ranks[0].tobytes() for a in ranks[1:])
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(101, 6)), rng.integers(0, 3, 101)
+    model = mlp_xp.MLP([6, 8, 3], "tanh", dtype="float64", device="cpu", seed=0)
+    mlp_xp.fit(model, X, y, epochs=3, batch_size=50, lr=0.1, optimizer="momentum")
+    np.testing.assert_allclose(ranks[0], model.get_flat(), rtol=0, atol=1e-12)
+    code = """
+        import numpy as np
+        import mlp_xp
+        from mlp_xp.distributed import MPICommunicator
+
+        comm = MPICommunicator()
+        X = np.random.default_rng(comm.rank).normal(size=(40, 3))
+        try:
+            mlp_xp.fit(mlp_xp.MLP([3, 2], device="cpu"), X, np.arange(40) % 2, epochs=1, comm=comm)
+        except Exception as e:
+            print(e, flush=True)
+            comm.abort(2)
+    """
+    t = time.monotonic()
+    r = mpirun(code, tmp_path)
+    assert r.returncode != 0 and "do not run the same training" in r.stdout + r.stderr
+    assert time.monotonic() - t < 10
