@@ -36,7 +36,7 @@ except ImportError as e:  # pragma: no cover - scikit-learn < 1.6
 import copy
 
 from . import settings
-from .data.preprocess import TablePreprocessor, is_frame
+from .data.preprocess import TablePreprocessor, is_frame, text_columns
 from .errors import ConfigError, DataError
 from .model import MLP
 from .trainer import History, TrainConfig, fit, preprocess_split
@@ -150,7 +150,7 @@ class _BaseMLP(BaseEstimator):
         prep = self._preprocessor(X)
         if prep is None:
             if is_frame(X):
-                text = [str(c) for c, t in X.dtypes.items() if getattr(t, "kind", "O") not in "biuf"]
+                text = text_columns(X)
                 if text:
                     raise DataError(
                         f"X has columns that are not numbers ({', '.join(text[:5])}"

@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from .data.idx import read_idx
+from .data.preprocess import text_columns
 from .data.tables import is_table, iter_table, table_columns
 from .errors import ConfigError, DataError, DatasetNotFound
 from .files import atomic_writer
@@ -118,7 +119,7 @@ def _batches(model, src: Path, batch: int) -> tuple[Iterator, int | None]:
 
 def _numbers(frame, src: Path) -> np.ndarray:
     """A batch of a table for a model that takes numbers only (it was not trained on a table)."""
-    text = [str(c) for c, t in frame.dtypes.items() if getattr(t, "kind", "O") not in "biuf"]
+    text = text_columns(frame)
     if text and len(frame):  # (a header alone reads as text columns: it is refused as having no rows)
         raise DataError(
             f"--input {src}: {'columns' if len(text) > 1 else 'column'} {', '.join(text[:5])} "

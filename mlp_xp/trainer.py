@@ -882,18 +882,13 @@ def _check_distributed(cfg: TrainConfig, model: MLP, comm) -> TrainConfig:
 def _same_run_everywhere(comm, model: MLP, cfg: TrainConfig, data: _TrainingData) -> None:
     """Before the first step: rank 0's parameters on every rank, and every rank's run the same (data, settings,
     model), else one clear error on every rank instead of ranks waiting on each other forever."""
-    import hashlib
-
     comm.bcast(model.params)  # (GPU ranks: NCCL on the backend's stream)
-    h = hashlib.sha256()
-    X = data.X
-    for a in ([X.data, X.indices, X.indptr] if is_sparse(X) else [X]) + [data.Y, data.w_host]:
-        if a is not None:
-            host = a if isinstance(a, np.ndarray) else model.ops.to_host(a)  # device data: a host copy, once
-            h.update(np.ascontiguousarray(host).tobytes())
+    host = [a if a is None or isinstance(a, np.ndarray) or is_sparse(a) else model.ops.to_host(a)  # device: once
+            for a in (data.X, data.Y, data.w_host)]  # fmt: skip
+    digest = _checkpoint.fingerprint([part for a in host for part in _fingerprinted(a)])
     shaping = {k: v for k, v in settings_of(cfg).items() if k not in ("checkpoint", "resume", "verbose")}
     mine = {
-        "data": f"{data.n} rows, sha256 {h.hexdigest()[:16]}",
+        "data": f"{data.n} rows, sha256 {digest[:16]}",
         "settings": json.dumps(shaping, sort_keys=True),
         # (the initial weights' seed aside: rank 0's weights are every rank's)
         "model": json.dumps({k: v for k, v in _architecture(model).items() if k != "seed"}, sort_keys=True),

@@ -23,7 +23,7 @@ import numpy as np
 
 from ..errors import ConfigError, DataError
 
-__all__ = ["LabelVocabulary", "TablePreprocessor", "TargetScaler", "check_no_missing", "is_frame"]
+__all__ = ["LabelVocabulary", "TablePreprocessor", "TargetScaler", "check_no_missing", "is_frame", "text_columns"]
 #: A text column with more categories than this, most of them seen once, draws a warning when fitted.
 WIDE_CATEGORIES = 32
 
@@ -33,6 +33,11 @@ _UNKNOWN = ("ignore", "error")
 def is_frame(X) -> bool:
     """Whether X is a pandas DataFrame (told without importing pandas)."""
     return type(X).__name__ == "DataFrame" and hasattr(X, "columns") and hasattr(X, "dtypes")
+
+
+def text_columns(frame) -> list[str]:
+    """The names of a DataFrame's columns that are not numbers (bool counts as one)."""
+    return [str(c) for c, t in frame.dtypes.items() if getattr(t, "kind", "O") not in "biuf"]
 
 
 def _is_numeric(series) -> bool:
