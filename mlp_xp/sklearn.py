@@ -21,6 +21,7 @@ time. Not yet: ``solver="lbfgs"``, ``loss="poisson"``: each is refused with a li
 
 from __future__ import annotations
 
+import inspect
 import math
 import warnings
 
@@ -124,6 +125,14 @@ class _Stopping:
             self.fired = True
             return True
         return False
+
+
+def _keep(est, values: dict) -> None:
+    """scikit-learn's rule for ``__init__``: every parameter stored as given, under its own name (the signature
+    lists them: get_params reads it)."""
+    for name in inspect.signature(type(est).__init__).parameters:
+        if name != "self":
+            setattr(est, name, values[name])
 
 
 def _stochastic(est) -> bool:
@@ -453,30 +462,7 @@ class MLPClassifier(ClassifierMixin, _DropIn):
         max_fun=15000,
         device="cpu",
     ):
-        self.hidden_layer_sizes = hidden_layer_sizes
-        self.activation = activation
-        self.solver = solver
-        self.alpha = alpha
-        self.batch_size = batch_size
-        self.learning_rate = learning_rate
-        self.learning_rate_init = learning_rate_init
-        self.power_t = power_t
-        self.max_iter = max_iter
-        self.shuffle = shuffle
-        self.random_state = random_state
-        self.tol = tol
-        self.verbose = verbose
-        self.warm_start = warm_start
-        self.momentum = momentum
-        self.nesterovs_momentum = nesterovs_momentum
-        self.early_stopping = early_stopping
-        self.validation_fraction = validation_fraction
-        self.beta_1 = beta_1
-        self.beta_2 = beta_2
-        self.epsilon = epsilon
-        self.n_iter_no_change = n_iter_no_change
-        self.max_fun = max_fun
-        self.device = device
+        _keep(self, locals())
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -591,31 +577,7 @@ class MLPRegressor(RegressorMixin, _DropIn):
         max_fun=15000,
         device="cpu",
     ):
-        self.loss = loss
-        self.hidden_layer_sizes = hidden_layer_sizes
-        self.activation = activation
-        self.solver = solver
-        self.alpha = alpha
-        self.batch_size = batch_size
-        self.learning_rate = learning_rate
-        self.learning_rate_init = learning_rate_init
-        self.power_t = power_t
-        self.max_iter = max_iter
-        self.shuffle = shuffle
-        self.random_state = random_state
-        self.tol = tol
-        self.verbose = verbose
-        self.warm_start = warm_start
-        self.momentum = momentum
-        self.nesterovs_momentum = nesterovs_momentum
-        self.early_stopping = early_stopping
-        self.validation_fraction = validation_fraction
-        self.beta_1 = beta_1
-        self.beta_2 = beta_2
-        self.epsilon = epsilon
-        self.n_iter_no_change = n_iter_no_change
-        self.max_fun = max_fun
-        self.device = device
+        _keep(self, locals())
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
