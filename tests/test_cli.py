@@ -5,15 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from mlp_xp.cli import main
-
-
-def run(capsys, *argv):
-    """Run mlp-xp in-process; a single argument is split at spaces (the command line as typed)."""
-    argv = argv[0].split() if len(argv) == 1 else list(argv)
-    code = main(argv)
-    out, err = capsys.readouterr()
-    return code, out, err
+from .cli_runner import run
 
 
 def test_train_writes_model_metrics_and_plot(tmp_path, capsys):

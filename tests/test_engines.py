@@ -13,18 +13,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mlp_xp.cli import main
+from .cli_runner import run
 
 pytest.importorskip("sklearn")
 
 SEARCH = "search --data digits --hidden 16 --epochs 2 --param lr=0.02,0.1,1e30 --param momentum=0.5,0.9 --device cpu"
 TIMEOUT = 240
-
-
-def run(capsys, argv):
-    code = main(argv.split() if isinstance(argv, str) else argv)
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def cli(args: str, tmp_path, **env):

@@ -8,17 +8,11 @@ import numpy as np
 import pytest
 
 from mlp_xp import MLP
-from mlp_xp.cli import main
 from mlp_xp.data.idx import write_idx
 
+from .cli_runner import run
+
 pd = pytest.importorskip("pandas")
-
-
-def run(capsys, *argv):
-    argv = argv[0].split() if len(argv) == 1 else list(argv)
-    code = main(argv)
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 @pytest.fixture

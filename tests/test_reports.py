@@ -7,17 +7,11 @@ import numpy as np
 import pytest
 
 from mlp_xp import MLP
-from mlp_xp.cli import main
 from mlp_xp.reports import classification_report, format_report, regression_report
 
+from .cli_runner import run
+
 metrics = pytest.importorskip("sklearn.metrics")
-
-
-def run(capsys, *argv):
-    argv = argv[0].split() if len(argv) == 1 else list(argv)
-    code = main(argv)
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def test_classification_report_equals_scikit_learns():

@@ -7,22 +7,14 @@ import numpy as np
 import pytest
 
 from mlp_xp import MLP
-from mlp_xp.cli import main
 from mlp_xp.data.preprocess import LabelVocabulary, TablePreprocessor
 from mlp_xp.errors import DataError
 from mlp_xp.trainer import preprocess_split, split_validation, validation_rows
 
+from .cli_runner import run
+
 pd = pytest.importorskip("pandas")
 pytest.importorskip("pyarrow")
-
-
-def run(capsys, *argv):
-    """mlp-xp in-process: one string is split at spaces; a list is taken as it is (names with spaces)."""
-    if len(argv) == 1:
-        argv = argv[0].split() if isinstance(argv[0], str) else list(argv[0])
-    code = main(argv)
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def small_frame():
