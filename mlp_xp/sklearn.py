@@ -94,8 +94,10 @@ class _Stopping:
     def __call__(self, record: dict, model: MLP) -> bool:
         est = self.est
         self.epochs += 1
-        W = [w for w, _ in model.weights()]
-        penalty = 0.5 * est.alpha * sum(float(np.dot(w.ravel(), w.ravel())) for w in W) * self.batches / self.n_rows
+        penalty = 0.0
+        if est.alpha:  # (a host copy of the weights each epoch, only where there is a penalty to add)
+            squares = sum(float(np.dot(w.ravel(), w.ravel())) for w, _ in model.weights())
+            penalty = 0.5 * est.alpha * squares * self.batches / self.n_rows
         # scikit-learn's squared loss is the mean over every output, mlp_xp's the sum over a row's outputs
         loss = float(record["train_loss"]) / est._outputs_per_loss(model) + penalty
         est.loss_curve_.append(loss)

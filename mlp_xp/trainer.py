@@ -596,7 +596,7 @@ class _Run:
         bar = _progress(cfg.verbose, self.steps, epoch, cfg.epochs)
         t0 = ops.timestamp()
         perm = ops.permutation(data.n, cfg.seed, epoch) if self.order is None else self.order
-        divisors = self._divisors(epoch)
+        divisors = self._divisors(epoch, perm)
         minutes = cfg.checkpoint_minutes * 60.0 if cfg.checkpoint is not None else 0.0
         shared = self.comm.size > 1
         for k in range(first_step, self.steps):
@@ -667,13 +667,20 @@ class _Run:
             _step_hook(self.global_step)
         return lr
 
-    def _divisors(self, epoch: int) -> list[float] | None:
+    def _divisors(self, epoch: int, perm) -> list[float] | None:
         """With sample weights: each step's sum of its rows' weights (its loss's denominator), from the epoch's
         permutation computed on the host (the reference's, which every backend's permutation equals)."""
         w = self.data.w_host
         if w is None:
             return None
-        order = np.arange(self.data.n) if self.order is not None else _permutation(self.data.n, self.cfg.seed, epoch)
+        # the epoch's row order on the host: the CPU backend's own; a device's is the rows' order (no shuffling) or
+        # the reference's permutation, which it equals
+        if isinstance(perm, np.ndarray):
+            order = perm
+        elif self.order is not None:
+            order = np.arange(self.data.n)
+        else:
+            order = _permutation(self.data.n, self.cfg.seed, epoch)
         starts = np.arange(0, self.steps * self.batch, self.batch)
         sums = np.add.reduceat(w[order].astype(np.float64), starts)[: self.steps]
         if self.cfg.drop_last or self.steps * self.batch < self.data.n:
