@@ -15,6 +15,7 @@ Every line is one backend op, so a step is 2L ops forward, one for the loss and 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -58,6 +59,12 @@ class Layout:
         Ws = [flat[s : s + i * o].reshape(i, o) for s, (i, o) in zip(self.w_offsets, self.weight_shapes)]
         bs = [flat[s : s + o] for s, (_, o) in zip(self.b_offsets, self.weight_shapes)]
         return Ws, bs
+
+    def update_parts(self) -> list[tuple[int, int]]:
+        """[lo, hi) of each W_l in the flat buffer, then one of all the biases: the parts of an update applied
+        layer by layer (:class:`mlp_xp.step.TrainStep`)."""
+        ws = [(s, s + i * o) for s, (i, o) in zip(self.w_offsets, self.weight_shapes)]
+        return [*ws, (self.n_weights, self.n_params)]
 
     @property
     def w_shapes(self) -> list[tuple[int, int]]:
@@ -233,22 +240,28 @@ class MLP:
             h = z
         return h
 
-    def backward(self, x, ws: Workspace, grads: Gradients) -> None:
+    def backward(self, x, ws: Workspace, grads: Gradients, after_layer: Callable[[int], None] | None = None) -> None:
         """Given dL/dz_L in ws.hs[-1], write dW_l and db_l of every layer into ``grads`` (the chain rule, layer
         by layer).
 
         ``grads`` comes from the optimizer (:meth:`mlp_xp.optim.Optimizer.gradients`). When it is momentum's
         velocity V, ``grads.momentum`` = mu and each product keeps mu times what it overwrites:
-        V <- mu V + dL/dW, momentum's first line, at no extra cost."""
+        V <- mu V + dL/dW, momentum's first line, at no extra cost.
+
+        ``after_layer(l)`` is called as soon as dW_l and db_l are written and W_l is no longer read (its dh
+        product comes first): the step can update W_l there, while its gradient is still in cache."""
         ops, momentum = self.ops, grads.momentum
         g = ws.hs[-1]
         for l in range(self.n_layers - 1, -1, -1):
             h_prev = ws.hs[l - 1] if l else x
-            ops.matmul(h_prev, g, grads.dW[l], trans_a=True, accumulate=momentum)  # dW_l = h_{l-1}^T g_l
-            ops.bias_grad(g, grads.db[l], accumulate=momentum)  # db_l = sum of g_l over the batch
             if l:
                 dh = ws.dhs[l - 1]
                 ops.matmul(g, self.W[l], dh, trans_b=True)  # dh_{l-1} = g_l W_l^T
+            ops.matmul(h_prev, g, grads.dW[l], trans_a=True, accumulate=momentum)  # dW_l = h_{l-1}^T g_l
+            ops.bias_grad(g, grads.db[l], accumulate=momentum)  # db_l = sum of g_l over the batch
+            if after_layer is not None:
+                after_layer(l)
+            if l:
                 ops.act_backward(dh, h_prev, self.activations[l - 1], self.leaky_slope)
                 g = dh  # g_{l-1} = dh_{l-1} * g'(z_{l-1})
 

@@ -1,4 +1,5 @@
-"""Optimizers: hyperparameters and state on the host, one backend op per step on the device.
+"""Optimizers: hyperparameters and state on the host, one backend op per step on the device (or one per part, on a
+backend that updates layer by layer: :meth:`Optimizer.update`).
 
 The update rules, and every implementation of them, are in :mod:`mlp_xp.reference.optimizer`. An optimizer
 owns all of its state, including where the backward pass writes the gradient (:meth:`Optimizer.gradients`):
@@ -37,6 +38,20 @@ class Gradients:
     dW: list
     db: list
     momentum: float = 0.0
+
+
+@dataclass(frozen=True)
+class Part:
+    """One slice [lo, hi) of the flat buffers, for an update in parts: views of the parameters, the gradient
+    buffer and the optimizer's state (None where it has none), and how many of its entries are weights (the
+    slice's part of the prefix the penalties act on)."""
+
+    params: object
+    grads: object
+    velocity: object
+    m: object
+    v: object
+    n_weights: int
 
 
 class Optimizer:
@@ -80,6 +95,7 @@ class Optimizer:
         self.ops, self.n_weights = ops, layout.n_weights
         #: Steps taken (Adam's t; also the phase of the subnormal flush).
         self.t = 0
+        self._whole = None  # (params, its Part), made by the first step
         self.velocity = self.m = self.v = None
         n = layout.n_params
         if self.name in ("momentum", "nesterov"):
@@ -126,19 +142,60 @@ class Optimizer:
     def step(self, params, lr: float) -> None:
         """Apply one update with learning rate ``lr`` to ``params``, from the gradient the backward pass wrote
         into :meth:`gradients` (which the update may overwrite)."""
+        if self._whole is None or self._whole[0] is not params:
+            self._whole = (params, self.parts(params, [(0, params.shape[0])])[0])
+        self.start_step()
+        self.update(self._whole[1], lr)
+
+    def start_step(self) -> None:
+        """Count one step whose update is applied in parts (:meth:`update`); :meth:`step` does it itself."""
         self.t += 1
-        ops, nw, g = self.ops, self.n_weights, self._gradients.flat
+
+    def parts(self, params, bounds) -> list[Part]:
+        """Views of ``params`` and of this optimizer's buffers over each [lo, hi) of ``bounds``, made once, for
+        :meth:`update` (:meth:`mlp_xp.model.Layout.update_parts` gives a layer's bounds)."""
+        nw, flat = self.n_weights, self._gradients.flat
+
+        def cut(a, lo, hi):
+            return a if a is None or (lo, hi) == (0, a.shape[0]) else a[lo:hi]
+
+        return [
+            Part(
+                cut(params, lo, hi),
+                cut(flat, lo, hi),
+                cut(self.velocity, lo, hi),
+                cut(self.m, lo, hi),
+                cut(self.v, lo, hi),
+                max(0, min(nw, hi) - lo),
+            )
+            for lo, hi in bounds
+        ]
+
+    def update(self, part: Part, lr: float) -> None:
+        """The current step's update (counted by :meth:`start_step`) on one part of the parameters. Every rule is
+        elementwise, so the parts of a step, in any order, make the same numbers as one update of the whole."""
+        ops, nw, g = self.ops, part.n_weights, part.grads
         penalties = {"l2": self.l2, "l1": self.l1}
         flush = self.t % FLUSH_EVERY == 0
         if self.name == "adam":
             ops.adam_update(
-                params, g, self.m, self.v, nw, lr, self.t, beta1=self.beta1, beta2=self.beta2, eps=self.eps, **penalties
+                part.params,
+                g,
+                part.m,
+                part.v,
+                nw,
+                lr,
+                self.t,
+                beta1=self.beta1,
+                beta2=self.beta2,
+                eps=self.eps,
+                **penalties,
             )
         elif self.folds_momentum:
             ops.sgd_update(
-                params,
+                part.params,
                 None,
-                self.velocity,
+                part.velocity,
                 nw,
                 lr,
                 momentum=self.momentum,
@@ -149,9 +206,9 @@ class Optimizer:
         else:
             momentum = 0.0 if self.name == "sgd" else self.momentum
             ops.sgd_update(
-                params,
+                part.params,
                 g,
-                self.velocity,
+                part.velocity,
                 nw,
                 lr,
                 momentum=momentum,

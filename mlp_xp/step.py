@@ -1,7 +1,8 @@
 """One training step: the buffers it writes into and the ops it dispatches, plain or as a captured CUDA graph.
 
 A step gathers the batch's rows on the device, runs forward, the fused loss (adding into the epoch's sums),
-backward into the optimizer's gradient buffer, and one optimizer update: 6L + 1 backend ops for L layers, no
+backward into the optimizer's gradient buffer, and one optimizer update (on the CPU, one per layer inside the
+backward pass and one for the biases): 6L + 1 backend ops for L layers (7L + 1 on the CPU), no
 allocation, no host sync (the step budget in ARCHITECTURE.md). :mod:`mlp_xp.trainer` runs steps epoch by
 epoch; ``mlp-xp bench`` times them alone.
 """
@@ -38,13 +39,27 @@ class TrainStep:
         self.smoothing, self.class_weight = smoothing, class_weight
         self.ws = model.workspace(batch_size, weighted=weighted)
         self.grads = optimizer.gradients()
+        #: On a backend that updates per layer (the CPU's), the update of W_l follows layer l's backward at once,
+        #: while dW_l is still in cache, and one more updates the biases: L + 1 update ops instead of one.
+        self.parts = optimizer.parts(model.params, model.layout.update_parts()) if model.ops.updates_per_layer else None
+        self._lr = 0.0
+        self._after_layer = self._update_layer if self.parts is not None else None
 
     def __call__(
         self, X, Y, idx, acc, lr: float, ws: Workspace | None = None, *, W=None, divisor: float | None = None
     ) -> None:
         """A whole step on the rows ``idx`` of the device arrays (X, Y), adding the batch's sums into ``acc``."""
-        self.backprop(X, Y, idx, acc, ws, W=W, divisor=divisor)
-        self.optimizer.step(self.model.params, lr)
+        if self.parts is None:
+            self.backprop(X, Y, idx, acc, ws, W=W, divisor=divisor)
+            self.optimizer.step(self.model.params, lr)
+            return
+        self.optimizer.start_step()
+        self._lr = lr
+        self._backprop(X, Y, idx, acc, ws, W, divisor, self._after_layer)
+        self.optimizer.update(self.parts[-1], lr)  # the biases
+
+    def _update_layer(self, l: int) -> None:
+        self.optimizer.update(self.parts[l], self._lr)
 
     def gradients(self, X, Y, idx, acc, ws: Workspace | None = None) -> None:
         """Deprecated: the old name of :meth:`backprop`."""
@@ -54,6 +69,9 @@ class TrainStep:
     def backprop(self, X, Y, idx, acc, ws: Workspace | None = None, *, W=None, divisor: float | None = None) -> None:
         """Everything of a step but the update: gather, forward, fused loss, backward (``ws``: the workspace cut
         to a smaller last batch; ``W``: the rows' weights, with the batch's sum of them as ``divisor``)."""
+        self._backprop(X, Y, idx, acc, ws, W, divisor, None)
+
+    def _backprop(self, X, Y, idx, acc, ws, W, divisor, after_layer) -> None:
         model, ops = self.model, self.model.ops
         part = ws or self.ws
         rows = {} if divisor is None else {"divisor": divisor}
@@ -64,7 +82,7 @@ class TrainStep:
             rows["sample_weight"] = part.wb
         z = model.forward(part.xb, part)
         ops.loss_grad(z, part.yb, acc, model.loss, smoothing=self.smoothing, class_weight=self.class_weight, **rows)
-        model.backward(part.xb, part, self.grads)
+        model.backward(part.xb, part, self.grads, after_layer)
 
 
 class GraphStep:

@@ -1,5 +1,6 @@
 """The step budget of ARCHITECTURE.md, held: a steady training step (mlp_xp.step) dispatches 6L + 1 backend ops
-for L layers, allocates nothing and never syncs with the host; an epoch syncs once. Counted on every backend,
+for L layers (7L + 1 where the backend updates layer by layer: the CPU), allocates nothing and never syncs with
+the host; an epoch syncs once. Counted on every backend,
 the CUDA one with the CPU harness standing in for the GPU, which also enforces CuPy's capture rules for the
 graph-captured step."""
 
@@ -10,7 +11,7 @@ import pytest
 
 import mlp_xp
 from mlp_xp.backend.numpy_ops import NumpyOps
-from mlp_xp.optim import Optimizer
+from mlp_xp.optim import FLUSH_EVERY, Optimizer
 from mlp_xp.step import TrainStep
 
 
@@ -30,6 +31,13 @@ def _setup(ops, sizes, optimizer="momentum", batch=32, n=256, loss="cross_entrop
     return step, X, Y, acc, slices
 
 
+def _budget(ops, L: int) -> tuple[int, int]:
+    """(ops per step, update ops per step): gather, 2L forward, loss, 4L - 2 backward, and one update, or L + 1
+    (each W_l, then the biases) on a backend that updates layer by layer."""
+    updates = L + 1 if ops.updates_per_layer else 1
+    return 6 * L + updates, updates
+
+
 @pytest.mark.parametrize("sizes", [[20, 10], [20, 16, 10], [784, 64, 32, 10], [30, 8, 8, 8, 8, 3]])
 @pytest.mark.parametrize("optimizer", ["sgd", "momentum", "nesterov", "adam"])
 def test_a_steady_step_dispatches_6L_plus_1_ops_allocates_nothing_and_never_syncs(ops, sizes, optimizer):
@@ -40,11 +48,13 @@ def test_a_steady_step_dispatches_6L_plus_1_ops_allocates_nothing_and_never_sync
     for idx in slices[1:]:
         step(X, Y, idx, acc, 0.01)
     per_step = ops.counts.ops / (len(slices) - 1)
-    assert per_step == 6 * L + 1  # gather, 2L forward, loss, 4L - 2 backward, one update
+    total, updates = _budget(ops, L)
+    assert per_step == total
+    assert ops.updates_per_layer == (ops.kind == "cpu" and ops.blas is not None)  # the CPU backend only
     assert ops.counts.syncs == 0 and ops.counts.allocations == 0
     assert ops.counts.by_op["gather_rows"] == ops.counts.by_op["loss_grad"] == len(slices) - 1
     update = "adam_update" if optimizer == "adam" else "sgd_update"
-    assert ops.counts.by_op[update] == len(slices) - 1
+    assert ops.counts.by_op[update] == updates * (len(slices) - 1)
 
 
 def test_an_epoch_syncs_with_the_host_once(ops):
@@ -91,7 +101,7 @@ def test_a_steady_numpy_step_allocates_no_array_memory(optimizer, activation, lo
         if d.size_diff > 0
     ]
     assert not grown, "\n".join(str(d) for d in grown[:5])
-    assert ops.counts.allocations == 0 and ops.counts.ops == 18 * (6 * 3 + 1)
+    assert ops.counts.allocations == 0 and ops.counts.ops == 18 * _budget(ops, 3)[0]
 
 
 def test_numpy_array_allocations_would_be_seen():
@@ -174,3 +184,76 @@ def test_capture_refuses_what_a_cuda_graph_cannot_hold(host_kernels):
 def test_cuda_graph_on_the_cpu_backend_is_refused():
     with pytest.raises(mlp_xp.ConfigError, match="cuda_graph needs the CUDA backend"):
         mlp_xp.fit(mlp_xp.MLP([3, 2], device="cpu"), np.zeros((4, 3)), [0, 1, 0, 1], cuda_graph=True)
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "momentum", "nesterov", "adam"])
+def test_an_update_in_parts_makes_the_numbers_of_one_update(ops, optimizer):
+    """Every rule is elementwise: each W_l, then the biases, updated apart (in the backward pass's order, with the
+    step counted once) gives what one update of the whole buffer gives, penalties and the subnormal flush
+    included. Exactly where the update is a loop of its own; within rounding where BLAS's threaded axpy splits
+    the buffer elsewhere (its split's last elements are computed without FMA): an ulp of a gradient or velocity
+    entry (up to about 10 here) times lr, per step."""
+    layout = mlp_xp.model.Layout([12, 9, 7, 3])
+    rng = np.random.default_rng(0)
+    p0 = rng.standard_normal(layout.n_params).astype(np.float32)
+    grads = rng.standard_normal((FLUSH_EVERY + 1, layout.n_params)).astype(np.float32)  # past one flush
+    results = []
+    for in_parts in (False, True):
+        opt = Optimizer(optimizer, ops, layout, np.float32, l2=1e-2, l1=1e-3)
+        p = ops.asarray(p0)
+        parts = opt.parts(p, layout.update_parts())
+        for grad in grads:
+            ops.copy(opt.gradients().flat, ops.asarray(grad))
+            if in_parts:
+                opt.start_step()
+                for part in [*parts[-2::-1], parts[-1]]:  # W_L ... W_1, then the biases
+                    opt.update(part, 0.05)
+            else:
+                opt.step(p, 0.05)
+        results.append(ops.to_host(p))
+    exact = ops.name.startswith("cpu") and ops.blas is None or optimizer == "adam" or ops.kind == "cuda"
+    if exact:
+        np.testing.assert_array_equal(results[1], results[0])
+    else:
+        np.testing.assert_allclose(results[1], results[0], rtol=1e-6, atol=1e-6)
+
+
+def test_the_cpu_step_updates_each_layer_after_its_last_read_and_trains_as_the_whole_update_does():
+    """On the CPU backend W_l's update follows layer l's dW product (and its dh product, the last read of W_l)
+    at once, the biases' after the backward pass; a run so made is the run updated at the end, within rounding."""
+    ops = mlp_xp.get_backend("cpu")
+    assert ops.updates_per_layer
+    step, X, Y, acc, slices = _setup(ops, [20, 16, 12, 5])
+    seen = []
+    real_matmul, real_update = type(ops).matmul, type(ops).sgd_update
+
+    def matmul(self, a, b, out, **kw):
+        seen.append(("matmul", next(i for i, W in enumerate(step.model.W) if b is W) if kw.get("trans_b") else None))
+        return real_matmul(self, a, b, out, **kw)
+
+    def sgd_update(self, params, *args, **kw):
+        which = [i for i, W in enumerate(step.model.W) if np.shares_memory(params, W)]
+        seen.append(("update", which[0] if which else "biases"))
+        return real_update(self, params, *args, **kw)
+
+    try:
+        type(ops).matmul, type(ops).sgd_update = matmul, sgd_update
+        step(X, Y, slices[0], acc, 0.01)
+    finally:
+        type(ops).matmul, type(ops).sgd_update = real_matmul, real_update
+    updates = [w for kind, w in seen if kind == "update"]
+    assert updates == [2, 1, 0, "biases"]
+    for l in (2, 1):  # W_l's update comes after its dh product, the last op that reads W_l
+        assert seen.index(("update", l)) > seen.index(("matmul", l))
+    assert seen[-1] == ("update", "biases") and seen[-2] == ("update", 0)
+
+    runs = []
+    for per_layer in (True, False):
+        ops = NumpyOps()
+        ops.updates_per_layer = per_layer
+        step, X, Y, acc, slices = _setup(ops, [20, 16, 12, 5])
+        for idx in slices * 3:
+            step(X, Y, idx, acc, 0.05)
+        runs.append((step.model.params.copy(), acc.copy()))
+    np.testing.assert_allclose(runs[0][0], runs[1][0], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(runs[0][1], runs[1][1], rtol=1e-6)  # the loss sums and the hits
