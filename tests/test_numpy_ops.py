@@ -109,3 +109,16 @@ def test_the_flush_zeroes_the_velocitys_subnormals_and_moves_no_weight(loops):
     assert ((np.abs(vn) < tiny) & (vn != 0)).sum() > 100  # without the flush: many subnormals
     assert not ((np.abs(vf) < tiny) & (vf != 0)).any()  # just flushed: none
     np.testing.assert_array_equal(vf, np.where(np.abs(vn) < tiny, 0, vn))
+
+
+def test_the_address_passed_to_compiled_code_is_numpys_own_for_every_kind_of_array():
+    """pointers.address (the buffer protocol's address) against NumPy's a.ctypes.data: whole arrays, views at an
+    offset, row slices, and the arrays the buffer protocol refuses (read-only, strided, empty), which take
+    a.ctypes's way."""
+    from mlp_xp.backend.pointers import address
+
+    a = np.arange(60, dtype=np.float32).reshape(6, 10)
+    readonly = a.copy()
+    readonly.flags.writeable = False
+    for x in (a, a[2:], a[3], a.reshape(-1)[7:], a[:, 1:], a[:, ::2], readonly, a[:0], np.empty(0)):
+        assert address(x) == x.ctypes.data

@@ -21,11 +21,13 @@ from functools import cache
 
 import numpy as np
 
+from .pointers import address
+
 ROW_MAJOR, NO_TRANS, TRANS = 101, 111, 112
 
 
 class Blas:
-    """Typed entry points for float32 and float64; pointers are passed as integers (``a.ctypes.data``)."""
+    """Typed entry points for float32 and float64; pointers are passed as integers (:func:`address`)."""
 
     def __init__(self, lib: ctypes.CDLL, prefix: str, suffix: str, index_type) -> None:
         i, vp = index_type, ctypes.c_void_p
@@ -68,22 +70,22 @@ class Blas:
             n,
             k,
             alpha,
-            a.ctypes.data,
+            address(a),
             a.shape[1],
-            b.ctypes.data,
+            address(b),
             b.shape[1],
             accumulate,
-            out.ctypes.data,
+            address(out),
             n,
         )
 
     def add_scaled(self, y: np.ndarray, a: float, x: np.ndarray) -> None:
         """y <- a x + y over contiguous 1-D arrays."""
-        self.axpy[y.dtype](y.size, a, x.ctypes.data, 1, y.ctypes.data, 1)
+        self.axpy[y.dtype](y.size, a, address(x), 1, address(y), 1)
 
     def scale_add(self, y: np.ndarray, b: float, a: float, x: np.ndarray) -> None:
         """y <- a x + b y over contiguous 1-D arrays."""
-        self.axpby[y.dtype](y.size, a, x.ctypes.data, 1, b, y.ctypes.data, 1)
+        self.axpby[y.dtype](y.size, a, address(x), 1, b, address(y), 1)
 
 
 # (prefix, suffix, integer type) of the CBLAS symbols, tried in order: scipy-openblas as bundled in

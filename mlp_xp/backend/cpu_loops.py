@@ -36,6 +36,7 @@ from ..deprecation import warn_renamed
 from ..files import atomic_writer, cache_root
 from ..reference.optimizer import adam_corrections
 from .kernels import HEADER, activation_code, kernel_dir
+from .pointers import address
 
 SOURCE = "cpu.cpp"
 #: Tried in order; -march=native is dropped when the compiler refuses it (some ARM compilers).
@@ -69,17 +70,17 @@ class CompiledLoops:
     def bias_act(self, z: np.ndarray, b: np.ndarray, activation: str, slope: float) -> None:
         """z <- g(z + b) in place."""
         rows, cols = z.shape
-        self.fn[("bias_act", z.dtype)](z.ctypes.data, b.ctypes.data, rows, cols, activation_code(activation), slope)
+        self.fn[("bias_act", z.dtype)](address(z), address(b), rows, cols, activation_code(activation), slope)
 
     def act_backward(self, dh: np.ndarray, h: np.ndarray, activation: str, slope: float) -> None:
         """dh <- dh * g'(z) in place, g' read off h."""
         code = activation_code(activation)
-        self.fn[("act_backward", dh.dtype)](dh.ctypes.data, h.ctypes.data, dh.size, code, slope)
+        self.fn[("act_backward", dh.dtype)](address(dh), address(h), dh.size, code, slope)
 
     def bias_grad(self, g: np.ndarray, out: np.ndarray, *, accumulate: float = 0.0) -> None:
         """out <- sum over rows of g + accumulate out."""
         rows, cols = g.shape
-        self.fn[("bias_grad", g.dtype)](g.ctypes.data, out.ctypes.data, rows, cols, accumulate)
+        self.fn[("bias_grad", g.dtype)](address(g), address(out), rows, cols, accumulate)
 
     def softmax_xent(
         self,
@@ -96,12 +97,12 @@ class CompiledLoops:
         """Softmax cross-entropy in place (y int32 or None for probabilities only, acc float64; per-row weights
         of z's dtype or None, and the gradient's divisor, by default the rows)."""
         rows, C = z.shape
-        y_ptr = None if y is None else y.ctypes.data
-        w_ptr = None if class_weight is None else class_weight.ctypes.data
-        s_ptr = None if sample_weight is None else sample_weight.ctypes.data
+        y_ptr = None if y is None else address(y)
+        w_ptr = None if class_weight is None else address(class_weight)
+        s_ptr = None if sample_weight is None else address(sample_weight)
         d = float(rows if divisor is None else divisor)
         self.fn[("softmax_xent", z.dtype)](
-            z.ctypes.data, y_ptr, w_ptr, s_ptr, acc.ctypes.data, rows, C, int(write_grad), smoothing, d
+            address(z), y_ptr, w_ptr, s_ptr, address(acc), rows, C, int(write_grad), smoothing, d
         )
 
     def adam_update(
@@ -122,12 +123,12 @@ class CompiledLoops:
     ) -> None:
         """One Adam step in one pass, m's subnormals stored as 0 (common.cuh's k_adam_step)."""
         c1, c2 = adam_corrections(step, beta1, beta2)
-        pointers = (a.ctypes.data for a in (params, grads, m, v))
+        pointers = (address(a) for a in (params, grads, m, v))
         self.fn[("adam_update", params.dtype)](*pointers, params.size, n_weights, lr, beta1, beta2, eps, c1, c2, l2, l1)
 
     def flush_subnormals(self, a: np.ndarray) -> None:
         """a <- 0 where |a| is subnormal (see cpu.cpp for why), in place."""
-        self.fn[("flush_subnormals", a.dtype)](a.ctypes.data, a.size)
+        self.fn[("flush_subnormals", a.dtype)](address(a), a.size)
 
 
 def compiler() -> list[str] | None:

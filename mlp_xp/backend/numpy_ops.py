@@ -34,14 +34,20 @@ _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 
 def _raw_ok(a: np.ndarray) -> bool:
     # what may go to compiled code as a raw pointer: C-contiguous, aligned, writeable
-    return a.flags.carray and a.flags.writeable
+    flags = a.flags
+    return flags.carray and flags.writeable
 
 
 def _raw_pointers_ok(arrays) -> bool:
     """Whether arrays (Nones skipped) may go to compiled code as raw pointers: one float dtype, each
     C-contiguous, aligned and writeable."""
     dt = arrays[0].dtype
-    return dt in _FLOATS and all(a.dtype == dt and _raw_ok(a) for a in arrays if a is not None)
+    if dt not in _FLOATS:
+        return False
+    for a in arrays:  # (a loop, not all() over a generator: this runs some twenty times a step)
+        if a is not None and (a.dtype != dt or not _raw_ok(a)):
+            return False
+    return True
 
 
 class NumpyOps(Ops):
