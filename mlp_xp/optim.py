@@ -173,7 +173,9 @@ class Optimizer:
 
     def update(self, part: Part, lr: float) -> None:
         """The current step's update (counted by :meth:`start_step`) on one part of the parameters. Every rule is
-        elementwise, so the parts of a step, in any order, make the same numbers as one update of the whole."""
+        elementwise, so the parts of a step, in any order, apply the rule of one update of the whole: the same
+        numbers where the update is a loop of its own, the same within rounding where a threaded BLAS pass rounds
+        the elements at its split points differently (tests/test_step.py)."""
         ops, nw, g = self.ops, part.n_weights, part.grads
         penalties = {"l2": self.l2, "l1": self.l1}
         flush = self.t % FLUSH_EVERY == 0

@@ -41,25 +41,25 @@ class TrainStep:
         self.grads = optimizer.gradients()
         #: On a backend that updates per layer (the CPU's), the update of W_l follows layer l's backward at once,
         #: while dW_l is still in cache, and one more updates the biases: L + 1 update ops instead of one.
-        self.parts = optimizer.parts(model.params, model.layout.update_parts()) if model.ops.updates_per_layer else None
+        bounds = model.layout.update_parts()
+        self.update_parts = optimizer.parts(model.params, bounds) if model.ops.updates_per_layer else None
         self._lr = 0.0
-        self._after_layer = self._update_layer if self.parts is not None else None
 
     def __call__(
         self, X, Y, idx, acc, lr: float, ws: Workspace | None = None, *, W=None, divisor: float | None = None
     ) -> None:
         """A whole step on the rows ``idx`` of the device arrays (X, Y), adding the batch's sums into ``acc``."""
-        if self.parts is None:
+        if self.update_parts is None:
             self.backprop(X, Y, idx, acc, ws, W=W, divisor=divisor)
             self.optimizer.step(self.model.params, lr)
             return
         self.optimizer.start_step()
         self._lr = lr
-        self._backprop(X, Y, idx, acc, ws, W, divisor, self._after_layer)
-        self.optimizer.update(self.parts[-1], lr)  # the biases
+        self._backprop(X, Y, idx, acc, ws, W, divisor, self._update_layer)
+        self.optimizer.update(self.update_parts[-1], lr)  # the biases
 
     def _update_layer(self, l: int) -> None:
-        self.optimizer.update(self.parts[l], self._lr)
+        self.optimizer.update(self.update_parts[l], self._lr)
 
     def gradients(self, X, Y, idx, acc, ws: Workspace | None = None) -> None:
         """Deprecated: the old name of :meth:`backprop`."""

@@ -134,7 +134,7 @@ class Ops:
     can_capture: bool = False
     #: Whether a training step updates each layer's weights right after that layer's backward pass
     #: (:class:`mlp_xp.step.TrainStep`): where the update is a pass over memory that is faster while the
-    #: layer's gradient is in cache (the CPU). Elementwise rules make the same numbers either way.
+    #: layer's gradient is in cache (the CPU). The rules are elementwise: the same update either way.
     updates_per_layer: bool = False
 
     def __init_subclass__(cls, **kwargs):
