@@ -161,7 +161,7 @@ def gemm_floor_epoch(X, hidden, n_classes, batch, momentum, seed) -> float:
     calls, shapes, flags and buffers, on a backend where every other op does nothing."""
     ops = GemmOnly()
     m = mlp_xp.MLP([X.shape[1], *hidden, n_classes], "relu", device=ops, seed=seed)
-    step = TrainStep(m, batch, Optimizer("momentum", ops, m.layout, m.dtype, momentum=momentum))
+    step = TrainStep(m, batch, Optimizer("momentum", ops, m.layout, m.dtype, momentum=momentum), per_layer=False)
     for buf in (step.ws.xb, *step.ws.hs, *step.ws.dhs):
         buf[...] = X[: buf.shape[0], : buf.shape[1]]  # realistic values: no NaN or denormal slow paths
     acc, n = ops.zeros((2,), np.float64), len(X)

@@ -174,8 +174,8 @@ class Optimizer:
     def update(self, part: Part, lr: float) -> None:
         """The current step's update (counted by :meth:`start_step`) on one part of the parameters. Every rule is
         elementwise, so the parts of a step, in any order, apply the rule of one update of the whole: the same
-        numbers where the update is a loop of its own, the same within rounding where a threaded BLAS pass rounds
-        the elements at its split points differently (tests/test_step.py)."""
+        numbers where the update is a loop of its own, the same within rounding on the BLAS path, whose axpy
+        kernel rounds the last elements before each end of its input without FMA (tests/test_step.py)."""
         ops, nw, g = self.ops, part.n_weights, part.grads
         penalties = {"l2": self.l2, "l1": self.l1}
         flush = self.t % FLUSH_EVERY == 0

@@ -1,8 +1,8 @@
 """One training step: the buffers it writes into and the ops it dispatches, plain or as a captured CUDA graph.
 
 A step gathers the batch's rows on the device, runs forward, the fused loss (adding into the epoch's sums),
-backward into the optimizer's gradient buffer, and one optimizer update (on the CPU, one per layer inside the
-backward pass and one for the biases): 6L + 1 backend ops for L layers (7L + 1 on the CPU), no
+backward into the optimizer's gradient buffer, and one optimizer update (on the CPU, for a large model, one per
+layer inside the backward pass and one for the biases): 6L + 1 backend ops for L layers (7L + 1 then), no
 allocation, no host sync (the step budget in ARCHITECTURE.md). :mod:`mlp_xp.trainer` runs steps epoch by
 epoch; ``mlp-xp bench`` times them alone.
 """
@@ -16,13 +16,21 @@ from .errors import ConfigError
 from .model import MLP, Workspace
 from .optim import Optimizer
 
+#: The size from which the CPU backend updates layer by layer. Below it the parameters and the velocity mostly stay
+#: in cache anyway and the L extra update calls cost more than they save: on the EPYC AVX2, per layer / once, steps
+#: of batch 128 side by side, 1.03-1.09x at 25k-102k parameters, 1.01x at 204k, 0.93-0.97x at 536k in busy hours
+#: and 1.01x in a quiet one (benchmarks/README.md).
+PER_LAYER_MIN_PARAMS = 1 << 18
+
 
 class TrainStep:
     """One training step and the buffers it writes into, allocated once for a batch size.
 
     ``smoothing`` and ``class_weight`` (a device array, one weight per class) are cross_entropy's options.
     ``weighted``: the steps take per-row weights (``W``, gathered with the rows) and the step's ``divisor``, their
-    sum over the batch.
+    sum over the batch. ``per_layer``: update each W_l inside the backward pass (True), once after it (False), or
+    by default where the backend updates layer by layer and the model has at least :data:`PER_LAYER_MIN_PARAMS`
+    parameters.
     """
 
     def __init__(
@@ -34,15 +42,17 @@ class TrainStep:
         smoothing: float = 0.0,
         class_weight=None,
         weighted: bool = False,
+        per_layer: bool | None = None,
     ) -> None:
         self.model, self.optimizer = model, optimizer
         self.smoothing, self.class_weight = smoothing, class_weight
         self.ws = model.workspace(batch_size, weighted=weighted)
         self.grads = optimizer.gradients()
-        #: On a backend that updates per layer (the CPU's), the update of W_l follows layer l's backward at once,
-        #: while dW_l is still in cache, and one more updates the biases: L + 1 update ops instead of one.
-        bounds = model.layout.update_parts()
-        self.update_parts = optimizer.parts(model.params, bounds) if model.ops.updates_per_layer else None
+        if per_layer is None:
+            per_layer = model.ops.updates_per_layer and model.layout.n_params >= PER_LAYER_MIN_PARAMS
+        #: Per layer, the update of W_l follows layer l's backward at once, while dW_l is still in cache, and one
+        #: more updates the biases: L + 1 update ops instead of one (None: one update after the backward pass).
+        self.update_parts = optimizer.parts(model.params, model.layout.update_parts()) if per_layer else None
         self._lr = 0.0
 
     def __call__(

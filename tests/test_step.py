@@ -1,6 +1,6 @@
 """The step budget of ARCHITECTURE.md, held: a steady training step (mlp_xp.step) dispatches 6L + 1 backend ops
-for L layers (7L + 1 where the backend updates layer by layer: the CPU), allocates nothing and never syncs with
-the host; an epoch syncs once. Counted on every backend,
+for L layers (7L + 1 for a step that updates layer by layer: the CPU's, for a large model), allocates nothing and
+never syncs with the host; an epoch syncs once. Counted on every backend,
 the CUDA one with the CPU harness standing in for the GPU, which also enforces CuPy's capture rules for the
 graph-captured step."""
 
@@ -12,10 +12,10 @@ import pytest
 import mlp_xp
 from mlp_xp.backend.numpy_ops import NumpyOps
 from mlp_xp.optim import FLUSH_EVERY, Optimizer
-from mlp_xp.step import TrainStep
+from mlp_xp.step import PER_LAYER_MIN_PARAMS, TrainStep
 
 
-def _setup(ops, sizes, optimizer="momentum", batch=32, n=256, loss="cross_entropy", activation="relu"):
+def _setup(ops, sizes, optimizer="momentum", batch=32, n=256, loss="cross_entropy", activation="relu", per_layer=None):
     rng = np.random.default_rng(0)
     model = mlp_xp.MLP(sizes, activation, loss, device=ops, seed=0)
     X = ops.asarray(rng.random((n, sizes[0]), dtype=np.float32))
@@ -24,33 +24,33 @@ def _setup(ops, sizes, optimizer="momentum", batch=32, n=256, loss="cross_entrop
     else:
         Y = ops.asarray(rng.integers(0, 2, (n, sizes[-1])).astype(np.float32))
     opt = Optimizer(optimizer, ops, model.layout, model.dtype, l2=1e-4 if optimizer == "nesterov" else 0.0)
-    step = TrainStep(model, batch, opt)
+    step = TrainStep(model, batch, opt, per_layer=per_layer)
     perm = ops.permutation(n, 0, 1)
     acc = ops.zeros((2,), np.float64)
     slices = [perm[s : s + batch] for s in range(0, n, batch)]
     return step, X, Y, acc, slices
 
 
-def _budget(ops, L: int) -> tuple[int, int]:
+def _budget(per_layer: bool, L: int) -> tuple[int, int]:
     """(ops per step, update ops per step): gather, 2L forward, loss, 4L - 2 backward, and one update, or L + 1
-    (each W_l, then the biases) on a backend that updates layer by layer."""
-    updates = L + 1 if ops.updates_per_layer else 1
+    (each W_l, then the biases) for a step that updates layer by layer."""
+    updates = L + 1 if per_layer else 1
     return 6 * L + updates, updates
 
 
 @pytest.mark.parametrize("sizes", [[20, 10], [20, 16, 10], [784, 64, 32, 10], [30, 8, 8, 8, 8, 3]])
 @pytest.mark.parametrize("optimizer", ["sgd", "momentum", "nesterov", "adam"])
-def test_a_steady_step_dispatches_6L_plus_1_ops_allocates_nothing_and_never_syncs(ops, sizes, optimizer):
-    step, X, Y, acc, slices = _setup(ops, sizes, optimizer)
+@pytest.mark.parametrize("per_layer", [False, True], ids=["update-once", "update-per-layer"])
+def test_a_steady_step_dispatches_6L_plus_1_ops_allocates_nothing_and_never_syncs(ops, sizes, optimizer, per_layer):
+    step, X, Y, acc, slices = _setup(ops, sizes, optimizer, per_layer=per_layer)
     L = len(sizes) - 1
     step(X, Y, slices[0], acc, 0.01)
     ops.counts.reset()
     for idx in slices[1:]:
         step(X, Y, idx, acc, 0.01)
     per_step = ops.counts.ops / (len(slices) - 1)
-    total, updates = _budget(ops, L)
+    total, updates = _budget(per_layer, L)
     assert per_step == total
-    assert ops.updates_per_layer == (ops.kind == "cpu" and ops.blas is not None)  # the CPU backend only
     assert ops.counts.syncs == 0 and ops.counts.allocations == 0
     assert ops.counts.by_op["gather_rows"] == ops.counts.by_op["loss_grad"] == len(slices) - 1
     update = "adam_update" if optimizer == "adam" else "sgd_update"
@@ -79,9 +79,12 @@ def test_an_epoch_syncs_with_the_host_once(ops):
 @pytest.mark.parametrize("activation", ["relu", "leaky_relu", "tanh", "sigmoid"])
 @pytest.mark.parametrize("loss", ["cross_entropy", "binary_cross_entropy"])
 @pytest.mark.parametrize("fast", [True, False], ids=["cpu", "cpu-numpy"])
-def test_a_steady_numpy_step_allocates_no_array_memory(optimizer, activation, loss, fast):
+@pytest.mark.parametrize("per_layer", [False, True], ids=["update-once", "update-per-layer"])
+def test_a_steady_numpy_step_allocates_no_array_memory(optimizer, activation, loss, fast, per_layer):
     ops = NumpyOps(fast=fast)
-    step, X, Y, acc, slices = _setup(ops, [784, 64, 32, 10], optimizer, loss=loss, activation=activation)
+    step, X, Y, acc, slices = _setup(
+        ops, [784, 64, 32, 10], optimizer, loss=loss, activation=activation, per_layer=per_layer
+    )
     for idx in slices[:2]:  # first steps: scratch buffers are made once
         step(X, Y, idx, acc, 0.01)
     ops.counts.reset()
@@ -101,7 +104,7 @@ def test_a_steady_numpy_step_allocates_no_array_memory(optimizer, activation, lo
         if d.size_diff > 0
     ]
     assert not grown, "\n".join(str(d) for d in grown[:5])
-    assert ops.counts.allocations == 0 and ops.counts.ops == 18 * _budget(ops, 3)[0]
+    assert ops.counts.allocations == 0 and ops.counts.ops == 18 * _budget(per_layer, 3)[0]
 
 
 def test_numpy_array_allocations_would_be_seen():
@@ -190,9 +193,9 @@ def test_cuda_graph_on_the_cpu_backend_is_refused():
 def test_an_update_in_parts_makes_the_numbers_of_one_update(ops, optimizer):
     """Every rule is elementwise: each W_l, then the biases, updated apart (in the backward pass's order, with the
     step counted once) gives what one update of the whole buffer gives, penalties and the subnormal flush
-    included. Exactly where the update is a loop of its own; within rounding where BLAS's threaded axpy splits
-    the buffer elsewhere (its split's last elements are computed without FMA): an ulp of a gradient or velocity
-    entry (up to about 10 here) times lr, per step."""
+    included. Exactly where the update is a loop of its own; within rounding on the BLAS path, whose axpy kernel
+    computes the last elements before each end of its input (a part's, or a thread's share) without FMA: an ulp
+    of a gradient or velocity entry (up to about 10 here) times lr, per step."""
     layout = mlp_xp.model.Layout([12, 9, 7, 3])
     rng = np.random.default_rng(0)
     p0 = rng.standard_normal(layout.n_params).astype(np.float32)
@@ -218,12 +221,23 @@ def test_an_update_in_parts_makes_the_numbers_of_one_update(ops, optimizer):
         np.testing.assert_allclose(results[1], results[0], rtol=1e-6, atol=1e-6)
 
 
+def test_the_step_updates_layer_by_layer_on_the_cpu_for_a_large_model_only(ops):
+    """The default: per layer where the backend says so (the CPU with its BLAS) and the model has at least
+    PER_LAYER_MIN_PARAMS parameters; once after the backward pass everywhere else."""
+    for sizes in ([784, 512, 256, 10], [784, 64, 10]):
+        model = mlp_xp.MLP(sizes, device=ops, seed=0)
+        step = TrainStep(model, 8, Optimizer("momentum", ops, model.layout, model.dtype))
+        large = model.layout.n_params >= PER_LAYER_MIN_PARAMS
+        assert large == (sizes[1] == 512)
+        on_cpu = ops.kind == "cpu" and ops.blas is not None
+        assert (step.update_parts is not None) == (large and on_cpu) == (large and ops.updates_per_layer)
+
+
 def test_the_cpu_step_updates_each_layer_after_its_last_read_and_trains_as_the_whole_update_does():
-    """On the CPU backend W_l's update follows layer l's dW product (and its dh product, the last read of W_l)
-    at once, the biases' after the backward pass; a run so made is the run updated at the end, within rounding."""
+    """Per layer, W_l's update follows layer l's dW product (and its dh product, the last read of W_l) at once,
+    the biases' after the backward pass; a run so made is the run updated at the end, within rounding."""
     ops = mlp_xp.get_backend("cpu")
-    assert ops.updates_per_layer
-    step, X, Y, acc, slices = _setup(ops, [20, 16, 12, 5])
+    step, X, Y, acc, slices = _setup(ops, [20, 16, 12, 5], per_layer=True)
     seen = []
     real_matmul, real_update = type(ops).matmul, type(ops).sgd_update
 
@@ -250,8 +264,7 @@ def test_the_cpu_step_updates_each_layer_after_its_last_read_and_trains_as_the_w
     runs = []
     for per_layer in (True, False):
         ops = NumpyOps()
-        ops.updates_per_layer = per_layer
-        step, X, Y, acc, slices = _setup(ops, [20, 16, 12, 5])
+        step, X, Y, acc, slices = _setup(ops, [20, 16, 12, 5], per_layer=per_layer)
         for idx in slices * 3:
             step(X, Y, idx, acc, 0.05)
         runs.append((step.model.params.copy(), acc.copy()))

@@ -132,9 +132,10 @@ class Ops:
     xp: Any = np
     #: Whether ``capture`` and ``replay`` (CUDA graphs) are available.
     can_capture: bool = False
-    #: Whether a training step updates each layer's weights right after that layer's backward pass
-    #: (:class:`mlp_xp.step.TrainStep`): where the update is a pass over memory that is faster while the
-    #: layer's gradient is in cache (the CPU). The rules are elementwise: the same update either way.
+    #: Whether a training step of a large model updates each layer's weights right after that layer's backward
+    #: pass (:class:`mlp_xp.step.TrainStep`): where the update is a pass over memory that is faster while the
+    #: layer's gradient is in cache (the CPU). The rules are elementwise: the same rule either way, the same
+    #: numbers within rounding.
     updates_per_layer: bool = False
 
     def __init_subclass__(cls, **kwargs):

@@ -64,8 +64,8 @@ class NumpyOps(Ops):
         self.blas = _blas.find() if fast else None
         self.loops = _cpu_loops.find() if fast else None
         # W_l -= lr V_l right after layer l's dW product, while V_l is in cache, instead of one pass over every
-        # parameter after the backward pass: 0.96x the epoch's time on an EPYC AVX2 (Fashion-MNIST, median of
-        # 9 paired rounds; benchmarks/README.md)
+        # parameter after the backward pass (for models of at least step.PER_LAYER_MIN_PARAMS parameters): 0.96x
+        # the epoch's time on an EPYC AVX2 (Fashion-MNIST, median of 9 paired rounds; benchmarks/README.md)
         self.updates_per_layer = self.blas is not None
         extras = [what for what, on in (("BLAS direct", self.blas), ("compiled loops", self.loops)) if on]
         self.name = f"cpu (NumPy {np.__version__}{''.join(', ' + e for e in extras)})"
@@ -258,6 +258,8 @@ class NumpyOps(Ops):
             return
         # The reference's rule, one BLAS pass per line (each threaded, none allocating).
         g = velocity if folded else grads
+        if not n_weights:  # (the biases' part of an update in parts: no penalty, and no empty BLAS calls)
+            l2 = l1 = 0.0
         if l2:
             blas.add_scaled(g[:n_weights], l2, params[:n_weights])  # G += l2 W
         if l1:
