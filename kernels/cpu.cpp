@@ -432,3 +432,140 @@ static void adam_update(T* p, const T* g, T* m, T* v, i64 n, i64 n_weights, T lr
 
 MLP_XP_EXPORT(float, f32)
 MLP_XP_EXPORT(double, f64)
+
+// ---- the batch gather ----
+// out row i <- src row idx[i], rows of row_bytes bytes (any dtype: features, int32 labels, row weights). An index
+// outside [0, n_src) is clamped into it, as numpy_path's np.take(mode="clip") does (the op's contract asks for
+// rows in range: the trainer passes a permutation).
+extern "C" void gather_rows(const char* src, i64 n_src, i64 row_bytes, const i64* idx, i64 n, char* out) {
+    for (i64 i = 0; i < n; ++i) {
+        const i64 j = idx[i] < 0 ? 0 : (idx[i] >= n_src ? n_src - 1 : idx[i]);
+        std::memcpy(out + i * row_bytes, src + j * row_bytes, (size_t)row_bytes);
+    }
+}
+
+// ---- the step program (mlp_xp/backend/program.py) ----
+// A training step recorded once as the list of calls it makes into this library and into BLAS, then replayed
+// by one call per step: the CPU's counterpart of a CUDA graph. Python's dispatch of the step's ops (about 85 us
+// a step for a three-layer model, while the second core waits) is paid once, at the recording.
+//
+// An instruction is an op code and the op's arguments, one 64-bit word each, in the order of its exported
+// signature (a BLAS call: the function's address, then CBLAS's arguments). A word may instead come from the
+// step: slot s in [0, 16) scales it by scalars[s] (the learning rate, Adam's corrections), s in [16, 32) adds
+// it as an offset to pointers[s - 16] (the batch's row indices).
+union Word {
+    i64 i;
+    double d;
+    void* p;
+};
+constexpr int MAX_WORDS = 16, POINTER_SLOT = 16;
+struct Instr {
+    int32_t op, n_words;
+    int8_t slot[MAX_WORDS];
+    Word w[MAX_WORDS];
+};
+
+// The op codes, named as their exports (the BLAS ones by routine, dtype and index width); program.py reads
+// them through program_op, so that the numbering lives here only.
+#define MLP_XP_PROGRAM_OPS(X)                                                                                      \
+    X(bias_act_f32) X(bias_act_f64) X(act_backward_f32) X(act_backward_f64) X(bias_grad_f32) X(bias_grad_f64)      \
+    X(softmax_xent_f32) X(softmax_xent_f64) X(adam_update_f32) X(adam_update_f64) X(flush_subnormals_f32)         \
+    X(flush_subnormals_f64) X(gather_rows) X(gemm_f32_i64) X(gemm_f64_i64) X(gemm_f32_i32) X(gemm_f64_i32)         \
+    X(axpy_f32_i64) X(axpy_f64_i64) X(axpy_f32_i32) X(axpy_f64_i32) X(axpby_f32_i64) X(axpby_f64_i64)             \
+    X(axpby_f32_i32) X(axpby_f64_i32)
+#define MLP_XP_OP_ENUM(name) OP_##name,
+#define MLP_XP_OP_NAME(name) #name,
+enum ProgramOp { MLP_XP_PROGRAM_OPS(MLP_XP_OP_ENUM) N_PROGRAM_OPS };
+static const char* const PROGRAM_OP_NAMES[] = {MLP_XP_PROGRAM_OPS(MLP_XP_OP_NAME)};
+
+extern "C" int program_op(const char* name) {
+    for (int k = 0; k < N_PROGRAM_OPS; ++k)
+        if (std::strcmp(name, PROGRAM_OP_NAMES[k]) == 0) return k;
+    return -1;
+}
+
+// CBLAS's routines, their enums passed as int (the C ABI of an enum), I the index type of the BLAS build.
+template <typename T, typename I>
+using GemmFn = void (*)(int, int, int, I, I, I, T, const T*, I, const T*, I, T, T*, I);
+template <typename T, typename I>
+using AxpyFn = void (*)(I, T, const T*, I, T*, I);
+template <typename T, typename I>
+using AxpbyFn = void (*)(I, T, const T*, I, T, T*, I);
+
+template <typename F>
+static F function_at(const Word& w) {
+    return reinterpret_cast<F>(static_cast<uintptr_t>(w.i));
+}
+
+template <typename T, typename I>
+static void call_gemm(const Word* w) {
+    function_at<GemmFn<T, I>>(w[0])((int)w[1].i, (int)w[2].i, (int)w[3].i, (I)w[4].i, (I)w[5].i, (I)w[6].i,
+                                    (T)w[7].d, (const T*)w[8].p, (I)w[9].i, (const T*)w[10].p, (I)w[11].i,
+                                    (T)w[12].d, (T*)w[13].p, (I)w[14].i);
+}
+
+template <typename T, typename I>
+static void call_axpy(const Word* w) {
+    function_at<AxpyFn<T, I>>(w[0])((I)w[1].i, (T)w[2].d, (const T*)w[3].p, (I)w[4].i, (T*)w[5].p, (I)w[6].i);
+}
+
+template <typename T, typename I>
+static void call_axpby(const Word* w) {
+    function_at<AxpbyFn<T, I>>(w[0])((I)w[1].i, (T)w[2].d, (const T*)w[3].p, (I)w[4].i, (T)w[5].d, (T*)w[6].p,
+                                     (I)w[7].i);
+}
+
+// The loops' cases of run_program's switch, for dtype T with suffix S.
+#define MLP_XP_LOOP_CASES(T, S)                                                                                    \
+    case OP_bias_act_##S: bias_act<T>((T*)w[0].p, (const T*)w[1].p, w[2].i, w[3].i, (int)w[4].i, (T)w[5].d); break; \
+    case OP_act_backward_##S: act_backward<T>((T*)w[0].p, (const T*)w[1].p, w[2].i, (int)w[3].i, (T)w[4].d); break;  \
+    case OP_bias_grad_##S: bias_grad<T>((const T*)w[0].p, (T*)w[1].p, w[2].i, w[3].i, (T)w[4].d); break;          \
+    case OP_softmax_xent_##S:                                                                                      \
+        softmax_xent<T>((T*)w[0].p, (const int*)w[1].p, (const T*)w[2].p, (const T*)w[3].p, (double*)w[4].p,      \
+                        w[5].i, w[6].i, (int)w[7].i, (T)w[8].d, (T)w[9].d);                                        \
+        break;                                                                                                     \
+    case OP_adam_update_##S:                                                                                       \
+        adam_update<T>((T*)w[0].p, (const T*)w[1].p, (T*)w[2].p, (T*)w[3].p, w[4].i, w[5].i, (T)w[6].d, (T)w[7].d, \
+                       (T)w[8].d, (T)w[9].d, (T)w[10].d, (T)w[11].d, (T)w[12].d, (T)w[13].d);                      \
+        break;                                                                                                     \
+    case OP_flush_subnormals_##S: flush_subnormals<T>((T*)w[0].p, w[1].i); break;
+
+// Runs the n instructions of prog in order; 0, or k + 1 when instruction k has an op code this build does not
+// know (a program recorded against another build: nothing from k on has run).
+extern "C" i64 run_program(const Instr* prog, i64 n, const double* scalars, char* const* pointers) {
+    for (i64 k = 0; k < n; ++k) {
+        const Instr& in = prog[k];
+        if (in.n_words < 0 || in.n_words > MAX_WORDS) return k + 1;
+        Word w[MAX_WORDS];
+        for (int j = 0; j < in.n_words; ++j) {
+            const int s = in.slot[j];
+            w[j] = in.w[j];
+            if (s >= POINTER_SLOT) {
+                w[j].p = pointers[s - POINTER_SLOT] + in.w[j].i;
+            } else if (s >= 0) {
+                w[j].d = in.w[j].d * scalars[s];
+            }
+        }
+        switch (in.op) {
+            MLP_XP_LOOP_CASES(float, f32)
+            MLP_XP_LOOP_CASES(double, f64)
+            case OP_gather_rows:
+                gather_rows((const char*)w[0].p, w[1].i, w[2].i, (const i64*)w[3].p, w[4].i, (char*)w[5].p);
+                break;
+            case OP_gemm_f32_i64: call_gemm<float, int64_t>(w); break;
+            case OP_gemm_f64_i64: call_gemm<double, int64_t>(w); break;
+            case OP_gemm_f32_i32: call_gemm<float, int32_t>(w); break;
+            case OP_gemm_f64_i32: call_gemm<double, int32_t>(w); break;
+            case OP_axpy_f32_i64: call_axpy<float, int64_t>(w); break;
+            case OP_axpy_f64_i64: call_axpy<double, int64_t>(w); break;
+            case OP_axpy_f32_i32: call_axpy<float, int32_t>(w); break;
+            case OP_axpy_f64_i32: call_axpy<double, int32_t>(w); break;
+            case OP_axpby_f32_i64: call_axpby<float, int64_t>(w); break;
+            case OP_axpby_f64_i64: call_axpby<double, int64_t>(w); break;
+            case OP_axpby_f32_i32: call_axpby<float, int32_t>(w); break;
+            case OP_axpby_f64_i32: call_axpby<double, int32_t>(w); break;
+            default: return k + 1;
+        }
+    }
+    return 0;
+}

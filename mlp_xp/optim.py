@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from . import settings
 from .backend import Ops
 from .deprecation import warn_renamed
+from .reference.optimizer import adam_corrections
 from .settings import OPTIMIZERS  # noqa: F401 (its old home)
 
 #: Every this many steps the CPU backend sets the velocity's subnormal numbers to zero (kernels/cpu.cpp says
@@ -142,10 +143,26 @@ class Optimizer:
     def step(self, params, lr: float) -> None:
         """Apply one update with learning rate ``lr`` to ``params``, from the gradient the backward pass wrote
         into :meth:`gradients` (which the update may overwrite)."""
+        self.start_step()
+        self.update(self.whole(params), lr)
+
+    def whole(self, params) -> Part:
+        """The one :class:`Part` of all of ``params``, made once (for :meth:`update`)."""
         if self._whole is None or self._whole[0] is not params:
             self._whole = (params, self.parts(params, [(0, params.shape[0])])[0])
-        self.start_step()
-        self.update(self._whole[1], lr)
+        return self._whole[1]
+
+    @property
+    def flushes_now(self) -> bool:
+        """Whether the current step's update also zeroes the velocity's subnormal numbers (every FLUSH_EVERY)."""
+        return self.velocity is not None and self.t % FLUSH_EVERY == 0
+
+    def step_scalars(self, lr: float) -> tuple[float, float, float]:
+        """The current step's values a recorded step takes (mlp_xp/backend/program.py): the learning rate and
+        Adam's two bias corrections (1 for the other rules, which do not read them)."""
+        if self.name != "adam":
+            return lr, 1.0, 1.0
+        return (lr, *adam_corrections(self.t, self.beta1, self.beta2))
 
     def start_step(self) -> None:
         """Count one step whose update is applied in parts (:meth:`update`); :meth:`step` does it itself."""
@@ -171,14 +188,16 @@ class Optimizer:
             for lo, hi in bounds
         ]
 
-    def update(self, part: Part, lr: float) -> None:
+    def update(self, part: Part, lr: float, *, flush: bool | None = None) -> None:
         """The current step's update (counted by :meth:`start_step`) on one part of the parameters. Every rule is
         elementwise, so the parts of a step, in any order, apply the rule of one update of the whole: the same
         numbers where the update is a loop of its own, the same within rounding on the BLAS path, whose axpy
-        kernel rounds the last elements before each end of its input without FMA (tests/test_step.py)."""
+        kernel rounds the last elements before each end of its input without FMA (tests/test_step.py). ``flush``:
+        whether it also zeroes the velocity's subnormal numbers (None: as :attr:`flushes_now` says; a recorded step
+        is recorded both ways)."""
         ops, nw, g = self.ops, part.n_weights, part.grads
         penalties = {"l2": self.l2, "l1": self.l1}
-        flush = self.t % FLUSH_EVERY == 0
+        flush = self.flushes_now if flush is None else flush
         if self.name == "adam":
             ops.adam_update(
                 part.params,

@@ -1,16 +1,19 @@
-"""One training step: the buffers it writes into and the ops it dispatches, plain or as a captured CUDA graph.
+"""One training step: the buffers it writes into and the ops it dispatches, plain, recorded once and replayed (the
+CPU), or as a captured CUDA graph.
 
 A step gathers the batch's rows on the device, runs forward, the fused loss (adding into the epoch's sums),
 backward into the optimizer's gradient buffer, and one optimizer update (on the CPU, for a large model, one per
 layer inside the backward pass and one for the biases): 6L + 1 backend ops for L layers (7L + 1 then), no
-allocation, no host sync (the step budget in ARCHITECTURE.md). :mod:`mlp_xp.trainer` runs steps epoch by
-epoch; ``mlp-xp bench`` times them alone.
+allocation, no host sync (the step budget in ARCHITECTURE.md). On the CPU those ops' compiled calls are recorded
+at a step's first run and replayed by one call each step after (:mod:`mlp_xp.backend.program`): one op a step.
+:mod:`mlp_xp.trainer` runs steps epoch by epoch; ``mlp-xp bench`` times them alone.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from .backend.program import LR, NotRecordable, Program
 from .deprecation import warn_renamed
 from .errors import ConfigError
 from .model import MLP, Workspace
@@ -22,6 +25,10 @@ from .optim import Optimizer
 #: and 1.01x in a quiet one (benchmarks/README.md).
 PER_LAYER_MIN_PARAMS = 1 << 18
 
+#: Recorded programs a TrainStep keeps: one per workspace (full and last batch), data set, settings and flush phase
+#: it has stepped with; past this many (a caller passing new arrays every step), it starts over.
+MAX_PROGRAMS = 8
+
 
 class TrainStep:
     """One training step and the buffers it writes into, allocated once for a batch size.
@@ -30,7 +37,10 @@ class TrainStep:
     ``weighted``: the steps take per-row weights (``W``, gathered with the rows) and the step's ``divisor``, their
     sum over the batch. ``per_layer``: update each W_l inside the backward pass (True), once after it (False), or
     by default where the backend updates layer by layer and the model has at least :data:`PER_LAYER_MIN_PARAMS`
-    parameters.
+    parameters. ``record``: where the backend records steps (the CPU's, :mod:`mlp_xp.backend.program`), record a
+    step's calls once per workspace, data set and settings and replay them by one compiled call each step (True,
+    the default), or dispatch every op each step (False: what the recording records, op by op). A step with row
+    weights, or whose ops cannot be recorded (a loss or penalty on the NumPy path, sparse data), goes op by op.
     """
 
     def __init__(
@@ -43,6 +53,7 @@ class TrainStep:
         class_weight=None,
         weighted: bool = False,
         per_layer: bool | None = None,
+        record: bool = True,
     ) -> None:
         self.model, self.optimizer = model, optimizer
         self.smoothing, self.class_weight = smoothing, class_weight
@@ -53,23 +64,80 @@ class TrainStep:
         #: Per layer, the update of W_l follows layer l's backward at once, while dW_l is still in cache, and one
         #: more updates the biases: L + 1 update ops instead of one (None: one update after the backward pass).
         self.update_parts = optimizer.parts(model.params, model.layout.update_parts()) if per_layer else None
-        self._lr = 0.0
+        self._lr, self._flush = 0.0, None
+        self.record = bool(record) and model.ops.records_steps
+        #: key -> ((the program without the subnormal flush, the one with it; None where the step could not be
+        #: recorded), what the key's ids name)
+        self._programs: dict[tuple, tuple] = {}
 
     def __call__(
         self, X, Y, idx, acc, lr: float, ws: Workspace | None = None, *, W=None, divisor: float | None = None
     ) -> None:
         """A whole step on the rows ``idx`` of the device arrays (X, Y), adding the batch's sums into ``acc``."""
+        opt = self.optimizer
+        opt.start_step()
+        replays = self.record and W is None and divisor is None
+        program = self._program(X, Y, idx, acc, ws or self.ws) if replays else None
+        if program is not None:
+            self.model.ops.run_program(program, (idx,), opt.step_scalars(lr))
+        else:
+            self._dispatch(X, Y, idx, acc, lr, ws, W, divisor)
+
+    def _dispatch(self, X, Y, idx, acc, lr, ws, W, divisor, flush: bool | None = None) -> None:
+        """The step op by op, its update counted already (``lr`` a :class:`StepScalar` and ``flush`` given, while
+        recording)."""
+        opt = self.optimizer
         if self.update_parts is None:
-            self.backprop(X, Y, idx, acc, ws, W=W, divisor=divisor)
-            self.optimizer.step(self.model.params, lr)
+            self._backprop(X, Y, idx, acc, ws, W, divisor, None)
+            opt.update(opt.whole(self.model.params), lr, flush=flush)
             return
-        self.optimizer.start_step()
-        self._lr = lr
+        self._lr, self._flush = lr, flush
         self._backprop(X, Y, idx, acc, ws, W, divisor, self._update_layer)
-        self.optimizer.update(self.update_parts[-1], lr)  # the biases
+        opt.update(self.update_parts[-1], lr, flush=flush)  # the biases
 
     def _update_layer(self, l: int) -> None:
-        self.optimizer.update(self.update_parts[l], self._lr)
+        self.optimizer.update(self.update_parts[l], self._lr, flush=self._flush)
+
+    def _program(self, X, Y, idx, acc, part: Workspace) -> Program | None:
+        """The recorded step for these arrays, the current settings and flush phase (recorded now if new), or
+        None where it cannot be recorded. A program is only valid for what it was recorded with, so the key names
+        every buffer (by id, the objects kept alive beside it) and every setting the recorded calls hold as
+        numbers."""
+        if not (
+            isinstance(X, np.ndarray)
+            and isinstance(Y, np.ndarray)
+            and isinstance(idx, np.ndarray)
+            and idx.dtype == np.int64
+            and idx.shape == (part.batch_size,)
+            and idx.flags.c_contiguous
+        ):
+            return None
+        opt, model = self.optimizer, self.model
+        named = (part, X, Y, acc, model.params, self.grads, self.class_weight)
+        settings = (self.smoothing, opt.name, opt.momentum, opt.l2, opt.l1, opt.beta1, opt.beta2, opt.eps)
+        key = (*map(id, named), *settings, self.update_parts is None)
+        found = self._programs.get(key)
+        if found is None:
+            if len(self._programs) >= MAX_PROGRAMS:
+                self._programs.clear()
+            # both flush phases at once, so that no later step records (or allocates)
+            without = self._record(X, Y, acc, part, flush=False)
+            with_flush = self._record(X, Y, acc, part, flush=True) if without and opt.velocity is not None else without
+            found = self._programs[key] = ((without, with_flush), named)
+        return found[0][opt.flushes_now]
+
+    def _record(self, X, Y, acc, part: Workspace, *, flush: bool) -> Program | None:
+        """Record the step's calls (nothing runs), or None where an op cannot be recorded."""
+        opt, model = self.optimizer, self.model
+        idx = np.zeros(part.batch_size, np.int64)  # stands for each replay's row indices
+        buffers = [X, Y, acc, part.xb, part.yb, part.wb, *part.hs, *part.dhs, model.params, self.grads.flat]
+        buffers += [opt.velocity, opt.m, opt.v, self.class_weight]
+        try:
+            with model.ops.recording(buffers, [idx]) as program:
+                self._dispatch(X, Y, idx, acc, LR, part, None, None, flush)
+        except NotRecordable:
+            return None
+        return program
 
     def gradients(self, X, Y, idx, acc, ws: Workspace | None = None) -> None:
         """Deprecated: the old name of :meth:`backprop`."""

@@ -39,6 +39,7 @@ STEP_OPS = (
     "copy",
     "fill",
     "replay",
+    "run_program",
 )
 
 #: Keyword arguments of the ops that were renamed (old -> new); the old names still work, with a warning.
@@ -137,6 +138,9 @@ class Ops:
     #: layer's gradient is in cache (the CPU). The rules are elementwise: the same rule either way, the same
     #: numbers within rounding.
     updates_per_layer: bool = False
+    #: Whether a training step can be recorded once and replayed by one call (``recording``, ``run_program``;
+    #: :mod:`mlp_xp.backend.program`): the CPU backend with NumPy's BLAS and the compiled loops.
+    records_steps: bool = False
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -285,6 +289,12 @@ class Ops:
 
     def fill(self, a, value: float) -> None:
         """a <- value everywhere (resetting accumulators)."""
+        raise NotImplementedError
+
+    def run_program(self, program, pointers, scalars) -> None:
+        """One replay of a recorded step (``records_steps`` backends): ``pointers``, the arrays standing for the
+        recording's step pointers (the batch's row indices); ``scalars``, the learning rate and Adam's two
+        corrections."""
         raise NotImplementedError
 
     # ---- per epoch ----

@@ -14,6 +14,7 @@ to plain NumPy: slower, same results up to rounding. The references of what thes
 
 from __future__ import annotations
 
+import copy
 import ctypes
 import glob
 import os
@@ -45,6 +46,19 @@ class Blas:
             axpby.argtypes = [i, real, vp, i, real, vp, i]
             axpby.restype = None
             self.gemm[dt], self.axpy[dt], self.axpby[dt] = gemm, axpy, axpby
+        self.index_bits = 8 * ctypes.sizeof(index_type)
+
+    def recording(self, program) -> Blas:
+        """This BLAS with every call recorded into ``program`` instead of made (:mod:`.program`): op
+        ``<routine>_<f32|f64>_<i64|i32>``, the routine's address its first word."""
+        rec = copy.copy(self)
+        for routine in ("gemm", "axpy", "axpby"):
+            calls = {}
+            for dt, f in getattr(self, routine).items():
+                name = f"{routine}_{'f32' if dt == np.float32 else 'f64'}_i{self.index_bits}"
+                calls[dt] = program.recorder(name, f, ctypes.cast(f, ctypes.c_void_p).value)
+            setattr(rec, routine, calls)
+        return rec
 
     def matmul(
         self,

@@ -19,6 +19,7 @@ Old builds are not removed: each is one small file.
 
 from __future__ import annotations
 
+import copy
 import ctypes
 import hashlib
 import os
@@ -37,6 +38,7 @@ from ..files import atomic_writer, cache_root
 from ..reference.optimizer import adam_corrections
 from .kernels import HEADER, activation_code, kernel_dir
 from .pointers import address
+from .program import CORRECTION1, CORRECTION2, StepScalar
 
 SOURCE = "cpu.cpp"
 #: Tried in order; -march=native is dropped when the compiler refuses it (some ARM compilers).
@@ -66,6 +68,39 @@ class CompiledLoops:
                 f = getattr(lib, f"{name}_{suffix}")
                 f.argtypes, f.restype = argtypes, None
                 self.fn[(name, np.dtype(dt))] = f
+        self.lib = lib
+        gather = lib.gather_rows
+        gather.argtypes, gather.restype = [vp, i64, i64, vp, i64, vp], None
+        self.fn[("gather_rows", None)] = gather
+        lib.program_op.argtypes, lib.program_op.restype = [ctypes.c_char_p], i32
+        lib.run_program.argtypes, lib.run_program.restype = [vp, i64, vp, vp], i64
+
+    def recording(self, program) -> CompiledLoops:
+        """These loops with every call recorded into ``program`` instead of made (:mod:`.program`)."""
+        rec = copy.copy(self)
+        rec.fn = {}
+        for (name, dt), f in self.fn.items():
+            suffix = "" if dt is None else "_f32" if dt == np.float32 else "_f64"
+            rec.fn[(name, dt)] = program.recorder(name + suffix, f)
+        return rec
+
+    def op_code(self, name: str) -> int:
+        """run_program's code of the op ``name`` (an export's name, or a BLAS routine's: gemm_f32_i64, ...)."""
+        code = self.lib.program_op(name.encode())
+        if code < 0:
+            raise RuntimeError(f"the compiled CPU loops have no program op {name!r}: a stale build")
+        return code
+
+    def run_program(self, table: int, n: int, scalars: np.ndarray, pointers: np.ndarray) -> None:
+        """Run the n instructions at ``table`` (a :class:`.program.Program`'s) with the step's values."""
+        failed = self.lib.run_program(table, n, address(scalars), address(pointers))
+        if failed:
+            raise RuntimeError(f"instruction {failed - 1} of a step program has an op code this build lacks")
+
+    def gather_rows(self, src: np.ndarray, idx: np.ndarray, out: np.ndarray) -> None:
+        """out <- src[idx] by rows (indices clamped into range), C-contiguous arrays of one dtype, idx int64."""
+        row_bytes = src.itemsize * (src.size // src.shape[0])
+        self.fn[("gather_rows", None)](address(src), src.shape[0], row_bytes, address(idx), idx.shape[0], address(out))
 
     def bias_act(self, z: np.ndarray, b: np.ndarray, activation: str, slope: float) -> None:
         """z <- g(z + b) in place."""
@@ -122,7 +157,8 @@ class CompiledLoops:
         l1: float = 0.0,
     ) -> None:
         """One Adam step in one pass, m's subnormals stored as 0 (common.cuh's k_adam_step)."""
-        c1, c2 = adam_corrections(step, beta1, beta2)
+        # a recorded step's learning rate is the step's, and so are its corrections (mlp_xp/backend/program.py)
+        c1, c2 = (CORRECTION1, CORRECTION2) if isinstance(lr, StepScalar) else adam_corrections(step, beta1, beta2)
         pointers = (address(a) for a in (params, grads, m, v))
         self.fn[("adam_update", params.dtype)](*pointers, params.size, n_weights, lr, beta1, beta2, eps, c1, c2, l2, l1)
 

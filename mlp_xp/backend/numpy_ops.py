@@ -16,6 +16,8 @@ sgd_update) have their references in mlp_xp/reference/layer.py and mlp_xp/refere
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import numpy as np
 
 from ..deprecation import warn_renamed
@@ -27,6 +29,7 @@ from . import cpu_loops as _cpu_loops
 from . import numpy_path
 from .base import Ops, matmul_shape
 from .kernels import activation_code, loss_kernel
+from .program import NotRecordable, Program
 from .scratch import ScratchCache
 
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
@@ -67,6 +70,9 @@ class NumpyOps(Ops):
         # parameter after the backward pass (for models of at least step.PER_LAYER_MIN_PARAMS parameters): 0.96x
         # the epoch's time on an EPYC AVX2 (Fashion-MNIST, median of 9 paired rounds; benchmarks/README.md)
         self.updates_per_layer = self.blas is not None
+        # a full batch's step recorded once and replayed by one compiled call (mlp_xp/backend/program.py)
+        self.records_steps = self.blas is not None and self.loops is not None
+        self._recording = False
         extras = [what for what, on in (("BLAS direct", self.blas), ("compiled loops", self.loops)) if on]
         self.name = f"cpu (NumPy {np.__version__}{''.join(', ' + e for e in extras)})"
         self.scratch = ScratchCache()
@@ -91,6 +97,31 @@ class NumpyOps(Ops):
     def peek(self, a) -> np.ndarray:
         return a
 
+    # ---- recording a step (mlp_xp/backend/program.py) ----
+    @contextmanager
+    def recording(self, buffers, step_pointers):
+        """Inside the block, the step ops record their compiled calls into the :class:`Program` it yields
+        instead of making them; one that would run NumPy code raises :class:`NotRecordable`. ``buffers``: every
+        array the calls may point into; ``step_pointers``: the arrays each replay passes anew (:meth:`run_program`)."""
+        if not self.records_steps:
+            raise NotRecordable(f"{self.name} cannot record a step: it needs NumPy's BLAS and the compiled loops")
+        program = Program(self.loops, buffers, step_pointers)
+        blas, loops, counts = self.blas, self.loops, (self.counts.ops, dict(self.counts.by_op))
+        self.blas, self.loops, self._recording = blas.recording(program), loops.recording(program), True
+        try:
+            yield program
+        finally:
+            # recording runs nothing, so it counts nothing: the counts say what ran (run_program, once a step)
+            self.blas, self.loops, self._recording = blas, loops, False
+            self.counts.ops, self.counts.by_op = counts
+        program.finish()
+
+    def _numpy_path(self, op: str):
+        """numpy_path, for an op that takes it (NotRecordable while recording: NumPy code cannot be recorded)."""
+        if self._recording:
+            raise NotRecordable(f"{op} takes the NumPy path with these arguments")
+        return numpy_path
+
     # ---- which implementation takes the arguments ----
     def _loops_for(self, *arrays):
         """The compiled loops, if they can take these arrays (Nones skipped) as raw pointers (else None)."""
@@ -102,9 +133,15 @@ class NumpyOps(Ops):
 
     # ---- step ops ----
     def gather_rows(self, X, Y, idx, xb, yb, W=None, wb=None) -> None:
-        if not is_sparse(X):
-            numpy_path.gather_rows(X, Y, idx, xb, yb, W, wb)
+        pairs = ((X, xb), (Y, yb)) if W is None else ((X, xb), (Y, yb), (W, wb))
+        if self.loops is not None and _gathers(idx, pairs):
+            for src, out in pairs:
+                self.loops.gather_rows(src, idx, out)
             return
+        if not is_sparse(X):
+            self._numpy_path("gather_rows").gather_rows(X, Y, idx, xb, yb, W, wb)
+            return
+        self._numpy_path("gather_rows")  # (a sparse gather is NumPy and SciPy code too)
         # a CSR training set (reference: gather_rows in mlp_xp/reference/data.py): only the batch's rows are
         # densified (their CSR slice is allocated, a step's only allocation)
         self.counts.allocations += 1
@@ -119,6 +156,7 @@ class NumpyOps(Ops):
             matmul_shape(a, b, out, trans_a, trans_b)  # BLAS takes raw pointers: NumPy's shape check, first
             blas.matmul(a, b, out, trans_a=trans_a, trans_b=trans_b, accumulate=accumulate)
             return
+        self._numpy_path("matmul")
         a = a.T if trans_a else a
         b = b.T if trans_b else b
         if not accumulate:
@@ -136,7 +174,7 @@ class NumpyOps(Ops):
             loops.bias_act(z, b, activation, slope)  # which refuses an unknown activation, as the GPU does
         else:
             activation_code(activation)
-            numpy_path.bias_act(z, b, activation, slope, self.scratch)
+            self._numpy_path("bias_act").bias_act(z, b, activation, slope, self.scratch)
 
     def act_backward(self, dh, h, activation, slope) -> None:
         loops = self._loops_for(dh, h)
@@ -144,7 +182,7 @@ class NumpyOps(Ops):
             loops.act_backward(dh, h, activation, slope)
         else:
             activation_code(activation)
-            numpy_path.act_backward(dh, h, activation, slope, self.scratch)
+            self._numpy_path("act_backward").act_backward(dh, h, activation, slope, self.scratch)
 
     def bias_grad(self, g, out, *, accumulate=0.0) -> None:
         fits = g.ndim == 2 and out.shape == g.shape[1:]  # else NumPy's sum below raises
@@ -158,6 +196,7 @@ class NumpyOps(Ops):
             # db = 1^T g + accumulate db: a 1-row GEMM, threaded and accumulating in place.
             blas.matmul(self._ones_row(g.shape[0], g.dtype), g, out.reshape(1, -1), accumulate=accumulate)
             return
+        self._numpy_path("bias_grad")
         if not accumulate:
             np.sum(g, axis=0, out=out)
             return
@@ -187,7 +226,7 @@ class NumpyOps(Ops):
         kernel = loss_kernel(loss)
         rows = {"sample_weight": sample_weight, "divisor": divisor}
         if kernel != "softmax_xent":
-            getattr(numpy_path, kernel)(z, y, acc, write_grad=write_grad, scratch=self.scratch, **rows)
+            getattr(self._numpy_path(kernel), kernel)(z, y, acc, write_grad=write_grad, scratch=self.scratch, **rows)
             return
         loops = self._loops_for(z, class_weight)
         fits = (
@@ -206,7 +245,7 @@ class NumpyOps(Ops):
         if fits:
             loops.softmax_xent(z, y, acc, write_grad=write_grad, smoothing=smoothing, class_weight=class_weight, **rows)
         else:
-            numpy_path.softmax_xent(
+            self._numpy_path("softmax_xent").softmax_xent(
                 z,
                 y,
                 acc,
@@ -242,7 +281,7 @@ class NumpyOps(Ops):
         present = [a for a in (params, grads, velocity) if a is not None]
         blas = self._blas_for(*present) if all(a.shape == params.shape for a in present) else None
         if blas is None:
-            numpy_path.sgd_update(
+            self._numpy_path("sgd_update").sgd_update(
                 params,
                 grads,
                 velocity,
@@ -263,6 +302,7 @@ class NumpyOps(Ops):
         if l2:
             blas.add_scaled(g[:n_weights], l2, params[:n_weights])  # G += l2 W
         if l1:
+            self._numpy_path("sgd_update with l1")  # (np.sign)
             t = self.scratch("penalty", (n_weights,), params.dtype)
             np.sign(params[:n_weights], out=t)
             blas.add_scaled(g[:n_weights], l1, t)  # G += l1 sign(W)
@@ -281,21 +321,47 @@ class NumpyOps(Ops):
     def adam_update(self, params, grads, m, v, n_weights, lr, step, *, beta1, beta2, eps, l2=0.0, l1=0.0) -> None:
         loops = self._loops_for(params, grads, m, v)
         fits = loops is not None and params.shape == grads.shape == m.shape == v.shape
-        impl, extra = (loops, {}) if fits else (numpy_path, {"scratch": self.scratch})
+        impl, extra = (loops, {}) if fits else (self._numpy_path("adam_update"), {"scratch": self.scratch})
         impl.adam_update(
             params, grads, m, v, n_weights, lr, step, beta1=beta1, beta2=beta2, eps=eps, l2=l2, l1=l1, **extra
         )
 
+    def run_program(self, program: Program, pointers, scalars) -> None:
+        # (the arrays' checks are the caller's, TrainStep's: the program was recorded against their shapes)
+        program.run(pointers, scalars)
+
     def copy(self, dst, src) -> None:
+        self._numpy_path("copy")
         np.copyto(dst, src)
 
     def fill(self, a, value) -> None:
+        self._numpy_path("fill")
         a.fill(value)
 
     # ---- per epoch ----
     def permutation(self, n, seed, epoch):
         self.counts.allocations += 1
         return permutation(n, seed, epoch)
+
+
+def _gathers(idx, pairs) -> bool:
+    """Whether the compiled gather takes these (source, batch buffer) pairs: int64 indices in one C-contiguous
+    row, each source C-contiguous with rows, each buffer its dtype, writeable, of its row shape, one per index."""
+    if not (isinstance(idx, np.ndarray) and idx.dtype == np.int64 and idx.ndim == 1 and idx.flags.c_contiguous):
+        return False
+    for src, out in pairs:
+        if not (
+            isinstance(src, np.ndarray)
+            and src.ndim >= 1
+            and src.shape[0] > 0
+            and src.flags.c_contiguous
+            and src.dtype.kind in "biuf"
+            and src.dtype == out.dtype
+            and out.shape == (idx.shape[0], *src.shape[1:])
+            and _raw_ok(out)
+        ):
+            return False
+    return True
 
 
 def _rows_of(sample_weight, z) -> bool:

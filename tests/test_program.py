@@ -1,0 +1,288 @@
+"""The CPU's recorded step (mlp_xp/backend/program.py): a full batch's step recorded once and replayed by one
+compiled call computes what the op-by-op step computes, bit for bit, for every rule, activation, dtype and
+option it takes; what it cannot take goes op by op; a program never points outside the buffers it keeps."""
+
+import ctypes
+
+import numpy as np
+import pytest
+import scipy.sparse
+
+import mlp_xp
+from mlp_xp.backend import numpy_path
+from mlp_xp.backend.numpy_ops import NumpyOps
+from mlp_xp.backend.program import LR, NotRecordable, Program
+from mlp_xp.optim import FLUSH_EVERY, Optimizer
+from mlp_xp.step import MAX_PROGRAMS, TrainStep
+
+pytestmark = pytest.mark.skipif(not NumpyOps().records_steps, reason="needs NumPy's BLAS and the compiled loops")
+
+SIZES = [30, 24, 16, 5]
+
+
+def _data(dtype=np.float32, n=400, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.standard_normal((n, SIZES[0])).astype(dtype), rng.integers(0, SIZES[-1], n).astype(np.int32)
+
+
+def _run(
+    record,
+    *,
+    optimizer="momentum",
+    per_layer=False,
+    dtype="float32",
+    activation="relu",
+    steps=2 * FLUSH_EVERY + 3,
+    l2=0.0,
+    l1=0.0,
+    smoothing=0.0,
+    class_weight=None,
+    loss="cross_entropy",
+    X=None,
+    Y=None,
+    batch=32,
+):
+    ops = NumpyOps()
+    model = mlp_xp.MLP(SIZES, activation, loss, device=ops, seed=3, dtype=dtype)
+    opt = Optimizer(optimizer, ops, model.layout, model.dtype, momentum=0.9, l2=l2, l1=l1)
+    cw = None if class_weight is None else np.asarray(class_weight, model.dtype)
+    step = TrainStep(model, batch, opt, per_layer=per_layer, record=record, smoothing=smoothing, class_weight=cw)
+    if X is None:
+        X, Y = _data(model.dtype)
+    acc = np.zeros(2)
+    n = X.shape[0]
+    tail = step.ws.rows(n % batch) if n % batch else None
+    perms = [ops.permutation(n, 0, e) for e in range(3)]
+    k = 0
+    for perm in perms:
+        for s in range(0, n, batch):
+            if k == steps:
+                break
+            idx = perm[s : s + batch]
+            step(X, Y, idx, acc, 0.1 / (1 + 0.1 * k), tail if len(idx) < batch else None)  # a decaying lr
+            k += 1
+    state = [a.copy() for a in (model.params, opt.velocity, opt.m, opt.v) if a is not None]
+    return state, acc.copy(), step, ops
+
+
+def _same(a, b):
+    for x, y in zip(a[0], b[0], strict=True):
+        np.testing.assert_array_equal(x, y)
+    np.testing.assert_array_equal(a[1], b[1])
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "momentum", "nesterov", "adam"])
+@pytest.mark.parametrize("per_layer", [False, True], ids=["update-once", "update-per-layer"])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_a_replayed_step_makes_the_numbers_of_the_op_by_op_step(optimizer, per_layer, dtype):
+    """Past two subnormal flushes, with a last partial batch (its own program) and a learning rate that changes
+    every step, L2 on: parameters, the optimizer's state and the loss sums are bit for bit the op-by-op run's."""
+    runs = [_run(record, optimizer=optimizer, per_layer=per_layer, dtype=dtype, l2=1e-3) for record in (True, False)]
+    _same(runs[0], runs[1])
+    step, ops = runs[0][2], runs[0][3]
+    # one pair per workspace (12 full batches of 400 rows, then 16 rows): without and with the subnormal flush,
+    # which differ where there is a velocity to flush
+    pairs = [p for p, _ in step._programs.values()]
+    assert len(pairs) == 2 and all(p is not None for pair in pairs for p in pair)
+    velocity = optimizer in ("momentum", "nesterov")
+    assert all((len(pair[1]) > len(pair[0])) == velocity for pair in pairs)
+    assert ops.counts.by_op["run_program"] == 2 * FLUSH_EVERY + 3
+    assert runs[1][3].counts.by_op.get("run_program", 0) == 0
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"activation": ["tanh", "sigmoid"]},
+        {"activation": ["leaky_relu", "identity"]},
+        {"smoothing": 0.1, "class_weight": [1.0, 2.0, 0.5, 1.0, 3.0]},
+        {"optimizer": "adam", "l2": 1e-2, "activation": "tanh"},
+    ],
+    ids=["tanh-sigmoid", "leaky-identity", "smoothing-class-weight", "adam-l2-tanh"],
+)
+def test_every_activation_and_loss_option_replays_exactly(options):
+    runs = [_run(record, **options) for record in (True, False)]
+    _same(runs[0], runs[1])
+    assert runs[0][3].counts.by_op["run_program"] > 0
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"l1": 1e-3},  # np.sign
+        {"loss": "binary_cross_entropy"},  # the NumPy path's loss
+        {"loss": "mse"},
+    ],
+    ids=["l1", "binary-cross-entropy", "mse"],
+)
+def test_what_cannot_be_recorded_goes_op_by_op(options):
+    if options.get("loss") in ("binary_cross_entropy", "mse"):
+        rng = np.random.default_rng(0)
+        X = rng.standard_normal((400, SIZES[0])).astype(np.float32)
+        Y = rng.integers(0, 2, (400, SIZES[-1])).astype(np.float32)
+        options = {**options, "X": X, "Y": Y}
+    state, acc, step, ops = _run(True, steps=10, **options)
+    assert [p for p, _ in step._programs.values()] == [(None, None)]
+    assert "run_program" not in ops.counts.by_op
+    assert ops.counts.by_op["gather_rows"] >= 10  # each step dispatched its ops (the failed recording ran none)
+    _same((state, acc), _run(False, steps=10, **options)[:2])
+
+
+def test_sparse_data_and_row_weights_go_op_by_op():
+    X, Y = _data()
+    ops = NumpyOps()
+    model = mlp_xp.MLP(SIZES, device=ops, seed=0)
+    step = TrainStep(model, 32, Optimizer("momentum", ops, model.layout, model.dtype), weighted=True)
+    acc, idx = np.zeros(2), ops.permutation(400, 0, 1)[:32]
+    step(scipy.sparse.csr_matrix(X), Y, idx, acc, 0.1)
+    step(X, Y, idx, acc, 0.1, W=np.ones(400, np.float32), divisor=32.0)
+    assert not step._programs and "run_program" not in ops.counts.by_op
+    step(X, Y, idx, acc, 0.1)
+    assert ops.counts.by_op["run_program"] == 1
+
+
+def test_a_changed_setting_or_buffer_is_recorded_anew():
+    """The recorded calls hold the settings as numbers: a step after l2 (or momentum) changes, or on another
+    data set, replays a program of its own, and the run matches the op-by-op one that makes the same changes."""
+    X, Y = _data()
+    X2, Y2 = _data(seed=1)
+    results = []
+    for record in (True, False):
+        ops = NumpyOps()
+        model = mlp_xp.MLP(SIZES, device=ops, seed=0)
+        opt = Optimizer("momentum", ops, model.layout, model.dtype)
+        step = TrainStep(model, 32, opt, record=record)
+        acc = np.zeros(2)
+        for k in range(12):
+            opt.l2 = 1e-2 * (k // 4)
+            opt.momentum = 0.5 if k >= 8 else 0.9
+            data = (X, Y) if k % 3 else (X2, Y2)
+            step(*data, ops.permutation(400, 0, k)[:32], acc, 0.1)
+        results.append(((model.params.copy(), opt.velocity.copy()), acc.copy(), step))
+    _same(results[0], results[1])
+    assert len(results[0][2]._programs) > 4
+
+
+def test_a_step_with_new_arrays_every_call_keeps_a_bounded_number_of_programs():
+    ops = NumpyOps()
+    model = mlp_xp.MLP(SIZES, device=ops, seed=0)
+    step = TrainStep(model, 32, Optimizer("sgd", ops, model.layout, model.dtype))
+    for k in range(3 * MAX_PROGRAMS):
+        X, Y = _data(seed=k)
+        step(X, Y, ops.permutation(400, 0, k)[:32], np.zeros(2), 0.1)
+    assert 0 < len(step._programs) <= MAX_PROGRAMS
+
+
+def test_indices_of_another_dtype_or_length_go_op_by_op_with_the_same_numbers():
+    X, Y = _data()
+    runs = []
+    for as_int32 in (False, True):
+        ops = NumpyOps()
+        model = mlp_xp.MLP(SIZES, device=ops, seed=0)
+        step = TrainStep(model, 32, Optimizer("momentum", ops, model.layout, model.dtype))
+        acc = np.zeros(2)
+        for k in range(4):
+            idx = ops.permutation(400, 0, k)[:32]
+            step(X, Y, idx.astype(np.int32) if as_int32 else idx, acc, 0.1)
+        runs.append(((model.params.copy(),), acc, ops))
+    _same(runs[0], runs[1])
+    assert runs[0][2].counts.by_op["run_program"] == 4 and "run_program" not in runs[1][2].counts.by_op
+
+
+def test_recording_runs_nothing_and_refuses_pointers_outside_its_buffers():
+    ops = NumpyOps()
+    a, b = np.ones((4, 3), np.float32), np.ones((3, 2), np.float32)
+    out = np.full((4, 2), 7.0, np.float32)
+    with ops.recording([a, b, out], []) as program:
+        ops.matmul(a, b, out)
+    assert len(program) == 1 and (out == 7.0).all()  # recorded, not run
+    ops.run_program(program, (), (0.0, 1.0, 1.0))
+    np.testing.assert_array_equal(out, np.full((4, 2), 3.0))
+    stranger = np.zeros(2, np.float32)
+    with pytest.raises(NotRecordable, match="outside the step's buffers"):
+        with ops.recording([a, b, out], []):
+            ops.bias_act(out, stranger, "relu", 0.0)
+    with pytest.raises(NotRecordable, match="NumPy path"):
+        with ops.recording([a, b, out], []):
+            ops.bias_act(out, np.zeros(3, np.float32), "relu", 0.0)  # a shape the loop does not take
+    blas = ops.blas
+    with pytest.raises(NotRecordable):
+        with ops.recording([a], []):
+            ops.matmul(a, b, out)
+    assert not ops._recording and ops.blas is blas  # a failed recording leaves the backend as it was
+
+
+def test_a_step_scalar_scales_its_word_at_every_replay():
+    """The learning rate of a recorded axpy comes from each run: W <- W - lr V with lr 0.5, then 0.25."""
+    ops = NumpyOps()
+    w, v = np.zeros(5, np.float32), np.ones(5, np.float32)
+    with ops.recording([w, v], []) as program:
+        ops.blas.add_scaled(w, -LR, v)
+    for lr in (0.5, 0.25):
+        ops.run_program(program, (), (lr, 1.0, 1.0))
+    np.testing.assert_array_equal(w, np.full(5, -0.75, np.float32))
+
+
+def test_a_program_with_an_unknown_op_code_stops_before_it():
+    ops = NumpyOps()
+    w, v = np.zeros(5, np.float32), np.ones(5, np.float32)
+    with ops.recording([w, v], []) as program:
+        ops.blas.add_scaled(w, -LR, v)
+        ops.blas.add_scaled(w, -LR, v)
+    program.table["op"][1] = 999
+    with pytest.raises(RuntimeError, match="instruction 1 of a step program"):
+        ops.run_program(program, (), (1.0, 1.0, 1.0))
+    np.testing.assert_array_equal(w, np.full(5, -1.0, np.float32))  # instruction 0 ran, 1 did not
+
+
+def test_program_add_checks_its_arguments():
+    ops = NumpyOps()
+    buf = np.zeros(8, np.float32)
+    program = Program(ops.loops, [buf], [])
+    fn = ops.loops.fn[("flush_subnormals", np.dtype(np.float32))]
+    rec = program.recorder("flush_subnormals_f32", fn)
+    rec(buf.ctypes.data + 4, 7)  # inside buf
+    with pytest.raises(NotRecordable, match="outside"):
+        rec(np.zeros(3, np.float32).ctypes.data + 4096 * 1024, 1)
+    with pytest.raises(ValueError):
+        rec(buf.ctypes.data)  # a missing argument
+    assert program.table.size == 0 and len(program) == 1
+    with pytest.raises(RuntimeError, match="no program op"):
+        ops.loops.op_code("no_such_op")
+    assert ctypes.sizeof(ctypes.c_void_p) == 8
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int32])
+def test_the_compiled_gather_is_numpy_take_with_clipping(dtype):
+    """gather_rows' compiled loop copies rows byte for byte, and clamps an index outside [0, n) into it as the
+    NumPy path's np.take(mode="clip") does (the op's contract asks for rows in range)."""
+    ops = NumpyOps()
+    rng = np.random.default_rng(0)
+    X = (rng.standard_normal((50, 7)) * 100).astype(dtype)
+    Y = rng.integers(0, 9, 50).astype(np.int32)
+    W = rng.random(50).astype(dtype)
+    idx = np.array([3, 0, 49, -4, 60, 7, 7], np.int64)
+    got = [np.empty((7, 7), dtype), np.empty(7, np.int32), np.empty(7, dtype)]
+    want = [np.empty_like(g) for g in got]
+    ops.gather_rows(X, Y, idx, got[0], got[1], W, got[2])
+    numpy_path.gather_rows(X, Y, idx, want[0], want[1], W, want[2])
+    for g, w in zip(got, want):
+        np.testing.assert_array_equal(g, w)
+    assert ops.counts.by_op["gather_rows"] == 1
+
+
+def test_fit_on_the_cpu_replays_its_steps_and_matches_the_op_by_op_run():
+    """Through the trainer: an epoch's full batches and its last partial one replay, and the history and the
+    weights are the op-by-op run's."""
+    rng = np.random.default_rng(0)
+    X, y = rng.random((300, 12)).astype(np.float32), rng.integers(0, 3, 300)
+    runs = []
+    for record in (True, False):
+        ops = NumpyOps()
+        ops.records_steps = record
+        model = mlp_xp.MLP([12, 16, 3], device=ops, seed=0)
+        h = mlp_xp.fit(model, X, y, epochs=3, batch_size=32, optimizer="nesterov", lr=0.1, decay=0.1, l2=1e-3)
+        runs.append((model.get_flat(), [r["train_loss"] for r in h.records], ops.counts.by_op.get("run_program", 0)))
+    np.testing.assert_array_equal(runs[0][0], runs[1][0])
+    assert runs[0][1] == runs[1][1]
+    assert runs[0][2] == 3 * 10 and runs[1][2] == 0
