@@ -156,17 +156,22 @@ for _op in ("gather_rows", "bias_act", "act_backward", "bias_grad", "loss_grad",
     setattr(GemmOnly, _op, _nothing)
 
 
-def gemm_floor_epoch(X, hidden, n_classes, batch, momentum, seed) -> float:
+def gemm_floor_epoch(X, hidden, n_classes, batch, momentum, seed, *, record: bool = True) -> float:
     """The matrix multiplies of one epoch of mlp_xp's own step, alone: the trainer's TrainStep with the same
-    calls, shapes, flags and buffers, on a backend where every other op does nothing."""
+    calls, shapes, flags and buffers, on a backend where every other op does nothing. Recorded and replayed as
+    mlp_xp's step is (``record``), so that the floor is the GEMMs' own time, with no Python dispatch between them;
+    ``record=False``: dispatched op by op, the floor before mlp_xp replayed its steps."""
     ops = GemmOnly()
     m = mlp_xp.MLP([X.shape[1], *hidden, n_classes], "relu", device=ops, seed=seed)
-    step = TrainStep(m, batch, Optimizer("momentum", ops, m.layout, m.dtype, momentum=momentum), per_layer=False)
+    opt = Optimizer("momentum", ops, m.layout, m.dtype, momentum=momentum)
+    step = TrainStep(m, batch, opt, per_layer=False, record=record)
     for buf in (step.ws.xb, *step.ws.hs, *step.ws.dhs):
         buf[...] = X[: buf.shape[0], : buf.shape[1]]  # realistic values: no NaN or denormal slow paths
     acc, n = ops.zeros((2,), np.float64), len(X)
     tail = step.ws.rows(n - (n - 1) // batch * batch)
+    order = np.arange(n, dtype=np.int64)  # (the gather does nothing: the rows' indices are only passed)
+    labels = np.zeros(n, np.int32)
     t = time.perf_counter()
     for s in range(0, n, batch):
-        step(None, None, None, acc, 0.01, tail if s + batch > n else None)
+        step(X, labels, order[s : s + batch], acc, 0.01, tail if s + batch > n else None)
     return time.perf_counter() - t

@@ -1,5 +1,7 @@
 """One training epoch on the CPU: mlp_xp against PyTorch's eager loop, scikit-learn's MLPClassifier, and the
-GEMM-only floor (the step's own matrix multiplies, alone), measured side by side in one run.
+GEMM-only floor (the step's own matrix multiplies, alone, replayed as mlp_xp's step is: no Python between them;
+--dispatched-floor adds them dispatched op by op, the floor before steps were replayed), measured side by side in
+one run.
 
 784-512-256-10 ReLU, softmax cross-entropy, SGD with momentum 0.9, batch 128, float32, on 60,000 x 784 rows:
 Debian's Fashion-MNIST by default (real images: always-zero borders, sparse activations), or --data synthetic (a
@@ -11,6 +13,7 @@ GFLOP/s (the epoch's matrix-product arithmetic, 2.41 MFLOP a row, over its time)
 AVX-512 machine, OPENBLAS_CORETYPE=Haswell shows the AVX2 picture.
 
     python benchmarks/cpu_epoch.py --rounds 5 [--data fashion-mnist|synthetic|mnist|DIR] [--json out.json]
+                                   [--dispatched-floor]
 """
 
 from __future__ import annotations
@@ -59,12 +62,18 @@ def main(argv=None) -> int:
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--skip", default="", help="contenders to leave out, comma separated")
     p.add_argument("--json", help="write the raw times as JSON")
+    p.add_argument(
+        "--dispatched-floor",
+        action="store_true",
+        help="also time the floor's GEMMs dispatched op by op from Python (the floor before steps were replayed)",
+    )
     args = p.parse_args(argv)
     ds = load_dataset("synthetic:60000x784" if args.data == "synthetic" else args.data)
     X, y = ds.X_train[:60000], ds.y_train[:60000].astype(np.int64)
     machine = loop_timing.machine()
     print(f"machine: {loop_timing.describe(machine)}", file=sys.stderr)
-    names = [n for n in [*CONTENDERS, "gemm_floor"] if n not in args.skip.split(",")]
+    floors = ["gemm_floor", "gemm_floor_dispatched"] if args.dispatched_floor else ["gemm_floor"]
+    names = [n for n in [*CONTENDERS, *floors] if n not in args.skip.split(",")]
     times = {n: [] for n in names}
     print(
         f"{ds.describe()}; {os.cpu_count()} cores; OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', '(unset)')}",
@@ -74,8 +83,8 @@ def main(argv=None) -> int:
     for r in range(args.rounds):
         peaks.append(sgemm_peak())
         for n in names:
-            if n == "gemm_floor":
-                t = gemm_floor_epoch(X, HIDDEN, 10, BATCH, MOMENTUM, seed=r)
+            if n.startswith("gemm_floor"):
+                t = gemm_floor_epoch(X, HIDDEN, 10, BATCH, MOMENTUM, seed=r, record=n == "gemm_floor")
             else:
                 t = CONTENDERS[n](X, y, HIDDEN, BATCH, LR, MOMENTUM, seed=r).epoch()
             times[n].append(t)
