@@ -1,8 +1,9 @@
-// cpu.cpp -- the CPU backend's compiled loops: a layer's elementwise work, softmax cross-entropy and Adam's update,
-// one compiled call per op instead of a dozen NumPy calls. Built at first use by the machine's C++ compiler
-// (mlp_xp/backend/cpu_loops.py), loaded with ctypes. Each loop has its reference's contract: mlp_xp/reference/layer.py
-// (bias_act, act_backward, bias_grad), mlp_xp/reference/loss.py (softmax_xent), mlp_xp/reference/optimizer.py
-// (adam_update).
+// cpu.cpp -- the CPU backend's compiled loops: a layer's elementwise work, softmax cross-entropy, Adam's update and
+// the batch gather, one compiled call per op instead of a dozen NumPy calls, and the replay of a recorded step (at
+// the end). Built at first use by the machine's C++ compiler (mlp_xp/backend/cpu_loops.py), loaded with ctypes.
+// Each loop has its reference's contract: mlp_xp/reference/layer.py (bias_act, act_backward, bias_grad),
+// mlp_xp/reference/loss.py (softmax_xent), mlp_xp/reference/optimizer.py (adam_update), mlp_xp/reference/data.py
+// (gather_rows).
 //
 // Why compiled loops on the CPU at all: a training step alternates GEMMs with short elementwise passes, and each
 // GEMM streams megabytes through the core's caches. Every NumPy call right after one runs its dispatch code cold,

@@ -1,6 +1,7 @@
 """``mlp-xp doctor``: every op of this machine's backends against its reference (:mod:`mlp_xp.selfcheck`):
 the CPU backend as it runs here (compiled loops, direct BLAS, NumPy path) and the CUDA kernels on each GPU.
-After the CPU's check, a few lines time its compiled loops against the NumPy path on this machine
+After the CPU's check, one line says whether its recorded step (:mod:`mlp_xp.backend.program`) replays the
+op-by-op step bit for bit here, and a few lines time its compiled loops against the NumPy path on this machine
 (:mod:`mlp_xp.backend.loop_timing`), since whether they are faster depends on the CPU and the compiler.
 
 Exit statuses: 1 when a check failed (or stopped before its end), else 3 when a GPU was asked for (``all``, the
@@ -13,13 +14,18 @@ from __future__ import annotations
 
 import sys
 
+import numpy as np
+
 from .backend import cpu_loops, cuda_devices, cuda_status, get_backend, loop_timing
 from .constraints import device_choice
 from .errors import EXIT_FAILED as FAILED
 from .errors import EXIT_NO_GPU as NO_GPU
 from .errors import EXIT_OK as OK
 from .errors import BackendUnavailable
+from .model import MLP
+from .optim import FLUSH_EVERY, Optimizer
 from .selfcheck import format_results, timed_check
+from .step import TrainStep
 
 
 def _check(ops, title: str) -> bool:
@@ -37,11 +43,41 @@ def _check_cpu() -> bool:
     try:
         ops = get_backend("cpu")
         ok = _check(ops, f"{ops.name}; compiled loops {cpu_loops.status()}")
+        ok = _check_replay() and ok
     except Exception as e:
         print(f"mlp-xp: error: cpu FAILED: the check stopped on {type(e).__name__}: {e}", file=sys.stderr)
         return False
     _time_loops(ops)
     return ok
+
+
+def _check_replay() -> bool:
+    """One line: a short run of recorded steps against the same run op by op, on this machine's BLAS and build
+    (momentum past a subnormal flush, both dtypes, a partial last batch); they must agree bit for bit."""
+    ops = get_backend("cpu")
+    if not ops.records_steps:
+        print("recorded step: not used here (it needs NumPy's BLAS and the compiled loops): steps go op by op")
+        return True
+    rng = np.random.default_rng(0)
+    X, Y = rng.standard_normal((100, 12)), rng.integers(0, 3, 100).astype(np.int32)
+    for dtype in ("float32", "float64"):
+        runs = []
+        for record in (True, False):
+            model = MLP([12, 16, 8, 3], device=get_backend("cpu"), seed=0, dtype=dtype)
+            opt = Optimizer("momentum", model.ops, model.layout, model.dtype, l2=1e-3)
+            step = TrainStep(model, 32, opt, record=record)
+            tail, acc, Xd = step.ws.rows(100 % 32), np.zeros(2), X.astype(dtype)
+            for k in range(FLUSH_EVERY + 4):
+                idx = model.ops.permutation(100, 0, k // 4)[(k % 4) * 32 :][:32]
+                step(Xd, Y, idx, acc, 0.1, tail if len(idx) < 32 else None)
+            runs.append((model.params.copy(), opt.velocity.copy(), acc, model.ops.counts.by_op.get("run_program", 0)))
+        (p, v, a, replays), (p0, v0, a0, _) = runs
+        if not replays or not (np.array_equal(p, p0) and np.array_equal(v, v0) and np.array_equal(a, a0)):
+            why = "replays differ from the op-by-op steps" if replays else "no step was replayed"
+            print(f"mlp-xp: error: recorded step FAILED: {dtype}: {why}", file=sys.stderr)
+            return False
+    print(f"recorded step: {FLUSH_EVERY + 4} replayed steps = the op-by-op steps, bit for bit (float32, float64)")
+    return True
 
 
 def _time_loops(ops) -> None:

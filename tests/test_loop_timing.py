@@ -125,7 +125,8 @@ def test_the_doctor_prints_them_after_the_cpu_check(loops, capsys, monkeypatch):
     out, err = capsys.readouterr()
     lines = out.splitlines()
     verified = next(i for i, line in enumerate(lines) if "ops verified" in line)
-    assert lines[verified + 1].startswith("  compiled loop vs NumPy path on ")
+    assert lines[verified + 1].startswith("recorded step: ")  # (the replay's check, tests/test_program.py)
+    assert lines[verified + 2].startswith("  compiled loop vs NumPy path on ")
     assert len(_rows(lines)) == len(loop_timing.DOCTOR_CASES) and err == ""
 
 

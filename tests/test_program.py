@@ -286,3 +286,13 @@ def test_fit_on_the_cpu_replays_its_steps_and_matches_the_op_by_op_run():
     np.testing.assert_array_equal(runs[0][0], runs[1][0])
     assert runs[0][1] == runs[1][1]
     assert runs[0][2] == 3 * 10 and runs[1][2] == 0
+
+
+def test_the_doctor_checks_the_replay_on_this_machine(capsys, monkeypatch):
+    from mlp_xp import doctor
+
+    assert doctor._check_replay()
+    assert "replayed steps = the op-by-op steps, bit for bit" in capsys.readouterr().out
+    monkeypatch.setattr(Program, "run", lambda self, pointers, scalars: None)  # a replay that computes nothing
+    assert not doctor._check_replay()
+    assert "recorded step FAILED: float32: replays differ from the op-by-op steps" in capsys.readouterr().err

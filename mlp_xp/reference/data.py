@@ -54,8 +54,8 @@ def permutation(n: int, seed: int, epoch: int) -> np.ndarray:
 def gather_rows(X, Y, idx, xb, yb, W=None, wb=None) -> None:
     """xb <- X[idx], yb <- Y[idx] (and wb <- W[idx], the rows' weights, where W is given): one mini-batch.
 
-    Implementations: ``gather_rows`` in mlp_xp/backend/numpy_path.py, kernels/data.cu; for a SciPy CSR X,
-    ``gather_rows`` in mlp_xp/backend/numpy_ops.py (the batch's rows densified).
+    Implementations: ``gather_rows`` in mlp_xp/backend/numpy_path.py, kernels/cpu.cpp (a row copy), kernels/data.cu;
+    for a SciPy CSR X, ``gather_rows`` in mlp_xp/backend/numpy_ops.py (the batch's rows densified).
     """
     xb[...] = X[idx]
     yb[...] = Y[idx]
