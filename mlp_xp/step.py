@@ -5,7 +5,7 @@ A step gathers the batch's rows on the device, runs forward, the fused loss (add
 backward into the optimizer's gradient buffer, and one optimizer update (on the CPU, for a large model, one per
 layer inside the backward pass and one for the biases): 6L + 1 backend ops for L layers (7L + 1 then), no
 allocation, no host sync (the step budget in ARCHITECTURE.md). On the CPU those ops' compiled calls are recorded
-at a step's first run and replayed by one call each step after (:mod:`mlp_xp.backend.program`): one op a step.
+at a step's second run and replayed by one call each step after (:mod:`mlp_xp.backend.program`): one op a step.
 :mod:`mlp_xp.trainer` runs steps epoch by epoch; ``mlp-xp bench`` times them alone.
 """
 
@@ -25,8 +25,10 @@ from .optim import Optimizer
 #: and 1.01x in a quiet one (benchmarks/README.md).
 PER_LAYER_MIN_PARAMS = 1 << 18
 
-#: Recorded programs a TrainStep keeps: one per workspace (full and last batch), data set, settings and flush phase
-#: it has stepped with; past this many (a caller passing new arrays every step), it starts over.
+#: Recorded programs a TrainStep keeps: one pair (without and with the subnormal flush) per workspace (full and last
+#: batch), data set and settings it has stepped with; past this many it starts over, and after starting over twice
+#: (a caller passing new arrays or settings every step, where recording would cost more than it saves) it stops
+#: recording.
 MAX_PROGRAMS = 8
 
 
@@ -38,9 +40,10 @@ class TrainStep:
     sum over the batch. ``per_layer``: update each W_l inside the backward pass (True), once after it (False), or
     by default where the backend updates layer by layer and the model has at least :data:`PER_LAYER_MIN_PARAMS`
     parameters. ``record``: where the backend records steps (the CPU's, :mod:`mlp_xp.backend.program`), record a
-    step's calls once per workspace, data set and settings and replay them by one compiled call each step (True,
-    the default), or dispatch every op each step (False: what the recording records, op by op). A step with row
-    weights, or whose ops cannot be recorded (a loss or penalty on the NumPy path, sparse data), goes op by op.
+    step's calls once per workspace, data set and settings (at its second run: a step that runs once is cheaper op
+    by op) and replay them by one compiled call each step (True, the default), or dispatch every op each step
+    (False: what the recording records, op by op). A step with row weights, or whose ops cannot be recorded (a
+    loss or penalty on the NumPy path, sparse data), goes op by op.
     """
 
     def __init__(
@@ -69,6 +72,8 @@ class TrainStep:
         #: key -> ((the program without the subnormal flush, the one with it; None where the step could not be
         #: recorded), what the key's ids name)
         self._programs: dict[tuple, tuple] = {}
+        self._seen: set[tuple] = set()  # keys stepped with once: the second such step records
+        self._restarts = 0
 
     def __call__(
         self, X, Y, idx, acc, lr: float, ws: Workspace | None = None, *, W=None, divisor: float | None = None
@@ -118,13 +123,28 @@ class TrainStep:
         key = (*map(id, named), *settings, self.update_parts is None)
         found = self._programs.get(key)
         if found is None:
+            if key not in self._seen:
+                # a step that runs once (a partial_fit of one batch) is cheaper op by op than recorded
+                if len(self._seen) >= 4 * MAX_PROGRAMS:
+                    self._start_over()
+                self._seen.add(key)
+                return None
             if len(self._programs) >= MAX_PROGRAMS:
-                self._programs.clear()
+                self._start_over()
+            if not self.record:
+                return None
             # both flush phases at once, so that no later step records (or allocates)
             without = self._record(X, Y, acc, part, flush=False)
             with_flush = self._record(X, Y, acc, part, flush=True) if without and opt.velocity is not None else without
             found = self._programs[key] = ((without, with_flush), named)
         return found[0][opt.flushes_now]
+
+    def _start_over(self) -> None:
+        """Forget every program and key; the second time, stop recording (see MAX_PROGRAMS)."""
+        self._programs.clear()
+        self._seen.clear()
+        self._restarts += 1
+        self.record = self._restarts < 2
 
     def _record(self, X, Y, acc, part: Workspace, *, flush: bool) -> Program | None:
         """Record the step's calls (nothing runs), or None where an op cannot be recorded."""
