@@ -118,9 +118,10 @@ class TrainStep:
         ):
             return None
         opt, model = self.optimizer, self.model
-        named = (part, X, Y, acc, model.params, self.grads, self.class_weight)
+        named = (part, X, Y, acc, model.params, self.grads, self.class_weight, opt.velocity, opt.m, opt.v)
         settings = (self.smoothing, opt.name, opt.momentum, opt.l2, opt.l1, opt.beta1, opt.beta2, opt.eps)
-        key = (*map(id, named), *settings, self.update_parts is None)
+        math = (model.loss, model.leaky_slope, *model.activations, self.update_parts is None)
+        key = (*map(id, named), *settings, *math)
         found = self._programs.get(key)
         if found is None:
             if key not in self._seen:

@@ -144,20 +144,22 @@ def test_sparse_data_and_row_weights_go_op_by_op():
 
 
 def test_a_changed_setting_or_buffer_is_recorded_anew():
-    """The recorded calls hold the settings as numbers: a step after l2 (or momentum) changes, or on another
-    data set, replays a program of its own, and the run matches the op-by-op one that makes the same changes."""
+    """The recorded calls hold the settings as numbers: a step after l2, momentum or the leaky slope changes, or on
+    another data set, replays a program of its own, and the run matches the op-by-op one that makes the same
+    changes."""
     X, Y = _data()
     X2, Y2 = _data(seed=1)
     results = []
     for record in (True, False):
         ops = NumpyOps()
-        model = mlp_xp.MLP(SIZES, device=ops, seed=0)
+        model = mlp_xp.MLP(SIZES, "leaky_relu", device=ops, seed=0)
         opt = Optimizer("momentum", ops, model.layout, model.dtype)
         step = TrainStep(model, 32, opt, record=record)
         acc = np.zeros(2)
         for k in range(24):
             opt.l2 = 1e-2 * (k // 8)
             opt.momentum = 0.5 if k >= 16 else 0.9
+            model.leaky_slope = 0.2 if k >= 16 else 0.01
             data = (X, Y) if k % 3 else (X2, Y2)
             step(*data, ops.permutation(400, 0, k)[:32], acc, 0.1)
         results.append(((model.params.copy(), opt.velocity.copy()), acc.copy(), step))
