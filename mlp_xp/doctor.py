@@ -17,6 +17,7 @@ import sys
 import numpy as np
 
 from .backend import cpu_loops, cuda_devices, cuda_status, get_backend, loop_timing
+from .backend.numpy_ops import NumpyOps
 from .constraints import device_choice
 from .errors import EXIT_FAILED as FAILED
 from .errors import EXIT_NO_GPU as NO_GPU
@@ -54,8 +55,7 @@ def _check_cpu() -> bool:
 def _check_replay() -> bool:
     """One line: a short run of recorded steps against the same run op by op, on this machine's BLAS and build
     (momentum past a subnormal flush, both dtypes, a partial last batch); they must agree bit for bit."""
-    ops = get_backend("cpu")
-    if not ops.records_steps:
+    if not get_backend("cpu").records_steps:
         print("recorded step: not used here (it needs NumPy's BLAS and the compiled loops): steps go op by op")
         return True
     rng = np.random.default_rng(0)
@@ -63,7 +63,7 @@ def _check_replay() -> bool:
     for dtype in ("float32", "float64"):
         runs = []
         for record in (True, False):
-            model = MLP([12, 16, 8, 3], device=get_backend("cpu"), seed=0, dtype=dtype)
+            model = MLP([12, 16, 8, 3], device=NumpyOps(), seed=0, dtype=dtype)  # (its own counts)
             opt = Optimizer("momentum", model.ops, model.layout, model.dtype, l2=1e-3)
             step = TrainStep(model, 32, opt, record=record)
             tail, acc, Xd = step.ws.rows(100 % 32), np.zeros(2), X.astype(dtype)

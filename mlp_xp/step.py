@@ -80,22 +80,26 @@ class TrainStep:
     ) -> None:
         """A whole step on the rows ``idx`` of the device arrays (X, Y), adding the batch's sums into ``acc``."""
         opt = self.optimizer
-        opt.start_step()
         replays = self.record and W is None and divisor is None
-        program = self._program(X, Y, idx, acc, ws or self.ws) if replays else None
-        if program is not None:
-            self.model.ops.run_program(program, (idx,), opt.step_scalars(lr))
+        programs = self._programs_for(X, Y, idx, acc, ws or self.ws) if replays else None
+        if programs is not None:
+            opt.start_step()
+            self.model.ops.run_program(programs[opt.flushes_now], (idx,), opt.step_scalars(lr))
         else:
             self._dispatch(X, Y, idx, acc, lr, ws, W, divisor)
 
-    def _dispatch(self, X, Y, idx, acc, lr, ws, W, divisor, flush: bool | None = None) -> None:
-        """The step op by op, its update counted already (``lr`` a :class:`StepScalar` and ``flush`` given, while
-        recording)."""
+    def _dispatch(self, X, Y, idx, acc, lr, ws, W, divisor, *, recording: bool = False, flush=None) -> None:
+        """The step op by op, counting its update (not while recording, where ``lr`` is a :class:`StepScalar` and
+        ``flush`` says which of the two programs this is)."""
         opt = self.optimizer
         if self.update_parts is None:
             self._backprop(X, Y, idx, acc, ws, W, divisor, None)
+            if not recording:
+                opt.start_step()
             opt.update(opt.whole(self.model.params), lr, flush=flush)
             return
+        if not recording:
+            opt.start_step()
         self._lr, self._flush = lr, flush
         self._backprop(X, Y, idx, acc, ws, W, divisor, self._update_layer)
         opt.update(self.update_parts[-1], lr, flush=flush)  # the biases
@@ -103,11 +107,11 @@ class TrainStep:
     def _update_layer(self, l: int) -> None:
         self.optimizer.update(self.update_parts[l], self._lr, flush=self._flush)
 
-    def _program(self, X, Y, idx, acc, part: Workspace) -> Program | None:
-        """The recorded step for these arrays, the current settings and flush phase (recorded now if new), or
-        None where it cannot be recorded. A program is only valid for what it was recorded with, so the key names
-        every buffer (by id, the objects kept alive beside it) and every setting the recorded calls hold as
-        numbers."""
+    def _programs_for(self, X, Y, idx, acc, part: Workspace) -> tuple[Program, Program] | None:
+        """The recorded step for these arrays and the current settings, without and with the subnormal flush
+        (recorded now at the second step with them), or None where it is not, or cannot be, recorded. A program is
+        only valid for what it was recorded with, so the key names every buffer (by id, the objects kept alive
+        beside it) and every setting the recorded calls hold as numbers."""
         if not (
             isinstance(X, np.ndarray)
             and isinstance(Y, np.ndarray)
@@ -126,19 +130,19 @@ class TrainStep:
         if found is None:
             if key not in self._seen:
                 # a step that runs once (a partial_fit of one batch) is cheaper op by op than recorded
-                if len(self._seen) >= 4 * MAX_PROGRAMS:
-                    self._start_over()
+                if len(self._seen) >= 4 * MAX_PROGRAMS:  # (keys that never came back, e.g. a new workspace a call)
+                    self._seen.clear()
                 self._seen.add(key)
                 return None
             if len(self._programs) >= MAX_PROGRAMS:
                 self._start_over()
-            if not self.record:
-                return None
+                if not self.record:
+                    return None
             # both flush phases at once, so that no later step records (or allocates)
             without = self._record(X, Y, acc, part, flush=False)
             with_flush = self._record(X, Y, acc, part, flush=True) if without and opt.velocity is not None else without
             found = self._programs[key] = ((without, with_flush), named)
-        return found[0][opt.flushes_now]
+        return None if found[0][0] is None else found[0]
 
     def _start_over(self) -> None:
         """Forget every program and key; the second time, stop recording (see MAX_PROGRAMS)."""
@@ -148,14 +152,20 @@ class TrainStep:
         self.record = self._restarts < 2
 
     def _record(self, X, Y, acc, part: Workspace, *, flush: bool) -> Program | None:
-        """Record the step's calls (nothing runs), or None where an op cannot be recorded."""
+        """Record the step's calls (nothing runs), or None where an op cannot be recorded. The model and the
+        optimizer dispatch to the backend's recording copy meanwhile (the backend itself is shared)."""
         opt, model = self.optimizer, self.model
         idx = np.zeros(part.batch_size, np.int64)  # stands for each replay's row indices
         buffers = [X, Y, acc, part.xb, part.yb, part.wb, *part.hs, *part.dhs, model.params, self.grads.flat]
         buffers += [opt.velocity, opt.m, opt.v, self.class_weight]
+        ops = model.ops
         try:
-            with model.ops.recording(buffers, [idx]) as program:
-                self._dispatch(X, Y, idx, acc, LR, part, None, None, flush)
+            with ops.recording(buffers, [idx]) as (program, recorder):
+                model.ops = opt.ops = recorder
+                try:
+                    self._dispatch(X, Y, idx, acc, LR, part, None, None, recording=True, flush=flush)
+                finally:
+                    model.ops = opt.ops = ops
         except NotRecordable:
             return None
         return program

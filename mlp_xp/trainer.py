@@ -116,7 +116,7 @@ def fit(
     ``checkpoint_every`` epochs, after ``checkpoint_minutes`` at the next step boundary, and on an interrupt;
     ``resume=True`` continues from it. SIGINT and SIGTERM (from the main thread) stop the run at the next step
     boundary with :class:`mlp_xp.errors.TrainingInterrupted`, the model holding what the run would return there;
-    a second one stops it at once.
+    a second one stops it at once (on the CPU, once the running step's replay, one compiled call, returns).
 
     ``sample_weight`` (one non-negative weight per training row) weighs each row's loss: a batch's loss is
     sum(w_i loss_i) / sum(w_i) (:mod:`mlp_xp.reference.loss`), and the epoch's train_loss and metric are weighted

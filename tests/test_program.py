@@ -185,7 +185,7 @@ def test_a_step_with_new_arrays_every_call_keeps_a_bounded_number_of_programs_th
 
 
 def test_keys_that_never_come_back_are_not_kept():
-    """New arrays every step (acc here): no step is recorded, the keys seen once are bounded, and recording stops."""
+    """New arrays every step (acc here): no step is recorded, and the keys seen once are bounded."""
     ops = NumpyOps()
     model = mlp_xp.MLP(SIZES, device=ops, seed=0)
     step = TrainStep(model, 32, Optimizer("sgd", ops, model.layout, model.dtype))
@@ -195,7 +195,10 @@ def test_keys_that_never_come_back_are_not_kept():
         keep.append(np.zeros(2))  # (kept alive: each id new)
         step(X, Y, ops.permutation(400, 0, k)[:32], keep[-1], 0.1)
         assert len(step._seen) <= 4 * MAX_PROGRAMS
-    assert not step._programs and not step.record and "run_program" not in ops.counts.by_op
+    assert not step._programs and "run_program" not in ops.counts.by_op
+    assert step.record  # (forgetting keys seen once is not giving up: nothing was recorded in vain)
+    step(X, Y, ops.permutation(400, 0, 1)[:32], keep[-1], 0.1)
+    assert ops.counts.by_op["run_program"] == 1
 
 
 def test_indices_of_another_dtype_or_length_go_op_by_op_with_the_same_numbers():
@@ -218,31 +221,32 @@ def test_recording_runs_nothing_and_refuses_pointers_outside_its_buffers():
     ops = NumpyOps()
     a, b = np.ones((4, 3), np.float32), np.ones((3, 2), np.float32)
     out = np.full((4, 2), 7.0, np.float32)
-    with ops.recording([a, b, out], []) as program:
-        ops.matmul(a, b, out)
+    with ops.recording([a, b, out], []) as (program, recorder):
+        recorder.matmul(a, b, out)
     assert len(program) == 1 and (out == 7.0).all()  # recorded, not run
+    assert recorder.counts.ops == 1 and ops.counts.ops == 0  # the backend's counts say what ran
     ops.run_program(program, (), (0.0, 1.0, 1.0))
     np.testing.assert_array_equal(out, np.full((4, 2), 3.0))
     stranger = np.zeros(2, np.float32)
     with pytest.raises(NotRecordable, match="outside the step's buffers"):
-        with ops.recording([a, b, out], []):
-            ops.bias_act(out, stranger, "relu", 0.0)
+        with ops.recording([a, b, out], []) as (_, recorder):
+            recorder.bias_act(out, stranger, "relu", 0.0)
     with pytest.raises(NotRecordable, match="NumPy path"):
-        with ops.recording([a, b, out], []):
-            ops.bias_act(out, np.zeros(3, np.float32), "relu", 0.0)  # a shape the loop does not take
+        with ops.recording([a, b, out], []) as (_, recorder):
+            recorder.bias_act(out, np.zeros(3, np.float32), "relu", 0.0)  # a shape the loop does not take
     blas = ops.blas
-    with pytest.raises(NotRecordable):
-        with ops.recording([a], []):
-            ops.matmul(a, b, out)
-    assert not ops._recording and ops.blas is blas  # a failed recording leaves the backend as it was
+    with ops.recording([a, b, out], []) as (_, recorder):
+        ops.matmul(a, b, out)  # the backend itself, meanwhile (another thread's step): it runs
+        assert (out == 3.0).all() and recorder.blas is not blas
+    assert not ops._recording and ops.blas is blas
 
 
 def test_a_step_scalar_scales_its_word_at_every_replay():
     """The learning rate of a recorded axpy comes from each run: W <- W - lr V with lr 0.5, then 0.25."""
     ops = NumpyOps()
     w, v = np.zeros(5, np.float32), np.ones(5, np.float32)
-    with ops.recording([w, v], []) as program:
-        ops.blas.add_scaled(w, -LR, v)
+    with ops.recording([w, v], []) as (program, recorder):
+        recorder.blas.add_scaled(w, -LR, v)
     for lr in (0.5, 0.25):
         ops.run_program(program, (), (lr, 1.0, 1.0))
     np.testing.assert_array_equal(w, np.full(5, -0.75, np.float32))
@@ -251,11 +255,11 @@ def test_a_step_scalar_scales_its_word_at_every_replay():
 def test_a_program_with_an_unknown_op_code_stops_before_it():
     ops = NumpyOps()
     w, v = np.zeros(5, np.float32), np.ones(5, np.float32)
-    with ops.recording([w, v], []) as program:
-        ops.blas.add_scaled(w, -LR, v)
-        ops.blas.add_scaled(w, -LR, v)
+    with ops.recording([w, v], []) as (program, recorder):
+        recorder.blas.add_scaled(w, -LR, v)
+        recorder.blas.add_scaled(w, -LR, v)
     program.table["op"][1] = 999
-    with pytest.raises(RuntimeError, match="instruction 1 of a step program"):
+    with pytest.raises(RuntimeError, match="instruction 1 of a step program is not one this build runs"):
         ops.run_program(program, (), (1.0, 1.0, 1.0))
     np.testing.assert_array_equal(w, np.full(5, -1.0, np.float32))  # instruction 0 ran, 1 did not
 
@@ -321,3 +325,40 @@ def test_the_doctor_checks_the_replay_on_this_machine(capsys, monkeypatch):
     monkeypatch.setattr(Program, "run", lambda self, pointers, scalars: None)  # a replay that computes nothing
     assert not doctor._check_replay()
     assert "recorded step FAILED: float32: replays differ from the op-by-op steps" in capsys.readouterr().err
+
+
+def test_threads_recording_on_the_shared_cpu_backend_leave_each_other_alone():
+    """get_backend("cpu") is one backend per process: two threads, each fitting its own model, record and replay
+    on it at once (a thread switch every microsecond), and every fit gives the single-threaded run's weights."""
+    import sys
+    import threading
+
+    rng = np.random.default_rng(0)
+    X, y = rng.standard_normal((300, 10)), rng.integers(0, 3, 300)
+
+    def one():
+        model = mlp_xp.MLP([10, 32, 3], device="cpu", seed=0)
+        mlp_xp.fit(model, X, y, epochs=2, batch_size=32, validation_fraction=0.0, verbose=0)
+        return model.get_flat()
+
+    ref, results, errors = one(), [], []
+
+    def worker():
+        for _ in range(15):
+            try:
+                results.append(one())
+            except Exception as e:  # noqa: BLE001 (reported below)
+                errors.append(f"{type(e).__name__}: {e}")
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        threads = [threading.Thread(target=worker) for _ in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        sys.setswitchinterval(interval)
+    assert not errors, errors[:3]
+    assert len(results) == 30 and all(np.array_equal(r, ref) for r in results)

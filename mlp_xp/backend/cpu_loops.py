@@ -95,7 +95,10 @@ class CompiledLoops:
         """Run the n instructions at ``table`` (a :class:`.program.Program`'s) with the step's values."""
         failed = self.lib.run_program(table, n, address(scalars), address(pointers))
         if failed:
-            raise RuntimeError(f"instruction {failed - 1} of a step program has an op code this build lacks")
+            raise RuntimeError(
+                f"instruction {failed - 1} of a step program is not one this build runs (its op code or its number "
+                "of words): a program recorded against another build"
+            )
 
     def gather_rows(self, src: np.ndarray, idx: np.ndarray, out: np.ndarray) -> None:
         """out <- src[idx] by rows (indices clamped into range), C-contiguous arrays of one dtype, idx int64."""

@@ -16,6 +16,7 @@ sgd_update) have their references in mlp_xp/reference/layer.py and mlp_xp/refere
 
 from __future__ import annotations
 
+import copy
 from contextlib import contextmanager
 
 import numpy as np
@@ -27,7 +28,7 @@ from ..validation import is_sparse
 from . import blas as _blas
 from . import cpu_loops as _cpu_loops
 from . import numpy_path
-from .base import Ops, matmul_shape
+from .base import OpCounts, Ops, matmul_shape
 from .kernels import activation_code, loss_kernel
 from .program import NotRecordable, Program
 from .scratch import ScratchCache
@@ -70,7 +71,8 @@ class NumpyOps(Ops):
         # parameter after the backward pass (for models of at least step.PER_LAYER_MIN_PARAMS parameters): 0.96x
         # the epoch's time on an EPYC AVX2 (Fashion-MNIST, median of 9 paired rounds; benchmarks/README.md)
         self.updates_per_layer = self.blas is not None
-        # a full batch's step recorded once and replayed by one compiled call (mlp_xp/backend/program.py)
+        # a step (a full batch's, a last partial one's) recorded once and replayed by one compiled call
+        # (mlp_xp/backend/program.py)
         self.records_steps = self.blas is not None and self.loops is not None
         self._recording = False
         extras = [what for what, on in (("BLAS direct", self.blas), ("compiled loops", self.loops)) if on]
@@ -100,20 +102,20 @@ class NumpyOps(Ops):
     # ---- recording a step (mlp_xp/backend/program.py) ----
     @contextmanager
     def recording(self, buffers, step_pointers):
-        """Inside the block, the step ops record their compiled calls into the :class:`Program` it yields
-        instead of making them; one that would run NumPy code raises :class:`NotRecordable`. ``buffers``: every
-        array the calls may point into; ``step_pointers``: the arrays each replay passes anew (:meth:`run_program`)."""
+        """A :class:`Program` and a copy of this backend whose step ops record their compiled calls into it
+        instead of making them (an op that would run NumPy code raises :class:`NotRecordable`), as the pair
+        ``(program, ops)``; the program is packed when the block ends without an error. ``buffers``: every array
+        the calls may point into; ``step_pointers``: the arrays each replay passes anew (:meth:`run_program`).
+
+        The backend itself is untouched (it is shared: another thread's steps run on it as before), and the
+        copy counts into counters of its own: recording runs nothing, so the backend's counts say what ran."""
         if not self.records_steps:
             raise NotRecordable(f"{self.name} cannot record a step: it needs NumPy's BLAS and the compiled loops")
         program = Program(self.loops, buffers, step_pointers)
-        blas, loops, counts = self.blas, self.loops, (self.counts.ops, dict(self.counts.by_op))
-        self.blas, self.loops, self._recording = blas.recording(program), loops.recording(program), True
-        try:
-            yield program
-        finally:
-            # recording runs nothing, so it counts nothing: the counts say what ran (run_program, once a step)
-            self.blas, self.loops, self._recording = blas, loops, False
-            self.counts.ops, self.counts.by_op = counts
+        ops = copy.copy(self)
+        ops.blas, ops.loops, ops._recording = self.blas.recording(program), self.loops.recording(program), True
+        ops.counts = OpCounts()
+        yield program, ops
         program.finish()
 
     def _numpy_path(self, op: str):

@@ -23,6 +23,7 @@ import ctypes
 import struct
 
 import numpy as np
+from numpy.lib.array_utils import byte_bounds
 
 from .pointers import address
 
@@ -77,8 +78,10 @@ class Program:
     def __init__(self, loops, buffers, step_pointers) -> None:
         self.loops = loops
         self.buffers = [b for b in buffers if b is not None]
-        self._ranges = [(address(b), address(b) + b.nbytes) for b in self.buffers if b.size]
-        self._step_ranges = [(address(p), address(p) + p.nbytes) for p in step_pointers]
+        # (where a call's pointer starts: the calls were checked by the ops that made them, as they are op by op;
+        # this check is that no program holds an address outside the memory it keeps alive)
+        self._ranges = [byte_bounds(b) for b in self.buffers if b.size]
+        self._step_ranges = [byte_bounds(p) for p in step_pointers]
         self.rows = [p.shape for p in step_pointers]
         self._instructions: list[tuple] = []
         self.table = np.zeros(0, INSTRUCTION)
