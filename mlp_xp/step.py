@@ -140,7 +140,8 @@ class TrainStep:
                     return None
             # both flush phases at once, so that no later step records (or allocates)
             without = self._record(X, Y, acc, part, flush=False)
-            with_flush = self._record(X, Y, acc, part, flush=True) if without and opt.velocity is not None else without
+            flushes = without is not None and opt.velocity is not None
+            with_flush = self._record(X, Y, acc, part, flush=True) if flushes else without
             found = self._programs[key] = ((without, with_flush), named)
         return None if found[0][0] is None else found[0]
 
