@@ -276,8 +276,18 @@ def test_program_add_checks_its_arguments():
     with pytest.raises(ValueError):
         rec(buf.ctypes.data)  # a missing argument
     assert program.table.size == 0 and len(program) == 1
-    with pytest.raises(RuntimeError, match="no program op"):
-        ops.loops.op_code("no_such_op")
+    assert ops.loops.op_code("no_such_op") == -1
+    with pytest.raises(NotRecordable, match="not an op run_program knows"):
+        program.recorder("no_such_op", fn)(buf.ctypes.data, 1)
+
+
+def test_every_compiled_loop_and_blas_routine_has_a_program_op():
+    """A loop or routine the backend calls but run_program does not know would leave its steps op by op."""
+    ops = NumpyOps()
+    names = [name + ("" if dt is None else "_f32" if dt == np.float32 else "_f64") for name, dt in ops.loops.fn]
+    names += [f"{r}_{t}_i{ops.blas.index_bits}" for r in ("gemm", "axpy", "axpby") for t in ("f32", "f64")]
+    assert all(ops.loops.op_code(n) >= 0 for n in names), [n for n in names if ops.loops.op_code(n) < 0]
+    assert len(set(map(ops.loops.op_code, names))) == len(names)
     assert ctypes.sizeof(ctypes.c_void_p) == 8
 
 

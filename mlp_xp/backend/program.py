@@ -98,6 +98,8 @@ class Program:
         argtypes = list(fn.argtypes)
 
         def record(*args):
+            if code < 0:  # (a loop not yet in cpu.cpp's MLP_XP_PROGRAM_OPS: its step goes op by op)
+                raise NotRecordable(f"{name} is not an op run_program knows")
             self.add(code, name, argtypes, args, fn_address)
 
         return record
