@@ -1,8 +1,7 @@
-"""The CPU's recorded step (mlp_xp/backend/program.py): a full batch's step recorded once and replayed by one
-compiled call computes what the op-by-op step computes, bit for bit, for every rule, activation, dtype and
-option it takes; what it cannot take goes op by op; a program never points outside the buffers it keeps."""
-
-import ctypes
+"""The CPU's recorded step (mlp_xp/backend/program.py): a step (a full batch's, a last partial one's) recorded once
+and replayed by one compiled call computes what the op-by-op step computes, bit for bit, for every rule,
+activation, dtype and option it takes; what it cannot take goes op by op; a program never points outside the
+buffers it keeps."""
 
 import numpy as np
 import pytest
@@ -11,7 +10,7 @@ import scipy.sparse
 import mlp_xp
 from mlp_xp.backend import numpy_path
 from mlp_xp.backend.numpy_ops import NumpyOps
-from mlp_xp.backend.program import LR, NotRecordable, Program
+from mlp_xp.backend.program import LR, NotRecordable, Program, StepScalar
 from mlp_xp.optim import FLUSH_EVERY, Optimizer
 from mlp_xp.step import MAX_PROGRAMS, TrainStep
 
@@ -272,10 +271,14 @@ def test_program_add_checks_its_arguments():
     rec = program.recorder("flush_subnormals_f32", fn)
     rec(buf.ctypes.data + 4, 7)  # inside buf
     with pytest.raises(NotRecordable, match="outside"):
-        rec(np.zeros(3, np.float32).ctypes.data + 4096 * 1024, 1)
+        rec(buf.ctypes.data + buf.nbytes + 64, 1)  # past its end
     with pytest.raises(ValueError):
         rec(buf.ctypes.data)  # a missing argument
     assert program.table.size == 0 and len(program) == 1
+    with pytest.raises(NotRecordable, match="no step value 3"):
+        program.recorder("bias_act_f32", ops.loops.fn[("bias_act", np.dtype(np.float32))])(
+            buf.ctypes.data, buf.ctypes.data, 1, 8, 0, StepScalar(3)
+        )
     assert ops.loops.op_code("no_such_op") == -1
     with pytest.raises(NotRecordable, match="not an op run_program knows"):
         program.recorder("no_such_op", fn)(buf.ctypes.data, 1)
@@ -288,7 +291,6 @@ def test_every_compiled_loop_and_blas_routine_has_a_program_op():
     names += [f"{r}_{t}_i{ops.blas.index_bits}" for r in ("gemm", "axpy", "axpby") for t in ("f32", "f64")]
     assert all(ops.loops.op_code(n) >= 0 for n in names), [n for n in names if ops.loops.op_code(n) < 0]
     assert len(set(map(ops.loops.op_code, names))) == len(names)
-    assert ctypes.sizeof(ctypes.c_void_p) == 8
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int32])

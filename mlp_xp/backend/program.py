@@ -82,7 +82,6 @@ class Program:
         # this check is that no program holds an address outside the memory it keeps alive)
         self._ranges = [byte_bounds(b) for b in self.buffers if b.size]
         self._step_ranges = [byte_bounds(p) for p in step_pointers]
-        self.rows = [p.shape for p in step_pointers]
         self._instructions: list[tuple] = []
         self.table = np.zeros(0, INSTRUCTION)
         self._scalars = np.zeros(3, np.float64)
@@ -110,6 +109,8 @@ class Program:
         for t, a in zip(argtypes, args, strict=True):
             slot = -1
             if isinstance(a, StepScalar):
+                if not 0 <= a.slot < len(self._scalars):  # (run_program reads that many)
+                    raise NotRecordable(f"{name}: no step value {a.slot}")
                 word, slot = _word_of_float(a.scale), a.slot
             elif t in _FLOAT_TYPES:
                 word = _word_of_float(float(a))
