@@ -564,6 +564,8 @@ def _check_outputs(args, flags=("save", "metrics_json", "plot")) -> None:
         folder = os.path.dirname(os.path.abspath(path))
         if os.path.isdir(path):
             raise ConfigError(f"{flag} {path} is a folder: give a file name, e.g. {os.path.join(path, 'out')}")
+        if str(path).endswith(("/", os.sep)):
+            raise ConfigError(f"{flag} {path} ends in a slash, as a folder does: give a file name, without it")
         if os.path.exists(folder) and not os.path.isdir(folder):
             raise ConfigError(f"{flag} {path}: {folder} is a file, not a folder: write elsewhere")
         if not os.path.isdir(folder):

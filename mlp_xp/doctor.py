@@ -76,7 +76,10 @@ def _check_replay() -> bool:
             why = "replays differ from the op-by-op steps" if replays else "no step was replayed"
             print(f"mlp-xp: error: recorded step FAILED: {dtype}: {why}", file=sys.stderr)
             return False
-    print(f"recorded step: {FLUSH_EVERY + 4} replayed steps = the op-by-op steps, bit for bit (float32, float64)")
+    print(
+        f"recorded step: {replays} of {FLUSH_EVERY + 4} steps replayed (the first of each batch size runs op by op), "
+        "the same numbers as op by op, bit for bit (float32, float64)"
+    )
     return True
 
 

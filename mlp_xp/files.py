@@ -6,6 +6,7 @@ import contextlib
 import json
 import os
 import secrets
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
@@ -54,6 +55,13 @@ def check_folder_to_write(folder, flag: str, purpose: str) -> None:
         raise ConfigError(f"{flag} {folder}: {parent} is a file, not a folder: give a folder for {purpose}")
     if not os.access(parent, os.W_OK):
         raise ConfigError(f"{flag} {folder}: {parent} is not writable: give a folder you can write to")
+    # os.access says yes to root everywhere, and a read-only mount or /proc refuses anyway: make a folder there
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".mlp_xp-probe-", dir=parent))
+    except OSError as e:
+        raise ConfigError(
+            f"{flag} {folder}: cannot make a folder in {parent} ({e.strerror}): give a folder you can write to"
+        ) from e
 
 
 def cache_root() -> Path:

@@ -407,12 +407,14 @@ def test_output_paths_that_cannot_work_are_refused_before_the_data(tmp_path, cap
     for line, message in (
         (f"train --checkpoint {afile}/ck", f"{afile} is a file, not a folder"),
         (f"train --save {afile}/m.npz", f"{afile} is a file, not a folder"),
+        (f"train --save {tmp_path}/m.npz/", "ends in a slash, as a folder does: give a file name, without it"),
         (f"train --save {tmp_path}/x.npz --metrics-json {tmp_path}/x.npz", "is the file --save writes too"),
         (
             f"train --save {tmp_path}/ck/checkpoint.npz --checkpoint {tmp_path}/ck",
             "is the file --checkpoint writes too",
         ),
         (f"train --checkpoint {tmp_path}/ckx", "holds the checkpoint of another run, which a new run would replace"),
+        ("train --checkpoint /proc/ck", "cannot make a folder in /proc"),  # (writable to os.access, for root)
     ):
         code, _, err = _cli(capsys, line)
         assert code == 2 and err.count("mlp-xp: error") == 1 and message in err, (line, err)

@@ -333,7 +333,9 @@ def test_the_doctor_checks_the_replay_on_this_machine(capsys, monkeypatch):
     from mlp_xp import doctor
 
     assert doctor._check_replay()
-    assert "replayed steps = the op-by-op steps, bit for bit" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "recorded step: 18 of 20 steps replayed (the first of each batch size runs op by op)" in out
+    assert "the same numbers as op by op, bit for bit (float32, float64)" in out
     monkeypatch.setattr(Program, "run", lambda self, pointers, scalars: None)  # a replay that computes nothing
     assert not doctor._check_replay()
     assert "recorded step FAILED: float32: replays differ from the op-by-op steps" in capsys.readouterr().err
