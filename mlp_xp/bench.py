@@ -201,6 +201,8 @@ def run_bench(
     print(format_table(rows, hidden, dtype))
     if json_path:
         write_json_atomic(json_path, [asdict(r) for r in rows])
+        print(f"wrote {json_path}", file=sys.stderr)
     if plot_path:
         plot(rows, plot_path, f"784-{'-'.join(map(str, hidden))}-10 training step")
+        print(f"wrote {plot_path}", file=sys.stderr)
     return EXIT_OK

@@ -71,6 +71,8 @@ def _npz_rows(src: Path) -> np.ndarray:
             if key is None:
                 raise DataError(f"--input {src} holds {sorted(npz.files)}, but no X or X_test: save the rows as X")
             return npz[key]
+    except DataError:  # (a ValueError too: the file was readable, its keys are what is wrong)
+        raise
     except (OSError, ValueError) as e:
         raise DataError(f"--input {src} is not a readable .npz of plain arrays ({e})") from None
 
@@ -106,6 +108,11 @@ def _batches(model, src: Path, batch: int) -> tuple[Iterator, int | None]:
             return frames, None
         return (_numbers(f, src) for f in frames), None
     X = _array_rows(src)
+    if X.ndim == 1 and model.n_inputs != 1:
+        raise DataError(
+            f"--input {src} is 1-D ({X.shape[0]} values), and the model takes rows of {model.n_inputs} features: "
+            "save one row as shape (1, features), e.g. x.reshape(1, -1), or rows as (rows, features)"
+        )
     n = X.shape[0]
     scale = _is_idx(src) and X.dtype == np.uint8
 

@@ -497,7 +497,7 @@ def test_a_gpu_that_cannot_run_the_kernels_sends_auto_to_the_cpu_in_one_line(hos
     finally:
         backend_module._auto_choice.cache_clear()
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "using the CPU (NumPy); CUDA not used: cuda:0 (CPU harness) failed" in err
+    assert err.count("\n") == 1 and "using the CPU; CUDA not used: cuda:0 (CPU harness) failed" in err
 
 
 def test_a_gpu_failure_mid_run_stops_the_run_in_one_line(host_kernels, monkeypatch, capsys, tmp_path):

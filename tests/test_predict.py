@@ -103,11 +103,15 @@ def test_unseen_categories_are_reported(tmp_path, capsys):
         ("--input {d}/x.npy --output {d}/x.npy", "is the input file"),
         ("--input {d}/x.npy --output {d}/o.csv --batch-size 0", "--batch-size"),
         ("--input {d}/x.bin --output {d}/o.csv", "cannot tell its kind from its name"),
+        ("--input {d}/row.npy --output {d}/o.csv", "is 1-D (16 values), and the model takes rows of 16 features: save"),
+        ("--input {d}/keys.npz --output {d}/o.csv", "holds ['features', 'labels'], but no X or X_test: save the rows"),
     ],
 )
 def test_bad_requests_are_refused_before_any_row(tmp_path, capsys, images_model, args, message):
     _, path, _ = images_model
     np.save(tmp_path / "x.npy", np.zeros((3, 16), np.float32))
+    np.save(tmp_path / "row.npy", np.zeros(16, np.float32))
+    np.savez(tmp_path / "keys.npz", features=np.zeros((3, 16)), labels=np.zeros(3))
     (tmp_path / "x.bin").write_bytes(b"0")
     code, _, err = run(capsys, f"predict {path} " + args.format(d=tmp_path) + " --device cpu")
     assert code == 2 and message in err, err

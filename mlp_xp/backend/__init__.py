@@ -157,7 +157,7 @@ def _auto_choice() -> str:
     if ok:
         print(f"mlp_xp: using cuda:0 ({what})", file=sys.stderr)
         return "cuda:0"
-    print(f"mlp_xp: using the CPU (NumPy); CUDA not used: {what}", file=sys.stderr)
+    print(f"mlp_xp: using the CPU; CUDA not used: {what}", file=sys.stderr)
     return "cpu"
 
 
