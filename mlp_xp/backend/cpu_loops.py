@@ -76,12 +76,10 @@ class CompiledLoops:
         lib.run_program.argtypes, lib.run_program.restype = [vp, i64, vp, vp], i64
 
     def recording(self, program) -> CompiledLoops:
-        """These loops with every call recorded into ``program`` instead of made (:mod:`.program`)."""
+        """These loops with every call recorded into ``program`` instead of made (:mod:`.program`), each as the op
+        named as its export."""
         rec = copy.copy(self)
-        rec.fn = {}
-        for (name, dt), f in self.fn.items():
-            suffix = "" if dt is None else "_f32" if dt == np.float32 else "_f64"
-            rec.fn[(name, dt)] = program.recorder(name + suffix, f)
+        rec.fn = {key: program.recorder(f.__name__, f) for key, f in self.fn.items()}
         return rec
 
     def op_code(self, name: str) -> int:
