@@ -531,12 +531,15 @@ static void call_axpby(const Word* w) {
         break;                                                                                                     \
     case OP_flush_subnormals_##S: flush_subnormals<T>((T*)w[0].p, w[1].i); break;
 
-// Runs the n instructions of prog in order; 0, or k + 1 when instruction k has an op code this build does not
-// know (a program recorded against another build: nothing from k on has run).
+// Runs the n instructions of prog in order; 0, or k + 1 when instruction k has an op code or a number of words
+// this build does not know (a program recorded against another build): then none has run, so that no step is
+// ever applied in part.
 extern "C" i64 run_program(const Instr* prog, i64 n, const double* scalars, char* const* pointers) {
+    for (i64 k = 0; k < n; ++k)
+        if (prog[k].n_words < 0 || prog[k].n_words > MAX_WORDS || prog[k].op < 0 || prog[k].op >= N_PROGRAM_OPS)
+            return k + 1;
     for (i64 k = 0; k < n; ++k) {
         const Instr& in = prog[k];
-        if (in.n_words < 0 || in.n_words > MAX_WORDS) return k + 1;
         Word w[MAX_WORDS];
         for (int j = 0; j < in.n_words; ++j) {
             const int s = in.slot[j];
