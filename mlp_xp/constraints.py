@@ -187,10 +187,11 @@ class EachOf(Constraint):
 class LayerWidths(Constraint):
     """Hidden layer widths: a tuple of positive ints, an int for one layer, ``()`` for none.
 
-    On the command line: ``512,256``; ``none`` (or an empty string) for a linear model."""
+    On the command line: ``512,256``, or ``512x256`` as a search writes one choice; ``none`` (or an empty string)
+    for a linear model."""
 
     def describe(self) -> str:
-        return "widths such as 512,256, or none"
+        return "widths such as 512,256 (or 512x256), or none"
 
     def doc_type(self) -> str:
         return "tuple of int"
@@ -213,10 +214,14 @@ class LayerWidths(Constraint):
         text = str(text).strip()
         if text.lower() in ("", "none", "()"):
             return ()
+        # (one joiner or the other: 512x256,128 mixes a search's list of choices into one model's widths)
+        joiner = "x" if "x" in text.lower() and "," not in text else ","
         try:
-            widths = tuple(int(t) for t in text.split(","))
+            widths = tuple(int(t) for t in text.lower().split(joiner))
         except ValueError:
-            raise ConfigError(f"{label} takes widths separated by commas, e.g. 512,256; got {text!r}") from None
+            raise ConfigError(
+                f"{label} takes widths separated by commas (or joined by x), e.g. 512,256; got {text!r}"
+            ) from None
         if any(w < 1 for w in widths):
             raise ConfigError(f"{label} widths must be positive integers, got {text!r}: e.g. 512,256")
         return widths

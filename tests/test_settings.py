@@ -147,6 +147,8 @@ def test_balanced_class_weights_train_like_the_explicit_weights():
 def test_each_constraint_parses_the_command_line_form():
     rules = settings.BY_NAME
     assert rules["hidden"].parse("512,256") == (512, 256) and rules["hidden"].parse("none") == ()
+    # (a search's form of one choice, which a user copies from its table into train)
+    assert rules["hidden"].parse("512x256") == (512, 256) == rules["hidden"].parse("512X256")
     assert rules["activation"].parse("relu,tanh") == ["relu", "tanh"]
     assert rules["class_weight"].parse("balanced") == "balanced"
     assert rules["class_weight"].parse("1,2.5") == [1.0, 2.5]
@@ -158,6 +160,8 @@ def test_each_constraint_parses_the_command_line_form():
         ("seed", "-1", "seed must be >= 0, got -1"),
         ("hidden", "abc", "hidden takes widths separated by commas"),
         ("hidden", "0", "hidden widths must be positive"),
+        ("hidden", "64x32,16", "hidden takes widths separated by commas \\(or joined by x\\)"),
+        ("hidden", "64x0", "hidden widths must be positive"),
         ("lr", "fast", "learning rate must be a number, got 'fast'"),
         ("class_weight", "1:x", "class_weight takes 'balanced'"),
     ]:
