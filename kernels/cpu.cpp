@@ -1,8 +1,8 @@
-// cpu.cpp -- the CPU backend's compiled loops: a layer's elementwise work, softmax cross-entropy, Adam's update and
-// the batch gather, one compiled call per op instead of a dozen NumPy calls, and the replay of a recorded step (at
+// cpu.cpp -- the CPU backend's compiled loops: a layer's elementwise work, softmax cross-entropy, the squared error,
+// Adam's update and the batch gather, one compiled call per op instead of a dozen NumPy calls, and the replay of a recorded step (at
 // the end). Built at first use by the machine's C++ compiler (mlp_xp/backend/cpu_loops.py), loaded with ctypes.
 // Each loop has its reference's contract: mlp_xp/reference/layer.py (bias_act, act_backward, bias_grad),
-// mlp_xp/reference/loss.py (softmax_xent), mlp_xp/reference/optimizer.py (adam_update), mlp_xp/reference/data.py
+// mlp_xp/reference/loss.py (softmax_xent, squared_error), mlp_xp/reference/optimizer.py (adam_update), mlp_xp/reference/data.py
 // (gather_rows).
 //
 // Why compiled loops on the CPU at all: a training step alternates GEMMs with short elementwise passes, and each
@@ -357,6 +357,38 @@ MLP_XP_LOOP static void softmax_xent(T* __restrict__ z, const int* __restrict__ 
     }
 }
 
+// identity + half squared error, the contract of squared_error in loss.cu, one row at a time:
+//   acc[0] += 1/2 sum_r s_r sum_k (z_rk - y_rk)^2,  acc[1] += sum_r s_r sum_k (z_rk - y_rk)^2  (in float64),
+//   z <- dL/dz = s_r (z - y) / divisor  (write_grad; else z is left as it is: the identity output);
+// row_weight (s) may be nullptr (all ones). One call instead of the NumPy path's three to five, and a loss the
+// recorded step can hold (mlp_xp/backend/program.py).
+template <typename T>
+MLP_XP_LOOP static void squared_error(T* __restrict__ z, const T* __restrict__ y, const T* __restrict__ row_weight,
+                                      double* __restrict__ acc, i64 rows, i64 K, int write_grad, T divisor) {
+    double sq = 0.0;
+    for (i64 r = 0; r < rows; ++r) {
+        T* __restrict__ zr = z + r * K;
+        const T* __restrict__ yr = y + r * K;
+        const T sr = row_weight != nullptr ? row_weight[r] : (T)1;
+        double row = 0.0;
+        if (write_grad) {
+            for (i64 k = 0; k < K; ++k) {
+                const T d = zr[k] - yr[k];
+                row += (double)(d * d);
+                zr[k] = sr * d / divisor;
+            }
+        } else {
+            for (i64 k = 0; k < K; ++k) {
+                const T d = zr[k] - yr[k];
+                row += (double)(d * d);
+            }
+        }
+        sq += row * (double)sr;
+    }
+    acc[0] += 0.5 * sq;
+    acc[1] += sq;
+}
+
 // Subnormal numbers (|x| < 1.2e-38 in float32) cost the CPU a microcode assist per arithmetic operation, and
 // momentum manufactures them: the velocity of a weight whose gradient stays zero (an input pixel that is always
 // blank) decays by mu every step, through the subnormal range, in the GEMM that accumulates mu V and in the update.
@@ -425,6 +457,10 @@ static void adam_update(T* p, const T* g, T* m, T* v, i64 n, i64 n_weights, T lr
                                           i64 C, int write_grad, T smoothing, T divisor) {                         \
         softmax_xent<T>(z, y, w, s, acc, rows, C, write_grad, smoothing, divisor);                                 \
     }                                                                                                              \
+    extern "C" void squared_error_##SUFFIX(T* z, const T* y, const T* s, double* acc, i64 rows, i64 K,              \
+                                           int write_grad, T divisor) {                                            \
+        squared_error<T>(z, y, s, acc, rows, K, write_grad, divisor);                                              \
+    }                                                                                                              \
     extern "C" void adam_update_##SUFFIX(T* p, const T* g, T* m, T* v, i64 n, i64 n_weights, T lr, T beta1,       \
                                          T beta2, T eps, T c1, T c2, T l2, T l1) {                                 \
         adam_update<T>(p, g, m, v, n, n_weights, lr, beta1, beta2, eps, c1, c2, l2, l1);                           \
@@ -471,7 +507,8 @@ struct Instr {
 #define MLP_XP_PROGRAM_OPS(X)                                                                                      \
     X(bias_act_f32) X(bias_act_f64) X(act_backward_f32) X(act_backward_f64) X(bias_grad_f32) X(bias_grad_f64)      \
     X(softmax_xent_f32) X(softmax_xent_f64) X(adam_update_f32) X(adam_update_f64) X(flush_subnormals_f32)         \
-    X(flush_subnormals_f64) X(gather_rows) X(gemm_f32_i64) X(gemm_f64_i64) X(gemm_f32_i32) X(gemm_f64_i32)         \
+    X(flush_subnormals_f64) X(squared_error_f32) X(squared_error_f64) X(gather_rows) X(gemm_f32_i64)               \
+    X(gemm_f64_i64) X(gemm_f32_i32) X(gemm_f64_i32)                                                                \
     X(axpy_f32_i64) X(axpy_f64_i64) X(axpy_f32_i32) X(axpy_f64_i32) X(axpby_f32_i64) X(axpby_f64_i64)             \
     X(axpby_f32_i32) X(axpby_f64_i32)
 #define MLP_XP_OP_ENUM(name) OP_##name,
@@ -524,6 +561,10 @@ static void call_axpby(const Word* w) {
     case OP_softmax_xent_##S:                                                                                      \
         softmax_xent<T>((T*)w[0].p, (const int*)w[1].p, (const T*)w[2].p, (const T*)w[3].p, (double*)w[4].p,      \
                         w[5].i, w[6].i, (int)w[7].i, (T)w[8].d, (T)w[9].d);                                        \
+        break;                                                                                                     \
+    case OP_squared_error_##S:                                                                                     \
+        squared_error<T>((T*)w[0].p, (const T*)w[1].p, (const T*)w[2].p, (double*)w[3].p, w[4].i, w[5].i,         \
+                         (int)w[6].i, (T)w[7].d);                                                                  \
         break;                                                                                                     \
     case OP_adam_update_##S:                                                                                       \
         adam_update<T>((T*)w[0].p, (const T*)w[1].p, (T*)w[2].p, (T*)w[3].p, w[4].i, w[5].i, (T)w[6].d, (T)w[7].d, \

@@ -62,6 +62,26 @@ def test_softmax_xent_probabilities_without_labels(k):
     assert (acc == 0).all()
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_squared_error_by_hand(k, dtype):
+    z, y = np.array([[1.0, 2.0], [3.0, 5.0]], dtype), np.array([[0.0, 2.0], [1.0, 1.0]], dtype)  # z - y: 1 0, 2 4
+    acc, g = np.zeros(2), z.copy()
+    k.squared_error(g, y, acc)
+    np.testing.assert_array_equal(acc, [10.5, 21.0])  # rows 1 and 20: half of 21, and 21
+    np.testing.assert_array_equal(g, np.array([[0.5, 0.0], [1.0, 2.0]], dtype))  # (z - y) / 2 rows
+    acc, g = np.zeros(2), z.copy()
+    k.squared_error(g, y, acc, sample_weight=np.array([2.0, 0.5], dtype), divisor=2.5)
+    np.testing.assert_array_equal(acc, [6.0, 12.0])  # 2 * 1 + 0.5 * 20
+    np.testing.assert_allclose(g, np.array([[0.8, 0.0], [0.4, 0.8]], dtype), rtol=1e-7)  # s_r (z - y) / 2.5
+    acc, p = np.zeros(2), z.copy()
+    k.squared_error(p, y, acc, write_grad=False)
+    np.testing.assert_array_equal(p, z)  # the identity output: z as it was
+    np.testing.assert_array_equal(acc, [10.5, 21.0])
+    acc, g = np.zeros(2), np.array([[np.nan, 1.0]], dtype)
+    k.squared_error(g, np.zeros((1, 2), dtype), acc)
+    assert np.isnan(acc).all() and np.isnan(g[0, 0]) and g[0, 1] == 1.0  # a NaN output's loss is NaN
+
+
 def test_relu_lets_nan_through(k):
     # divergence must stay visible: NaN + b is NaN, and ReLU keeps it (as NumPy's maximum does)
     z = np.array([[np.nan, -1.0, 2.0]], np.float32)

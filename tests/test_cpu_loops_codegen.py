@@ -49,8 +49,9 @@ MARCHES = ["x86-64-v3", "x86-64-v4"]
 RELU, LEAKY = ACTIVATION_CODES["relu"], ACTIVATION_CODES["leaky_relu"]
 
 #: The loops checked, by the start of their demangled symbol: every elementwise loop of cpu.cpp but the softmax
-#: (rows of C). Sigmoid's and tanh's bias + activation are among them: they called the math library's tanh per
-#: element until issue 15, and now compute it with cpu.cpp's own exp, vectorized, with no call in the loop.
+#: and the squared error (rows of C or K, each summed in float64 in order, which the compiler may not reorder).
+#: Sigmoid's and tanh's bias + activation are among them: they called the math library's tanh per element until
+#: issue 15, and now compute it with cpu.cpp's own exp, vectorized, with no call in the loop.
 LOOPS = [
     *(
         pytest.param(f"act_backward_n<{t}, {ACTIVATION_CODES[a]}>", id=f"act_backward-{a}-{t}")

@@ -61,6 +61,7 @@ class CompiledLoops:
                 "act_backward": [vp, vp, i64, i32, real],
                 "bias_grad": [vp, vp, i64, i64, real],
                 "softmax_xent": [vp, vp, vp, vp, vp, i64, i64, i32, real, real],
+                "squared_error": [vp, vp, vp, vp, i64, i64, i32, real],
                 "flush_subnormals": [vp, i64],
                 "adam_update": [vp, vp, vp, vp, i64, i64, *[real] * 8],
             }
@@ -138,6 +139,23 @@ class CompiledLoops:
         self.fn[("softmax_xent", z.dtype)](
             address(z), y_ptr, w_ptr, s_ptr, address(acc), rows, C, int(write_grad), smoothing, d
         )
+
+    def squared_error(
+        self,
+        z: np.ndarray,
+        y: np.ndarray,
+        acc: np.ndarray,
+        *,
+        write_grad: bool = True,
+        sample_weight: np.ndarray | None = None,
+        divisor: float | None = None,
+    ) -> None:
+        """Half squared error in place (y of z's shape and dtype, acc float64; per-row weights of z's dtype or None,
+        and the gradient's divisor, by default the rows)."""
+        rows, K = z.shape
+        s_ptr = None if sample_weight is None else address(sample_weight)
+        d = float(rows if divisor is None else divisor)
+        self.fn[("squared_error", z.dtype)](address(z), address(y), s_ptr, address(acc), rows, K, int(write_grad), d)
 
     def adam_update(
         self,

@@ -201,6 +201,19 @@ def cases(dtype=np.float32, X: np.ndarray | None = None, y: np.ndarray | None = 
             lambda w, s: lambda: numpy_path.softmax_xent(w["z"], w["y"], w["acc"], scratch=s),
         )
     )
+    # a regression's output layer: 10 and 1 outputs against targets near them
+    for k_out in (SIZES[-1], 1):
+        zr = normal((BATCH, k_out))
+        out.append(
+            Case(
+                "squared_error",
+                _shape(zr.shape),
+                {"z": zr, "y": (zr + normal(zr.shape, 0.5)).astype(dt), "acc": np.zeros(2)},
+                ("z", "acc"),
+                lambda w, k: lambda: k.squared_error(w["z"], w["y"], w["acc"]),
+                lambda w, s: lambda: numpy_path.squared_error(w["z"], w["y"], w["acc"], scratch=s),
+            )
+        )
     velocity = normal(N_PARAMS, 1e-3)
     sub = rng.random(N_PARAMS) < SUBNORMAL_SHARE
     velocity[sub] = (rng.random(int(sub.sum())) * np.finfo(dt).tiny * np.sign(velocity[sub])).astype(dt)
@@ -381,6 +394,7 @@ DOCTOR_CASES = (
     *(f"act_backward {act} 128x512" for act in BACKWARD_ACTIVATIONS),
     "bias_grad 128x512",
     "softmax_xent 128x10",
+    "squared_error 128x10",
     "flush_subnormals",
     "adam_update",
 )

@@ -227,6 +227,12 @@ class NumpyOps(Ops):
     ) -> None:
         kernel = loss_kernel(loss)
         rows = {"sample_weight": sample_weight, "divisor": divisor}
+        if kernel == "squared_error":
+            loops = self._loops_for(z, y, sample_weight)
+            if loops is not None and z.ndim == 2 and y.shape == z.shape and _sums_into(acc):
+                if sample_weight is None or _rows_of(sample_weight, z):
+                    loops.squared_error(z, y, acc, write_grad=write_grad, **rows)
+                    return
         if kernel != "softmax_xent":
             getattr(self._numpy_path(kernel), kernel)(z, y, acc, write_grad=write_grad, scratch=self.scratch, **rows)
             return
@@ -239,9 +245,7 @@ class NumpyOps(Ops):
             and y.shape == z.shape[:1]
             and y.dtype == np.int32
             and y.flags.carray
-            and acc.dtype == np.float64
-            and acc.size >= 2
-            and _raw_ok(acc)
+            and _sums_into(acc)
             and (class_weight is None or class_weight.shape == z.shape[1:])
         )
         if fits:
@@ -364,6 +368,11 @@ def _gathers(idx, pairs) -> bool:
         ):
             return False
     return True
+
+
+def _sums_into(acc) -> bool:
+    """Whether a loss's (sum, count) can be added into acc by compiled code: float64, two at least, raw."""
+    return acc.dtype == np.float64 and acc.size >= 2 and _raw_ok(acc)
 
 
 def _rows_of(sample_weight, z) -> bool:

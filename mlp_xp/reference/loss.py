@@ -97,7 +97,7 @@ def sigmoid_bce(z, y, acc, *, write_grad: bool = True, sample_weight=None, divis
 def squared_error(z, y, acc, *, write_grad: bool = True, sample_weight=None, divisor=None) -> None:
     """Half squared error over outputs z (B, K) and targets y (B, K); acc[1] gets the sum of squared errors.
 
-    Implementations: ``squared_error`` in mlp_xp/backend/numpy_path.py, kernels/loss.cu.
+    Implementations: ``squared_error`` in mlp_xp/backend/numpy_path.py, kernels/cpu.cpp, kernels/loss.cu.
     """
     B = len(z)
     s, divisor = _row_weights(B, sample_weight, divisor)
