@@ -409,10 +409,22 @@ MLP_XP_LOOP static void flush_subnormals(T* __restrict__ a, i64 n) {
 // select_bits), and the signs of the weights follow no pattern. The same value: sign(w) is 1, -1 or 0 (a NaN
 // w: 0) either way.
 template <typename T>
-static inline T regularized(T grad, T w, T l2, T l1) {
+static inline T sign_of(T w) {
     const typename BitsOf<T>::type zero = to_bits((T)0), one = to_bits((T)1), minus_one = to_bits((T)-1);
-    const T sign = select_bits<T>(w > (T)0, one, to_bits(select_bits<T>(w < (T)0, minus_one, zero)));
-    return grad + l2 * w + l1 * sign;
+    return select_bits<T>(w > (T)0, one, to_bits(select_bits<T>(w < (T)0, minus_one, zero)));
+}
+
+template <typename T>
+static inline T regularized(T grad, T w, T l2, T l1) {
+    return grad + l2 * w + l1 * sign_of(w);
+}
+
+// g[0, n) += l1 sign(w), the SGD family's L1 penalty (its L2 is a BLAS axpy before it, mlp_xp/backend/numpy_ops.py).
+// It was np.sign and an axpy, NumPy code a recorded step cannot hold; the same numbers (l1 sign(w) is exact, so
+// one rounding either way), but for a NaN weight, whose sign is 0 here as in k_regularized.
+template <typename T>
+MLP_XP_LOOP static void add_l1(T* __restrict__ g, const T* __restrict__ w, i64 n, T l1) {
+    for (i64 i = 0; i < n; ++i) g[i] = g[i] + l1 * sign_of(w[i]);
 }
 
 // adam (the contract of adam_update in optimizer.cu), one pass instead of the NumPy path's thirteen, with
@@ -461,6 +473,7 @@ static void adam_update(T* p, const T* g, T* m, T* v, i64 n, i64 n_weights, T lr
                                            int write_grad, T divisor) {                                            \
         squared_error<T>(z, y, s, acc, rows, K, write_grad, divisor);                                              \
     }                                                                                                              \
+    extern "C" void add_l1_##SUFFIX(T* g, const T* w, i64 n, T l1) { add_l1<T>(g, w, n, l1); }                     \
     extern "C" void adam_update_##SUFFIX(T* p, const T* g, T* m, T* v, i64 n, i64 n_weights, T lr, T beta1,       \
                                          T beta2, T eps, T c1, T c2, T l2, T l1) {                                 \
         adam_update<T>(p, g, m, v, n, n_weights, lr, beta1, beta2, eps, c1, c2, l2, l1);                           \
@@ -508,7 +521,7 @@ struct Instr {
     X(bias_act_f32) X(bias_act_f64) X(act_backward_f32) X(act_backward_f64) X(bias_grad_f32) X(bias_grad_f64)      \
     X(softmax_xent_f32) X(softmax_xent_f64) X(adam_update_f32) X(adam_update_f64) X(flush_subnormals_f32)         \
     X(flush_subnormals_f64) X(squared_error_f32) X(squared_error_f64) X(gather_rows) X(gemm_f32_i64)               \
-    X(gemm_f64_i64) X(gemm_f32_i32) X(gemm_f64_i32)                                                                \
+    X(add_l1_f32) X(add_l1_f64) X(gemm_f64_i64) X(gemm_f32_i32) X(gemm_f64_i32)                                    \
     X(axpy_f32_i64) X(axpy_f64_i64) X(axpy_f32_i32) X(axpy_f64_i32) X(axpby_f32_i64) X(axpby_f64_i64)             \
     X(axpby_f32_i32) X(axpby_f64_i32)
 #define MLP_XP_OP_ENUM(name) OP_##name,
@@ -566,6 +579,7 @@ static void call_axpby(const Word* w) {
         squared_error<T>((T*)w[0].p, (const T*)w[1].p, (const T*)w[2].p, (double*)w[3].p, w[4].i, w[5].i,         \
                          (int)w[6].i, (T)w[7].d);                                                                  \
         break;                                                                                                     \
+    case OP_add_l1_##S: add_l1<T>((T*)w[0].p, (const T*)w[1].p, w[2].i, (T)w[3].d); break;                       \
     case OP_adam_update_##S:                                                                                       \
         adam_update<T>((T*)w[0].p, (const T*)w[1].p, (T*)w[2].p, (T*)w[3].p, w[4].i, w[5].i, (T)w[6].d, (T)w[7].d, \
                        (T)w[8].d, (T)w[9].d, (T)w[10].d, (T)w[11].d, (T)w[12].d, (T)w[13].d);                      \

@@ -82,6 +82,16 @@ def test_squared_error_by_hand(k, dtype):
     assert np.isnan(acc).all() and np.isnan(g[0, 0]) and g[0, 1] == 1.0  # a NaN output's loss is NaN
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_add_l1_adds_l1_times_the_sign(k, dtype):
+    w = np.array([2.0, -3.0, 0.0, -0.0, np.inf, -np.inf, np.nan, 1e-40], dtype)
+    g = np.array([1.0, 1.0, -0.0, 0.5, 0.0, 0.0, 1.0, 0.0], dtype)
+    k.add_l1(g, w, 0.25)
+    # sign 1, -1, 0, 0, 1, -1, 0 (NaN: 0, as the CUDA kernels' k_regularized), 1 (a subnormal weight is positive)
+    np.testing.assert_array_equal(g, np.array([1.25, 0.75, 0.0, 0.5, 0.25, -0.25, 1.0, 0.25], dtype))
+    assert not np.signbit(g[2])  # -0 + 0.25 * 0 is +0, as in the axpy it replaces (0.25 * 0 + -0)
+
+
 def test_relu_lets_nan_through(k):
     # divergence must stay visible: NaN + b is NaN, and ReLU keeps it (as NumPy's maximum does)
     z = np.array([[np.nan, -1.0, 2.0]], np.float32)

@@ -66,7 +66,7 @@ LOOPS = [
     *(
         pytest.param(f"{name}<{t}>", id=f"{name}-{t}")
         for t in ("float", "double")
-        for name in ("bias_grad", "flush_subnormals")
+        for name in ("bias_grad", "flush_subnormals", "add_l1")
     ),
     *(
         pytest.param(f"adam_range<{t}, {p}>", id=f"adam-{'penalized' if p == 'true' else 'plain'}-{t}")

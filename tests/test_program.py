@@ -97,8 +97,10 @@ def test_a_replayed_step_makes_the_numbers_of_the_op_by_op_step(optimizer, per_l
         {"activation": ["leaky_relu", "identity"]},
         {"smoothing": 0.1, "class_weight": [1.0, 2.0, 0.5, 1.0, 3.0]},
         {"optimizer": "adam", "l2": 1e-2, "activation": "tanh"},
+        {"l1": 1e-3, "l2": 1e-3},  # the SGD family's L1: a compiled loop (np.sign before)
+        {"optimizer": "nesterov", "l1": 1e-3, "per_layer": True},
     ],
-    ids=["tanh-sigmoid", "leaky-identity", "smoothing-class-weight", "adam-l2-tanh"],
+    ids=["tanh-sigmoid", "leaky-identity", "smoothing-class-weight", "adam-l2-tanh", "l1-l2", "nesterov-l1-per-layer"],
 )
 def test_every_activation_and_loss_option_replays_exactly(options):
     runs = [_run(record, **options) for record in (True, False)]
@@ -109,10 +111,9 @@ def test_every_activation_and_loss_option_replays_exactly(options):
 @pytest.mark.parametrize(
     "options",
     [
-        {"l1": 1e-3},  # np.sign
         {"loss": "binary_cross_entropy"},  # the NumPy path's loss
     ],
-    ids=["l1", "binary-cross-entropy"],
+    ids=["binary-cross-entropy"],
 )
 def test_what_cannot_be_recorded_goes_op_by_op(options):
     if options.get("loss") == "binary_cross_entropy":

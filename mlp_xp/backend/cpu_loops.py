@@ -62,6 +62,7 @@ class CompiledLoops:
                 "bias_grad": [vp, vp, i64, i64, real],
                 "softmax_xent": [vp, vp, vp, vp, vp, i64, i64, i32, real, real],
                 "squared_error": [vp, vp, vp, vp, i64, i64, i32, real],
+                "add_l1": [vp, vp, i64, real],
                 "flush_subnormals": [vp, i64],
                 "adam_update": [vp, vp, vp, vp, i64, i64, *[real] * 8],
             }
@@ -156,6 +157,10 @@ class CompiledLoops:
         s_ptr = None if sample_weight is None else address(sample_weight)
         d = float(rows if divisor is None else divisor)
         self.fn[("squared_error", z.dtype)](address(z), address(y), s_ptr, address(acc), rows, K, int(write_grad), d)
+
+    def add_l1(self, g: np.ndarray, w: np.ndarray, l1: float) -> None:
+        """g <- g + l1 sign(w) in place, over arrays of one shape and dtype (sign 0 for a NaN w)."""
+        self.fn[("add_l1", g.dtype)](address(g), address(w), g.size, l1)
 
     def adam_update(
         self,

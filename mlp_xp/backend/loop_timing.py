@@ -214,6 +214,17 @@ def cases(dtype=np.float32, X: np.ndarray | None = None, y: np.ndarray | None = 
                 lambda w, s: lambda: numpy_path.squared_error(w["z"], w["y"], w["acc"], scratch=s),
             )
         )
+    penalized = {"g": normal(N_WEIGHTS, 1e-3), "w": normal(N_WEIGHTS, 0.05)}
+    out.append(
+        Case(
+            "add_l1",
+            f"{N_WEIGHTS} weights",
+            penalized,
+            ("g",),
+            lambda w, k: lambda: k.add_l1(w["g"], w["w"], 1e-5),
+            lambda w, s: lambda: numpy_path.add_penalties(w["w"], w["g"], N_WEIGHTS, 0.0, 1e-5, s),
+        )
+    )
     velocity = normal(N_PARAMS, 1e-3)
     sub = rng.random(N_PARAMS) < SUBNORMAL_SHARE
     velocity[sub] = (rng.random(int(sub.sum())) * np.finfo(dt).tiny * np.sign(velocity[sub])).astype(dt)
@@ -395,6 +406,7 @@ DOCTOR_CASES = (
     "bias_grad 128x512",
     "softmax_xent 128x10",
     "squared_error 128x10",
+    "add_l1",
     "flush_subnormals",
     "adam_update",
 )

@@ -308,10 +308,14 @@ class NumpyOps(Ops):
         if l2:
             blas.add_scaled(g[:n_weights], l2, params[:n_weights])  # G += l2 W
         if l1:
-            self._numpy_path("sgd_update with l1")  # (np.sign)
-            t = self.scratch("penalty", (n_weights,), params.dtype)
-            np.sign(params[:n_weights], out=t)
-            blas.add_scaled(g[:n_weights], l1, t)  # G += l1 sign(W)
+            loops = self._loops_for(g, params)
+            if loops is not None:
+                loops.add_l1(g[:n_weights], params[:n_weights], l1)  # G += l1 sign(W)
+            else:
+                self._numpy_path("sgd_update with l1")  # (np.sign)
+                t = self.scratch("penalty", (n_weights,), params.dtype)
+                np.sign(params[:n_weights], out=t)
+                blas.add_scaled(g[:n_weights], l1, t)
         step = g
         if momentum and not folded:
             blas.scale_add(velocity, momentum, 1.0, grads)  # V = G + mu V

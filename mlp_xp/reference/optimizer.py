@@ -25,9 +25,10 @@ import numpy as np
 def regularized(grads, params, n_weights: int, l2: float, l1: float) -> np.ndarray:
     """G = dL/dtheta + l2 W + l1 sign(W), the penalties on the weight prefix only.
 
-    Implementations: ``add_penalties`` in mlp_xp/backend/numpy_path.py, BLAS axpy passes in ``sgd_update`` of
-    mlp_xp/backend/numpy_ops.py, ``k_regularized`` in kernels/common.cuh (the CUDA kernels) and ``regularized``
-    in kernels/cpu.cpp (the compiled loops: the same value, with sign(W) built so that the loop vectorizes).
+    Implementations: ``add_penalties`` in mlp_xp/backend/numpy_path.py, a BLAS axpy (L2) and ``add_l1`` of
+    kernels/cpu.cpp (L1) in ``sgd_update`` of mlp_xp/backend/numpy_ops.py, ``k_regularized`` in kernels/common.cuh
+    (the CUDA kernels) and ``regularized`` in kernels/cpu.cpp (Adam's compiled loop: the same value, with sign(W)
+    built so that the loop vectorizes).
     """
     W = params[:n_weights]
     G = np.array(grads, dtype=np.float64)
