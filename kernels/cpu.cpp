@@ -1,9 +1,10 @@
-// cpu.cpp -- the CPU backend's compiled loops: a layer's elementwise work, softmax cross-entropy, the squared error,
-// Adam's update and the batch gather, one compiled call per op instead of a dozen NumPy calls, and the replay of a recorded step (at
-// the end). Built at first use by the machine's C++ compiler (mlp_xp/backend/cpu_loops.py), loaded with ctypes.
-// Each loop has its reference's contract: mlp_xp/reference/layer.py (bias_act, act_backward, bias_grad),
-// mlp_xp/reference/loss.py (softmax_xent, squared_error), mlp_xp/reference/optimizer.py (adam_update), mlp_xp/reference/data.py
-// (gather_rows).
+// cpu.cpp -- the CPU backend's compiled loops: a layer's elementwise work, the losses (softmax cross-entropy, binary
+// cross-entropy, the squared error), the L1 penalty, Adam's update and the batch gather, one compiled call per op
+// instead of a dozen NumPy calls, and the replay of a recorded step (at the end). Built at first use by the
+// machine's C++ compiler (mlp_xp/backend/cpu_loops.py), loaded with ctypes. Each loop has its reference's
+// contract: mlp_xp/reference/layer.py (bias_act, act_backward, bias_grad), mlp_xp/reference/loss.py
+// (softmax_xent, sigmoid_bce, squared_error), mlp_xp/reference/optimizer.py (regularized, adam_update),
+// mlp_xp/reference/data.py (gather_rows).
 //
 // Why compiled loops on the CPU at all: a training step alternates GEMMs with short elementwise passes, and each
 // GEMM streams megabytes through the core's caches. Every NumPy call right after one runs its dispatch code cold,
@@ -357,6 +358,36 @@ MLP_XP_LOOP static void softmax_xent(T* __restrict__ z, const int* __restrict__ 
     }
 }
 
+// sigmoid + binary cross-entropy, the contract of sigmoid_bce in loss.cu, one row at a time:
+//   loss_r = s_r sum_k (max(z, 0) - z y + log(1 + exp(-|z|)))  (acc[0], the row's sum in float64),
+//   hit_r = s_r when every output's (z > 0) equals its (y >= 1/2), else 0  (acc[1]),
+//   z <- dL/dz = s_r (sigmoid(z) - y) / divisor  (write_grad),  else z <- sigmoid(z);
+// row_weight (s) may be nullptr (all ones). The loss's exp and log1p are the math library's (one call each an
+// element: the NumPy path's twenty calls cost more, benchmarks/cpu_loops.py), sigmoid is sigmoid_v.
+template <typename T>
+MLP_XP_LOOP static void sigmoid_bce(T* __restrict__ z, const T* __restrict__ y, const T* __restrict__ row_weight,
+                                    double* __restrict__ acc, i64 rows, i64 K, int write_grad, T divisor) {
+    double loss_sum = 0.0, hits = 0.0;
+    for (i64 r = 0; r < rows; ++r) {
+        T* __restrict__ zr = z + r * K;
+        const T* __restrict__ yr = y + r * K;
+        const T sr = row_weight != nullptr ? row_weight[r] : (T)1;
+        double row = 0.0;
+        bool wrong = false;
+        for (i64 k = 0; k < K; ++k) {
+            const T x = zr[k], target = yr[k];
+            row += (double)((x > (T)0 ? x : (T)0) - x * target + k_log1p(k_exp(-k_fabs(x))));
+            wrong |= (x > (T)0) != (target >= (T)0.5);
+            const T p = sigmoid_v(x);
+            zr[k] = write_grad ? sr * (p - target) / divisor : p;
+        }
+        loss_sum += row * (double)sr;
+        hits += wrong ? 0.0 : (double)sr;
+    }
+    acc[0] += loss_sum;
+    acc[1] += hits;
+}
+
 // identity + half squared error, the contract of squared_error in loss.cu, one row at a time:
 //   acc[0] += 1/2 sum_r s_r sum_k (z_rk - y_rk)^2,  acc[1] += sum_r s_r sum_k (z_rk - y_rk)^2  (in float64),
 //   z <- dL/dz = s_r (z - y) / divisor  (write_grad; else z is left as it is: the identity output);
@@ -473,6 +504,10 @@ static void adam_update(T* p, const T* g, T* m, T* v, i64 n, i64 n_weights, T lr
                                            int write_grad, T divisor) {                                            \
         squared_error<T>(z, y, s, acc, rows, K, write_grad, divisor);                                              \
     }                                                                                                              \
+    extern "C" void sigmoid_bce_##SUFFIX(T* z, const T* y, const T* s, double* acc, i64 rows, i64 K,                \
+                                         int write_grad, T divisor) {                                              \
+        sigmoid_bce<T>(z, y, s, acc, rows, K, write_grad, divisor);                                                \
+    }                                                                                                              \
     extern "C" void add_l1_##SUFFIX(T* g, const T* w, i64 n, T l1) { add_l1<T>(g, w, n, l1); }                     \
     extern "C" void adam_update_##SUFFIX(T* p, const T* g, T* m, T* v, i64 n, i64 n_weights, T lr, T beta1,       \
                                          T beta2, T eps, T c1, T c2, T l2, T l1) {                                 \
@@ -521,7 +556,8 @@ struct Instr {
     X(bias_act_f32) X(bias_act_f64) X(act_backward_f32) X(act_backward_f64) X(bias_grad_f32) X(bias_grad_f64)      \
     X(softmax_xent_f32) X(softmax_xent_f64) X(adam_update_f32) X(adam_update_f64) X(flush_subnormals_f32)         \
     X(flush_subnormals_f64) X(squared_error_f32) X(squared_error_f64) X(gather_rows) X(gemm_f32_i64)               \
-    X(add_l1_f32) X(add_l1_f64) X(gemm_f64_i64) X(gemm_f32_i32) X(gemm_f64_i32)                                    \
+    X(add_l1_f32) X(add_l1_f64) X(sigmoid_bce_f32) X(sigmoid_bce_f64) X(gemm_f64_i64) X(gemm_f32_i32)            \
+    X(gemm_f64_i32)                                                                                                \
     X(axpy_f32_i64) X(axpy_f64_i64) X(axpy_f32_i32) X(axpy_f64_i32) X(axpby_f32_i64) X(axpby_f64_i64)             \
     X(axpby_f32_i32) X(axpby_f64_i32)
 #define MLP_XP_OP_ENUM(name) OP_##name,
@@ -574,6 +610,10 @@ static void call_axpby(const Word* w) {
     case OP_softmax_xent_##S:                                                                                      \
         softmax_xent<T>((T*)w[0].p, (const int*)w[1].p, (const T*)w[2].p, (const T*)w[3].p, (double*)w[4].p,      \
                         w[5].i, w[6].i, (int)w[7].i, (T)w[8].d, (T)w[9].d);                                        \
+        break;                                                                                                     \
+    case OP_sigmoid_bce_##S:                                                                                       \
+        sigmoid_bce<T>((T*)w[0].p, (const T*)w[1].p, (const T*)w[2].p, (double*)w[3].p, w[4].i, w[5].i, (int)w[6].i, \
+                       (T)w[7].d);                                                                                 \
         break;                                                                                                     \
     case OP_squared_error_##S:                                                                                     \
         squared_error<T>((T*)w[0].p, (const T*)w[1].p, (const T*)w[2].p, (double*)w[3].p, w[4].i, w[5].i,         \

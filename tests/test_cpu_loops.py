@@ -83,6 +83,29 @@ def test_squared_error_by_hand(k, dtype):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
+def test_sigmoid_bce_by_hand(k, dtype):
+    z, y = np.array([[0.0, 2.0], [-3.0, 4.0]], dtype), np.array([[1.0, 1.0], [0.0, 1.0]], dtype)
+    s = 1 / (1 + np.exp(-z.astype(np.float64)))
+    # max(z, 0) - z y + log(1 + e^-|z|), by row: log 2 + log(1 + e^-2); log(1 + e^-3) + log(1 + e^-4)
+    loss = np.log(2) + np.log1p(np.exp(-2.0)) + np.log1p(np.exp(-3.0)) + np.log1p(np.exp(-4.0))
+    acc, g = np.zeros(2), z.copy()
+    k.sigmoid_bce(g, y, acc)
+    np.testing.assert_allclose(acc, [loss, 1.0], rtol=1e-6)  # row 0 wrong (z = 0 is not > 0), row 1 right
+    np.testing.assert_allclose(g, (s - y) / 2, rtol=1e-6, atol=1e-7)  # (sigmoid(z) - y) / 2 rows
+    acc, g = np.zeros(2), z.copy()
+    k.sigmoid_bce(g, y, acc, sample_weight=np.array([2.0, 0.5], dtype), divisor=2.5)
+    row0 = np.log(2) + np.log1p(np.exp(-2.0))
+    np.testing.assert_allclose(acc, [2 * row0 + 0.5 * (loss - row0), 0.5], rtol=1e-6)
+    np.testing.assert_allclose(g, np.array([[2.0], [0.5]]) * (s - y) / 2.5, rtol=1e-6, atol=1e-7)
+    acc, p = np.zeros(2), z.copy()
+    k.sigmoid_bce(p, y, acc, write_grad=False)
+    np.testing.assert_allclose(p, s, rtol=1e-6)  # the output p
+    acc, g = np.zeros(2), np.array([[np.nan, 1.0]], dtype)
+    k.sigmoid_bce(g, np.ones((1, 2), dtype), acc)
+    assert np.isnan(acc[0]) and acc[1] == 0 and np.isnan(g[0, 0])  # a NaN logit: NaN loss, a wrong row
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
 def test_add_l1_adds_l1_times_the_sign(k, dtype):
     w = np.array([2.0, -3.0, 0.0, -0.0, np.inf, -np.inf, np.nan, 1e-40], dtype)
     g = np.array([1.0, 1.0, -0.0, 0.5, 0.0, 0.0, 1.0, 0.0], dtype)

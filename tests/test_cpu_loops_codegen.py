@@ -49,7 +49,8 @@ MARCHES = ["x86-64-v3", "x86-64-v4"]
 RELU, LEAKY = ACTIVATION_CODES["relu"], ACTIVATION_CODES["leaky_relu"]
 
 #: The loops checked, by the start of their demangled symbol: every elementwise loop of cpu.cpp but the softmax
-#: and the squared error (rows of C or K, each summed in float64 in order, which the compiler may not reorder).
+#: and the two other losses (rows of C or K, each summed in float64 in order, which the compiler may not reorder;
+#: the cross-entropies call the math library's exp and log1p).
 #: Sigmoid's and tanh's bias + activation are among them: they called the math library's tanh per element until
 #: issue 15, and now compute it with cpu.cpp's own exp, vectorized, with no call in the loop.
 LOOPS = [

@@ -62,6 +62,7 @@ class CompiledLoops:
                 "bias_grad": [vp, vp, i64, i64, real],
                 "softmax_xent": [vp, vp, vp, vp, vp, i64, i64, i32, real, real],
                 "squared_error": [vp, vp, vp, vp, i64, i64, i32, real],
+                "sigmoid_bce": [vp, vp, vp, vp, i64, i64, i32, real],
                 "add_l1": [vp, vp, i64, real],
                 "flush_subnormals": [vp, i64],
                 "adam_update": [vp, vp, vp, vp, i64, i64, *[real] * 8],
@@ -141,22 +142,20 @@ class CompiledLoops:
             address(z), y_ptr, w_ptr, s_ptr, address(acc), rows, C, int(write_grad), smoothing, d
         )
 
-    def squared_error(
-        self,
-        z: np.ndarray,
-        y: np.ndarray,
-        acc: np.ndarray,
-        *,
-        write_grad: bool = True,
-        sample_weight: np.ndarray | None = None,
-        divisor: float | None = None,
-    ) -> None:
+    def squared_error(self, z, y, acc, *, write_grad=True, sample_weight=None, divisor=None) -> None:
         """Half squared error in place (y of z's shape and dtype, acc float64; per-row weights of z's dtype or None,
         and the gradient's divisor, by default the rows)."""
+        self._targets_loss("squared_error", z, y, acc, write_grad, sample_weight, divisor)
+
+    def sigmoid_bce(self, z, y, acc, *, write_grad=True, sample_weight=None, divisor=None) -> None:
+        """Sigmoid binary cross-entropy in place, with squared_error's arguments (y: targets in [0, 1])."""
+        self._targets_loss("sigmoid_bce", z, y, acc, write_grad, sample_weight, divisor)
+
+    def _targets_loss(self, name, z, y, acc, write_grad, sample_weight, divisor) -> None:
         rows, K = z.shape
         s_ptr = None if sample_weight is None else address(sample_weight)
         d = float(rows if divisor is None else divisor)
-        self.fn[("squared_error", z.dtype)](address(z), address(y), s_ptr, address(acc), rows, K, int(write_grad), d)
+        self.fn[(name, z.dtype)](address(z), address(y), s_ptr, address(acc), rows, K, int(write_grad), d)
 
     def add_l1(self, g: np.ndarray, w: np.ndarray, l1: float) -> None:
         """g <- g + l1 sign(w) in place, over arrays of one shape and dtype (sign 0 for a NaN w)."""

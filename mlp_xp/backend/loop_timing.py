@@ -201,6 +201,18 @@ def cases(dtype=np.float32, X: np.ndarray | None = None, y: np.ndarray | None = 
             lambda w, s: lambda: numpy_path.softmax_xent(w["z"], w["y"], w["acc"], scratch=s),
         )
     )
+    # a multi-label output layer: the logits against 0/1 targets
+    targets = (rng.random(relu["logits"].shape) < 0.3).astype(dt)
+    out.append(
+        Case(
+            "sigmoid_bce",
+            _shape(relu["logits"].shape),
+            {"z": relu["logits"], "y": targets, "acc": np.zeros(2)},
+            ("z", "acc"),
+            lambda w, k: lambda: k.sigmoid_bce(w["z"], w["y"], w["acc"]),
+            lambda w, s: lambda: numpy_path.sigmoid_bce(w["z"], w["y"], w["acc"], scratch=s),
+        )
+    )
     # a regression's output layer: 10 and 1 outputs against targets near them
     for k_out in (SIZES[-1], 1):
         zr = normal((BATCH, k_out))
@@ -405,6 +417,7 @@ DOCTOR_CASES = (
     *(f"act_backward {act} 128x512" for act in BACKWARD_ACTIVATIONS),
     "bias_grad 128x512",
     "softmax_xent 128x10",
+    "sigmoid_bce 128x10",
     "squared_error 128x10",
     "add_l1",
     "flush_subnormals",

@@ -227,11 +227,11 @@ class NumpyOps(Ops):
     ) -> None:
         kernel = loss_kernel(loss)
         rows = {"sample_weight": sample_weight, "divisor": divisor}
-        if kernel == "squared_error":
+        if kernel in ("squared_error", "sigmoid_bce"):  # (targets of z's shape)
             loops = self._loops_for(z, y, sample_weight)
             if loops is not None and z.ndim == 2 and y.shape == z.shape and _sums_into(acc):
                 if sample_weight is None or _rows_of(sample_weight, z):
-                    loops.squared_error(z, y, acc, write_grad=write_grad, **rows)
+                    getattr(loops, kernel)(z, y, acc, write_grad=write_grad, **rows)
                     return
         if kernel != "softmax_xent":
             getattr(self._numpy_path(kernel), kernel)(z, y, acc, write_grad=write_grad, scratch=self.scratch, **rows)

@@ -1,6 +1,5 @@
 """The NumPy path: the ops of a training step in tuned NumPy, what the CPU backend runs where the compiled loops
-and the direct BLAS calls cannot (no compiler, other dtypes, non-contiguous or read-only arrays, the losses
-without a compiled loop).
+and the direct BLAS calls cannot (no compiler, other dtypes, non-contiguous or read-only arrays).
 
 Each function has its op's contract (in place, accumulators, the same edge cases) and its reference in
 :mod:`mlp_xp.reference`, against which the tests check it. Unlike the reference, it creates no array once its

@@ -82,7 +82,7 @@ def sigmoid_bce(z, y, acc, *, write_grad: bool = True, sample_weight=None, divis
 
     A row is correct when every output's prediction (z > 0) matches its target (y >= 1/2).
 
-    Implementations: ``sigmoid_bce`` in mlp_xp/backend/numpy_path.py, kernels/loss.cu.
+    Implementations: ``sigmoid_bce`` in mlp_xp/backend/numpy_path.py, kernels/cpu.cpp, kernels/loss.cu.
     """
     B = len(z)
     s, divisor = _row_weights(B, sample_weight, divisor)
