@@ -34,6 +34,7 @@ from .errors import (
     SearchFailed,
     SearchInterrupted,
     TrainingInterrupted,
+    install_hint,
 )
 from .files import check_folder_to_write
 
@@ -579,8 +580,8 @@ def _check_outputs(args, flags=("save", "metrics_json", "plot")) -> None:
                 import safetensors  # noqa: F401
             except ImportError:
                 raise ConfigError(
-                    f"--save {path} writes safetensors, which needs the safetensors package: pip install "
-                    "'mlp-xp[safetensors]', or save as .npz"
+                    f"--save {path} writes safetensors, which needs the safetensors package: "
+                    f"{install_hint('safetensors')}; or save as .npz"
                 ) from None
         real = os.path.realpath(path)
         if real in seen:
@@ -594,7 +595,7 @@ def _check_log_folder(folder: str) -> None:
     try:
         import tensorboardX  # noqa: F401
     except ImportError:
-        raise ConfigError("--tensorboard needs tensorboardX: pip install 'mlp-xp[tensorboard]'") from None
+        raise ConfigError(f"--tensorboard needs tensorboardX: {install_hint('tensorboard')}") from None
 
 
 def _build_model(dataset, model_settings: dict, ops):
@@ -930,7 +931,7 @@ def _report_of(model, X, y, required: bool):
     except ConfigError:
         if required:
             raise
-        print("(per-class report: pip install 'mlp-xp[sklearn]')", file=sys.stderr)
+        print(f"(per-class report: {install_hint('sklearn')})", file=sys.stderr)
         return None
 
 

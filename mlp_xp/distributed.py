@@ -29,7 +29,7 @@ import os
 
 import numpy as np
 
-from .errors import ConfigError
+from .errors import ConfigError, install_hint
 
 __all__ = [
     "Communicator",
@@ -81,7 +81,7 @@ class MPICommunicator(Communicator):
         try:
             from mpi4py import MPI
         except ImportError:
-            raise ConfigError("training over MPI needs mpi4py: pip install 'mlp-xp[mpi]' (mpi4py and MPICH)") from None
+            raise ConfigError(f"training over MPI needs mpi4py and MPICH: {install_hint('mpi')}") from None
         self._MPI = MPI
         self.comm = MPI.COMM_WORLD if comm is None else comm
         self.rank, self.size = self.comm.Get_rank(), self.comm.Get_size()

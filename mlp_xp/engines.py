@@ -28,7 +28,7 @@ import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
-from .errors import ConfigError
+from .errors import ConfigError, install_hint
 
 __all__ = ["ENGINES", "Engine", "limited_blas", "open_engine", "parse_address"]
 
@@ -72,7 +72,7 @@ def _need(module: str, extra: str):
     try:
         return __import__(module, fromlist=["_"])
     except ImportError:
-        raise ConfigError(f"--{extra} needs {module.split('.')[0]}: pip install 'mlp-xp[{extra}]'") from None
+        raise ConfigError(f"--{extra} needs {module.split('.')[0]}: {install_hint(extra)}") from None
 
 
 @contextlib.contextmanager

@@ -6,6 +6,31 @@ and exits with status 2; library users can catch :class:`MLPXPError` for all of 
 
 from __future__ import annotations
 
+import shlex
+
+#: pyproject.toml's optional extras and the packages each installs (tests/test_repository.py holds the two alike).
+EXTRAS = {
+    "sklearn": ["scikit-learn>=1.6"],
+    "plot": ["matplotlib>=3.5"],
+    "safetensors": ["safetensors>=0.4"],
+    "onnx": ["onnx>=1.14"],
+    "tensorboard": ["tensorboardX>=2.6"],
+    "tables": ["pandas>=2", "pyarrow>=14"],
+    "dask": ["dask[distributed]>=2024.1", "scikit-learn>=1.6"],
+    "ray": ["ray[client]>=2.9", "scikit-learn>=1.6"],
+    "mpi": ["mpi4py>=3.1", "mpich"],
+    "cuda12": ["cupy-cuda12x>=14", "nvidia-cuda-nvrtc-cu12", "nvidia-cuda-runtime-cu12", "nvidia-cublas-cu12"],
+    "cuda13": ["cupy-cuda13x>=14", "cuda-toolkit[nvrtc,cudart,cublas]==13.*"],
+}
+
+
+def install_hint(extra: str) -> str:
+    """How to install an optional extra: its packages, which are on PyPI (mlp_xp itself is installed from its
+    folder, so ``pip install 'mlp-xp[plot]'`` would find nothing), and the extra's own form in that folder."""
+    packages = " ".join(shlex.quote(p) for p in EXTRAS[extra])
+    return f"pip install {packages} (or, in mlp_xp's folder, pip install '.[{extra}]')"
+
+
 #: The exit statuses of every ``mlp-xp`` command (ARCHITECTURE.md, Contracts).
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_NO_GPU, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 EXIT_BROKEN_PIPE, EXIT_TERMINATED = 141, 143

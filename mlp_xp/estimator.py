@@ -22,16 +22,18 @@ from pathlib import Path
 
 import numpy as np
 
+from .errors import install_hint
+
 try:
     from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
     from sklearn.utils.multiclass import check_classification_targets, type_of_target
     from sklearn.utils.validation import check_is_fitted, column_or_1d
 except ImportError as e:  # pragma: no cover - exercised only where scikit-learn is absent
-    raise ImportError('mlp_xp.estimator needs scikit-learn: pip install "mlp-xp[sklearn]"') from e
+    raise ImportError(f"mlp_xp.estimator needs scikit-learn: {install_hint('sklearn')}") from e
 try:
     from sklearn.utils.validation import validate_data
 except ImportError as e:  # pragma: no cover - scikit-learn < 1.6
-    raise ImportError('mlp_xp.estimator needs scikit-learn >= 1.6: pip install -U "mlp-xp[sklearn]"') from e
+    raise ImportError(f"mlp_xp.estimator needs scikit-learn >= 1.6: {install_hint('sklearn')}") from e
 
 import copy
 

@@ -20,7 +20,7 @@ import json
 
 import numpy as np
 
-from .errors import ConfigError, ModelFileError
+from .errors import ConfigError, ModelFileError, install_hint
 from .files import atomic_writer
 
 #: The opset of the default domain the graphs use (Softmax over one axis, as here, since opset 13).
@@ -32,7 +32,7 @@ def _onnx():
     try:
         import onnx
     except ImportError:
-        raise ModelFileError("ONNX export needs the onnx package: pip install 'mlp-xp[onnx]'") from None
+        raise ModelFileError(f"ONNX export needs the onnx package: {install_hint('onnx')}") from None
     return onnx
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .errors import ConfigError
+from .errors import ConfigError, install_hint
 from .files import atomic_writer
 
 
@@ -10,7 +10,7 @@ def _pyplot():
     try:
         import matplotlib
     except ImportError:
-        raise ConfigError("plotting needs matplotlib: pip install 'mlp-xp[plot]'") from None
+        raise ConfigError(f"plotting needs matplotlib: {install_hint('plot')}") from None
     matplotlib.use("Agg")  # files only: never needs a display
     import matplotlib.pyplot as plt
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .errors import ConfigError
+from .errors import ConfigError, install_hint
 
 __all__ = ["classification_report", "format_report", "regression_report"]
 
@@ -15,7 +15,7 @@ def _metrics():
     try:
         from sklearn import metrics
     except ImportError:
-        raise ConfigError("the evaluation report needs scikit-learn: pip install 'mlp-xp[sklearn]'") from None
+        raise ConfigError(f"the evaluation report needs scikit-learn: {install_hint('sklearn')}") from None
     return metrics
 
 

@@ -42,7 +42,7 @@ import numpy as np
 from . import settings
 from .constraints import Number
 from .engines import limited_blas
-from .errors import ConfigError, DataError, DivergenceError, SearchFailed, SearchInterrupted
+from .errors import ConfigError, DataError, DivergenceError, SearchFailed, SearchInterrupted, install_hint
 from .estimator import MLPClassifier, MLPRegressor
 from .validation import check_features, check_targets
 
@@ -51,7 +51,7 @@ try:
     from sklearn.model_selection import ParameterGrid, ParameterSampler
     from sklearn.utils.multiclass import type_of_target
 except ImportError as e:  # pragma: no cover - exercised only where scikit-learn is absent
-    raise ImportError('mlp_xp.search needs scikit-learn: pip install "mlp-xp[sklearn]"') from e
+    raise ImportError(f"mlp_xp.search needs scikit-learn: {install_hint('sklearn')}") from e
 
 __all__ = ["parse_space", "run_search", "format_table", "estimator_param_names"]
 

@@ -22,7 +22,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from .errors import ModelFileError
+from .errors import ModelFileError, install_hint
 from .files import atomic_writer
 
 FORMAT = "mlp_xp.model"
@@ -229,7 +229,7 @@ def _safetensors():
         import safetensors.numpy
     except ImportError:
         raise ModelFileError(
-            "safetensors files need the safetensors package: pip install 'mlp-xp[safetensors]' (or save as .npz)"
+            f"safetensors files need the safetensors package: {install_hint('safetensors')}; or save as .npz"
         ) from None
     return safetensors
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import numbers
 
-from .errors import ConfigError
+from .errors import ConfigError, install_hint
 
 
 class TensorBoardLogger:
@@ -35,7 +35,7 @@ class TensorBoardLogger:
         try:
             from tensorboardX import SummaryWriter
         except ImportError:
-            raise ConfigError("--tensorboard needs tensorboardX: pip install 'mlp-xp[tensorboard]'") from None
+            raise ConfigError(f"--tensorboard needs tensorboardX: {install_hint('tensorboard')}") from None
         self.writer = SummaryWriter(logdir=str(logdir))
         if settings is not None:
             self.writer.add_text("settings", json.dumps(settings, sort_keys=True, default=str), 0)

@@ -30,7 +30,10 @@ def _fake_cupy(monkeypatch, count=None, error=None, runtime_version=12090, drive
 def test_no_cupy(monkeypatch):
     monkeypatch.setitem(sys.modules, "cupy", None)  # import cupy raises ImportError
     ok, why = cuda_status()
-    assert not ok and "CuPy is not installed" in why and "mlp-xp[cuda12]" in why
+    # (the packages, which PyPI has, not "mlp-xp[cuda12]": mlp_xp itself is installed from its folder)
+    assert (
+        not ok and "CuPy is not installed" in why and "pip install 'cupy-cuda12x>=14'" in why and "'.[cuda12]'" in why
+    )
 
 
 def test_driver_too_old(monkeypatch):

@@ -13,7 +13,7 @@ from mlp_xp.constraints import device_choice
 
 from .test_cli import run
 
-NO_CUPY = "CuPy is not installed: pip install 'mlp-xp[cuda12]'"
+NO_CUPY = "CuPy is not installed: for a CUDA 12 driver pip install 'cupy-cuda12x>=14'"
 
 #: A few cases of one op: enough to run the real check on each backend, fast.
 FEW_CASES = [c for c in selfcheck.cases() if c.op == "bias_act"][:3]

@@ -339,4 +339,4 @@ def test_missing_sklearn_names_the_extra():
         "try:\n    import mlp_xp.estimator\nexcept ImportError as e:\n    print(e)\n"
     )
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout
-    assert 'pip install "mlp-xp[sklearn]"' in out
+    assert "pip install 'scikit-learn>=1.6' (or, in mlp_xp's folder, pip install '.[sklearn]')" in out

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from mlp_xp import errors
+
 ROOT = Path(__file__).resolve().parent.parent
 ARCHITECTURE = (ROOT / "ARCHITECTURE.md").read_text()
 LINK = re.compile(r"\[([^\]]+)\]\(([^)#\s]+)\)")
@@ -177,3 +179,22 @@ def test_imports_go_one_way_down_the_layers():
             if theirs is not None and theirs <= mine and not same_package:
                 wrong.append(f"{module} (layer {mine}) imports {target} (layer {theirs})")
     assert not wrong, "\n".join(wrong)
+
+
+def test_install_hints_name_the_extras_of_pyproject():
+    """Every hint names an extra's packages (mlp_xp itself is not on PyPI): they must be pyproject.toml's."""
+    tomllib = pytest.importorskip("tomllib")  # (Python 3.11 on)
+    with open(ROOT / "pyproject.toml", "rb") as f:
+        extras = tomllib.load(f)["project"]["optional-dependencies"]
+    for name in ("test", "bench"):  # (the developers' extras: no hint names them)
+        extras.pop(name)
+    assert errors.EXTRAS == extras
+    assert (
+        errors.install_hint("plot") == "pip install 'matplotlib>=3.5' (or, in mlp_xp's folder, pip install '.[plot]')"
+    )
+    stale = [
+        p.name
+        for p in (ROOT / "mlp_xp").rglob("*.py")
+        if "'mlp-xp[" in p.read_text().replace("``pip install 'mlp-xp[plot]'``", "")
+    ]
+    assert stale == []  # (the one mention left: errors.install_hint's docstring, saying why not)

@@ -115,4 +115,4 @@ def test_without_the_package_a_safetensors_save_is_refused_before_the_data(tmp_p
 
     monkeypatch.setattr(data_module, "load_dataset", lambda *a, **kw: pytest.fail("the data were loaded"))
     code, _, err = run(capsys, f"train --device cpu --save {tmp_path / 'm.safetensors'}")
-    assert code == 2 and "needs the safetensors package: pip install 'mlp-xp[safetensors]'" in err
+    assert code == 2 and "needs the safetensors package: pip install 'safetensors>=0.4'" in err

@@ -15,7 +15,7 @@ import sys
 from functools import cache
 
 from ..constraints import parse_device
-from ..errors import BackendUnavailable
+from ..errors import BackendUnavailable, install_hint
 from ..files import cache_root, write_json_atomic
 from .base import STEP_OPS, OpCounts, Ops
 from .numpy_ops import NumpyOps
@@ -33,7 +33,7 @@ __all__ = [
     "parse_device",
 ]
 
-_INSTALL_HINT = "pip install 'mlp-xp[cuda12]' (CUDA 12 driver) or 'mlp-xp[cuda13]' (CUDA 13 driver)"
+_INSTALL_HINT = f"for a CUDA 12 driver {install_hint('cuda12')}; for CUDA 13 {install_hint('cuda13')}"
 
 
 def cuda_status(index: int = 0) -> tuple[bool, str]:

@@ -23,7 +23,7 @@ import warnings
 
 import numpy as np
 
-from ..errors import BackendUnavailable, ConfigError, DeviceMemoryError
+from ..errors import BackendUnavailable, ConfigError, DeviceMemoryError, install_hint
 from . import kernels
 
 #: cuBLAS workspace for GEMMs inside a graph: 32 MiB is what cuBLAS asks for on Hopper (4 MiB before).
@@ -180,7 +180,7 @@ class CupyDevice:
             except ImportError as e:
                 raise BackendUnavailable(
                     f"CUDA backend unavailable: CuPy cannot load cuBLAS ({e}): install the CUDA libraries of "
-                    "your CuPy build (pip install 'mlp-xp[cuda12]' or 'mlp-xp[cuda13]'), or use --device cpu"
+                    f"your CuPy build (for CUDA 12 {install_hint('cuda12')}), or use --device cpu"
                 ) from None
         self.cp = self.xp = cupy
         self.index = index

@@ -7,7 +7,7 @@ import numpy as np
 
 from .. import settings
 from ..constraints import Number
-from ..errors import DatasetNotFound
+from ..errors import DatasetNotFound, install_hint
 from .dataset import Dataset
 
 __all__ = ["make_synthetic"]
@@ -46,7 +46,7 @@ def load_digits(seed: int, test_fraction: float = 0.2) -> Dataset:
         from sklearn.datasets import load_digits
     except ImportError:
         raise DatasetNotFound(
-            'the "digits" dataset comes from scikit-learn, which is not installed: run `pip install "mlp-xp[sklearn]"`'
+            f'the "digits" dataset comes from scikit-learn, which is not installed: {install_hint("sklearn")}'
         ) from None
     bunch = load_digits()
     X = (bunch.data / 16.0).astype(np.float32)  # pixel intensities are 0..16

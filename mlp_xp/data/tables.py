@@ -1,4 +1,4 @@
-"""Tables on disk: CSV files read with pandas, Parquet files with pyarrow (both optional: ``mlp-xp[tables]``).
+"""Tables on disk: CSV files read with pandas, Parquet files with pyarrow (both optional: the ``tables`` extra).
 
 :func:`read_table` reads a whole file (training); :func:`iter_table` reads one in batches of rows, so that
 ``mlp-xp predict`` holds one batch at a time whatever the file's size.
@@ -10,7 +10,7 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-from ..errors import ConfigError, DataError, DatasetNotFound
+from ..errors import ConfigError, DataError, DatasetNotFound, install_hint
 
 __all__ = ["TABLE_SUFFIXES", "is_table", "iter_table", "read_table", "table_columns"]
 
@@ -30,7 +30,7 @@ def _pandas():
     try:
         import pandas
     except ImportError:
-        raise ConfigError("reading CSV or Parquet tables needs pandas: pip install 'mlp-xp[tables]'") from None
+        raise ConfigError(f"reading CSV or Parquet tables needs pandas: {install_hint('tables')}") from None
     return pandas
 
 
@@ -38,7 +38,7 @@ def _pyarrow_parquet():
     try:
         import pyarrow.parquet
     except ImportError:
-        raise ConfigError("reading Parquet tables needs pyarrow: pip install 'mlp-xp[tables]'") from None
+        raise ConfigError(f"reading Parquet tables needs pyarrow: {install_hint('tables')}") from None
     return pyarrow.parquet
 
 
