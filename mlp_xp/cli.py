@@ -36,7 +36,7 @@ from .errors import (
     TrainingInterrupted,
     install_hint,
 )
-from .files import check_folder_to_write
+from .files import check_folder_to_write, write_refused
 
 #: Old flags still accepted, with a warning: old flag -> the setting that replaced it. ``train --validation`` was
 #: the flag of validation_fraction; ``search --validation`` is now ``--holdout`` (see cmd_search).
@@ -573,6 +573,9 @@ def _check_outputs(args, flags=("save", "metrics_json", "plot")) -> None:
             raise ConfigError(f"{flag} {path}: the folder {folder} does not exist: create it, or write elsewhere")
         if not os.access(folder, os.W_OK):
             raise ConfigError(f"{flag} {path}: the folder {folder} is not writable: write elsewhere")
+        refused = write_refused(folder)
+        if refused:
+            raise ConfigError(f"{flag} {path}: no file can be written in {folder} ({refused}): write elsewhere")
         if name == "plot" and not str(path).lower().endswith(".png"):
             raise ConfigError(f"--plot writes a PNG image: give a path ending in .png, not {path}")
         if name == "save" and str(path).lower().endswith(".safetensors"):
@@ -719,9 +722,9 @@ def _train(args, comm) -> int:
         saved = True
     else:
         saved = _save_model(model, args.save)
-    _write_records(args, history, ds, model)
+    recorded = _write_records(args, history, ds, model)
     _report(history)  # last, on stdout: a reader that has gone (| head) cannot cost the files above
-    return status if saved else EXIT_FAILED
+    return status if saved and recorded else EXIT_FAILED
 
 
 def _check_resume_settings(config, model_settings: dict) -> None:
@@ -762,12 +765,15 @@ def _save_model(model, path, say: bool = True) -> bool:
     return True
 
 
-def _write_records(args, history, ds, model) -> None:
-    """--metrics-json and --plot, each on its own: one that fails does not stop the other."""
+def _write_records(args, history, ds, model) -> bool:
+    """--metrics-json and --plot, each on its own: one that fails does not stop the other. Whether every one asked
+    for was written (a run whose outputs could not all be written exits 1, as one whose model could not)."""
+    written = True
     if args.metrics_json:
         try:
             history.to_json(args.metrics_json)
         except OSError as e:
+            written = False
             print(
                 f"mlp-xp: error: the metrics could not be written to {args.metrics_json} ({e.strerror or e})",
                 file=sys.stderr,
@@ -780,7 +786,9 @@ def _write_records(args, history, ds, model) -> None:
         try:
             plot_history(history.records, args.plot, title=f"{ds.name}: {model}")
         except OSError as e:
+            written = False
             print(f"mlp-xp: error: the plot could not be written to {args.plot} ({e.strerror or e})", file=sys.stderr)
+    return written
 
 
 def _train_interrupted(args, e, model, ds, existed: bool) -> int:

@@ -38,6 +38,19 @@ def atomic_writer(path: str | os.PathLike[str], *, durable: bool = True) -> Iter
         raise
 
 
+def write_refused(folder) -> str | None:
+    """Why a file cannot be written into the existing ``folder`` (its strerror), found by writing one as the
+    outputs are written (a file beside the target, then renamed); None when it can. ``os.access`` says yes to root
+    everywhere, while a read-only mount, /proc or /sys refuse anyway."""
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".mlp_xp-probe-", dir=folder)
+    except OSError as e:
+        return e.strerror or str(e)
+    os.close(fd)
+    os.unlink(probe)
+    return None
+
+
 def check_folder_to_write(folder, flag: str, purpose: str) -> None:
     """Before any work: ``folder`` (given as ``flag``) can be made or written into, for ``purpose`` ("the logs").
     It, and folders above it, need not exist yet; the nearest one that does must be a writable folder."""

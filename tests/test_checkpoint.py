@@ -222,6 +222,23 @@ def test_metrics_and_plot_are_written_when_the_model_cannot_be(tmp_path, capsys,
     assert f"the model could not be written to {model} (No space left on device)" in err
 
 
+def test_a_run_whose_metrics_or_plot_cannot_be_written_fails(tmp_path, capsys, monkeypatch):
+    """The model is written, the metrics are not: exit 1, as when the model cannot be (a run that exits 0 has
+    written everything it was asked to)."""
+    from mlp_xp.trainer import History
+
+    def full_disk(self, path):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(History, "to_json", full_disk)
+    model, metrics, plot = tmp_path / "m.npz", tmp_path / "m.json", tmp_path / "p.png"
+    code, _, err = _cli(
+        capsys, f"train --epochs 1 --hidden 16 --device cpu --save {model} --metrics-json {metrics} --plot {plot}"
+    )
+    assert code == 1 and model.is_file() and plot.is_file() and not metrics.exists()
+    assert f"the metrics could not be written to {metrics} (No space left on device)" in err
+
+
 def test_checkpoint_and_resume_flags_are_checked_before_the_data(tmp_path, capsys, monkeypatch):
     from mlp_xp import data as data_module
 
@@ -415,6 +432,8 @@ def test_output_paths_that_cannot_work_are_refused_before_the_data(tmp_path, cap
         ),
         (f"train --checkpoint {tmp_path}/ckx", "holds the checkpoint of another run, which a new run would replace"),
         ("train --checkpoint /proc/ck", "cannot make a folder in /proc"),  # (writable to os.access, for root)
+        ("train --metrics-json /proc/m.json", "no file can be written in /proc"),  # (the same, for an output file)
+        ("train --save /proc/m.npz", "no file can be written in /proc"),
     ):
         code, _, err = _cli(capsys, line)
         assert code == 2 and err.count("mlp-xp: error") == 1 and message in err, (line, err)
