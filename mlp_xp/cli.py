@@ -578,6 +578,10 @@ def _check_outputs(args, flags=("save", "metrics_json", "plot")) -> None:
             raise ConfigError(f"{flag} {path}: no file can be written in {folder} ({refused}): write elsewhere")
         if name == "plot" and not str(path).lower().endswith(".png"):
             raise ConfigError(f"--plot writes a PNG image: give a path ending in .png, not {path}")
+        if name == "plot":  # matplotlib there before the work (bench and evaluate drew after it)
+            from .plotting import _pyplot
+
+            _pyplot()
         if name == "save" and str(path).lower().endswith(".safetensors"):
             try:
                 import safetensors  # noqa: F401
@@ -660,10 +664,6 @@ def _train(args, comm) -> int:
             _check_resume_settings(config, model_settings)
     elif config.resume:
         raise ConfigError("--resume needs --checkpoint DIR: the folder the run's checkpoint is in")
-    if args.plot:
-        from .plotting import _pyplot
-
-        _pyplot()
     table = None
     if _is_table(args):
         table = _load_table(args, model_settings, config.validation_fraction, config.seed)
@@ -983,10 +983,6 @@ def cmd_search(args) -> int:
     _check_outputs(args, ("results", "plot"))
     if args.results and not str(args.results).lower().endswith((".csv", ".json")):
         raise ConfigError(f"--results writes CSV or JSON: give a path ending in .csv or .json, not {args.results}")
-    if args.plot:
-        from .plotting import _pyplot
-
-        _pyplot()
     loss = values["loss"]
     if loss not in ("cross_entropy", "mse"):
         raise ConfigError(
@@ -1045,16 +1041,15 @@ def cmd_search(args) -> int:
 
 def _engine_choice(args) -> tuple[str, str] | None:
     """("dask" or "ray", address) of --dask / --ray, or None; the address's form is checked here."""
-    from .engines import parse_address
+    from .engines import check_installed, parse_address
 
     if args.dask is not None and args.ray is not None:
         raise ConfigError("--dask and --ray both choose where the candidates run: give one of them")
-    if args.dask is not None:
-        parse_address("dask", args.dask)
-        return "dask", args.dask
-    if args.ray is not None:
-        parse_address("ray", args.ray)
-        return "ray", args.ray
+    for name, address in (("dask", args.dask), ("ray", args.ray)):
+        if address is not None:
+            parse_address(name, address)
+            check_installed(name)
+            return name, address
     return None
 
 

@@ -21,6 +21,7 @@ workers were started with other settings computes as the sequential search with 
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import logging
 import os
 import shutil
@@ -66,6 +67,18 @@ def parse_address(engine: str, address: str | None) -> tuple[str, int | None]:
             f"--dask {text}: give local:N (a local cluster of N workers) or a scheduler's address, e.g. tcp://host:8786"
         )
     return "remote", text
+
+
+#: What each engine imports, by top-level name: checked before any data are read (:func:`check_installed`).
+_PACKAGES = {"dask": ("dask", "distributed"), "ray": ("ray",)}
+
+
+def check_installed(name: str) -> None:
+    """Refuse ``--dask`` or ``--ray`` where its packages are missing, without importing them (a search would
+    otherwise load its data first)."""
+    for module in _PACKAGES[name]:
+        if importlib.util.find_spec(module) is None:
+            raise ConfigError(f"--{name} needs {module}: {install_hint(name)}")
 
 
 def _need(module: str, extra: str):

@@ -250,3 +250,42 @@ def test_a_reader_that_goes_away_ends_the_command_quietly_with_141():
     proc.stdout.close()  # the reader is gone before the command has printed anything
     err = proc.stderr.read().decode()
     assert proc.wait(timeout=120) == 141 and "Traceback" not in err and "BrokenPipe" not in err, err
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "bench --device cpu --batch-sizes 32 --steps 2 --plot {tmp}/b.png",
+        "train --epochs 1 --plot {tmp}/c.png",
+        "search --param lr=0.1 --plot {tmp}/s.png",
+    ],
+    ids=["bench", "train", "search"],
+)
+def test_plot_without_matplotlib_is_refused_before_any_work(line, tmp_path, capsys, monkeypatch):
+    import sys
+
+    from mlp_xp import bench, data
+
+    def work(*a, **kw):
+        raise AssertionError("the work started before --plot was refused")
+
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib raises ImportError
+    monkeypatch.setattr(data, "load_dataset", work)
+    monkeypatch.setattr(bench, "run_bench", work)
+    code, _, err = run(capsys, line.format(tmp=tmp_path))
+    assert code == 2 and "plotting needs matplotlib: pip install 'matplotlib>=3.5'" in err
+
+
+@pytest.mark.parametrize("engine, missing", [("dask", "distributed"), ("ray", "ray")])
+def test_a_search_engine_that_is_not_installed_is_refused_before_the_data(engine, missing, capsys, monkeypatch):
+    import sys
+
+    from mlp_xp import data
+
+    def work(*a, **kw):
+        raise AssertionError("the data were loaded before the engine was refused")
+
+    monkeypatch.setitem(sys.modules, missing, None)  # (find_spec then says it is not there)
+    monkeypatch.setattr(data, "load_dataset", work)
+    code, _, err = run(capsys, f"search --param lr=0.1 --{engine} local:1")
+    assert code == 2 and f"--{engine} needs {missing}: pip install" in err
