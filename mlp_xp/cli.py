@@ -465,6 +465,13 @@ def main(argv: list[str] | None = None) -> int:
         # that the interpreter's own flush at exit does not raise a second time (Python's signal docs).
         _silence_stdout()
         return EXIT_BROKEN_PIPE
+    except MemoryError as e:  # (NumPy's names the size: "Unable to allocate 292. GiB for an array ...")
+        print(
+            f"mlp-xp: error: out of memory ({e or 'MemoryError'}): use less data (fewer rows or features), a "
+            "smaller model or batch, or a machine with more memory",
+            file=sys.stderr,
+        )
+        return EXIT_FAILED
     except Exception as e:
         from .backend import is_cuda_failure
 

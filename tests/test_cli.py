@@ -289,3 +289,14 @@ def test_a_search_engine_that_is_not_installed_is_refused_before_the_data(engine
     monkeypatch.setattr(data, "load_dataset", work)
     code, _, err = run(capsys, f"search --param lr=0.1 --{engine} local:1")
     assert code == 2 and f"--{engine} needs {missing}: pip install" in err
+
+
+def test_running_out_of_memory_is_one_line_and_status_1(capsys, monkeypatch):
+    from mlp_xp import data
+
+    def too_big(*a, **kw):
+        raise MemoryError("Unable to allocate 292. GiB for an array with shape (100000000, 784)")
+
+    monkeypatch.setattr(data, "load_dataset", too_big)
+    code, _, err = run(capsys, "train --epochs 1")
+    assert code == 1 and err.count("\n") == 1 and "out of memory (Unable to allocate 292. GiB" in err

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from mlp_xp.data import load_dataset, make_synthetic
-from mlp_xp.errors import ConfigError, DatasetNotFound
+from mlp_xp.errors import ConfigError, DataError, DatasetNotFound
 
 
 def test_digits():
@@ -104,3 +104,13 @@ def test_synthetic_needs_a_nonlinear_model():
     knn = KNeighborsClassifier(5).fit(data.X_train, data.y_train).score(data.X_test, data.y_test)
     assert linear < 0.8, linear
     assert knn > 0.95, knn
+
+
+def test_a_synthetic_set_that_would_not_fit_is_refused_before_a_row_is_drawn(monkeypatch):
+    from mlp_xp.data import generated
+
+    monkeypatch.setattr(generated, "host_free_memory", lambda: 1 << 30)  # 1 GiB free
+    # 200,000 x 784 (with its 50,000 test rows) is 0.73 GiB of float32: twice that does not fit in 1 GiB
+    with pytest.raises(DataError, match=r"synthetic:200000x784 needs about 1\.5 GiB .* has 1\.0 GiB free"):
+        generated.make_synthetic(200_000, 784)
+    assert generated.make_synthetic(1000, 784).X_train.shape == (1000, 784)  # (what fits is made as before)

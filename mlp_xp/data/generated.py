@@ -6,8 +6,9 @@ from __future__ import annotations
 import numpy as np
 
 from .. import settings
+from ..backend.base import host_free_memory
 from ..constraints import Number
-from ..errors import DatasetNotFound, install_hint
+from ..errors import DataError, DatasetNotFound, install_hint
 from .dataset import Dataset
 
 __all__ = ["make_synthetic"]
@@ -70,6 +71,20 @@ def _spread_points(rng: np.random.Generator, n: int, dim: int) -> np.ndarray:
     return candidates[rng.permutation(chosen)]
 
 
+def _check_memory(n_train: int, n_test: int, n_features: int) -> None:
+    """Refuse, before drawing a row, a data set this machine cannot hold while training on it: its float32 rows,
+    and as much again (a training run of mlp-xp peaks at about twice its data: 1.6 GB for 0.75 GB of rows)."""
+    need = 2 * (n_train + n_test) * (4 * n_features + 8)
+    free = host_free_memory()
+    if free is not None and need > free:
+        gib = 1 << 30
+        raise DataError(
+            f"synthetic:{n_train}x{n_features} needs about {need / gib:,.1f} GiB of memory to train on ("
+            f"{n_train + n_test:,} rows with the test rows, twice) but this machine has {free / gib:,.1f} GiB "
+            "free: give fewer rows or features"
+        )
+
+
 def make_synthetic(
     n_samples: int = 6000,
     n_features: int = 20,
@@ -122,6 +137,7 @@ def make_synthetic(
     seed = settings.check("seed", seed)
     test_fraction = _FRACTION.check(test_fraction, "test_fraction")
     n_test = int(round(n_samples * test_fraction / (1.0 - test_fraction)))
+    _check_memory(n_samples, n_test, n_features)
 
     problem = np.random.default_rng([seed, 0])
     latent = min(_LATENT_DIM, n_features)
