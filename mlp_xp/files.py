@@ -38,6 +38,41 @@ def atomic_writer(path: str | os.PathLike[str], *, durable: bool = True) -> Iter
         raise
 
 
+#: How many bytes of a file's start are read to say what it is (:func:`file_kind`).
+SNIFF = 512
+
+
+def file_kind(head: bytes) -> str:
+    """What a file that should have been a NumPy archive is instead, from its first bytes, as what follows its name
+    in a message: "is empty (0 bytes)", "is gzip-compressed", "is a Python pickle", "is a text file (it begins
+    'x,y')", or "holds binary data of an unknown kind (it begins 00 01 ...)"."""
+    if not head:
+        return "is empty (0 bytes)"
+    if head.startswith(b"\x1f\x8b"):
+        return "is gzip-compressed"
+    if head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05"):
+        return "is a Python pickle"
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError as e:  # a character cut off at the end of the sample is still text
+        text = head[: e.start].decode("utf-8") if e.start >= len(head) - 3 else None
+    if text is not None and all(c.isprintable() or c in "\t\r\n\f" for c in text):
+        first = text.strip().splitlines()[0][:40] if text.strip() else ""
+        return f"is a text file (it begins {first!r})"
+    return f"holds binary data of an unknown kind (it begins {head[:8].hex(' ')})"
+
+
+def not_an_archive(path) -> str | None:
+    """What the file at ``path`` is, by :func:`file_kind`, when it is neither a zip archive (.npz) nor a .npy
+    array; None when it is one of those, or cannot be read (np.load then says why)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(SNIFF)
+    except OSError:
+        return None
+    return None if head[:2] == b"PK" or head.startswith(b"\x93NUMPY") else file_kind(head)
+
+
 def write_refused(folder) -> str | None:
     """Why a file cannot be written into the existing ``folder`` (its strerror), found by writing one as the
     outputs are written (a file beside the target, then renamed); None when it can. ``os.access`` says yes to root

@@ -29,7 +29,7 @@ from .data.idx import read_idx
 from .data.preprocess import text_columns
 from .data.tables import is_table, iter_table, table_columns
 from .errors import ConfigError, DataError, DatasetNotFound
-from .files import atomic_writer
+from .files import atomic_writer, not_an_archive
 
 __all__ = ["INPUT_KINDS", "OUTPUT_KINDS", "check_paths", "predict_file"]
 
@@ -65,6 +65,9 @@ def check_paths(model, input_path, output_path, proba: bool) -> None:
 
 
 def _npz_rows(src: Path) -> np.ndarray:
+    kind = not_an_archive(src)
+    if kind is not None:
+        raise DataError(f"--input {src} {kind}, not an .npz archive: save the rows with np.savez(path, X=...)")
     try:
         with np.load(src, allow_pickle=False) as npz:
             key = next((k for k in ("X", "X_test") if k in npz.files), None)

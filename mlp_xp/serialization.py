@@ -23,7 +23,7 @@ from collections.abc import Callable
 import numpy as np
 
 from .errors import ModelFileError, install_hint
-from .files import atomic_writer
+from .files import SNIFF, atomic_writer, file_kind
 
 FORMAT = "mlp_xp.model"
 FORMAT_VERSION = 1
@@ -58,35 +58,23 @@ def save_arrays(
 
 
 _SAVED_BY = "give a file written by MLP.save or mlp-xp train --save"
-# How many bytes of a file's start are read to say what it is, when it is not a model file.
-_SNIFF = 512
 
 
 def _what_it_is(path: str, head: bytes) -> str:
     """The message for a file that is not a zip archive (nor a .npy array), from its first bytes."""
+    kind = file_kind(head)
     if not head:
-        return f"{path!r} is empty (0 bytes), not an mlp_xp model file: save the model again, or copy the whole file"
-    if head.startswith(b"\x1f\x8b"):
+        return f"{path!r} {kind}, not an mlp_xp model file: save the model again, or copy the whole file"
+    if kind == "is gzip-compressed":
         return (
-            f"{path!r} is gzip-compressed, not an mlp_xp model file (an .npz archive): decompress it (gunzip) and "
+            f"{path!r} {kind}, not an mlp_xp model file (an .npz archive): decompress it (gunzip) and "
             "give the file inside, or give a file written by MLP.save or mlp-xp train --save"
         )
-    if head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05"):
-        return f"{path!r} is a Python pickle, which mlp_xp never loads (it is not a model file): {_SAVED_BY}"
-    try:
-        text = head.decode("utf-8")
-    except UnicodeDecodeError as e:  # a character cut off at the end of the sample is still text
-        text = head[: e.start].decode("utf-8") if e.start >= len(head) - 3 else None
-    if text is not None and all(c.isprintable() or c in "\t\r\n\f" for c in text):
-        first = text.strip().splitlines()[0][:40] if text.strip() else ""
-        return (
-            f"{path!r} is a text file (it begins {first!r}), not an mlp_xp model file (a binary .npz archive): "
-            f"{_SAVED_BY}"
-        )
-    return (
-        f"{path!r} holds binary data of an unknown kind (it begins {head[:8].hex(' ')}), not an mlp_xp model file "
-        f"(an .npz archive, which begins 50 4b): {_SAVED_BY}"
-    )
+    if kind == "is a Python pickle":
+        return f"{path!r} {kind}, which mlp_xp never loads (it is not a model file): {_SAVED_BY}"
+    if kind.startswith("is a text file"):
+        return f"{path!r} {kind}, not an mlp_xp model file (a binary .npz archive): {_SAVED_BY}"
+    return f"{path!r} {kind}, not an mlp_xp model file (an .npz archive, which begins 50 4b): {_SAVED_BY}"
 
 
 def _readable() -> list[int]:
@@ -140,7 +128,7 @@ def load_arrays(path) -> tuple[dict, dict[str, np.ndarray]]:
         raise ModelFileError(f"model file {path!r} does not exist: check the path")
     try:
         with open(path, "rb") as f:
-            head = f.read(_SNIFF)
+            head = f.read(SNIFF)
     except OSError as e:
         raise ModelFileError(
             f"model file {path!r} cannot be read ({e.strerror or e}): check that it is a file you may read"

@@ -49,7 +49,7 @@ def test_digits_bad_test_fraction(fraction, match):
 
 def test_digits_without_sklearn(monkeypatch):
     monkeypatch.setitem(sys.modules, "sklearn.datasets", None)
-    with pytest.raises(DatasetNotFound, match=r'pip install "mlp-xp\[sklearn\]"'):
+    with pytest.raises(DatasetNotFound, match=r"pip install 'scikit-learn>=1.6' \(or, in mlp_xp's folder"):
         load_dataset("digits")
 
 

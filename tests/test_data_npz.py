@@ -101,7 +101,8 @@ def test_npz_unreadable(tmp_path):
         load_dataset(pickled)
     junk = tmp_path / "junk.npz"
     junk.write_bytes(b"this is not a zip file")
-    with pytest.raises(DataError, match="not a readable .npz"):
+    # (said as what it is: np.load calls a text file "pickled (object) data", which it is not)
+    with pytest.raises(DataError, match=r"junk.npz is a text file \(it begins 'this is not a zip file'\), not an .npz"):
         load_dataset(junk)
     with pytest.raises(DatasetNotFound, match="absent.npz does not exist: check the path"):
         load_dataset(tmp_path / "absent.npz")

@@ -198,3 +198,20 @@ def test_header_only_and_text_columns_for_a_numbers_model(tmp_path, capsys, imag
     pd.DataFrame({**{f"p{i}": [0.5, 0.2] for i in range(15)}, "kind": ["a", "b"]}).to_csv(text, index=False)
     code, _, err = run(capsys, f"predict {path} --input {text} --output {dst} --device cpu")
     assert code == 2 and "column kind holds text, and this model takes numbers only" in err
+
+
+def test_an_input_that_is_not_an_archive_is_said_as_what_it_is(tmp_path, capsys):
+    from mlp_xp.cli import main
+
+    model = tmp_path / "m.npz"
+    assert (
+        main(
+            ["train", "--data", "synthetic:200x8", "--epochs", "1", "--quiet", "--device", "cpu", "--save", str(model)]
+        )
+        == 0
+    )
+    text = tmp_path / "rows.npz"
+    text.write_text("1,2,3\n")
+    capsys.readouterr()
+    assert main(["predict", str(model), "--input", str(text), "--output", str(tmp_path / "p.csv")]) == 2
+    assert "rows.npz is a text file (it begins '1,2,3'), not an .npz archive" in capsys.readouterr().err

@@ -195,6 +195,6 @@ def test_install_hints_name_the_extras_of_pyproject():
     stale = [
         p.name
         for p in (ROOT / "mlp_xp").rglob("*.py")
-        if "'mlp-xp[" in p.read_text().replace("``pip install 'mlp-xp[plot]'``", "")
+        if "mlp-xp[" in p.read_text().replace("``pip install 'mlp-xp[plot]'``", "")
     ]
     assert stale == []  # (the one mention left: errors.install_hint's docstring, saying why not)

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DataError
+from ..files import not_an_archive
 from ..validation import check_features
 from .dataset import Dataset
 from .labels import class_count
@@ -38,6 +39,11 @@ def _npz_features(X: np.ndarray, key: str, path: Path) -> np.ndarray:
 
 def load_npz(path: Path, classes: int | None = None) -> Dataset:
     """The splits of the .npz file at ``path``; ``classes`` as for :func:`mlp_xp.data.load_dataset`."""
+    kind = not_an_archive(path)
+    if kind is not None:  # (np.load would call a text file "pickled data", which it is not)
+        raise DataError(
+            f"{path} {kind}, not an .npz archive: save the splits with np.savez(path, X_train=..., y_train=...)"
+        )
     try:
         loaded = np.load(path, allow_pickle=False)
         arrays = None
