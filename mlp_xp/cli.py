@@ -516,12 +516,33 @@ def _catch_sigterm():
 def _output_width(dataset, loss: str) -> int:
     if loss == "cross_entropy":
         if dataset.n_classes < 2:
-            raise ConfigError(
-                f"{dataset.name} has no class labels for cross_entropy: use --loss mse or binary_cross_entropy"
-            )
+            raise ConfigError(f"{dataset.name} has no class labels for cross_entropy: {_not_labels(dataset.y_train)}")
         return dataset.n_classes
     y = dataset.y_train
     return 1 if np.ndim(y) == 1 else y.shape[1]
+
+
+def _not_labels(y) -> str:
+    """Why targets that are not class labels are not, and what to do: as the targets look."""
+    y = np.asarray(y)
+    whole = y.size > 0 and y.dtype.kind == "f" and bool(np.all(np.isfinite(y) & (y == np.round(y))))
+    if y.ndim == 2 and y.shape[1] == 1 and whole:
+        return (
+            f"its targets are one column, shape {y.shape}, where class labels are one whole number a row, shape "
+            f"({len(y)},): save them as y.ravel().astype(int), or use --loss mse to predict a quantity"
+        )
+    if y.ndim == 2:
+        return (
+            f"its targets have {y.shape[1]} columns: use --loss binary_cross_entropy for several 0/1 labels a row, "
+            "or --loss mse for quantities"
+        )
+    if whole:
+        examples = ", ".join(repr(v) for v in np.unique(y)[:3].tolist())
+        return (
+            f"its targets are floats with whole values ({examples}, ...): store class labels as integers "
+            "(y.astype(int)), or use --loss mse to predict a quantity"
+        )
+    return "its targets are quantities (floats): use --loss mse to predict them, or store class labels as integers"
 
 
 def _model_and_config(args, values: dict | None = None, comm=None):

@@ -9,6 +9,7 @@ preprocessing and labels.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -151,6 +152,7 @@ def prepare_training(
     labels = None
     if is_classes:
         labels = LabelVocabulary.fit(y_all)
+        _warn_if_a_quantity(y_all, len(labels), target, path)
         if loss == "binary_cross_entropy" and len(labels) != 2:
             raise DataError(
                 f"binary_cross_entropy needs a target of 2 classes, but {target!r} has {len(labels)}: use "
@@ -183,10 +185,24 @@ def prepare_training(
     return TableRun(ds, X_val, y_val, preprocessing, labels, target, scaler)
 
 
+def _warn_if_a_quantity(y: np.ndarray, n_classes: int, target: str, path) -> None:
+    """Whole numbers with few rows a value (scikit-learn's diabetes target: 214 values in 442 rows) are more
+    likely a quantity than classes; they train as classes, with a warning that says how to regress them."""
+    rows = len(y)
+    if y.dtype.kind in "iuf" and n_classes > 20 and n_classes * 10 > rows:
+        warnings.warn(
+            f"the target column {target!r} of {path} has {n_classes} distinct numbers in {rows} rows ("
+            f"{rows / n_classes:.1f} a class), trained as that many classes: if it is a quantity to predict, use "
+            "--loss mse",
+            UserWarning,
+            stacklevel=3,
+        )
+
+
 def _refuse_quantity(y: np.ndarray, target: str, path) -> None:
     """A classifier's target of non-integer numbers is a quantity, not classes (one class per distinct value)."""
     if y.dtype.kind == "f" and not np.array_equal(y, np.round(y)):
-        example = next(v for v in y if v != round(v))
+        example = next(v for v in y if v != round(v)).item()  # (a Python float: its repr is the number)
         raise DataError(
             f"the target column {target!r} of {path} holds non-integer numbers (e.g. {example!r}): a quantity, not "
             "classes: use --loss mse to predict it (class labels are text or whole numbers)"

@@ -300,3 +300,26 @@ def test_running_out_of_memory_is_one_line_and_status_1(capsys, monkeypatch):
     monkeypatch.setattr(data, "load_dataset", too_big)
     code, _, err = run(capsys, "train --epochs 1")
     assert code == 1 and err.count("\n") == 1 and "out of memory (Unable to allocate 292. GiB" in err
+
+
+@pytest.mark.parametrize(
+    "y, message",
+    [
+        (
+            np.arange(60) % 3 * 1.0,
+            "its targets are floats with whole values (0.0, 1.0, 2.0, ...): store class labels as integers",
+        ),
+        (
+            (np.arange(60) % 3).reshape(-1, 1),
+            "shape (60, 1), where class labels are one whole number a row, shape (60,)",
+        ),
+        (np.linspace(0, 1, 60), "its targets are quantities (floats): use --loss mse to predict them"),
+        (np.zeros((60, 2)), "its targets have 2 columns: use --loss binary_cross_entropy"),
+    ],
+    ids=["whole-floats", "one-column", "quantities", "columns"],
+)
+def test_targets_that_are_not_class_labels_say_what_they_are(y, message, tmp_path, capsys):
+    path = tmp_path / "d.npz"
+    np.savez(path, X_train=np.random.default_rng(0).random((60, 3)), y_train=y)
+    code, _, err = run(capsys, f"train --data {path} --epochs 1 --device cpu")
+    assert code == 2 and "d has no class labels for cross_entropy: " in err and message in err

@@ -312,6 +312,27 @@ def test_a_float_target_is_not_taken_as_classes(tmp_path, capsys, breast_cancer)
     train, _, _ = breast_cancer
     code, _, err = run(capsys, ["train", "--data", str(train), "--target", "mean radius", "--device", "cpu"])
     assert code == 2 and "holds non-integer numbers (e.g. " in err and "use --loss mse to predict it" in err
+    assert "np.float64" not in err  # (the number, not its repr)
+
+
+def test_whole_numbers_with_few_rows_a_value_train_as_classes_with_a_warning(tmp_path, capsys):
+    """scikit-learn's diabetes target: whole numbers, 214 values in 442 rows. Classes, as asked, but said."""
+    rng = np.random.default_rng(0)
+    rows = "\n".join(f"{a:.3f},{t}" for a, t in zip(rng.random(200), rng.integers(25, 346, 200)))
+    path = tmp_path / "d.csv"
+    path.write_text("a,target\n" + rows + "\n")
+    code, _, err = run(capsys, ["train", "--data", str(path), "--target", "target", "--epochs", "1", "--device", "cpu"])
+    assert (
+        code == 0
+        and "warning: the target column 'target' of " in err
+        and "if it is a quantity to predict, use --loss mse" in err
+    )
+    few = tmp_path / "c.csv"
+    few.write_text(
+        "a,target\n" + "\n".join(f"{a:.3f},{t}" for a, t in zip(rng.random(200), rng.integers(0, 5, 200))) + "\n"
+    )
+    code, _, err = run(capsys, ["train", "--data", str(few), "--target", "target", "--epochs", "1", "--device", "cpu"])
+    assert code == 0 and "warning" not in err  # (5 classes of 40 rows each: classes)
 
 
 def test_a_number_column_with_a_typo_is_refused_unless_declared_categorical(tmp_path, capsys):
