@@ -358,31 +358,79 @@ MLP_XP_LOOP static void softmax_xent(T* __restrict__ z, const int* __restrict__ 
     }
 }
 
+// log(1 + e) for e in [0, 1] as 2 atanh(s), s = e / (2 + e) in [0, 1/3]: 2 (s + s^3/3 + s^5/5 + ...), cut where
+// the next term is below a part in 10^9 (float32: up to s^15) or 10^18 (float64: up to s^33) of the value, and
+// no cancellation, since s comes from e directly. No call, so that the loss's loop vectorizes (the math library's
+// log1pf per element left it scalar).
+template <typename T>
+struct Log1pTerms;
+template <>
+struct Log1pTerms<float> {
+    static constexpr int N = 8;
+};
+template <>
+struct Log1pTerms<double> {
+    static constexpr int N = 17;
+};
+template <typename T>
+static inline T log1p_unit(T e) {
+    const T s = e / ((T)2 + e), s2 = s * s;
+    T sum = (T)1 / (T)(2 * Log1pTerms<T>::N - 1);
+    for (int n = Log1pTerms<T>::N - 2; n >= 0; --n) sum = sum * s2 + (T)1 / (T)(2 * n + 1);
+    return (T)2 * (s * sum);
+}
+
+// One row of sigmoid_bce, element by element (vectorized: tests/test_cpu_loops_codegen.py): each output's loss
+// term max(z, 0) - z y + log(1 + e), e = exp(-|z|), into loss[k], whether its sign disagrees with its target into
+// wrong[k], and z <- sr (p - y) / divisor (GRAD) or p, p = sigmoid(z) from the same e.
+template <typename T, bool GRAD>
+MLP_XP_LOOP static void sigmoid_bce_terms(T* __restrict__ z, const T* __restrict__ y, T* __restrict__ loss,
+                                          int* __restrict__ wrong, i64 n, T sr, T divisor) {
+    typedef ExpConsts<T> C;
+    typedef typename BitsOf<T>::type U;
+    for (i64 k = 0; k < n; ++k) {
+        const T x = z[k], t = y[k], a = -abs_bits(x);
+        const T e = select_bits<T>(a < C::LOWEST, (U)0, to_bits(exp_nonpositive(a, a * C::LOG2E)));  // NaN: kept
+        loss[k] = (select_bits<T>(x > (T)0, to_bits(x), to_bits((T)0)) - x * t) + log1p_unit(e);
+        wrong[k] = (int)(x > (T)0) ^ (int)(t >= (T)0.5);
+        const T p = select_bits<T>(x < (T)0, to_bits(e), to_bits((T)1)) / ((T)1 + e);
+        z[k] = GRAD ? sr * (p - t) / divisor : p;
+    }
+}
+
 // sigmoid + binary cross-entropy, the contract of sigmoid_bce in loss.cu, one row at a time:
 //   loss_r = s_r sum_k (max(z, 0) - z y + log(1 + exp(-|z|)))  (acc[0], the row's sum in float64),
 //   hit_r = s_r when every output's (z > 0) equals its (y >= 1/2), else 0  (acc[1]),
 //   z <- dL/dz = s_r (sigmoid(z) - y) / divisor  (write_grad),  else z <- sigmoid(z);
-// row_weight (s) may be nullptr (all ones). The loss's exp and log1p are the math library's (one call each an
-// element: the NumPy path's twenty calls cost more, benchmarks/cpu_loops.py), sigmoid is sigmoid_v.
+// row_weight (s) may be nullptr (all ones). The sums run in order over each row's terms (a float64 sum the
+// compiler may not reorder), in pieces of up to PIECE outputs.
 template <typename T>
 MLP_XP_LOOP static void sigmoid_bce(T* __restrict__ z, const T* __restrict__ y, const T* __restrict__ row_weight,
                                     double* __restrict__ acc, i64 rows, i64 K, int write_grad, T divisor) {
+    constexpr i64 PIECE = 256;
+    T loss[PIECE];
+    int wrong[PIECE];
     double loss_sum = 0.0, hits = 0.0;
     for (i64 r = 0; r < rows; ++r) {
-        T* __restrict__ zr = z + r * K;
-        const T* __restrict__ yr = y + r * K;
         const T sr = row_weight != nullptr ? row_weight[r] : (T)1;
         double row = 0.0;
-        bool wrong = false;
-        for (i64 k = 0; k < K; ++k) {
-            const T x = zr[k], target = yr[k];
-            row += (double)((x > (T)0 ? x : (T)0) - x * target + k_log1p(k_exp(-k_fabs(x))));
-            wrong |= (x > (T)0) != (target >= (T)0.5);
-            const T p = sigmoid_v(x);
-            zr[k] = write_grad ? sr * (p - target) / divisor : p;
+        int any_wrong = 0;
+        for (i64 k0 = 0; k0 < K; k0 += PIECE) {
+            const i64 n = K - k0 < PIECE ? K - k0 : PIECE;
+            T* zr = z + r * K + k0;
+            const T* yr = y + r * K + k0;
+            if (write_grad) {
+                sigmoid_bce_terms<T, true>(zr, yr, loss, wrong, n, sr, divisor);
+            } else {
+                sigmoid_bce_terms<T, false>(zr, yr, loss, wrong, n, sr, divisor);
+            }
+            for (i64 k = 0; k < n; ++k) {
+                row += (double)loss[k];
+                any_wrong |= wrong[k];
+            }
         }
         loss_sum += row * (double)sr;
-        hits += wrong ? 0.0 : (double)sr;
+        hits += any_wrong ? 0.0 : (double)sr;
     }
     acc[0] += loss_sum;
     acc[1] += hits;

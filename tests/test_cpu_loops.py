@@ -106,6 +106,27 @@ def test_sigmoid_bce_by_hand(k, dtype):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
+def test_sigmoid_bce_is_close_to_the_exact_loss_over_the_whole_range(k, dtype):
+    """cpu.cpp's own exp and log1p (a series in s = e / (2 + e)), row by row against float64's log1p and exp:
+    a few float32 ulps (float64: a few parts in 10^16), from tiny logits to where exp(-|z|) underflows."""
+    z = np.concatenate([np.linspace(-120, 120, 4001), [0.0, 1e-30, -1e-30, 1e-8, -1e-8]]).astype(dtype)
+    z = z.reshape(-1, 1)  # (a row each: each row's loss is one term)
+    y = (np.arange(len(z)) % 2).astype(dtype).reshape(-1, 1)
+    x = z.astype(np.float64)
+    exact = np.maximum(x, 0) - x * y + np.log1p(np.exp(-np.abs(x)))
+    terms, g = [], z.copy()
+    for r in range(len(z)):  # (one row a call: acc[0] is that row's loss)
+        acc = np.zeros(2)
+        k.sigmoid_bce(g[r : r + 1], y[r : r + 1], acc, write_grad=False)
+        terms.append(acc[0])
+    eps = np.finfo(dtype).eps
+    # the term's own rounding: max(z, 0) - z y is exact, log1p(e) within a few ulps of itself
+    np.testing.assert_allclose(terms, exact[:, 0], rtol=4 * eps, atol=4 * eps * np.log(2))
+    # p, from the same e; 0 where it is below the smallest normal number (sigmoid_v's, as bias + sigmoid's)
+    np.testing.assert_allclose(g, 1 / (1 + np.exp(-x)), rtol=4 * eps, atol=np.finfo(dtype).tiny)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
 def test_add_l1_adds_l1_times_the_sign(k, dtype):
     w = np.array([2.0, -3.0, 0.0, -0.0, np.inf, -np.inf, np.nan, 1e-40], dtype)
     g = np.array([1.0, 1.0, -0.0, 0.5, 0.0, 0.0, 1.0, 0.0], dtype)

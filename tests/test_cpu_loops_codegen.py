@@ -50,7 +50,7 @@ RELU, LEAKY = ACTIVATION_CODES["relu"], ACTIVATION_CODES["leaky_relu"]
 
 #: The loops checked, by the start of their demangled symbol: every elementwise loop of cpu.cpp but the softmax
 #: and the two other losses (rows of C or K, each summed in float64 in order, which the compiler may not reorder;
-#: the cross-entropies call the math library's exp and log1p).
+#: softmax's calls the math library's exp), but binary cross-entropy's elementwise part (sigmoid_bce_terms).
 #: Sigmoid's and tanh's bias + activation are among them: they called the math library's tanh per element until
 #: issue 15, and now compute it with cpu.cpp's own exp, vectorized, with no call in the loop.
 LOOPS = [
@@ -68,6 +68,11 @@ LOOPS = [
         pytest.param(f"{name}<{t}>", id=f"{name}-{t}")
         for t in ("float", "double")
         for name in ("bias_grad", "flush_subnormals", "add_l1")
+    ),
+    *(
+        pytest.param(f"sigmoid_bce_terms<{t}, {g}>", id=f"sigmoid_bce-{'grad' if g == 'true' else 'p'}-{t}")
+        for t in ("float", "double")
+        for g in ("false", "true")
     ),
     *(
         pytest.param(f"adam_range<{t}, {p}>", id=f"adam-{'penalized' if p == 'true' else 'plain'}-{t}")
