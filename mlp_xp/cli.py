@@ -1064,6 +1064,9 @@ def cmd_search(args) -> int:
         print(f"mlp-xp: {word} while the engine shut down, after every candidate had finished", file=sys.stderr)
         return status
     _search_outputs(args, rows, space, base, task)
+    if rows and not any(row["status"] == "ok" for row in rows):  # (a table of failures is no result)
+        print("mlp-xp: error: no candidate trained (each failed or diverged, as the table says)", file=sys.stderr)
+        return EXIT_FAILED
     return EXIT_OK
 
 

@@ -323,3 +323,10 @@ def test_targets_that_are_not_class_labels_say_what_they_are(y, message, tmp_pat
     np.savez(path, X_train=np.random.default_rng(0).random((60, 3)), y_train=y)
     code, _, err = run(capsys, f"train --data {path} --epochs 1 --device cpu")
     assert code == 2 and "d has no class labels for cross_entropy: " in err and message in err
+
+
+def test_a_search_where_no_candidate_trained_exits_1(capsys):
+    code, out, err = run(capsys, "search --data synthetic:300x8 --loss mse --param monitor=val_accuracy --epochs 1")
+    assert code == 1 and "failed" in out and "no candidate trained (each failed or diverged" in err
+    code, _, err = run(capsys, "search --data synthetic:300x8 --param lr=0.1 --epochs 1")
+    assert code == 0 and "no candidate" not in err

@@ -157,7 +157,8 @@ def _auto_choice() -> str:
     if ok:
         print(f"mlp_xp: using cuda:0 ({what})", file=sys.stderr)
         return "cuda:0"
-    print(f"mlp_xp: using the CPU; CUDA not used: {what}", file=sys.stderr)
+    # (", or use the CPU" is the fix for one who asked for CUDA; this line says the CPU is being used)
+    print(f"mlp_xp: using the CPU; CUDA not used: {what.removesuffix(', or use the CPU')}", file=sys.stderr)
     return "cpu"
 
 
