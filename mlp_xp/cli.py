@@ -465,16 +465,16 @@ def main(argv: list[str] | None = None) -> int:
         # that the interpreter's own flush at exit does not raise a second time (Python's signal docs).
         _silence_stdout()
         return EXIT_BROKEN_PIPE
-    except MemoryError as e:  # (NumPy's names the size: "Unable to allocate 292. GiB for an array ...")
-        print(
-            f"mlp-xp: error: out of memory ({e or 'MemoryError'}): use less data (fewer rows or features), a "
-            "smaller model or batch, or a machine with more memory",
-            file=sys.stderr,
-        )
-        return EXIT_FAILED
     except Exception as e:
         from .backend import is_cuda_failure
 
+        if isinstance(e, MemoryError) and not is_cuda_failure(e):  # (NumPy's names the size it could not have)
+            print(
+                f"mlp-xp: error: out of memory ({str(e) or 'MemoryError'}): use less data (fewer rows or "
+                "features), a smaller model or batch, or a machine with more memory",
+                file=sys.stderr,
+            )
+            return EXIT_FAILED
         if not is_cuda_failure(e):
             raise
         # Fallback to the CPU happens only when the backend is chosen: mid-run, the device's state is lost.
@@ -525,8 +525,13 @@ def _output_width(dataset, loss: str) -> int:
 def _not_labels(y) -> str:
     """Why targets that are not class labels are not, and what to do: as the targets look."""
     y = np.asarray(y)
-    whole = y.size > 0 and y.dtype.kind == "f" and bool(np.all(np.isfinite(y) & (y == np.round(y))))
-    if y.ndim == 2 and y.shape[1] == 1 and whole:
+    if y.dtype.kind in "iub" and y.ndim == 1:
+        found = len(np.unique(y))
+        return f"its labels hold {found} class{'es' if found != 1 else ''}: a classifier needs two or more"
+    whole = y.size > 0 and y.dtype.kind in "fiu" and bool(np.all(np.isfinite(y) & (y == np.round(y))))
+    if y.ndim == 2 and y.shape[1] == 1:
+        if not whole:
+            return "its targets are one column of quantities: use --loss mse to predict them"
         return (
             f"its targets are one column, shape {y.shape}, where class labels are one whole number a row, shape "
             f"({len(y)},): save them as y.ravel().astype(int), or use --loss mse to predict a quantity"
@@ -936,17 +941,26 @@ def _scored(args, model, X, y, name: str) -> int:
         from .reports import format_report
 
         print(format_report(report))
+    status = EXIT_OK
     if args.json:
-        write_json_atomic(args.json, {"data": name, "scores": scores, "report": report})
-        print(f"wrote {args.json}", file=sys.stderr)
+        try:
+            write_json_atomic(args.json, {"data": name, "scores": scores, "report": report})
+            print(f"wrote {args.json}", file=sys.stderr)
+        except OSError as e:
+            status = EXIT_FAILED
+            print(f"mlp-xp: error: the report could not be written to {args.json} ({e.strerror or e})", file=sys.stderr)
     if args.plot and report is not None and report["task"] == "classification":
         from .plotting import plot_confusion
 
-        plot_confusion(report["confusion_matrix"], [str(c) for c in report["labels"]], args.plot, title=name)
-        print(f"wrote {args.plot}", file=sys.stderr)
+        try:
+            plot_confusion(report["confusion_matrix"], [str(c) for c in report["labels"]], args.plot, title=name)
+            print(f"wrote {args.plot}", file=sys.stderr)
+        except OSError as e:
+            status = EXIT_FAILED
+            print(f"mlp-xp: error: the plot could not be written to {args.plot} ({e.strerror or e})", file=sys.stderr)
     elif args.plot:
         print("mlp-xp: a multi-label model has no single confusion matrix: no plot was written", file=sys.stderr)
-    return EXIT_OK
+    return status
 
 
 def _report_of(model, X, y, required: bool):
@@ -1063,11 +1077,11 @@ def cmd_search(args) -> int:
         word, status = _stopped_by(getattr(e, "signum", signal.SIGINT))
         print(f"mlp-xp: {word} while the engine shut down, after every candidate had finished", file=sys.stderr)
         return status
-    _search_outputs(args, rows, space, base, task)
+    written = _search_outputs(args, rows, space, base, task)
     if rows and not any(row["status"] == "ok" for row in rows):  # (a table of failures is no result)
         print("mlp-xp: error: no candidate trained (each failed or diverged, as the table says)", file=sys.stderr)
         return EXIT_FAILED
-    return EXIT_OK
+    return EXIT_OK if written else EXIT_FAILED
 
 
 def _engine_choice(args) -> tuple[str, str] | None:
@@ -1084,10 +1098,12 @@ def _engine_choice(args) -> tuple[str, str] | None:
     return None
 
 
-def _search_outputs(args, rows: list, space: dict, base: dict, task: str) -> None:
-    """The ranked table (and why each candidate that did not finish well did not), --results and --plot."""
+def _search_outputs(args, rows: list, space: dict, base: dict, task: str) -> bool:
+    """The ranked table (and why each candidate that did not finish well did not), --results and --plot; whether
+    each file asked for was written."""
     from .search import format_table, write_results
 
+    written = True
     if rows:
         print(f"score: each candidate's {'R^2' if task == 'regression' else 'accuracy'} on the held-out rows")
         print(format_table(rows))
@@ -1099,6 +1115,7 @@ def _search_outputs(args, rows: list, space: dict, base: dict, task: str) -> Non
             write_results(rows, args.results, base_params=base, names=list(space))
             print(f"wrote {args.results}", file=sys.stderr)
         except OSError as e:
+            written = False
             print(f"mlp-xp: error: the results could not be written to {args.results} ({e})", file=sys.stderr)
     if args.plot and rows:
         from .plotting import plot_search
@@ -1107,7 +1124,9 @@ def _search_outputs(args, rows: list, space: dict, base: dict, task: str) -> Non
             plot_search(rows, list(space), args.plot, title=f"{args.mode} search")
             print(f"wrote {args.plot}", file=sys.stderr)
         except OSError as e:
+            written = False
             print(f"mlp-xp: error: the plot could not be written to {args.plot} ({e})", file=sys.stderr)
+    return written
 
 
 def cmd_bench(args) -> int:

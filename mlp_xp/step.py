@@ -42,8 +42,8 @@ class TrainStep:
     parameters. ``record``: where the backend records steps (the CPU's, :mod:`mlp_xp.backend.program`), record a
     step's calls once per workspace, data set and settings (at its second run: a step that runs once is cheaper op
     by op) and replay them by one compiled call each step (True, the default), or dispatch every op each step
-    (False: what the recording records, op by op). A step with row weights, or whose ops cannot be recorded (a
-    loss or penalty on the NumPy path, sparse data), goes op by op.
+    (False: what the recording records, op by op). A step with row weights, or whose ops cannot be recorded (an op
+    on the NumPy path: arrays the compiled code cannot take; sparse data), goes op by op.
     """
 
     def __init__(

@@ -189,14 +189,18 @@ def _warn_if_a_quantity(y: np.ndarray, n_classes: int, target: str, path) -> Non
     """Whole numbers with few rows a value (scikit-learn's diabetes target: 214 values in 442 rows) are more
     likely a quantity than classes; they train as classes, with a warning that says how to regress them."""
     rows = len(y)
-    if y.dtype.kind in "iuf" and n_classes > 20 and n_classes * 10 > rows:
-        warnings.warn(
-            f"the target column {target!r} of {path} has {n_classes} distinct numbers in {rows} rows ("
-            f"{rows / n_classes:.1f} a class), trained as that many classes: if it is a quantity to predict, use "
-            "--loss mse",
-            UserWarning,
-            stacklevel=3,
-        )
+    if y.dtype.kind not in "iuf" or n_classes <= 20 or n_classes * 10 <= rows:
+        return
+    values = np.unique(y)
+    if values[0] == 0 and values[-1] == n_classes - 1:  # (codes 0..K-1: classes, numbered)
+        return
+    warnings.warn(
+        f"the target column {target!r} of {path} has {n_classes} distinct numbers in {rows} rows ("
+        f"{rows / n_classes:.1f} a class), trained as that many classes: if it is a quantity to predict, use "
+        "--loss mse",
+        UserWarning,
+        stacklevel=3,
+    )
 
 
 def _refuse_quantity(y: np.ndarray, target: str, path) -> None:

@@ -300,6 +300,9 @@ def test_running_out_of_memory_is_one_line_and_status_1(capsys, monkeypatch):
     monkeypatch.setattr(data, "load_dataset", too_big)
     code, _, err = run(capsys, "train --epochs 1")
     assert code == 1 and err.count("\n") == 1 and "out of memory (Unable to allocate 292. GiB" in err
+    monkeypatch.setattr(data, "load_dataset", lambda *a, **kw: (_ for _ in ()).throw(MemoryError()))
+    code, _, err = run(capsys, "train --epochs 1")
+    assert code == 1 and "out of memory (MemoryError): use less data" in err  # (a bare one: its name)
 
 
 @pytest.mark.parametrize(
@@ -315,14 +318,32 @@ def test_running_out_of_memory_is_one_line_and_status_1(capsys, monkeypatch):
         ),
         (np.linspace(0, 1, 60), "its targets are quantities (floats): use --loss mse to predict them"),
         (np.zeros((60, 2)), "its targets have 2 columns: use --loss binary_cross_entropy"),
+        (np.zeros(60, np.int64), "its labels hold 1 class: a classifier needs two or more"),
+        (np.linspace(0, 1, 60).reshape(-1, 1), "its targets are one column of quantities: use --loss mse"),
     ],
-    ids=["whole-floats", "one-column", "quantities", "columns"],
+    ids=["whole-floats", "one-column", "quantities", "columns", "one-class", "one-column-of-quantities"],
 )
 def test_targets_that_are_not_class_labels_say_what_they_are(y, message, tmp_path, capsys):
     path = tmp_path / "d.npz"
     np.savez(path, X_train=np.random.default_rng(0).random((60, 3)), y_train=y)
     code, _, err = run(capsys, f"train --data {path} --epochs 1 --device cpu")
     assert code == 2 and "d has no class labels for cross_entropy: " in err and message in err
+
+
+def test_a_search_or_evaluation_whose_outputs_cannot_be_written_exits_1(tmp_path, capsys, monkeypatch):
+    from mlp_xp import files, search
+
+    def full_disk(*a, **kw):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(search, "write_results", full_disk)
+    code, out, err = run(capsys, f"search --data synthetic:300x8 --param lr=0.1 --epochs 1 --results {tmp_path}/r.csv")
+    assert code == 1 and "rank" in out and "the results could not be written to" in err
+    model = tmp_path / "m.npz"
+    assert run(capsys, f"train --data synthetic:300x8 --epochs 1 --quiet --device cpu --save {model}")[0] == 0
+    monkeypatch.setattr(files, "atomic_writer", full_disk)
+    code, out, err = run(capsys, f"evaluate {model} --data synthetic:300x8 --json {tmp_path}/e.json")
+    assert code == 1 and "accuracy" in out and "the report could not be written to" in err and err.count("\n") == 1
 
 
 def test_a_search_where_no_candidate_trained_exits_1(capsys):

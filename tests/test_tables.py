@@ -333,6 +333,12 @@ def test_whole_numbers_with_few_rows_a_value_train_as_classes_with_a_warning(tmp
     )
     code, _, err = run(capsys, ["train", "--data", str(few), "--target", "target", "--epochs", "1", "--device", "cpu"])
     assert code == 0 and "warning" not in err  # (5 classes of 40 rows each: classes)
+    letters = tmp_path / "l.csv"  # 26 classes coded 0..25 in 130 rows: numbered classes, not a quantity
+    letters.write_text("a,target\n" + "\n".join(f"{a:.3f},{t % 26}" for t, a in enumerate(rng.random(130))) + "\n")
+    code, _, err = run(
+        capsys, ["train", "--data", str(letters), "--target", "target", "--epochs", "1", "--device", "cpu"]
+    )
+    assert code == 0 and "warning" not in err
 
 
 def test_a_number_column_with_a_typo_is_refused_unless_declared_categorical(tmp_path, capsys):

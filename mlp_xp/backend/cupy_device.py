@@ -180,7 +180,8 @@ class CupyDevice:
             except ImportError as e:
                 raise BackendUnavailable(
                     f"CUDA backend unavailable: CuPy cannot load cuBLAS ({e}): install the CUDA libraries of "
-                    f"your CuPy build (for CUDA 12 {install_hint('cuda12')}), or use --device cpu"
+                    f"your CuPy build (for CUDA 12 {install_hint('cuda12')}; for CUDA 13 {install_hint('cuda13')}), "
+                    "or use --device cpu"
                 ) from None
         self.cp = self.xp = cupy
         self.index = index

@@ -3,10 +3,10 @@ can take its arguments.
 
 * NumPy's own BLAS, called directly (:mod:`mlp_xp.backend.blas`), for the matrix products and the SGD update:
   multi-threaded, and able to accumulate in place, which lets momentum ride along in the gradient GEMMs;
-* the compiled loops (:mod:`mlp_xp.backend.cpu_loops`, ``kernels/cpu.cpp``) for the elementwise ops, the softmax
-  cross-entropy, the bias gradient and Adam's update: one call per op instead of several NumPy calls;
+* the compiled loops (:mod:`mlp_xp.backend.cpu_loops`, ``kernels/cpu.cpp``) for the elementwise ops, the losses,
+  the bias gradient, the L1 penalty and Adam's update: one call per op instead of several NumPy calls;
 * the NumPy path (:mod:`mlp_xp.backend.numpy_path`) for everything else: other dtypes, non-contiguous or
-  read-only arrays, the losses without a compiled loop, and machines without a compiler.
+  read-only arrays, and machines without a compiler.
 
 Raw pointers go to compiled code only for arrays it can take (one float dtype, C-contiguous, aligned,
 writeable, fitting shapes); anything else takes the NumPy path, which raises where NumPy would.

@@ -130,6 +130,8 @@ def make_synthetic(
     ConfigError
         If a count is not an integer or below its minimum, ``seed`` is negative, or ``test_fraction`` is
         outside [0, 1).
+    DataError
+        If the rows, and as much again (what training on them takes), would not fit in the free memory.
     """
     n_samples = _COUNT.check(n_samples, "n_samples")
     n_features = _COUNT.check(n_features, "n_features")
