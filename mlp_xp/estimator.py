@@ -41,7 +41,7 @@ from . import settings
 from .data.preprocess import TablePreprocessor, is_frame, text_columns
 from .errors import ConfigError, DataError
 from .model import MLP
-from .trainer import History, TrainConfig, fit, preprocess_split
+from .trainer import History, TrainConfig, check_against_loss, fit, preprocess_split
 
 __all__ = ["MLPClassifier", "MLPRegressor"]
 
@@ -123,7 +123,10 @@ class _BaseMLP(BaseEstimator):
         :func:`mlp_xp.search.run_search` calls this on every candidate before the first fit, so that a
         typo in the search space fails at once instead of hours in.
         """
-        TrainConfig(**self._train_settings(self._settings())).validate()
+        cfg = TrainConfig(**self._train_settings(self._settings())).validate()
+        # (a classifier's loss is cross_entropy, or binary_cross_entropy for multi-label targets: the monitor is
+        # val_accuracy either way, and what needs cross_entropy is checked again at the fit)
+        check_against_loss(cfg, "mse" if isinstance(self, RegressorMixin) else "cross_entropy")
 
     @contextmanager
     def _keeping_fitted_state(self):

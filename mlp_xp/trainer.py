@@ -175,16 +175,22 @@ def _trained_on(cfg: TrainConfig) -> dict:
 
 def check_against_model(cfg: TrainConfig, loss: str, ops, *, has_validation: bool) -> None:
     """The settings that depend on the model's loss and backend, checked before any data are touched."""
-    metric = metric_name(loss)
     if cfg.early_stopping and not has_validation:
         raise ConfigError("early_stopping needs validation data: set validation_fraction or pass X_val/y_val")
-    if cfg.monitor not in ("val_loss", f"val_{metric}"):
-        raise ConfigError(f"monitor {cfg.monitor!r} does not fit loss {loss}: use 'val_loss' or 'val_{metric}'")
+    check_against_loss(cfg, loss)
     if cfg.cuda_graph and not ops.can_capture:
         raise ConfigError(
             f"cuda_graph needs the CUDA backend; this model is on {ops.name}: turn cuda_graph off, or train on a "
             "cuda device"
         )
+
+
+def check_against_loss(cfg: TrainConfig, loss: str) -> None:
+    """The settings that depend on the loss alone: the monitored metric, and what applies to cross_entropy only
+    (a search checks them on every candidate before the first fit)."""
+    metric = metric_name(loss)
+    if cfg.monitor not in ("val_loss", f"val_{metric}"):
+        raise ConfigError(f"monitor {cfg.monitor!r} does not fit loss {loss}: use 'val_loss' or 'val_{metric}'")
     if loss != "cross_entropy":
         for name in ("label_smoothing", "class_weight"):
             if getattr(cfg, name) not in (0.0, None):

@@ -346,8 +346,17 @@ def test_a_search_or_evaluation_whose_outputs_cannot_be_written_exits_1(tmp_path
     assert code == 1 and "accuracy" in out and "the report could not be written to" in err and err.count("\n") == 1
 
 
-def test_a_search_where_no_candidate_trained_exits_1(capsys):
-    code, out, err = run(capsys, "search --data synthetic:300x8 --loss mse --param monitor=val_accuracy --epochs 1")
-    assert code == 1 and "failed" in out and "no candidate trained (each failed or diverged" in err
+def test_a_search_where_no_candidate_trained_exits_1(capsys, monkeypatch):
+    from mlp_xp import data
+
+    def work(*a, **kw):
+        raise AssertionError("the data were loaded before the candidates were checked")
+
+    with monkeypatch.context() as m:  # a candidate whose monitor does not fit the loss: refused before the data
+        m.setattr(data, "load_dataset", work)
+        code, _, err = run(capsys, "search --data synthetic:300x8 --loss mse --param monitor=val_accuracy --epochs 1")
+        assert code == 2 and "monitor 'val_accuracy' does not fit loss mse: use 'val_loss' or 'val_mse'" in err
+    code, out, err = run(capsys, "search --data synthetic:300x8 --param lr=1e6 --epochs 3")  # every one diverges
+    assert code == 1 and "diverged" in out and "no candidate trained (each failed or diverged" in err
     code, _, err = run(capsys, "search --data synthetic:300x8 --param lr=0.1 --epochs 1")
     assert code == 0 and "no candidate" not in err
