@@ -580,6 +580,14 @@ def _model_and_config(args, values: dict | None = None, comm=None):
     return model, config, ops
 
 
+#: What an output flag writes, and the names that say so (a file named otherwise is written, with a warning).
+_WRITES = {
+    "save": ("an .npz archive", (".npz", ".safetensors")),
+    "metrics_json": ("JSON", (".json",)),
+    "json": ("JSON", (".json",)),
+}
+
+
 def _check_outputs(args, flags=("save", "metrics_json", "plot")) -> None:
     """Each output path given can be written, before any work: its folder exists and is writable, the path is
     not a folder, and no two outputs (the checkpoint file included) are the same file. (A run's results must not
@@ -611,6 +619,14 @@ def _check_outputs(args, flags=("save", "metrics_json", "plot")) -> None:
             raise ConfigError(f"{flag} {path}: no file can be written in {folder} ({refused}): write elsewhere")
         if name == "plot" and not str(path).lower().endswith(".png"):
             raise ConfigError(f"--plot writes a PNG image: give a path ending in .png, not {path}")
+        kinds = _WRITES.get(name)
+        suffix = os.path.splitext(str(path))[1].lower()
+        if kinds and suffix and suffix not in kinds[1]:  # (no suffix at all is the user's choice)
+            other = " (or .safetensors, for that format)" if name == "save" else ""
+            print(
+                f"mlp-xp: warning: {flag} {path} writes {kinds[0]}, whatever its name: name it {kinds[1][0]}{other}",
+                file=sys.stderr,
+            )
         if name == "plot":  # matplotlib there before the work (bench and evaluate drew after it)
             from .plotting import _pyplot
 

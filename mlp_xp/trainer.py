@@ -850,14 +850,19 @@ def _bar_updates(k: int, steps: int) -> bool:
     return k % max(1, steps // 50) == 0 or k == steps - 1
 
 
+def _loss_text(loss: float) -> str:
+    """A loss to 4 decimals, or to 4 digits once it is huge (a diverging regression's 4.98e+19, not 20 digits)."""
+    return f"{loss:.4f}" if abs(loss) < 1e5 else f"{loss:.4g}"
+
+
 def _tick(bar, acc, rows_done: int, k: int) -> None:
     # peek never waits for a GPU; on one it may show a loss a few steps old.
-    bar.set_postfix_str(f"loss {float(acc[0]) / rows_done:.4f}", refresh=False)
+    bar.set_postfix_str(f"loss {_loss_text(float(acc[0]) / rows_done)}", refresh=False)
     bar.update(k + 1 - bar.n)
 
 
 def _summary_line(r: dict, epochs: int) -> str:
-    parts = [f"epoch {r['epoch']:>3}/{epochs}", f"train_loss {r['train_loss']:.4f}"]
+    parts = [f"epoch {r['epoch']:>3}/{epochs}", f"train_loss {_loss_text(r['train_loss'])}"]
     for key in ("train_accuracy", "val_accuracy", "test_accuracy"):
         if key in r:
             parts.append(f"{key} {100 * r[key]:.2f}%")

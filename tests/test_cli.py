@@ -360,3 +360,23 @@ def test_a_search_where_no_candidate_trained_exits_1(capsys, monkeypatch):
     assert code == 1 and "diverged" in out and "no candidate trained (each failed or diverged" in err
     code, _, err = run(capsys, "search --data synthetic:300x8 --param lr=0.1 --epochs 1")
     assert code == 0 and "no candidate" not in err
+
+
+def test_a_huge_loss_is_printed_in_four_digits(capsys):
+    from mlp_xp.trainer import _summary_line
+
+    line = _summary_line({"epoch": 1, "train_loss": 4.9768142e19, "lr": 0.1, "seconds": 0.5}, 3)
+    assert "train_loss 4.977e+19" in line
+    assert "train_loss 0.2500" in _summary_line({"epoch": 1, "train_loss": 0.25, "lr": 0.1, "seconds": 0.5}, 3)
+
+
+def test_an_output_named_as_another_kind_of_file_is_written_with_a_warning(tmp_path, capsys):
+    model, metrics = tmp_path / "m.txt", tmp_path / "m.csv"
+    code, _, err = run(
+        capsys, f"train --data synthetic:200x8 --epochs 1 --quiet --device cpu --save {model} --metrics-json {metrics}"
+    )
+    assert code == 0 and model.is_file() and metrics.is_file()
+    assert f"warning: --save {model} writes an .npz archive, whatever its name: name it .npz (or .safetensors" in err
+    assert f"warning: --metrics-json {metrics} writes JSON, whatever its name: name it .json" in err
+    code, _, err = run(capsys, f"train --data synthetic:200x8 --epochs 1 --quiet --device cpu --save {tmp_path}/plain")
+    assert code == 0 and "warning" not in err  # (no suffix at all: the user's choice)
