@@ -819,25 +819,30 @@ def _write_records(args, history, ds, model) -> bool:
     for was written (a run whose outputs could not all be written exits 1, as one whose model could not)."""
     written = True
     if args.metrics_json:
-        try:
-            history.to_json(args.metrics_json)
-        except OSError as e:
-            written = False
-            print(
-                f"mlp-xp: error: the metrics could not be written to {args.metrics_json} ({e.strerror or e})",
-                file=sys.stderr,
-            )
+        written &= _write_output("metrics", args.metrics_json, lambda: history.to_json(args.metrics_json), say=False)
     if args.plot and not len(history):
         print(f"mlp-xp: no epoch finished, so no plot was written to {args.plot}", file=sys.stderr)
     if args.plot and len(history):
         from .plotting import plot_history
 
-        try:
-            plot_history(history.records, args.plot, title=f"{ds.name}: {model}")
-        except OSError as e:
-            written = False
-            print(f"mlp-xp: error: the plot could not be written to {args.plot} ({e.strerror or e})", file=sys.stderr)
+        title = f"{ds.name}: {model}"
+        written &= _write_output(
+            "plot", args.plot, lambda: plot_history(history.records, args.plot, title=title), say=False
+        )
     return written
+
+
+def _write_output(what: str, path, write, *, say: bool = True) -> bool:
+    """``write()``, which writes the output ``what`` to ``path``: a failure is one line, and the command goes on to
+    its other outputs; ``say``: a line saying it was written. Whether it was."""
+    try:
+        write()
+    except OSError as e:
+        print(f"mlp-xp: error: the {what} could not be written to {path} ({e.strerror or e})", file=sys.stderr)
+        return False
+    if say:
+        print(f"wrote {path}", file=sys.stderr)
+    return True
 
 
 def _train_interrupted(args, e, model, ds, existed: bool) -> int:
@@ -957,26 +962,20 @@ def _scored(args, model, X, y, name: str) -> int:
         from .reports import format_report
 
         print(format_report(report))
-    status = EXIT_OK
+    written = True
     if args.json:
-        try:
-            write_json_atomic(args.json, {"data": name, "scores": scores, "report": report})
-            print(f"wrote {args.json}", file=sys.stderr)
-        except OSError as e:
-            status = EXIT_FAILED
-            print(f"mlp-xp: error: the report could not be written to {args.json} ({e.strerror or e})", file=sys.stderr)
+        doc = {"data": name, "scores": scores, "report": report}
+        written &= _write_output("report", args.json, lambda: write_json_atomic(args.json, doc))
     if args.plot and report is not None and report["task"] == "classification":
         from .plotting import plot_confusion
 
-        try:
-            plot_confusion(report["confusion_matrix"], [str(c) for c in report["labels"]], args.plot, title=name)
-            print(f"wrote {args.plot}", file=sys.stderr)
-        except OSError as e:
-            status = EXIT_FAILED
-            print(f"mlp-xp: error: the plot could not be written to {args.plot} ({e.strerror or e})", file=sys.stderr)
+        labels = [str(c) for c in report["labels"]]
+        written &= _write_output(
+            "plot", args.plot, lambda: plot_confusion(report["confusion_matrix"], labels, args.plot, title=name)
+        )
     elif args.plot:
         print("mlp-xp: a multi-label model has no single confusion matrix: no plot was written", file=sys.stderr)
-    return status
+    return EXIT_OK if written else EXIT_FAILED
 
 
 def _report_of(model, X, y, required: bool):
@@ -1127,21 +1126,14 @@ def _search_outputs(args, rows: list, space: dict, base: dict, task: str) -> boo
         if r["status"] != "ok":
             print(f"mlp-xp: candidate {r['candidate']} {r['status']}: {r['reason']}", file=sys.stderr)
     if args.results and rows:
-        try:
-            write_results(rows, args.results, base_params=base, names=list(space))
-            print(f"wrote {args.results}", file=sys.stderr)
-        except OSError as e:
-            written = False
-            print(f"mlp-xp: error: the results could not be written to {args.results} ({e})", file=sys.stderr)
+        written &= _write_output(
+            "results", args.results, lambda: write_results(rows, args.results, base_params=base, names=list(space))
+        )
     if args.plot and rows:
         from .plotting import plot_search
 
-        try:
-            plot_search(rows, list(space), args.plot, title=f"{args.mode} search")
-            print(f"wrote {args.plot}", file=sys.stderr)
-        except OSError as e:
-            written = False
-            print(f"mlp-xp: error: the plot could not be written to {args.plot} ({e})", file=sys.stderr)
+        title = f"{args.mode} search"
+        written &= _write_output("plot", args.plot, lambda: plot_search(rows, list(space), args.plot, title=title))
     return written
 
 
