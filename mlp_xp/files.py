@@ -70,7 +70,12 @@ def not_an_archive(path) -> str | None:
             head = f.read(SNIFF)
     except OSError:
         return None
-    return None if head[:2] == b"PK" or head.startswith(b"\x93NUMPY") else file_kind(head)
+    return None if is_numpy_file(head) else file_kind(head)
+
+
+def is_numpy_file(head: bytes) -> bool:
+    """Whether a file beginning with ``head`` is a zip archive (.npz) or a .npy array, by their magic bytes."""
+    return head[:2] == b"PK" or head.startswith(b"\x93NUMPY")
 
 
 def write_refused(folder) -> str | None:

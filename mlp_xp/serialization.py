@@ -23,7 +23,7 @@ from collections.abc import Callable
 import numpy as np
 
 from .errors import ModelFileError, install_hint
-from .files import SNIFF, atomic_writer, file_kind
+from .files import SNIFF, atomic_writer, file_kind, is_numpy_file
 
 FORMAT = "mlp_xp.model"
 FORMAT_VERSION = 1
@@ -133,7 +133,7 @@ def load_arrays(path) -> tuple[dict, dict[str, np.ndarray]]:
         raise ModelFileError(
             f"model file {path!r} cannot be read ({e.strerror or e}): check that it is a file you may read"
         ) from None
-    if head[:2] != b"PK" and not head.startswith(b"\x93NUMPY"):  # neither a zip archive (.npz) nor a .npy array
+    if not is_numpy_file(head):
         raise ModelFileError(_what_it_is(path, head))
     try:
         loaded = np.load(path, allow_pickle=False)

@@ -152,7 +152,7 @@ def prepare_training(
     labels = None
     if is_classes:
         labels = LabelVocabulary.fit(y_all)
-        _warn_if_a_quantity(y_all, len(labels), target, path)
+        _warn_if_a_quantity(labels.classes, len(y_all), target, path)
         if loss == "binary_cross_entropy" and len(labels) != 2:
             raise DataError(
                 f"binary_cross_entropy needs a target of 2 classes, but {target!r} has {len(labels)}: use "
@@ -185,13 +185,13 @@ def prepare_training(
     return TableRun(ds, X_val, y_val, preprocessing, labels, target, scaler)
 
 
-def _warn_if_a_quantity(y: np.ndarray, n_classes: int, target: str, path) -> None:
+def _warn_if_a_quantity(values: np.ndarray, rows: int, target: str, path) -> None:
     """Whole numbers with few rows a value (scikit-learn's diabetes target: 214 values in 442 rows) are more
-    likely a quantity than classes; they train as classes, with a warning that says how to regress them."""
-    rows = len(y)
-    if y.dtype.kind not in "iuf" or n_classes <= 20 or n_classes * 10 <= rows:
+    likely a quantity than classes; they train as classes, with a warning that says how to regress them.
+    ``values``: the target's distinct values, sorted (the label vocabulary's)."""
+    n_classes = len(values)
+    if values.dtype.kind not in "iuf" or n_classes <= 20 or n_classes * 10 <= rows:
         return
-    values = np.unique(y)
     if values[0] == 0 and values[-1] == n_classes - 1:  # (codes 0..K-1: classes, numbered)
         return
     warnings.warn(
