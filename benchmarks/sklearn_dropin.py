@@ -7,8 +7,10 @@ target standardized, and Friedman's first regression problem, 1,000 rows of 10 f
 max_iter=E, random_state=seed)`` from ``sklearn.neural_network`` and from ``mlp_xp.sklearn`` (adam, scikit-learn's
 defaults otherwise), fitted one after the other (which goes first alternates), the test score (accuracy, or R^2
 for the regressors) and the fit time recorded. Prints the mean scores and the median fit times, and their ratio.
+``--sample-weight``: both fit with the same random weights, uniform in [0.5, 1.5), one per training row (the
+scores stay unweighted).
 
-    python benchmarks/sklearn_dropin.py [--seeds 10] [--json F]
+    python benchmarks/sklearn_dropin.py [--seeds 10] [--sample-weight] [--json F]
 """
 
 from __future__ import annotations
@@ -55,17 +57,19 @@ DATASETS = {
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", type=int, default=10)
+    ap.add_argument("--sample-weight", action="store_true", help="fit with random per-row weights in [0.5, 1.5)")
     ap.add_argument("--json", default=None)
     args = ap.parse_args(argv)
     warnings.simplefilter("ignore", ConvergenceWarning)
     cpu = next((ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")), "?")
-    print(f"machine: {cpu}, {os.cpu_count()} cores; Python {platform.python_version()}; {args.seeds} seeds")
+    weighted = "; sample weights" if args.sample_weight else ""
+    print(f"machine: {cpu}, {os.cpu_count()} cores; Python {platform.python_version()}; {args.seeds} seeds{weighted}")
     print(
         "| data | epochs | score: scikit-learn | mlp_xp.sklearn | fit s (median): scikit-learn | mlp_xp.sklearn "
         "| time ratio |"
     )
     print("|---|---:|---:|---:|---:|---:|---:|")
-    result = {"cpu": cpu, "seeds": args.seeds, "rows": []}
+    result = {"cpu": cpu, "seeds": args.seeds, "sample_weight": args.sample_weight, "rows": []}
     for name, (load, scale, epochs, (Sk, Ours)) in DATASETS.items():
         X, y = load()
         X = X / scale
@@ -74,11 +78,14 @@ def main(argv=None) -> int:
         for seed in range(args.seeds):
             stratify = y if Sk is SkClassifier else None
             Xtr, Xte, ytr, yte = train_test_split(X, y, random_state=seed, stratify=stratify)
+            rows = {}
+            if args.sample_weight:
+                rows["sample_weight"] = np.random.default_rng(seed).uniform(0.5, 1.5, len(ytr))
             order = (("sk", Sk), ("ours", Ours)) if seed % 2 == 0 else (("ours", Ours), ("sk", Sk))
             for key, cls in order:
                 est = cls(hidden_layer_sizes=(64,), max_iter=epochs, random_state=seed)
                 t = time.perf_counter()
-                est.fit(Xtr, ytr)
+                est.fit(Xtr, ytr, **rows)
                 secs[key].append(time.perf_counter() - t)
                 acc[key].append(est.score(Xte, yte))
         row = {

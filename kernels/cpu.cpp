@@ -584,7 +584,8 @@ extern "C" void gather_rows(const char* src, i64 n_src, i64 row_bytes, const i64
 //
 // An instruction is an op code and the op's arguments, one 64-bit word each, in the order of its exported
 // signature (a BLAS call: the function's address, then CBLAS's arguments). A word may instead come from the
-// step: slot s in [0, 16) scales it by scalars[s] (the learning rate, Adam's corrections), s in [16, 32) adds
+// step: slot s in [0, 16) scales it by scalars[s] (the learning rate, Adam's corrections, the L2 penalty, the
+// loss's divisor: program.py's N_STEP_VALUES), s in [16, 32) adds
 // it as an offset to pointers[s - 16] (the batch's row indices).
 union Word {
     i64 i;

@@ -157,12 +157,13 @@ class Optimizer:
         """Whether the current step's update also zeroes the velocity's subnormal numbers (every FLUSH_EVERY)."""
         return self.velocity is not None and self.t % FLUSH_EVERY == 0
 
-    def step_scalars(self, lr: float) -> tuple[float, float, float]:
-        """The current step's values a recorded step takes (mlp_xp/backend/program.py): the learning rate and
-        Adam's two bias corrections (1 for the other rules, which do not read them)."""
+    def step_scalars(self, lr: float) -> tuple[float, float, float, float]:
+        """The current step's values a recorded step takes from the optimizer (mlp_xp/backend/program.py): the
+        learning rate, Adam's two bias corrections (1 for the other rules, which do not read them) and the L2
+        penalty."""
         if self.name != "adam":
-            return lr, 1.0, 1.0
-        return (lr, *adam_corrections(self.t, self.beta1, self.beta2))
+            return lr, 1.0, 1.0, self.l2
+        return (lr, *adam_corrections(self.t, self.beta1, self.beta2), self.l2)
 
     def start_step(self) -> None:
         """Count one step whose update is applied in parts (:meth:`update`); :meth:`step` does it itself."""

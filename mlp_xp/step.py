@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .backend.program import LR, NotRecordable, Program
+from .backend.program import DIVISOR, L2, LR, NotRecordable, Program
 from .deprecation import warn_renamed
 from .errors import ConfigError
 from .model import MLP, Workspace
@@ -42,8 +42,9 @@ class TrainStep:
     parameters. ``record``: where the backend records steps (the CPU's, :mod:`mlp_xp.backend.program`), record a
     step's calls once per workspace, data set and settings (at its second run: a step that runs once is cheaper op
     by op) and replay them by one compiled call each step (True, the default), or dispatch every op each step
-    (False: what the recording records, op by op). A step with row weights, or whose ops cannot be recorded (an op
-    on the NumPy path: arrays the compiled code cannot take; sparse data), goes op by op.
+    (False: what the recording records, op by op). The learning rate, the L2 penalty and the divisor are the
+    step's values, not the recording's: they may change every step. A step whose ops cannot be recorded (an op on
+    the NumPy path: arrays the compiled code cannot take; sparse data) goes op by op.
     """
 
     def __init__(
@@ -80,11 +81,11 @@ class TrainStep:
     ) -> None:
         """A whole step on the rows ``idx`` of the device arrays (X, Y), adding the batch's sums into ``acc``."""
         opt = self.optimizer
-        replays = self.record and W is None and divisor is None
-        programs = self._programs_for(X, Y, idx, acc, ws or self.ws) if replays else None
+        programs = self._programs_for(X, Y, idx, acc, ws or self.ws, W, divisor) if self.record else None
         if programs is not None:
             opt.start_step()
-            self.model.ops.run_program(programs[opt.flushes_now], (idx,), opt.step_scalars(lr))
+            values = (*opt.step_scalars(lr), 1.0 if divisor is None else float(divisor))
+            self.model.ops.run_program(programs[opt.flushes_now], (idx,), values)
         else:
             self._dispatch(X, Y, idx, acc, lr, ws, W, divisor)
 
@@ -107,7 +108,7 @@ class TrainStep:
     def _update_layer(self, l: int) -> None:
         self.optimizer.update(self.update_parts[l], self._lr, flush=self._flush)
 
-    def _programs_for(self, X, Y, idx, acc, part: Workspace) -> tuple[Program, Program] | None:
+    def _programs_for(self, X, Y, idx, acc, part: Workspace, W, divisor) -> tuple[Program, Program] | None:
         """The recorded step for these arrays and the current settings, without and with the subnormal flush
         (recorded now at the second step with them), or None where it is not, or cannot be, recorded. A program is
         only valid for what it was recorded with, so the key names every buffer (by id, the objects kept alive
@@ -119,11 +120,14 @@ class TrainStep:
             and idx.dtype == np.int64
             and idx.shape == (part.batch_size,)
             and idx.flags.c_contiguous
+            and (W is None or isinstance(W, np.ndarray))
         ):
             return None
         opt, model = self.optimizer, self.model
-        named = (part, X, Y, acc, model.params, self.grads, self.class_weight, opt.velocity, opt.m, opt.v)
-        settings = (self.smoothing, opt.name, opt.momentum, opt.l2, opt.l1, opt.beta1, opt.beta2, opt.eps)
+        named = (part, X, Y, W, acc, model.params, self.grads, self.class_weight, opt.velocity, opt.m, opt.v)
+        # (the L2 penalty's and the divisor's values are the step's: only whether there is one is the recording's)
+        settings = (self.smoothing, opt.name, opt.momentum, opt.l2 != 0, opt.l1, opt.beta1, opt.beta2, opt.eps)
+        settings += (divisor is None,)
         math = (model.loss, model.leaky_slope, *model.activations, self.update_parts is None)
         key = (*map(id, named), *settings, *math)
         found = self._programs.get(key)
@@ -139,9 +143,9 @@ class TrainStep:
                 if not self.record:
                     return None
             # both flush phases at once, so that no later step records (or allocates)
-            without = self._record(X, Y, acc, part, flush=False)
+            without = self._record(X, Y, acc, part, W, divisor, flush=False)
             flushes = without is not None and opt.velocity is not None
-            with_flush = self._record(X, Y, acc, part, flush=True) if flushes else without
+            with_flush = self._record(X, Y, acc, part, W, divisor, flush=True) if flushes else without
             found = self._programs[key] = ((without, with_flush), named)
         return None if found[0][0] is None else found[0]
 
@@ -152,21 +156,23 @@ class TrainStep:
         self._restarts += 1
         self.record = self._restarts < 2
 
-    def _record(self, X, Y, acc, part: Workspace, *, flush: bool) -> Program | None:
+    def _record(self, X, Y, acc, part: Workspace, W, divisor, *, flush: bool) -> Program | None:
         """Record the step's calls (nothing runs), or None where an op cannot be recorded. The model and the
         optimizer dispatch to the backend's recording copy meanwhile (the backend itself is shared)."""
         opt, model = self.optimizer, self.model
         idx = np.zeros(part.batch_size, np.int64)  # stands for each replay's row indices
-        buffers = [X, Y, acc, part.xb, part.yb, part.wb, *part.hs, *part.dhs, model.params, self.grads.flat]
+        buffers = [X, Y, W, acc, part.xb, part.yb, part.wb, *part.hs, *part.dhs, model.params, self.grads.flat]
         buffers += [opt.velocity, opt.m, opt.v, self.class_weight]
-        ops = model.ops
+        ops, l2 = model.ops, opt.l2
+        divisor = None if divisor is None else DIVISOR
         try:
             with ops.recording(buffers, [idx]) as (program, recorder):
                 model.ops = opt.ops = recorder
+                opt.l2 = L2 if l2 else 0.0
                 try:
-                    self._dispatch(X, Y, idx, acc, LR, part, None, None, recording=True, flush=flush)
+                    self._dispatch(X, Y, idx, acc, LR, part, W, divisor, recording=True, flush=flush)
                 finally:
-                    model.ops = opt.ops = ops
+                    model.ops, opt.ops, opt.l2 = ops, ops, l2
         except NotRecordable:
             return None
         return program

@@ -41,14 +41,27 @@ def _run(
     Y=None,
     batch=32,
     ops_class=NumpyOps,
+    weights=None,
+    alpha=0.0,
 ):
     ops = ops_class()
     model = mlp_xp.MLP(SIZES, activation, loss, device=ops, seed=3, dtype=dtype)
     opt = Optimizer(optimizer, ops, model.layout, model.dtype, momentum=0.9, l2=l2, l1=l1)
     cw = None if class_weight is None else np.asarray(class_weight, model.dtype)
-    step = TrainStep(model, batch, opt, per_layer=per_layer, record=record, smoothing=smoothing, class_weight=cw)
+    step = TrainStep(
+        model,
+        batch,
+        opt,
+        per_layer=per_layer,
+        record=record,
+        smoothing=smoothing,
+        class_weight=cw,
+        weighted=weights is not None,
+    )
     if X is None:
         X, Y = _data(model.dtype)
+    if weights is not None:
+        weights = weights.astype(model.dtype)
     acc = np.zeros(2)
     n = X.shape[0]
     tail = step.ws.rows(n % batch) if n % batch else None
@@ -59,7 +72,14 @@ def _run(
             if k == steps:
                 break
             idx = perm[s : s + batch]
-            step(X, Y, idx, acc, 0.1 / (1 + 0.1 * k), tail if len(idx) < batch else None)  # a decaying lr
+            ws, lr = tail if len(idx) < batch else None, 0.1 / (1 + 0.1 * k)  # a decaying lr
+            if weights is None:
+                step(X, Y, idx, acc, lr, ws)
+            else:  # the trainer's: the batch's sum of weights divides its loss, and scikit-learn's alpha
+                divisor = float(weights[idx].astype(np.float64).sum())
+                if alpha:
+                    opt.l2 = alpha / divisor
+                step(X, Y, idx, acc, lr, ws, W=weights, divisor=divisor)
             k += 1
     state = [a.copy() for a in (model.params, opt.velocity, opt.m, opt.v) if a is not None]
     return state, acc.copy(), step, ops
@@ -148,18 +168,72 @@ def test_a_regression_or_multilabel_step_replays_exactly(dtype, optimizer, loss)
     assert runs[0][1][1] > 0  # the squared errors, or the rows right, were summed
 
 
-def test_sparse_data_and_row_weights_go_op_by_op():
+def test_sparse_data_goes_op_by_op():
     X, Y = _data()
     ops = NumpyOps()
     model = mlp_xp.MLP(SIZES, device=ops, seed=0)
-    step = TrainStep(model, 32, Optimizer("momentum", ops, model.layout, model.dtype), weighted=True)
+    step = TrainStep(model, 32, Optimizer("momentum", ops, model.layout, model.dtype))
     acc, idx = np.zeros(2), ops.permutation(400, 0, 1)[:32]
-    step(scipy.sparse.csr_matrix(X), Y, idx, acc, 0.1)
-    step(X, Y, idx, acc, 0.1, W=np.ones(400, np.float32), divisor=32.0)
+    for _ in range(3):
+        step(scipy.sparse.csr_matrix(X), Y, idx, acc, 0.1)
     assert not step._programs and "run_program" not in ops.counts.by_op
     step(X, Y, idx, acc, 0.1)
     step(X, Y, idx, acc, 0.1)  # (the first goes op by op, the second records)
     assert ops.counts.by_op["run_program"] == 1
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "momentum", "nesterov", "adam"])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("alpha", [0.0, 1e-2], ids=["no-alpha", "alpha"])
+def test_a_step_with_row_weights_replays_exactly(optimizer, dtype, alpha):
+    """Row weights (some 0) with each batch's sum of them as the loss's divisor, and scikit-learn's alpha over
+    that sum as the L2 penalty: both change every step, and are the replay's values, not the recording's; the
+    numbers are the op-by-op run's, and every step but each workspace's first replays."""
+    w = np.random.default_rng(5).random(400) * 2
+    w[::7] = 0.0
+    runs = [_run(record, optimizer=optimizer, dtype=dtype, weights=w, alpha=alpha) for record in (True, False)]
+    _same(runs[0], runs[1])
+    assert runs[0][3].counts.by_op["run_program"] == 2 * FLUSH_EVERY + 3 - 2
+    assert len(runs[0][2]._programs) == 2  # the full batch's and the last one's, whatever the divisor and l2
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"loss": "mse", "per_layer": True},
+        {"loss": "binary_cross_entropy", "l1": 1e-3},
+        {"smoothing": 0.1, "class_weight": [1.0, 2.0, 0.5, 1.0, 3.0], "activation": "tanh"},
+    ],
+    ids=["mse-per-layer", "bce-l1", "smoothing-class-weight"],
+)
+def test_every_loss_with_row_weights_replays_exactly(options):
+    rng = np.random.default_rng(2)
+    X = rng.standard_normal((400, SIZES[0])).astype(np.float32)
+    loss = options.get("loss", "cross_entropy")
+    if loss == "mse":
+        Y = rng.standard_normal((400, SIZES[-1])).astype(np.float32)
+    elif loss == "binary_cross_entropy":
+        Y = rng.integers(0, 2, (400, SIZES[-1])).astype(np.float32)
+    else:
+        Y = rng.integers(0, SIZES[-1], 400).astype(np.int32)
+    w = rng.random(400)
+    runs = [_run(record, X=X, Y=Y, weights=w, alpha=1e-3, **options) for record in (True, False)]
+    _same(runs[0], runs[1])
+    assert runs[0][3].counts.by_op["run_program"] == 2 * FLUSH_EVERY + 3 - 2
+
+
+def test_weights_of_another_dtype_go_op_by_op_with_the_same_numbers():
+    """float64 weights for a float32 model: the gather cannot take them (the NumPy path's), so no step records."""
+    X, Y = _data()
+    w = np.linspace(0.5, 1.5, 400)
+    ops = NumpyOps()
+    model = mlp_xp.MLP(SIZES, device=ops, seed=0)
+    step = TrainStep(model, 32, Optimizer("momentum", ops, model.layout, model.dtype), weighted=True)
+    acc = np.zeros(2)
+    for k in range(3):
+        idx = ops.permutation(400, 0, k)[:32]
+        step(X, Y, idx, acc, 0.1, W=w, divisor=float(w[idx].sum()))
+    assert "run_program" not in ops.counts.by_op
 
 
 def test_a_changed_setting_or_buffer_is_recorded_anew():
@@ -244,7 +318,7 @@ def test_recording_runs_nothing_and_refuses_pointers_outside_its_buffers():
         recorder.matmul(a, b, out)
     assert len(program) == 1 and (out == 7.0).all()  # recorded, not run
     assert recorder.counts.ops == 1 and ops.counts.ops == 0  # the backend's counts say what ran
-    ops.run_program(program, (), (0.0, 1.0, 1.0))
+    ops.run_program(program, (), (0.0, 1.0, 1.0, 0.0, 1.0))
     np.testing.assert_array_equal(out, np.full((4, 2), 3.0))
     stranger = np.zeros(2, np.float32)
     with pytest.raises(NotRecordable, match="outside the step's buffers"):
@@ -267,7 +341,7 @@ def test_a_step_scalar_scales_its_word_at_every_replay():
     with ops.recording([w, v], []) as (program, recorder):
         recorder.blas.add_scaled(w, -LR, v)
     for lr in (0.5, 0.25):
-        ops.run_program(program, (), (lr, 1.0, 1.0))
+        ops.run_program(program, (), (lr, 1.0, 1.0, 0.0, 1.0))
     np.testing.assert_array_equal(w, np.full(5, -0.75, np.float32))
 
 
@@ -279,7 +353,7 @@ def test_a_program_with_an_unknown_op_code_runs_none_of_its_instructions():
         recorder.blas.add_scaled(w, -LR, v)
     program.table["op"][1] = 999
     with pytest.raises(RuntimeError, match="instruction 1 of a step program is not one this build runs"):
-        ops.run_program(program, (), (1.0, 1.0, 1.0))
+        ops.run_program(program, (), (1.0, 1.0, 1.0, 0.0, 1.0))
     np.testing.assert_array_equal(w, np.zeros(5, np.float32))  # checked before any ran: no half step
 
 
@@ -295,9 +369,9 @@ def test_program_add_checks_its_arguments():
     with pytest.raises(ValueError):
         rec(buf.ctypes.data)  # a missing argument
     assert program.table.size == 0 and len(program) == 1
-    with pytest.raises(NotRecordable, match="no step value 3"):
+    with pytest.raises(NotRecordable, match="no step value 5"):
         program.recorder("bias_act_f32", ops.loops.fn[("bias_act", np.dtype(np.float32))])(
-            buf.ctypes.data, buf.ctypes.data, 1, 8, 0, StepScalar(3)
+            buf.ctypes.data, buf.ctypes.data, 1, 8, 0, StepScalar(5)
         )
     assert ops.loops.op_code("no_such_op") == -1
     with pytest.raises(NotRecordable, match="not an op run_program knows"):
@@ -347,6 +421,26 @@ def test_fit_on_the_cpu_replays_its_steps_and_matches_the_op_by_op_run():
     np.testing.assert_array_equal(runs[0][0], runs[1][0])
     assert runs[0][1] == runs[1][1]
     assert runs[0][2] == 3 * 10 - 2 and runs[1][2] == 0  # (the first full and the first partial batch: op by op)
+
+
+def test_a_weighted_fit_with_alpha_replays_its_steps_and_matches_the_op_by_op_run():
+    """fit with sample weights and scikit-learn's alpha (the drop-in's fit(X, y, sample_weight)): the steps replay,
+    with each batch's sum of weights and alpha over it as the step's values, and the run is the op-by-op one."""
+    rng = np.random.default_rng(0)
+    X, y = rng.random((300, 12)).astype(np.float32), rng.integers(0, 3, 300)
+    w = rng.random(300) + 0.5
+    runs = []
+    for record in (True, False):
+        ops = NumpyOps()
+        ops.records_steps = record
+        model = mlp_xp.MLP([12, 16, 3], device=ops, seed=0)
+        h = mlp_xp.fit(
+            model, X, y, epochs=3, batch_size=32, optimizer="adam", lr=1e-2, l2_per_sample=1e-2, sample_weight=w
+        )
+        runs.append((model.get_flat(), [r["train_loss"] for r in h.records], ops.counts.by_op.get("run_program", 0)))
+    np.testing.assert_array_equal(runs[0][0], runs[1][0])
+    assert runs[0][1] == runs[1][1]
+    assert runs[0][2] == 3 * 10 - 2 and runs[1][2] == 0
 
 
 def test_the_doctor_checks_the_replay_on_this_machine(capsys, monkeypatch):

@@ -293,8 +293,8 @@ class Ops:
 
     def run_program(self, program, pointers, scalars) -> None:
         """One replay of a recorded step (``records_steps`` backends): ``pointers``, the arrays standing for the
-        recording's step pointers (the batch's row indices); ``scalars``, the learning rate and Adam's two
-        corrections."""
+        recording's step pointers (the batch's row indices); ``scalars``, the step's values (the learning rate, Adam's
+        two corrections, the L2 penalty, the loss's divisor: :data:`mlp_xp.backend.program.N_STEP_VALUES`)."""
         raise NotImplementedError
 
     # ---- per epoch ----

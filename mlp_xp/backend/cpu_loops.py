@@ -137,7 +137,7 @@ class CompiledLoops:
         y_ptr = None if y is None else address(y)
         w_ptr = None if class_weight is None else address(class_weight)
         s_ptr = None if sample_weight is None else address(sample_weight)
-        d = float(rows if divisor is None else divisor)
+        d = _divisor(rows, divisor)
         self.fn[("softmax_xent", z.dtype)](
             address(z), y_ptr, w_ptr, s_ptr, address(acc), rows, C, int(write_grad), smoothing, d
         )
@@ -154,7 +154,7 @@ class CompiledLoops:
     def _targets_loss(self, name, z, y, acc, write_grad, sample_weight, divisor) -> None:
         rows, K = z.shape
         s_ptr = None if sample_weight is None else address(sample_weight)
-        d = float(rows if divisor is None else divisor)
+        d = _divisor(rows, divisor)
         self.fn[(name, z.dtype)](address(z), address(y), s_ptr, address(acc), rows, K, int(write_grad), d)
 
     def add_l1(self, g: np.ndarray, w: np.ndarray, l1: float) -> None:
@@ -186,6 +186,13 @@ class CompiledLoops:
     def flush_subnormals(self, a: np.ndarray) -> None:
         """a <- 0 where |a| is subnormal (see cpu.cpp for why), in place."""
         self.fn[("flush_subnormals", a.dtype)](address(a), a.size)
+
+
+def _divisor(rows: int, divisor) -> float | StepScalar:
+    """The loss's divisor: the rows by default; a recorded weighted step's is the step's value."""
+    if isinstance(divisor, StepScalar):
+        return divisor
+    return float(rows if divisor is None else divisor)
 
 
 def compiler() -> list[str] | None:

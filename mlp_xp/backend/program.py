@@ -8,8 +8,10 @@ on every step. So a replayed step computes what the op-by-op step computes, bit 
 dispatch between the calls (about 85 us a step for a three-layer model on the EPYC AVX2, while the second core
 waits).
 
-What changes from step to step is named when recording: the learning rate and Adam's bias corrections are
-:class:`StepScalar` values (a word of the instruction scaled by the step's value), and the batch's row indices
+What changes from step to step is named when recording: the learning rate, Adam's bias corrections, the L2
+penalty (scikit-learn's alpha over a batch's weights changes every step) and the loss's divisor (a weighted batch's
+sum of weights) are :class:`StepScalar` values (a word of the instruction scaled by the step's value), and the batch's
+row indices
 are a step pointer (an array whose address the replay replaces). Anything else is fixed at the recording, so
 a program is only valid for the buffers and settings it was recorded with: :class:`mlp_xp.step.TrainStep` keys
 its programs on them. Every pointer a program holds must lie inside one of the buffers given to it, which it
@@ -54,8 +56,10 @@ class StepScalar:
         return f"StepScalar({self.slot}, {self.scale})"
 
 
-#: The step's values, in the order ``run_program`` takes them: the learning rate, Adam's two bias corrections.
-LR, CORRECTION1, CORRECTION2 = StepScalar(0), StepScalar(1), StepScalar(2)
+#: The step's values, in the order ``run_program`` takes them: the learning rate, Adam's two bias corrections, the
+#: L2 penalty, the loss's divisor.
+LR, CORRECTION1, CORRECTION2, L2, DIVISOR = (StepScalar(k) for k in range(5))
+N_STEP_VALUES = 5
 
 
 def _word_of_float(x: float) -> int:
@@ -84,7 +88,7 @@ class Program:
         self._step_ranges = [byte_bounds(p) for p in step_pointers]
         self._instructions: list[tuple] = []
         self.table = np.zeros(0, INSTRUCTION)
-        self._scalars = np.zeros(3, np.float64)
+        self._scalars = np.zeros(N_STEP_VALUES, np.float64)
         self._pointers = np.zeros(max(1, len(step_pointers)), np.uint64)
 
     def __len__(self) -> int:
@@ -149,7 +153,8 @@ class Program:
 
     def run(self, pointers, scalars) -> None:
         """One replay: the step's arrays (``pointers``, as recorded: the same shapes, int64, C-contiguous) and
-        values (the learning rate, Adam's corrections)."""
+        values (:data:`N_STEP_VALUES` of them: the learning rate, Adam's corrections, the L2 penalty, the loss's
+        divisor; those the program does not read may be anything)."""
         for k, p in enumerate(pointers):
             self._pointers[k] = address(p)
         self._scalars[:] = scalars
