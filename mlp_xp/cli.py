@@ -264,8 +264,12 @@ def _prepare_table(args, values: dict, validation_fraction: float, seed: int):
 def _load(args, data_seed: int):
     """The dataset of --data, with --data-seed and --classes."""
     from .data import load_dataset
+    from .data.datasets import UnknownDataset
 
-    return load_dataset(args.data, seed=data_seed, classes=_classes(getattr(args, "classes", None)))
+    try:
+        return load_dataset(args.data, seed=data_seed, classes=_classes(getattr(args, "classes", None)))
+    except UnknownDataset as e:
+        raise UnknownDataset(e.text, ("a CSV or Parquet table (with --target COLUMN)",)) from None
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -163,7 +163,15 @@ def test_the_data_seed_is_separate_from_the_model_seed(tmp_path, capsys):
         (["train", "--batch-size", "0"], "batch_size must be > 0"),
         (["train", "--activation", "swish", "--epochs", "1"], "unknown activation 'swish'"),
         (["train", "--schedule", "exp"], "unknown schedule 'exp'"),
-        (["train", "--data", "no-such-dataset"], "no-such-dataset"),
+        (
+            ["train", "--data", "no-such-dataset"],
+            "unknown dataset 'no-such-dataset': use one of mnist, fashion-mnist, digits, synthetic, synthetic:NxD[xC], "
+            "a .npz file, a folder of MNIST-layout files or a CSV or Parquet table (with --target COLUMN)",
+        ),
+        (
+            ["search", "--data", "no-such-dataset", "--param", "lr=0.1"],
+            "or a CSV or Parquet table (with --target COLUMN)",
+        ),
         (["train", "--device", "tpu"], "unknown device 'tpu'"),
         (["evaluate", "missing.npz"], "does not exist"),
         (["search", "--data", "digits"], "needs at least one --param"),

@@ -42,6 +42,7 @@ def test_folder_path_and_unknown_inputs(tmp_path):
     with pytest.raises(ConfigError) as info:
         load_dataset("mnsit")
     assert all(name in str(info.value) for name in DATASET_NAMES)
+    assert str(info.value).endswith(", a .npz file or a folder of MNIST-layout files")  # (tables: the CLI's)
     missing = os.path.join(str(tmp_path), "nothing-here")
     with pytest.raises(DatasetNotFound) as info:
         load_dataset(missing)

@@ -25,6 +25,15 @@ DATASET_NAMES: tuple[str, ...] = ("mnist", "fashion-mnist", "digits", "synthetic
 _SYNTHETIC_RE = re.compile(r"synthetic:(\d+)x(\d+)(?:x(\d+))?")
 
 
+class UnknownDataset(ConfigError):
+    """A name that is no dataset and no file; ``also``: more choices the caller reads (the command line's tables)."""
+
+    def __init__(self, text: str, also: tuple[str, ...] = ()) -> None:
+        self.text = text
+        choices = [*DATASET_NAMES, "synthetic:NxD[xC]", "a .npz file", "a folder of MNIST-layout files", *also]
+        super().__init__(f"unknown dataset {text!r}: use one of {', '.join(choices[:-1])} or {choices[-1]}")
+
+
 def _check_kwargs(what: str, kwargs: dict, allowed: tuple[str, ...]) -> None:
     extra = sorted(set(kwargs) - set(allowed))
     if extra:
@@ -159,7 +168,4 @@ def load_dataset(
             f"{path} does not exist: check the path, or pass a dataset name ({', '.join(DATASET_NAMES)}), "
             "a .npz file or a folder of MNIST-layout files"
         )
-    raise ConfigError(
-        f"unknown dataset {text!r}: use one of {', '.join(DATASET_NAMES)}, synthetic:NxD[xC], a .npz file "
-        "or a folder of MNIST-layout files"
-    )
+    raise UnknownDataset(text)
