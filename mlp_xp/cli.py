@@ -263,8 +263,7 @@ def _prepare_table(args, values: dict, validation_fraction: float, seed: int):
 
 def _load(args, data_seed: int):
     """The dataset of --data, with --data-seed and --classes."""
-    from .data import load_dataset
-    from .data.datasets import UnknownDataset
+    from .data import UnknownDataset, load_dataset
 
     try:
         return load_dataset(args.data, seed=data_seed, classes=_classes(getattr(args, "classes", None)))

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import copy
 import os
+import pickle
 
 import pytest
 
-from mlp_xp.data import DATASET_NAMES, Dataset, load_dataset, make_synthetic
+from mlp_xp.data import DATASET_NAMES, Dataset, UnknownDataset, load_dataset, make_synthetic
 from mlp_xp.errors import ConfigError, DataError, DatasetNotFound
 
 from .test_data_folders import write_mnist_folder
@@ -43,6 +45,9 @@ def test_folder_path_and_unknown_inputs(tmp_path):
         load_dataset("mnsit")
     assert all(name in str(info.value) for name in DATASET_NAMES)
     assert str(info.value).endswith(", a .npz file or a folder of MNIST-layout files")  # (tables: the CLI's)
+    wider = UnknownDataset("mnsit", ("a table",))
+    for copied in (pickle.loads(pickle.dumps(wider)), copy.deepcopy(wider)):  # (a search's workers pickle errors)
+        assert type(copied) is UnknownDataset and str(copied) == str(wider) and str(wider).endswith(" or a table")
     missing = os.path.join(str(tmp_path), "nothing-here")
     with pytest.raises(DatasetNotFound) as info:
         load_dataset(missing)

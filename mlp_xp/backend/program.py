@@ -10,13 +10,12 @@ waits).
 
 What changes from step to step is named when recording: the learning rate, Adam's bias corrections, the L2
 penalty (scikit-learn's alpha over a batch's weights changes every step) and the loss's divisor (a weighted batch's
-sum of weights) are :class:`StepScalar` values (a word of the instruction scaled by the step's value), and the batch's
-row indices
-are a step pointer (an array whose address the replay replaces). Anything else is fixed at the recording, so
-a program is only valid for the buffers and settings it was recorded with: :class:`mlp_xp.step.TrainStep` keys
-its programs on them. Every pointer a program holds must lie inside one of the buffers given to it, which it
-keeps alive, so a replay never writes into freed memory. An op that would take the NumPy path raises
-:class:`NotRecordable` instead, and the step stays op by op.
+sum of weights) are :class:`StepScalar` values (a word of the instruction scaled by the step's value), and the
+batch's row indices are a step pointer (an array whose address the replay replaces). Anything else is fixed at
+the recording, so a program is only valid for the buffers and settings it was recorded with:
+:class:`mlp_xp.step.TrainStep` keys its programs on them. Every pointer a program holds must lie inside one of
+the buffers given to it, which it keeps alive, so a replay never writes into freed memory. An op that would take
+the NumPy path raises :class:`NotRecordable` instead, and the step stays op by op.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 :mod:`.npz` (.npz files), and :mod:`.datasets`, whose :func:`load_dataset` picks among them by name or path."""
 
 from .dataset import Dataset
-from .datasets import DATASET_NAMES, load_dataset
+from .datasets import DATASET_NAMES, UnknownDataset, load_dataset
 from .download import SYSTEM_DATA_DIRS, DataFolderWarning, default_cache_dir
 from .folders import MNIST_FILES, load_mnist_folder
 from .generated import make_synthetic
@@ -13,6 +13,7 @@ __all__ = [
     "DATASET_NAMES",
     "MNIST_FILES",
     "SYSTEM_DATA_DIRS",
+    "UnknownDataset",
     "DataFolderWarning",
     "Dataset",
     "default_cache_dir",

@@ -17,7 +17,7 @@ from .generated import load_digits, make_synthetic
 from .labels import check_classes, class_count
 from .npz import load_npz
 
-__all__ = ["DATASET_NAMES", "load_dataset"]
+__all__ = ["DATASET_NAMES", "UnknownDataset", "load_dataset"]
 
 #: Names :func:`load_dataset` understands (besides ``synthetic:NxD[xC]`` strings, .npz files and folders).
 DATASET_NAMES: tuple[str, ...] = ("mnist", "fashion-mnist", "digits", "synthetic")
@@ -29,9 +29,13 @@ class UnknownDataset(ConfigError):
     """A name that is no dataset and no file; ``also``: more choices the caller reads (the command line's tables)."""
 
     def __init__(self, text: str, also: tuple[str, ...] = ()) -> None:
-        self.text = text
+        self.text, self.also = text, tuple(also)
         choices = [*DATASET_NAMES, "synthetic:NxD[xC]", "a .npz file", "a folder of MNIST-layout files", *also]
         super().__init__(f"unknown dataset {text!r}: use one of {', '.join(choices[:-1])} or {choices[-1]}")
+
+    def __reduce__(self):
+        # (pickle and copy rebuild an exception from its args, here the whole message: a search's workers send it)
+        return type(self), (self.text, self.also)
 
 
 def _check_kwargs(what: str, kwargs: dict, allowed: tuple[str, ...]) -> None:
