@@ -42,24 +42,25 @@ def atomic_writer(path: str | os.PathLike[str], *, durable: bool = True) -> Iter
 SNIFF = 512
 
 
-def file_kind(head: bytes) -> str:
-    """What a file that should have been a NumPy archive is instead, from its first bytes, as what follows its name
-    in a message: "is empty (0 bytes)", "is gzip-compressed", "is a Python pickle", "is a text file (it begins
-    'x,y')", or "holds binary data of an unknown kind (it begins 00 01 ...)"."""
+def file_kind(head: bytes) -> tuple[str, str]:
+    """What a file that should have been a NumPy archive is instead, from its first bytes: its kind ("empty",
+    "gzip", "pickle", "text" or "binary", for a caller's own advice) and what follows its name in a message: "is
+    empty (0 bytes)", "is gzip-compressed", "is a Python pickle", "is a text file (it begins 'x,y')", or "holds
+    binary data of an unknown kind (it begins 00 01 ...)"."""
     if not head:
-        return "is empty (0 bytes)"
+        return "empty", "is empty (0 bytes)"
     if head.startswith(b"\x1f\x8b"):
-        return "is gzip-compressed"
+        return "gzip", "is gzip-compressed"
     if head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05"):
-        return "is a Python pickle"
+        return "pickle", "is a Python pickle"
     try:
         text = head.decode("utf-8")
     except UnicodeDecodeError as e:  # a character cut off at the end of the sample is still text
         text = head[: e.start].decode("utf-8") if e.start >= len(head) - 3 else None
     if text is not None and all(c.isprintable() or c in "\t\r\n\f" for c in text):
         first = text.strip().splitlines()[0][:40] if text.strip() else ""
-        return f"is a text file (it begins {first!r})"
-    return f"holds binary data of an unknown kind (it begins {head[:8].hex(' ')})"
+        return "text", f"is a text file (it begins {first!r})"
+    return "binary", f"holds binary data of an unknown kind (it begins {head[:8].hex(' ')})"
 
 
 def not_an_archive(path) -> str | None:
@@ -70,7 +71,7 @@ def not_an_archive(path) -> str | None:
             head = f.read(SNIFF)
     except OSError:
         return None
-    return None if is_numpy_file(head) else file_kind(head)
+    return None if is_numpy_file(head) else file_kind(head)[1]
 
 
 def is_numpy_file(head: bytes) -> bool:
@@ -78,11 +79,14 @@ def is_numpy_file(head: bytes) -> bool:
     return head[:2] == b"PK" or head.startswith(b"\x93NUMPY")
 
 
-def write_refused(folder) -> str | None:
-    """Why a file cannot be written into the existing ``folder`` (its strerror), found by writing one as the
-    outputs are written (a file beside the target, then renamed); None when it can. ``os.access`` says yes to root
-    everywhere, while a read-only mount, /proc or /sys refuse anyway."""
+def write_refused(folder, *, as_folder: bool = False) -> str | None:
+    """Why a file (``as_folder``: a folder) cannot be made in the existing ``folder`` (its strerror), found by making
+    one as the outputs are written (a file beside the target, then renamed); None when it can. ``os.access`` says
+    yes to root everywhere, while a read-only mount, /proc or /sys refuse anyway."""
     try:
+        if as_folder:
+            os.rmdir(tempfile.mkdtemp(prefix=".mlp_xp-probe-", dir=folder))
+            return None
         fd, probe = tempfile.mkstemp(prefix=".mlp_xp-probe-", dir=folder)
     except OSError as e:
         return e.strerror or str(e)
@@ -108,13 +112,11 @@ def check_folder_to_write(folder, flag: str, purpose: str) -> None:
         raise ConfigError(f"{flag} {folder}: {parent} is a file, not a folder: give a folder for {purpose}")
     if not os.access(parent, os.W_OK):
         raise ConfigError(f"{flag} {folder}: {parent} is not writable: give a folder you can write to")
-    # os.access says yes to root everywhere, and a read-only mount or /proc refuses anyway: make a folder there
-    try:
-        os.rmdir(tempfile.mkdtemp(prefix=".mlp_xp-probe-", dir=parent))
-    except OSError as e:
+    refused = write_refused(parent, as_folder=True)
+    if refused:
         raise ConfigError(
-            f"{flag} {folder}: cannot make a folder in {parent} ({e.strerror}): give a folder you can write to"
-        ) from e
+            f"{flag} {folder}: cannot make a folder in {parent} ({refused}): give a folder you can write to"
+        )
 
 
 def cache_root() -> Path:

@@ -62,17 +62,17 @@ _SAVED_BY = "give a file written by MLP.save or mlp-xp train --save"
 
 def _what_it_is(path: str, head: bytes) -> str:
     """The message for a file that is not a zip archive (nor a .npy array), from its first bytes."""
-    kind = file_kind(head)
-    if not head:
+    tag, kind = file_kind(head)
+    if tag == "empty":
         return f"{path!r} {kind}, not an mlp_xp model file: save the model again, or copy the whole file"
-    if kind == "is gzip-compressed":
+    if tag == "gzip":
         return (
             f"{path!r} {kind}, not an mlp_xp model file (an .npz archive): decompress it (gunzip) and "
             "give the file inside, or give a file written by MLP.save or mlp-xp train --save"
         )
-    if kind == "is a Python pickle":
+    if tag == "pickle":
         return f"{path!r} {kind}, which mlp_xp never loads (it is not a model file): {_SAVED_BY}"
-    if kind.startswith("is a text file"):
+    if tag == "text":
         return f"{path!r} {kind}, not an mlp_xp model file (a binary .npz archive): {_SAVED_BY}"
     return f"{path!r} {kind}, not an mlp_xp model file (an .npz archive, which begins 50 4b): {_SAVED_BY}"
 
