@@ -40,6 +40,7 @@ class MlpXp(Contender):
 
     def __init__(self, X, y, hidden, batch, lr, momentum, seed, device="cpu"):
         self.X, self.y, self.batch = X, y, batch
+        device = self.backend() if device == "cpu" else device
         self.model = mlp_xp.MLP([X.shape[1], *hidden, int(y.max()) + 1], "relu", device=device, seed=seed)
         self.settings = dict(batch_size=batch, optimizer="momentum", lr=lr, momentum=momentum, seed=seed)
         self.epochs = 0
@@ -58,6 +59,20 @@ class MlpXp(Contender):
 
     def accuracy(self, X, y) -> float:
         return float((self.model.predict(X) == y).mean())
+
+    @staticmethod
+    def backend():
+        return "cpu"  # (the BLAS MLP_XP_BLAS and the machine choose: mlp_xp.backend.blas.choice)
+
+
+class MlpXpOpenBLAS(MlpXp):
+    """mlp_xp on NumPy's OpenBLAS, where the CPU backend would call another BLAS (MKL on an Intel CPU)."""
+
+    name = "mlp_xp_openblas"
+
+    @staticmethod
+    def backend():
+        return NumpyOps(blas="numpy")
 
 
 class TorchEager(Contender):
@@ -142,6 +157,8 @@ class Sklearn(Contender):
 
 
 CONTENDERS = {c.name: c for c in (MlpXp, TorchEager, Sklearn)}
+if NumpyOps().blas is not None and NumpyOps().blas.name != "NumPy's OpenBLAS":
+    CONTENDERS[MlpXpOpenBLAS.name] = MlpXpOpenBLAS
 
 
 class GemmOnly(NumpyOps):
@@ -161,7 +178,7 @@ def gemm_floor_epoch(X, hidden, n_classes, batch, momentum, seed, *, record: boo
     calls, shapes, flags and buffers, on a backend where every other op does nothing. Recorded and replayed as
     mlp_xp's step is (``record``), so that the floor is the GEMMs' own time, with no Python dispatch between them;
     ``record=False``: dispatched op by op, the floor before mlp_xp replayed its steps."""
-    ops = GemmOnly()
+    ops = GemmOnly(blas="numpy")  # (the floor is OpenBLAS's products, whichever BLAS mlp_xp calls)
     m = mlp_xp.MLP([X.shape[1], *hidden, n_classes], "relu", device=ops, seed=seed)
     opt = Optimizer("momentum", ops, m.layout, m.dtype, momentum=momentum)
     step = TrainStep(m, batch, opt, per_layer=False, record=record)

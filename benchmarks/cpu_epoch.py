@@ -10,7 +10,9 @@ table gives each one's median epoch time over --rounds rounds. The report names 
 vector instruction sets, the BLAS and the kernels it picked, OPENBLAS_CORETYPE, threads), measures the large-SGEMM
 peak in the same run (2048 x 2048 float32 products, the best of several), and gives each contender's effective
 GFLOP/s (the epoch's matrix-product arithmetic, 2.41 MFLOP a row, over its time) as a fraction of that peak. On an
-AVX-512 machine, OPENBLAS_CORETYPE=Haswell shows the AVX2 picture.
+AVX-512 machine, OPENBLAS_CORETYPE=Haswell shows the AVX2 picture. Where mlp_xp's CPU backend calls MKL (an Intel CPU
+with the mkl extra installed, or MLP_XP_BLAS=mkl), mlp_xp_openblas is mlp_xp on NumPy's OpenBLAS beside it; the
+floor and the peak are OpenBLAS's products in every case.
 
     python benchmarks/cpu_epoch.py --rounds 5 [--data fashion-mnist|synthetic|mnist|DIR] [--json out.json]
                                    [--dispatched-floor]

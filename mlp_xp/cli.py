@@ -668,7 +668,7 @@ def _build_model(dataset, model_settings: dict, ops):
         m["loss"],
         init=m["init"],
         dtype=m["dtype"],
-        device=ops,
+        device="cpu" if ops.kind == "cpu" else ops,  # (the CPU's BLAS depends on the model's size)
         seed=m["seed"],
         leaky_slope=m["leaky_slope"],
     )
@@ -1184,8 +1184,14 @@ def cmd_info(args) -> int:
         loops = cpu_loops.status()
     except RuntimeError as e:  # MLP_XP_REQUIRE_CPU_LOOPS=1 and the build failed
         loops = f"FAILED: {e}"
-    direct = blas.find()
-    print(f"  cpu: usable; BLAS {'direct: ' + direct.path if direct else 'through NumPy'}; compiled loops {loops}")
+    try:
+        direct, small = blas.find(), blas.find(0)
+        what = f"direct: {direct.name} ({direct.path})" if direct else "through NumPy"
+        if direct and small is not direct:
+            what += f" for models of at least {blas.MKL_MIN_PARAMS:,} parameters, {small.name} below"
+    except ConfigError as e:  # MLP_XP_BLAS names a BLAS that cannot be used
+        what = f"FAILED: {e}"
+    print(f"  cpu: usable; BLAS {what}; compiled loops {loops}")
     ok, what = cuda_status(0)
     print(f"  cuda: {'usable: ' + what if ok else 'not usable: ' + what}")
     return EXIT_OK

@@ -97,6 +97,11 @@ def limited_blas(threads: int | None) -> Iterator[None]:
         return
     from threadpoolctl import threadpool_limits
 
+    from .backend import blas
+
+    # threadpoolctl limits the libraries loaded when the block starts: MKL is loaded on first use, so now
+    with contextlib.suppress(ConfigError):
+        blas.find()
     with threadpool_limits(limits=threads, user_api="blas"):
         yield
 

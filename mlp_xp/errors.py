@@ -21,6 +21,7 @@ EXTRAS = {
     "mpi": ["mpi4py>=3.1", "mpich"],
     "cuda12": ["cupy-cuda12x>=14", "nvidia-cuda-nvrtc-cu12", "nvidia-cuda-runtime-cu12", "nvidia-cublas-cu12"],
     "cuda13": ["cupy-cuda13x>=14", "cuda-toolkit[nvrtc,cudart,cublas]==13.*"],
+    "mkl": ["mkl>=2024"],
 }
 
 

@@ -149,9 +149,9 @@ class MLP:
         self.dtype = settings.check("dtype", dtype)
         self.leaky_slope = settings.check("leaky_slope", leaky_slope)
         self.seed = settings.check("seed", seed)
-        self.ops: Ops = device if isinstance(device, Ops) else get_backend(settings.check("device", device))
         self.layout = Layout(self.sizes)
         n = self.layout.n_params
+        self.ops: Ops = device if isinstance(device, Ops) else get_backend(settings.check("device", device), n_params=n)
         # the host draws them (with a float64 temporary of the largest layer), then the backend holds a copy
         require_memory(
             self.ops,

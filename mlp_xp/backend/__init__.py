@@ -17,6 +17,7 @@ from functools import cache
 from ..constraints import parse_device
 from ..errors import BackendUnavailable, install_hint
 from ..files import cache_root, write_json_atomic
+from . import blas as _blas
 from .base import STEP_OPS, OpCounts, Ops
 from .numpy_ops import NumpyOps
 
@@ -176,8 +177,10 @@ def is_cuda_failure(e: BaseException) -> bool:
 _BACKENDS: dict[str, Ops] = {}
 
 
-def get_backend(spec: str | Ops = "auto") -> Ops:
-    """Return the backend for ``spec``: "auto", "cpu", "cuda" or "cuda:N" (or an Ops, returned as is).
+def get_backend(spec: str | Ops = "auto", *, n_params: int | None = None) -> Ops:
+    """Return the backend for ``spec``: "auto", "cpu", "cuda" or "cuda:N" (or an Ops, returned as is), for a model
+    of ``n_params`` parameters (the CPU's BLAS depends on it: :func:`mlp_xp.backend.blas.choice`; None: a large
+    model's).
 
     Backends are created once per process and shared, so their compiled kernels are too.
     """
@@ -187,11 +190,16 @@ def get_backend(spec: str | Ops = "auto") -> Ops:
     if kind == "auto":
         kind, index = parse_device(_auto_choice())
     key = f"{kind}:{index}"
+    blas = None
+    if kind == "cpu":
+        found = _blas.find(n_params)
+        blas = found.kind if found else None
+        key += f":{blas}"
     ops = _BACKENDS.get(key)
     if ops is not None:
         return ops
     if kind == "cpu":
-        ops = NumpyOps()
+        ops = NumpyOps(blas=blas)
     else:
         ok, why = cuda_status(index)
         if not ok:

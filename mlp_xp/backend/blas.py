@@ -7,9 +7,13 @@ runs on one core; BLAS does both, multi-threaded. The CPU backend uses:
     axpy    y <- a x + y                          (the parameter step W <- W - lr V)
     axpby   y <- a x + b y                        (V <- G + mu V)
 
-When NumPy's BLAS cannot be found (another NumPy build), ``find()`` returns None and the backend keeps
-to plain NumPy: slower, same results up to rounding. The references of what these calls compute are
-``matmul`` in mlp_xp/reference/layer.py and ``sgd_update`` in mlp_xp/reference/optimizer.py.
+Which BLAS: NumPy's own by default; Intel's MKL where its wheel is installed (the ``mkl`` extra) and the CPU is
+an Intel one, since on an Intel Xeon (AVX-512) MKL ran the step's products 1.1-1.6x faster than NumPy's OpenBLAS
+and the epoch about 1.16x faster (benchmarks/README.md); on other CPUs it was not measured, so it is not chosen
+there. ``MLP_XP_BLAS=numpy`` or ``mkl`` overrides the choice (:func:`choice`). The two give the same results up
+to rounding, not bit for bit. When no BLAS can be found (another NumPy build), ``find()`` returns None and the
+backend keeps to plain NumPy: slower, same results up to rounding. The references of what these calls compute
+are ``matmul`` in mlp_xp/reference/layer.py and ``sgd_update`` in mlp_xp/reference/optimizer.py.
 """
 
 from __future__ import annotations
@@ -18,10 +22,12 @@ import copy
 import ctypes
 import glob
 import os
+import sys
 from functools import cache
 
 import numpy as np
 
+from ..errors import ConfigError, install_hint
 from .pointers import address
 
 ROW_MAJOR, NO_TRANS, TRANS = 101, 111, 112
@@ -30,9 +36,11 @@ ROW_MAJOR, NO_TRANS, TRANS = 101, 111, 112
 class Blas:
     """Typed entry points for float32 and float64; pointers are passed as integers (:func:`address`)."""
 
-    def __init__(self, lib: ctypes.CDLL, prefix: str, suffix: str, index_type) -> None:
+    def __init__(self, lib: ctypes.CDLL, prefix: str, suffix: str, index_type, name: str, kind: str) -> None:
         i, vp = index_type, ctypes.c_void_p
         self.path = lib._name
+        #: What ``mlp-xp info`` calls it ("NumPy's OpenBLAS", "MKL 2026.2"), and its value of MLP_XP_BLAS.
+        self.name, self.kind = name, kind
         self.gemm, self.axpy, self.axpby = {}, {}, {}
         for ch, real in (("s", ctypes.c_float), ("d", ctypes.c_double)):
             dt = np.dtype(np.float32 if ch == "s" else np.float64)
@@ -111,6 +119,9 @@ _FLAVOURS = (
     ("", "", ctypes.c_int),
 )
 
+#: The values MLP_XP_BLAS takes.
+CHOICES = ("auto", "numpy", "mkl")
+
 
 def _candidates() -> list[str]:
     root = os.path.dirname(os.path.dirname(np.__file__))
@@ -119,11 +130,53 @@ def _candidates() -> list[str]:
     return sorted(libs)
 
 
+def _mkl_candidates() -> list[str]:
+    # PyPI's mkl wheel (and conda) put its single dynamic library in the environment's lib folder.
+    return sorted(glob.glob(os.path.join(sys.prefix, "lib", "libmkl_rt.so*")), reverse=True)
+
+
 @cache
-def find() -> Blas | None:
-    """NumPy's own BLAS with the entry points above, or None when it cannot be found."""
-    if os.environ.get("MLP_XP_NO_BLAS") == "1":
-        return None
+def _intel_cpu() -> bool:
+    try:
+        with open("/proc/cpuinfo") as f:
+            return any(line.startswith("vendor_id") and "GenuineIntel" in line for line in f)
+    except OSError:
+        return False
+
+
+#: The smallest model (in parameters) for which ``auto`` picks MKL. Measured on an Intel Xeon (AVX-512, 2 cores):
+#: a 784-512-256-10 model (535,818 parameters) trained 1.14x faster on MKL; the drop-in's small models (digits,
+#: 64-64-10, and smaller) 1.2-1.7x slower. Between the two nothing was measured: this is PER_LAYER_MIN_PARAMS's
+#: size (mlp_xp/step.py), where the step's products dominate it.
+MKL_MIN_PARAMS = 262_144
+
+
+def choice(n_params: int | None = None) -> str:
+    """The BLAS the CPU backend calls for a model of ``n_params`` parameters (None: a large one): MLP_XP_BLAS if
+    set (``numpy`` or ``mkl``), else ``mkl`` where MKL is installed, the CPU is Intel's and the model has at least
+    :data:`MKL_MIN_PARAMS` parameters, else ``numpy``.
+
+    Raises ConfigError for any other value of MLP_XP_BLAS.
+    """
+    value = os.environ.get("MLP_XP_BLAS", "auto").strip().lower() or "auto"
+    if value not in CHOICES:
+        raise ConfigError(
+            f"MLP_XP_BLAS={os.environ['MLP_XP_BLAS']!r} is not a BLAS mlp_xp knows: set it to "
+            f"{', '.join(CHOICES[:-1])} or {CHOICES[-1]} (auto: MKL on an Intel CPU where it is installed, else "
+            "NumPy's), or unset it"
+        )
+    if value == "auto":
+        large = n_params is None or n_params >= MKL_MIN_PARAMS
+        return "mkl" if large and _mkl_candidates() and _intel_cpu() else "numpy"
+    return value
+
+
+@cache
+def load(kind: str) -> Blas | None:
+    """NumPy's own BLAS (``"numpy"``) or MKL (``"mkl"``) with the entry points above; None where NumPy's cannot be
+    found. Raises ConfigError for MKL where it is not installed or does not work."""
+    if kind == "mkl":
+        return _load_mkl()
     for path in _candidates():
         try:
             lib = ctypes.CDLL(path)
@@ -131,9 +184,62 @@ def find() -> Blas | None:
             continue
         for prefix, suffix, itype in _FLAVOURS:
             if hasattr(lib, f"{prefix}cblas_sgemm{suffix}") and hasattr(lib, f"{prefix}cblas_saxpby{suffix}"):
-                blas = Blas(lib, prefix, suffix, itype)
+                blas = Blas(lib, prefix, suffix, itype, "NumPy's OpenBLAS", "numpy")
                 return blas if _works(blas) else None
     return None
+
+
+#: mkl_cbwr_set's modes (mkl_cbwr.h): the code path MKL picks for this CPU, and GEMMs reproducible at any thread count.
+_CBWR_AUTO, _CBWR_STRICT = 2, 0x10000
+
+
+def _load_mkl() -> Blas:
+    paths = _mkl_candidates()
+    if not paths:
+        raise ConfigError(f"MLP_XP_BLAS=mkl but MKL is not installed here: {install_hint('mkl')}, or unset MLP_XP_BLAS")
+    try:
+        lib = ctypes.CDLL(paths[0])
+        if "MKL_CBWR" not in os.environ:  # (the user's own choice stands)
+            # MKL's products otherwise depend on its thread count (OpenBLAS's do not): strict reproducibility
+            # makes its GEMMs the same bit for bit at any count, so that a run limited to one thread (a search
+            # candidate, an MPI rank's emulation) gives the numbers a two-thread run gives. Called before any
+            # other MKL routine, as MKL requires.
+            if lib.MKL_CBWR_Set(_CBWR_AUTO | _CBWR_STRICT) != 0:
+                raise OSError("MKL refused its strict reproducibility mode (MKL_CBWR_Set)")
+        version = ctypes.create_string_buffer(256)
+        lib.MKL_Get_Version_String(version, len(version))
+        # its 64-bit-integer (ILP64) CBLAS names, the integers run_program passes for NumPy's OpenBLAS too
+        blas = Blas(lib, "", "_64", ctypes.c_int64, _mkl_name(version.value.decode(errors="replace")), "mkl")
+    except (OSError, AttributeError) as e:
+        raise ConfigError(
+            f"MKL at {paths[0]} cannot be used ({e}): reinstall it ({install_hint('mkl')}) or unset MLP_XP_BLAS"
+        ) from e
+    if not _works(blas):
+        raise ConfigError(
+            f"MKL at {paths[0]} gives wrong products: reinstall it ({install_hint('mkl')}) or unset MLP_XP_BLAS"
+        )
+    return blas
+
+
+def _mkl_name(version: str) -> str:
+    # "Intel(R) oneAPI Math Kernel Library Version 2026.2.1-Product Build ..." -> "MKL 2026.2.1"
+    words = version.split()
+    number = words[words.index("Version") + 1].split("-")[0] if "Version" in words[:-1] else "?"
+    return f"MKL {number}"
+
+
+def find(n_params: int | None = None) -> Blas | None:
+    """The BLAS the CPU backend calls for a model of ``n_params`` parameters (:func:`choice`), or None when NumPy's
+    cannot be found or MLP_XP_NO_BLAS=1."""
+    if os.environ.get("MLP_XP_NO_BLAS") == "1":
+        return None
+    kind = choice(n_params)
+    if kind == "mkl" and os.environ.get("MLP_XP_BLAS", "").strip().lower() in ("", "auto"):
+        try:  # chosen, not asked for: an MKL that cannot be used (too old a CPU for its strict mode) is skipped
+            return load("mkl")
+        except ConfigError:
+            return load("numpy")
+    return load(kind)
 
 
 def _works(blas: Blas) -> bool:

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..errors import ConfigError
 from . import numpy_path
 from .scratch import ScratchCache
 
@@ -341,7 +342,7 @@ def machine() -> dict:
     when it is installed: the kernels OpenBLAS picked and its threads) and the compiled loops' build."""
     from . import cpu_loops
 
-    model, flags = platform.processor() or platform.machine(), set()
+    model, flags, ids = platform.processor() or platform.machine(), set(), {}
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
@@ -350,14 +351,21 @@ def machine() -> dict:
                     model = value.strip()
                 elif key.strip() in ("flags", "Features") and not flags:
                     flags = set(value.split())
+                elif key.strip() in ("cpu family", "model") and key.strip() not in ids:
+                    ids[key.strip()] = value.strip()
     except OSError:
         pass
+    # (a KVM guest's model name can be just "Intel(R) Xeon(R) Processor": the family and model tell them apart)
+    if len(ids) == 2:
+        model += f" (family {ids['cpu family']} model {ids['model']})"
     isa = [name for flag, name in _ISA if flag in flags]
     blas: dict = {}
     try:
         from threadpoolctl import threadpool_info
 
-        info = next((i for i in threadpool_info() if i.get("user_api") == "blas"), None)
+        every = [i for i in threadpool_info() if i.get("user_api") == "blas"]
+        # (NumPy's own: where mlp_xp loaded MKL beside it, MKL is named by cpu_backend_blas)
+        info = next((i for i in every if "numpy" in i.get("filepath", "")), every[0] if every else None)
         if info:
             keys = ("internal_api", "version", "architecture", "num_threads")
             blas = {k: info.get(k) for k in keys if info.get(k) is not None}
@@ -378,8 +386,20 @@ def machine() -> dict:
         "numpy": np.__version__,
         "blas": blas,
         "openblas_coretype": os.environ.get("OPENBLAS_CORETYPE"),
+        "cpu_backend_blas": _backend_blas(),
         "compiled_loops": cpu_loops.status(),
     }
+
+
+def _backend_blas() -> str:
+    """The BLAS the CPU backend calls (:func:`mlp_xp.backend.blas.choice`), by name."""
+    from . import blas
+
+    try:
+        found = blas.find()
+    except ConfigError as e:
+        return f"none: {e}"
+    return found.name if found else "none (NumPy's matmul)"
 
 
 #: /proc/cpuinfo flags of the vector instruction sets the compiled loops (-march=native) may use, by name.
@@ -405,9 +425,11 @@ def describe(m: dict) -> str:
     kernels = f", {blas['architecture']} kernels" if blas.get("architecture") else ""
     threads = f", {blas['num_threads']} threads" if blas.get("num_threads") else ""
     coretype = f", OPENBLAS_CORETYPE={m['openblas_coretype']}" if m["openblas_coretype"] else ""
+    own = m.get("cpu_backend_blas", "NumPy's OpenBLAS")
+    calls = "" if own == "NumPy's OpenBLAS" else f"; mlp_xp's CPU backend calls {own}"
     return (
         f"{m['cpu']}, {m['cores']} cores, {isa}; NumPy {m['numpy']} with {blas.get('internal_api', '?')} "
-        f"{blas.get('version', '')}{kernels}{threads}{coretype}".replace("  ", " ")
+        f"{blas.get('version', '')}{kernels}{threads}{coretype}{calls}".replace("  ", " ")
     )
 
 

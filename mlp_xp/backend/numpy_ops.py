@@ -63,9 +63,11 @@ class NumpyOps(Ops):
     #: A SciPy CSR training set is gathered and densified a batch at a time (:meth:`gather_rows`).
     takes_sparse = True
 
-    def __init__(self, *, fast: bool = True) -> None:
+    def __init__(self, *, fast: bool = True, blas: str | None = None) -> None:
+        """``fast=False``: NumPy alone (no direct BLAS, no compiled loops); ``blas``: ``"numpy"`` or ``"mkl"``
+        instead of the BLAS MLP_XP_BLAS and the machine choose (:func:`mlp_xp.backend.blas.choice`)."""
         super().__init__()
-        self.blas = _blas.find() if fast else None
+        self.blas = (_blas.find() if blas is None else _blas.load(blas)) if fast else None
         self.loops = _cpu_loops.find() if fast else None
         # W_l -= lr V_l right after layer l's dW product, while V_l is in cache, instead of one pass over every
         # parameter after the backward pass (for models of at least step.PER_LAYER_MIN_PARAMS parameters): 0.96x
@@ -75,7 +77,8 @@ class NumpyOps(Ops):
         # (mlp_xp/backend/program.py)
         self.records_steps = self.blas is not None and self.loops is not None
         self._recording = False
-        extras = [what for what, on in (("BLAS direct", self.blas), ("compiled loops", self.loops)) if on]
+        blas_name = "BLAS direct" if self.blas is None or self.blas.name == "NumPy's OpenBLAS" else self.blas.name
+        extras = [what for what, on in ((blas_name, self.blas), ("compiled loops", self.loops)) if on]
         self.name = f"cpu (NumPy {np.__version__}{''.join(', ' + e for e in extras)})"
         self.scratch = ScratchCache()
         self._ones = np.ones(0)
