@@ -7,13 +7,14 @@ runs on one core; BLAS does both, multi-threaded. The CPU backend uses:
     axpy    y <- a x + y                          (the parameter step W <- W - lr V)
     axpby   y <- a x + b y                        (V <- G + mu V)
 
-Which BLAS: NumPy's own by default; Intel's MKL where its wheel is installed (the ``mkl`` extra) and the CPU is
-an Intel one, since on an Intel Xeon (AVX-512) MKL ran the step's products 1.1-1.6x faster than NumPy's OpenBLAS
-and the epoch about 1.16x faster (benchmarks/README.md); on other CPUs it was not measured, so it is not chosen
-there. ``MLP_XP_BLAS=numpy`` or ``mkl`` overrides the choice (:func:`choice`). The two give the same results up
-to rounding, not bit for bit. When no BLAS can be found (another NumPy build), ``find()`` returns None and the
-backend keeps to plain NumPy: slower, same results up to rounding. The references of what these calls compute
-are ``matmul`` in mlp_xp/reference/layer.py and ``sgd_update`` in mlp_xp/reference/optimizer.py.
+Which BLAS: NumPy's own by default; Intel's MKL for large models where its wheel is installed (the ``mkl`` extra)
+and the CPU is an Intel one, since on an Intel Xeon (AVX-512) MKL ran the step's products 1.3-1.5x faster than
+NumPy's OpenBLAS and the epoch 1.17x faster (benchmarks/cpu_blas.py), small models slower; on other CPUs it was not
+measured, so it is not chosen there. ``MLP_XP_BLAS=numpy`` or ``mkl`` overrides the choice (:func:`choice`). The
+two give the same results up to rounding, not bit for bit. When no BLAS can be found (another NumPy build),
+``find()`` returns None and the backend keeps to plain NumPy: slower, same results up to rounding. The references
+of what these calls compute are ``matmul`` in mlp_xp/reference/layer.py and ``sgd_update`` in
+mlp_xp/reference/optimizer.py.
 """
 
 from __future__ import annotations
@@ -145,9 +146,9 @@ def _intel_cpu() -> bool:
 
 
 #: The smallest model (in parameters) for which ``auto`` picks MKL. Measured on an Intel Xeon (AVX-512, 2 cores):
-#: a 784-512-256-10 model (535,818 parameters) trained 1.14x faster on MKL; the drop-in's small models (digits,
-#: 64-64-10, and smaller) 1.2-1.7x slower. Between the two nothing was measured: this is PER_LAYER_MIN_PARAMS's
-#: size (mlp_xp/step.py), where the step's products dominate it.
+#: a 784-512-256-10 model (535,818 parameters) trained 1.17x faster on MKL (benchmarks/cpu_blas.py); the drop-in's
+#: small models (digits, 64-64-10, and smaller) 1.2-1.7x slower. Between the two nothing was measured: this is
+#: PER_LAYER_MIN_PARAMS's size (mlp_xp/step.py), where the step's products dominate it.
 MKL_MIN_PARAMS = 262_144
 
 
