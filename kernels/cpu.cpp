@@ -12,8 +12,8 @@
 // (the measurement is in benchmarks/README.md).
 //
 // The formulas are common.cuh's, the same text the CUDA kernels use: it is included after the few CUDA words it
-// uses are defined away. Sigmoid's and tanh's are the exception: computed here from an exp of cpu.cpp's own, so
-// that their loops vectorize (see sigmoid_v and tanh_v).
+// uses are defined away. Sigmoid's and tanh's are the exception: computed here without the math library, so that
+// their loops vectorize (see sigmoid_v and tanh_v).
 #include <math.h>  // common.cuh calls expf, tanhf, ... unqualified
 #include <cmath>
 #include <cstdint>
@@ -94,9 +94,9 @@ static inline T select_bits(bool c, typename BitsOf<T>::type x, typename BitsOf<
 // ---- sigmoid and tanh that vectorize ----
 // common.cuh's k_activate calls the math library's tanhf or tanh, a scalar call per element: bias + sigmoid and
 // bias + tanh ran 9 to 12 times slower than the NumPy path, whose tanh is SIMD (issue 15; 1174 us against 125 us
-// for a 128 x 512 float32 sigmoid on the EPYC AVX2). Here both are built from an exp of cpu.cpp's own, with no
-// call and no branch, so that g++ vectorizes them at any width (tests/test_cpu_loops_codegen.py checks the
-// machine code); the CUDA kernels keep common.cuh's formulas.
+// for a 128 x 512 float32 sigmoid on the EPYC AVX2). Here both are built from an exp of cpu.cpp's own (tanh's a
+// rational one, see TanhConsts), with no call and no branch, so that g++ vectorizes them at any width
+// (tests/test_cpu_loops_codegen.py checks the machine code); the CUDA kernels keep common.cuh's formulas.
 //
 //   exp(x), x <= 0:  x = k ln 2 + r, k = round(x / ln 2), |r| <= ln(2) / 2 (Cody and Waite: ln 2 in two parts,
 //                    the first with trailing zeros, so that k ln2_hi is exact); exp(r) = 1 + (r + r^2 E(r)), E a
@@ -107,18 +107,16 @@ static inline T select_bits(bool c, typename BitsOf<T>::type x, typename BitsOf<
 //                    bits are garbage and the caller uses another value (a select after the fact, not a clamp
 //                    before, which would lengthen the chain of dependent operations).
 //   sigmoid(z) = (z < 0 ? e : 1) / (1 + e),  e = exp(-|z|), 0 where -|z| < LOWEST
-//   tanh(z)    = sign(z) t, a = |z|:  t = a + a s P(s), s = a^2, for a <= 0.5625 (P fitted to
-//                (tanh(a) / a - 1) / s; degree 4 for float32, relative error of t 5.2e-9; 10 for float64,
-//                7.2e-18); t = 1 - 2 e / (1 + e), e = exp(-2a), beyond (no cancellation: 2e / (1 + e) < 0.49);
-//                t = 1 where a > TANH_ONE, where tanh(a) rounds to 1.
+//   tanh(z)    = sign(z) t, a = |z|:  t = a - a s U(s) / V(s), s = a^2, for a <= 0.75; t = 1 - 2 e / (1 + e),
+//                e = exp(-2a) as a ratio, beyond; one division for both (TanhConsts, below).
 //
 // Both sides of each choice are computed and one is picked with select_bits: no branch (a plain ?: on two
 // floats kept g++ from vectorizing these loops at all). exp's polynomial is evaluated in Estrin's order, which
 // shortens the longest chain of dependent operations (llvm-mca: the loops are bound by it as much as by their
-// number of operations), tanh's in Horner's, the fewer operations (measured: as fast or faster).
+// number of operations); tanh's short ones in Horner's, the fewer operations.
 //
 // Accuracy, against long double (tests/test_cpu_loops.py): sigmoid within 2.5 ulp, tanh within 1.6 ulp, float32
-// (worst over every float32 with |z| in [2^-30, 128): 2.40 and 1.52) and float64 (dense sweeps: 2.24 and 1.50)
+// (worst over every float32 with |z| in [2^-30, 128): 2.40 and 1.40) and float64 (dense sweeps: 2.24 and 1.45)
 // alike; the math library's tanhf, which the loop called before, is within 2.1, NumPy's tanh within 1.4.
 // Sigmoid keeps its relative accuracy down to the smallest normal number, where 0.5 (1 + tanh(z / 2)),
 // common.cuh's formula and the NumPy path's, loses it below about 1e-8 (it gives 0 for z < -17 in float32);
@@ -134,16 +132,10 @@ struct ExpConsts<float> {
     static constexpr float LOG2E = 0x1.715476p+0f, LN2_HI = 0x1.63p-1f, LN2_LO = -0x1.bd0106p-13f;
     static constexpr float SHIFTER = 0x1.8p23f;  // 1.5 2^23: adding it rounds to an integer, kept in the low bits
     static constexpr float LOWEST = -87.33654f;  // ln of the smallest normal number, rounded toward 0
-    static constexpr float TANH_NEAR = 0.5625f;  // tanh's polynomial for |z| up to this
-    static constexpr float TANH_ONE = 9.5f;      // tanh(z) rounds to 1 beyond (-2 |z| > LOWEST up to there)
     static inline float exp_e(float r) {         // E(r), exp(r) = 1 + r + r^2 E(r)
         const float r2 = r * r;
         return ((0.5f + r * 0x1.555556p-3f) + r2 * (0x1.555516p-5f + r * 0x1.1110f6p-7f)) +
                (r2 * r2) * (0x1.6d1606p-10f + r * 0x1.a0fcdap-13f);
-    }
-    static inline float tanh_p(float s) {        // P(s), tanh(a) = a + a s P(s)
-        return -0x1.555554p-2f +
-               s * (0x1.110fb4p-3f + s * (-0x1.b9902cp-5f + s * (0x1.5c60f8p-6f + s * -0x1.aba8f0p-8f)));
     }
 };
 template <>
@@ -153,8 +145,6 @@ struct ExpConsts<double> {
                             LN2_LO = 0x1.a39ef35793c76p-33;
     static constexpr double SHIFTER = 0x1.8p52;
     static constexpr double LOWEST = -708.3964185322641;
-    static constexpr double TANH_NEAR = 0.5625;
-    static constexpr double TANH_ONE = 19.5;
     static inline double exp_e(double r) {
         const double r2 = r * r, r4 = r2 * r2;
         return (((0.5 + r * 0x1.5555555555556p-3) + r2 * (0x1.5555555555555p-5 + r * 0x1.1111111110918p-7)) +
@@ -162,35 +152,17 @@ struct ExpConsts<double> {
                       r2 * (0x1.a01a01a4bf4ccp-16 + r * 0x1.71de0be2b5e96p-19))) +
                (r4 * r4) * ((0x1.27e4e0ede8585p-22 + r * 0x1.af3ce42b12b24p-26) + r2 * 0x1.1f6949e9931a3p-29);
     }
-    static inline double tanh_p(double s) {
-        return -0x1.5555555555555p-2 +
-               s * (0x1.1111111110fbep-3 +
-                    s * (-0x1.ba1ba1b9f19a0p-5 +
-                         s * (0x1.664f48727bbfdp-6 +
-                              s * (-0x1.226e32212f8e9p-7 +
-                                   s * (0x1.d6d30f918e945p-9 +
-                                        s * (-0x1.7d9545835e3e5p-10 +
-                                             s * (0x1.34ad2f7abd75ap-11 +
-                                                  s * (-0x1.eaf47874aab53p-13 +
-                                                       s * (0x1.616f17dcc6fd8p-14 + s * -0x1.4ffe31971aeb8p-16)))))))));
-    }
 };
 
-// |x|, and |y| with the sign of x, by the sign bit.
+// |x|, by the sign bit.
 template <typename T>
 static inline T abs_bits(T x) {
     typedef typename BitsOf<T>::type U;
     return from_bits<T>(to_bits(x) & ~((U)1 << (sizeof(U) * 8 - 1)));
 }
-template <typename T>
-static inline T with_sign_of(T y, T x) {
-    typedef typename BitsOf<T>::type U;
-    const U sign = (U)1 << (sizeof(U) * 8 - 1);
-    return from_bits<T>((to_bits(y) & ~sign) | (to_bits(x) & sign));
-}
 
-// exp(x) for x in [LOWEST, 0] (a NaN gives NaN), given x / ln 2 as the caller computed it (tanh multiplies |z| by
-// -2 / ln 2 at once: one multiply less on the chain). Below LOWEST the result is garbage: see above.
+// exp(x) for x in [LOWEST, 0] (a NaN gives NaN), given x / ln 2 as the caller computed it. Below LOWEST the result
+// is garbage: see above.
 template <typename T>
 static inline T exp_nonpositive(T x, T x_log2e) {
     typedef ExpConsts<T> C;
@@ -211,14 +183,91 @@ static inline T sigmoid_v(T z) {
     return select_bits<T>(z < (T)0, to_bits(e), to_bits((T)1)) / ((T)1 + e);
 }
 
+// ---- tanh ----
+// Why not exp_nonpositive with a polynomial near 0, as before: every element paid for both, the polynomial near 0
+// (degree 4 in a^2; float64: 10) and the whole exp (degree 5; 10) with its division, and bias + tanh ran 1.5 times
+// slower than the NumPy path on a Xeon with AVX-512 (128 x 512: float32 58-75 us against 38-42, float64 175
+// against 155), whose tanh looks its polynomials up in a table (SVML). The loop is bound by its number of
+// operations (two 512-bit ones a cycle at most, none fused: -ffp-contract=off) and by its chain of dependent ones.
+// Here the near and the far side share one division, and the far side's exp is a ratio of short polynomials
+// (measured on that Xeon, benchmarks/cpu_loops.py: 0.65 of the former loop's time in float32, 0.6 in float64, and
+// 0.65 to 0.7 built for AVX2; against the NumPy path 0.97 and 0.6 to 0.75):
+//
+//   near, a <= SPLIT:  t = a - a s U(s) / V(s), s = a^2, U / V a minimax rational for (a - tanh(a)) / a^3: its
+//                      errors, and the division's, are damped by (a - t) / t <= 0.18, so that t keeps the final
+//                      subtraction's half ulp and little more.
+//   far, a > SPLIT:    t = 1 - 2 e / (1 + e), e = exp(-2a) = 2^k exp(-2 rho), k = round(-2a / ln 2),
+//                      rho = a + k ln(2) / 2, |rho| <= ln(2) / 4 (Cody and Waite, as in exp_nonpositive), and
+//                      exp(-2 rho) = (A - B) / (A + B), B = rho Bp(u), u = rho^2, B / A a minimax rational for
+//                      tanh(rho) (Pade's is rho (15 + u) / (15 + 6u)). With w = 2^k (A - B),
+//                      t = 1 - 2w / ((A + B) + w); no cancellation: 2e / (1 + e) < 0.37.
+//   both:              t = base - num / den, (base, num, den) the near side's or the far side's, picked before the
+//                      one division.
+//
+// Degrees [1/1] (U over V, in s) and [1/1] (Bp over A, in u) for float32, [2/3] and [2/2] for float64, fitted by the
+// Remez exchange (mpmath), the monic ones saving a multiply each; the approximations' relative errors, in t and in
+// exp(-2 rho): 2^-25.6 and 2^-31 (float64: 2^-56.9 and 2^-60). float32's far coefficients were picked among
+// near-minimax ones for a small worst case over every float32, which their roundings decide (1.40 ulp; 1.49 with the
+// Remez ones). Why SPLIT = 0.75: as t falls toward 0.5 the far side's roundings (of w, of 1 + e, of the quotient q and
+// of 1 - q, whose ulp becomes t's at a = 0.55) add up past 1.6 ulp (1.6 to 1.9 over float32 with SPLIT = 0.5625), and
+// (a - t) / t grows beyond it. Why not tanh(a) = -m / (2 + m), m = expm1(-2a) from the same reduction, with no near
+// side: its numerator, denominator and quotient each round by up to about 0.7 ulp of t (1.95 ulp over float32). float32
+// reduces with one constant, 0x1.62e43p-2, ln(2) / 2 to 21 bits (about 2^-30 off): k (0 to -27) times it is exact for
+// |k| <= 8 and within 2^-21 beyond, where e < 2^-8; one multiply and one add less on the chain (float64: ln(2) / 2 in
+// two parts, as exp_nonpositive). The far side takes a clamped to ONE, where tanh rounds to 1, so that k stays in range
+// (infinity: 1); the near side takes NaN (a > SPLIT fails), and its base a passes it on. t >= +0, NaN aside: one or
+// gives it the sign of z.
+template <typename T>
+struct TanhConsts;
+template <>
+struct TanhConsts<float> {
+    static constexpr float SPLIT = 0.75f;  // the near side up to this
+    static constexpr float ONE = 9.5f;     // tanh rounds to 1 beyond
+    static inline float near_num(float a, float s) { return (a * s) * (0x1.b5eb06p+7f + s); }  // a s U(s)
+    static inline float near_den(float s) { return 0x1.487074p+9f + s * 0x1.09bc14p+8f; }     // V(s)
+    static inline float reduce(float a, float k) { return a + k * 0x1.62e43p-2f; }             // rho
+    static inline float far_a(float u) { return 0x1.e0ccccp+3f + u * 0x1.808868p+2f; }         // A(u)
+    static inline float far_b(float u) { return 0x1.e0ccccp+3f + u; }                          // Bp(u)
+};
+template <>
+struct TanhConsts<double> {
+    static constexpr double SPLIT = 0.75;
+    static constexpr double ONE = 19.5;
+    static inline double near_num(double a, double s) {
+        return (a * s) * (0x1.a339a8a0aafedp+10 + s * (0x1.9c4fe9c912d4fp+6 + s));
+    }
+    static inline double near_den(double s) {
+        return 0x1.3a6b3e7880400p+12 +
+               s * (0x1.22307cb1a6851p+11 + s * (0x1.d47207a9e8238p+6 + s * 0x1.096fcd064ff47p+0));
+    }
+    static inline double reduce(double a, double k) {
+        return (a + k * (0.5 * ExpConsts<double>::LN2_HI)) + k * (0.5 * ExpConsts<double>::LN2_LO);
+    }
+    static inline double far_a(double u) {
+        return 0x1.d8e50cfe165f7p+9 + u * (0x1.a4569cb75dd92p+8 + u * 0x1.e03d903e74c71p+3);
+    }
+    static inline double far_b(double u) { return 0x1.d8e50cfe165f6p+9 + u * (0x1.a44cfae2915b2p+6 + u); }
+};
+
 template <typename T>
 static inline T tanh_v(T z) {
     typedef ExpConsts<T> C;
+    typedef TanhConsts<T> P;
+    typedef typename BitsOf<T>::type U;
     const T a = abs_bits(z), s = a * a;
-    const T near = a + (a * s) * C::tanh_p(s);
-    const T e = exp_nonpositive((T)-2 * a, a * ((T)-2 * C::LOG2E));
-    const T far = select_bits<T>(a > C::TANH_ONE, to_bits((T)1), to_bits((T)1 - (e + e) / ((T)1 + e)));
-    return with_sign_of(select_bits<T>(a > C::TANH_NEAR, to_bits(far), to_bits(near)), z);  // NaN: near, NaN
+    const bool far = a > P::SPLIT;  // fails for NaN
+    const U ia = to_bits(a), ione = to_bits(P::ONE);
+    const T af = from_bits<T>(ia < ione ? ia : ione);  // min(a, ONE): the bits of floats >= +0 compare as they do
+    const T shifted = af * ((T)-2 * C::LOG2E) + (C::SHIFTER + (T)C::BIAS);  // k + BIAS in its low bits
+    const T k = shifted - (C::SHIFTER + (T)C::BIAS);
+    const T scale = from_bits<T>(to_bits(shifted) << C::MANT);  // 2^k: the shifter's bits shift out
+    const T rho = P::reduce(af, k), u = rho * rho;
+    const T A = P::far_a(u), B = rho * P::far_b(u);
+    const T w = scale * (A - B);  // e (A + B)
+    const T num = select_bits<T>(far, to_bits(w + w), to_bits(P::near_num(a, s)));
+    const T den = select_bits<T>(far, to_bits((A + B) + w), to_bits(P::near_den(s)));
+    const T t = select_bits<T>(far, to_bits((T)1), to_bits(a)) - num / den;
+    return from_bits<T>(to_bits(t) | (to_bits(z) & ((U)1 << (sizeof(U) * 8 - 1))));
 }
 
 // ---- a layer ----
