@@ -19,7 +19,7 @@ from .backend import cuda_devices, cuda_status, get_backend
 from .constraints import device_choice
 from .errors import EXIT_NO_GPU, EXIT_OK, BackendUnavailable
 from .files import write_json_atomic
-from .model import MLP
+from .model import MLP, Layout
 from .optim import Optimizer
 from .step import GraphStep, TrainStep
 
@@ -134,7 +134,8 @@ def bench(
     devices = bench_devices(device, log) if devices is None else devices
     rows, cpu_ms = [], {}
     for dev in devices:
-        ops = get_backend(dev)
+        # (the model's own backend: on the CPU its BLAS depends on the model's size)
+        ops = get_backend(dev, n_params=Layout([N_FEATURES, *hidden, N_CLASSES]).n_params)
         for graph in (False, True) if ops.can_capture else (False,):
             for b in batch_sizes:
                 sec = time_step(ops, hidden, b, steps, dtype=dtype, graph=graph)

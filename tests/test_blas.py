@@ -30,6 +30,7 @@ KINDS = [
 def clean_env(monkeypatch):
     monkeypatch.delenv("MLP_XP_BLAS", raising=False)
     monkeypatch.delenv("MLP_XP_NO_BLAS", raising=False)
+    monkeypatch.setattr(blas, "_mkl_failure", [])  # (a fake MKL's failure must not outlive its test)
     return monkeypatch
 
 
@@ -95,6 +96,9 @@ def test_mkl_that_cannot_be_loaded_is_named(clean_env, tmp_path):
     fake = tmp_path / "libmkl_rt.so.2"
     fake.write_bytes(b"not a library")
     clean_env.setattr(blas, "_mkl_candidates", lambda: [str(fake)])
+    with pytest.raises(ConfigError, match=f"MKL at {fake} cannot be used"):
+        blas._load_mkl()
+    clean_env.setattr(blas, "_mkl_candidates", lambda: pytest.fail("a failed MKL is not opened again"))
     with pytest.raises(ConfigError, match=f"MKL at {fake} cannot be used"):
         blas._load_mkl()
 

@@ -40,10 +40,10 @@ def gpus(monkeypatch, host_kernels):
     real_get_backend = backend.get_backend
     made = {}
 
-    def get_backend(spec="auto"):
+    def get_backend(spec="auto", *, n_params=None):
         kind, index = backend.parse_device(spec)
         if kind == "cpu":
-            return real_get_backend("cpu")
+            return real_get_backend("cpu", n_params=n_params)
         if not status(index)[0]:
             raise AssertionError(f"get_backend({spec!r}) for a GPU that is not usable")
         if index not in made:

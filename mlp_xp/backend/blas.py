@@ -157,7 +157,8 @@ def choice(n_params: int | None = None) -> str:
     set (``numpy`` or ``mkl``), else ``mkl`` where MKL is installed, the CPU is Intel's and the model has at least
     :data:`MKL_MIN_PARAMS` parameters, else ``numpy``.
 
-    Raises ConfigError for any other value of MLP_XP_BLAS.
+    Raises ConfigError for any other value of MLP_XP_BLAS. (MLP_XP_NO_BLAS=1 goes before it: no direct BLAS at all,
+    :func:`find`.)
     """
     value = os.environ.get("MLP_XP_BLAS", "auto").strip().lower() or "auto"
     if value not in CHOICES:
@@ -194,30 +195,45 @@ def load(kind: str) -> Blas | None:
 _CBWR_AUTO, _CBWR_STRICT = 2, 0x10000
 
 
+_mkl_failure: list[ConfigError] = []  # (why MKL could not be used, once: a failed load is not tried again)
+
+
 def _load_mkl() -> Blas:
+    if _mkl_failure:
+        raise _mkl_failure[0]
     paths = _mkl_candidates()
     if not paths:
         raise ConfigError(f"MLP_XP_BLAS=mkl but MKL is not installed here: {install_hint('mkl')}, or unset MLP_XP_BLAS")
     try:
-        lib = ctypes.CDLL(paths[0])
-        if "MKL_CBWR" not in os.environ:  # (the user's own choice stands)
-            # MKL's products otherwise depend on its thread count (OpenBLAS's do not): strict reproducibility
-            # makes its GEMMs the same bit for bit at any count, so that a run limited to one thread (a search
-            # candidate, an MPI rank's emulation) gives the numbers a two-thread run gives. Called before any
-            # other MKL routine, as MKL requires.
-            if lib.MKL_CBWR_Set(_CBWR_AUTO | _CBWR_STRICT) != 0:
-                raise OSError("MKL refused its strict reproducibility mode (MKL_CBWR_Set)")
+        return _open_mkl(paths[0])
+    except ConfigError as e:
+        _mkl_failure.append(e)
+        raise
+
+
+def _open_mkl(path: str) -> Blas:
+    try:
+        lib = ctypes.CDLL(path)
+        if "MKL_CBWR" not in os.environ and lib.MKL_CBWR_Set(_CBWR_AUTO | _CBWR_STRICT) != 0:
+            # (MKL_CBWR set: the user's own choice stands) MKL's products otherwise depend on its thread count
+            # (OpenBLAS's do not): strict reproducibility makes its GEMMs the same bit for bit at any count, so that
+            # a run limited to one thread (a search candidate, an MPI rank's emulation) gives the numbers a
+            # two-thread run gives. Called before any other MKL routine, as MKL requires.
+            raise ConfigError(
+                f"MKL at {path} refuses its strict reproducibility mode on this CPU (MKL_CBWR_Set): set "
+                "MLP_XP_BLAS=numpy, or MKL_CBWR=AUTO to use MKL with numbers that depend on its thread count"
+            )
         version = ctypes.create_string_buffer(256)
         lib.MKL_Get_Version_String(version, len(version))
         # its 64-bit-integer (ILP64) CBLAS names, the integers run_program passes for NumPy's OpenBLAS too
         blas = Blas(lib, "", "_64", ctypes.c_int64, _mkl_name(version.value.decode(errors="replace")), "mkl")
     except (OSError, AttributeError) as e:
         raise ConfigError(
-            f"MKL at {paths[0]} cannot be used ({e}): reinstall it ({install_hint('mkl')}) or unset MLP_XP_BLAS"
+            f"MKL at {path} cannot be used ({e}): reinstall it ({install_hint('mkl')}) or unset MLP_XP_BLAS"
         ) from e
     if not _works(blas):
         raise ConfigError(
-            f"MKL at {paths[0]} gives wrong products: reinstall it ({install_hint('mkl')}) or unset MLP_XP_BLAS"
+            f"MKL at {path} gives wrong products: reinstall it ({install_hint('mkl')}) or unset MLP_XP_BLAS"
         )
     return blas
 

@@ -399,6 +399,8 @@ def _backend_blas() -> str:
         found = blas.find()
     except ConfigError as e:
         return f"none: {e}"
+    if found and found.kind == "mkl" and blas.choice(0) != "mkl":
+        return f"{found.name} for models of at least {blas.MKL_MIN_PARAMS:,} parameters"
     return found.name if found else "none (NumPy's matmul)"
 
 
