@@ -164,8 +164,8 @@ def choice(n_params: int | None = None) -> str:
     if value not in CHOICES:
         raise ConfigError(
             f"MLP_XP_BLAS={os.environ['MLP_XP_BLAS']!r} is not a BLAS mlp_xp knows: set it to "
-            f"{', '.join(CHOICES[:-1])} or {CHOICES[-1]} (auto: MKL on an Intel CPU where it is installed, else "
-            "NumPy's), or unset it"
+            f"{', '.join(CHOICES[:-1])} or {CHOICES[-1]} (auto: MKL for large models on an Intel CPU where it is "
+            "installed, else NumPy's), or unset it"
         )
     if value == "auto":
         large = n_params is None or n_params >= MKL_MIN_PARAMS
