@@ -92,10 +92,17 @@ def test_mkl_asked_for_but_missing_says_how_to_install_it(clean_env):
         blas._load_mkl()
 
 
-def test_mkl_that_cannot_be_loaded_is_named(clean_env, tmp_path):
+@pytest.fixture
+def fake_mkl(clean_env, tmp_path):
+    """A file named as MKL's library that is not one, found where MKL would be."""
     fake = tmp_path / "libmkl_rt.so.2"
     fake.write_bytes(b"not a library")
     clean_env.setattr(blas, "_mkl_candidates", lambda: [str(fake)])
+    return fake
+
+
+def test_mkl_that_cannot_be_loaded_is_named(clean_env, fake_mkl):
+    fake = fake_mkl
     with pytest.raises(ConfigError, match=f"MKL at {fake} cannot be used"):
         blas._load_mkl()
     clean_env.setattr(blas, "_mkl_candidates", lambda: pytest.fail("a failed MKL is not opened again"))
@@ -103,10 +110,7 @@ def test_mkl_that_cannot_be_loaded_is_named(clean_env, tmp_path):
         blas._load_mkl()
 
 
-def test_an_mkl_chosen_but_unusable_gives_way_to_numpys(clean_env, tmp_path):
-    fake = tmp_path / "libmkl_rt.so.2"
-    fake.write_bytes(b"not a library")
-    clean_env.setattr(blas, "_mkl_candidates", lambda: [str(fake)])
+def test_an_mkl_chosen_but_unusable_gives_way_to_numpys(clean_env, fake_mkl):
     clean_env.setattr(blas, "_intel_cpu", lambda: True)
     clean_env.setattr(blas, "load", blas.load.__wrapped__)  # (uncached: the fake must not stay behind)
     assert blas.choice() == "mkl" and blas.find().name == "NumPy's OpenBLAS"
