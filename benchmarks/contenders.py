@@ -157,7 +157,8 @@ class Sklearn(Contender):
 
 
 CONTENDERS = {c.name: c for c in (MlpXp, TorchEager, Sklearn)}
-if NumpyOps().blas is not None and NumpyOps().blas.name != "NumPy's OpenBLAS":
+_CPU_BLAS = NumpyOps().blas
+if _CPU_BLAS is not None and _CPU_BLAS.kind != "numpy":
     CONTENDERS[MlpXpOpenBLAS.name] = MlpXpOpenBLAS
 
 

@@ -152,6 +152,11 @@ def _intel_cpu() -> bool:
 MKL_MIN_PARAMS = 262_144
 
 
+def _asked() -> str:
+    """MLP_XP_BLAS as given, lower case; unset or empty: ``auto``."""
+    return os.environ.get("MLP_XP_BLAS", "").strip().lower() or "auto"
+
+
 def choice(n_params: int | None = None) -> str:
     """The BLAS the CPU backend calls for a model of ``n_params`` parameters (None: a large one): MLP_XP_BLAS if
     set (``numpy`` or ``mkl``), else ``mkl`` where MKL is installed, the CPU is Intel's and the model has at least
@@ -160,7 +165,7 @@ def choice(n_params: int | None = None) -> str:
     Raises ConfigError for any other value of MLP_XP_BLAS. (MLP_XP_NO_BLAS=1 goes before it: no direct BLAS at all,
     :func:`find`.)
     """
-    value = os.environ.get("MLP_XP_BLAS", "auto").strip().lower() or "auto"
+    value = _asked()
     if value not in CHOICES:
         raise ConfigError(
             f"MLP_XP_BLAS={os.environ['MLP_XP_BLAS']!r} is not a BLAS mlp_xp knows: set it to "
@@ -251,7 +256,7 @@ def find(n_params: int | None = None) -> Blas | None:
     if os.environ.get("MLP_XP_NO_BLAS") == "1":
         return None
     kind = choice(n_params)
-    if kind == "mkl" and os.environ.get("MLP_XP_BLAS", "").strip().lower() in ("", "auto"):
+    if kind == "mkl" and _asked() == "auto":
         try:  # chosen, not asked for: an MKL that cannot be used (too old a CPU for its strict mode) is skipped
             return load("mkl")
         except ConfigError:

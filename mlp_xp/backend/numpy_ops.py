@@ -77,7 +77,7 @@ class NumpyOps(Ops):
         # (mlp_xp/backend/program.py)
         self.records_steps = self.blas is not None and self.loops is not None
         self._recording = False
-        blas_name = "BLAS direct" if self.blas is None or self.blas.name == "NumPy's OpenBLAS" else self.blas.name
+        blas_name = "BLAS direct" if self.blas is None or self.blas.kind == "numpy" else self.blas.name
         extras = [what for what, on in ((blas_name, self.blas), ("compiled loops", self.loops)) if on]
         self.name = f"cpu (NumPy {np.__version__}{''.join(', ' + e for e in extras)})"
         self.scratch = ScratchCache()
