@@ -91,6 +91,29 @@ static inline T select_bits(bool c, typename BitsOf<T>::type x, typename BitsOf<
     return from_bits<T>((where & x) | (~where & y));
 }
 
+// ---- a multiply and an add, fused where the CPU can ----
+// a b + c. The build keeps g++ from fusing on its own (-ffp-contract=off, mlp_xp/backend/cpu_loops.py), so that no
+// loop's rounding depends on what the compiler chose; the exps and tanh below ask for the fused form where the
+// target has FMA (-march=native on every x86-64 CPU since 2013, every 64-bit ARM one): one rounding instead of
+// two, and one instruction, in loops bound by their number of operations (on the Xeon EMR, benchmarks/cpu_loops.py,
+// float32 bias + sigmoid took 0.63 of its unfused time, bias + tanh 0.87). Without FMA std::fma is a library call
+// per element, so there it stays a multiply and an add: the same bits as before the fused form was written. The
+// two forms round differently, each on its own machines (ARCHITECTURE.md counts the build as part of "the same
+// run"); the accuracy tests hold both (tests/test_cpu_loops.py builds for x86-64-v2, which has no FMA).
+#if defined(__FMA__) || defined(__ARM_FEATURE_FMA)
+#define MLP_XP_FMA 1
+template <typename T>
+static inline T mul_add(T a, T b, T c) {
+    return std::fma(a, b, c);
+}
+#else
+#define MLP_XP_FMA 0
+template <typename T>
+static inline T mul_add(T a, T b, T c) {
+    return a * b + c;
+}
+#endif
+
 // ---- sigmoid and tanh that vectorize ----
 // common.cuh's k_activate calls the math library's tanhf or tanh, a scalar call per element: bias + sigmoid and
 // bias + tanh ran 9 to 12 times slower than the NumPy path, whose tanh is SIMD (issue 15; 1174 us against 125 us
@@ -134,8 +157,9 @@ struct ExpConsts<float> {
     static constexpr float LOWEST = -87.33654f;  // ln of the smallest normal number, rounded toward 0
     static inline float exp_e(float r) {         // E(r), exp(r) = 1 + r + r^2 E(r)
         const float r2 = r * r;
-        return ((0.5f + r * 0x1.555556p-3f) + r2 * (0x1.555516p-5f + r * 0x1.1110f6p-7f)) +
-               (r2 * r2) * (0x1.6d1606p-10f + r * 0x1.a0fcdap-13f);
+        const float p01 = mul_add(r, 0x1.555556p-3f, 0.5f), p23 = mul_add(r, 0x1.1110f6p-7f, 0x1.555516p-5f),
+                    p45 = mul_add(r, 0x1.a0fcdap-13f, 0x1.6d1606p-10f);
+        return mul_add(r2 * r2, p45, mul_add(r2, p23, p01));
     }
 };
 template <>
@@ -147,10 +171,12 @@ struct ExpConsts<double> {
     static constexpr double LOWEST = -708.3964185322641;
     static inline double exp_e(double r) {
         const double r2 = r * r, r4 = r2 * r2;
-        return (((0.5 + r * 0x1.5555555555556p-3) + r2 * (0x1.5555555555555p-5 + r * 0x1.1111111110918p-7)) +
-                r4 * ((0x1.6c16c16c16789p-10 + r * 0x1.a01a01a83ba17p-13) +
-                      r2 * (0x1.a01a01a4bf4ccp-16 + r * 0x1.71de0be2b5e96p-19))) +
-               (r4 * r4) * ((0x1.27e4e0ede8585p-22 + r * 0x1.af3ce42b12b24p-26) + r2 * 0x1.1f6949e9931a3p-29);
+        const double p01 = mul_add(r, 0x1.5555555555556p-3, 0.5), p23 = mul_add(r, 0x1.1111111110918p-7, 0x1.5555555555555p-5),
+                     p45 = mul_add(r, 0x1.a01a01a83ba17p-13, 0x1.6c16c16c16789p-10),
+                     p67 = mul_add(r, 0x1.71de0be2b5e96p-19, 0x1.a01a01a4bf4ccp-16),
+                     p89 = mul_add(r, 0x1.af3ce42b12b24p-26, 0x1.27e4e0ede8585p-22);
+        return mul_add(r4 * r4, mul_add(r2, 0x1.1f6949e9931a3p-29, p89),
+                       mul_add(r4, mul_add(r2, p67, p45), mul_add(r2, p23, p01)));
     }
 };
 
@@ -161,17 +187,16 @@ static inline T abs_bits(T x) {
     return from_bits<T>(to_bits(x) & ~((U)1 << (sizeof(U) * 8 - 1)));
 }
 
-// exp(x) for x in [LOWEST, 0] (a NaN gives NaN), given x / ln 2 as the caller computed it. Below LOWEST the result
-// is garbage: see above.
+// exp(x) for x in [LOWEST, 0] (a NaN gives NaN). Below LOWEST the result is garbage: see above.
 template <typename T>
-static inline T exp_nonpositive(T x, T x_log2e) {
+static inline T exp_nonpositive(T x) {
     typedef ExpConsts<T> C;
     typedef typename BitsOf<T>::type U;
-    const T shifted = x_log2e + C::SHIFTER;  // round(x / ln 2) in its low bits
+    const T shifted = mul_add(x, C::LOG2E, C::SHIFTER);  // round(x / ln 2) in its low bits
     const T k = shifted - C::SHIFTER;
     const T scale = from_bits<T>((to_bits(shifted) + (U)C::BIAS) << C::MANT);  // 2^k: the shifter's bits shift out
-    const T r = (x - k * C::LN2_HI) - k * C::LN2_LO;
-    return scale * ((T)1 + (r + (r * r) * C::exp_e(r)));
+    const T r = mul_add(k, -C::LN2_LO, mul_add(k, -C::LN2_HI, x));  // (x - k ln2_hi) - k ln2_lo
+    return scale * ((T)1 + mul_add(r * r, C::exp_e(r), r));
 }
 
 template <typename T>
@@ -179,7 +204,7 @@ static inline T sigmoid_v(T z) {
     typedef ExpConsts<T> C;
     typedef typename BitsOf<T>::type U;
     const T x = -abs_bits(z);
-    const T e = select_bits<T>(x < C::LOWEST, (U)0, to_bits(exp_nonpositive(x, x * C::LOG2E)));  // NaN: kept
+    const T e = select_bits<T>(x < C::LOWEST, (U)0, to_bits(exp_nonpositive(x)));  // NaN: kept
     return select_bits<T>(z < (T)0, to_bits(e), to_bits((T)1)) / ((T)1 + e);
 }
 
@@ -224,9 +249,9 @@ struct TanhConsts<float> {
     static constexpr float SPLIT = 0.75f;  // the near side up to this
     static constexpr float ONE = 9.5f;     // tanh rounds to 1 beyond
     static inline float near_num(float a, float s) { return (a * s) * (0x1.b5eb06p+7f + s); }  // a s U(s)
-    static inline float near_den(float s) { return 0x1.487074p+9f + s * 0x1.09bc14p+8f; }     // V(s)
-    static inline float reduce(float a, float k) { return a + k * 0x1.62e43p-2f; }             // rho
-    static inline float far_a(float u) { return 0x1.e0ccccp+3f + u * 0x1.808868p+2f; }         // A(u)
+    static inline float near_den(float s) { return mul_add(s, 0x1.09bc14p+8f, 0x1.487074p+9f); }  // V(s)
+    static inline float reduce(float a, float k) { return mul_add(k, 0x1.62e43p-2f, a); }             // rho
+    static inline float far_a(float u) { return mul_add(u, 0x1.808868p+2f, 0x1.e0ccccp+3f); }         // A(u)
     static inline float far_b(float u) { return 0x1.e0ccccp+3f + u; }                          // Bp(u)
 };
 template <>
@@ -234,19 +259,19 @@ struct TanhConsts<double> {
     static constexpr double SPLIT = 0.75;
     static constexpr double ONE = 19.5;
     static inline double near_num(double a, double s) {
-        return (a * s) * (0x1.a339a8a0aafedp+10 + s * (0x1.9c4fe9c912d4fp+6 + s));
+        return (a * s) * mul_add(s, 0x1.9c4fe9c912d4fp+6 + s, 0x1.a339a8a0aafedp+10);
     }
     static inline double near_den(double s) {
-        return 0x1.3a6b3e7880400p+12 +
-               s * (0x1.22307cb1a6851p+11 + s * (0x1.d47207a9e8238p+6 + s * 0x1.096fcd064ff47p+0));
+        return mul_add(s, mul_add(s, mul_add(s, 0x1.096fcd064ff47p+0, 0x1.d47207a9e8238p+6), 0x1.22307cb1a6851p+11),
+                       0x1.3a6b3e7880400p+12);
     }
     static inline double reduce(double a, double k) {
-        return (a + k * (0.5 * ExpConsts<double>::LN2_HI)) + k * (0.5 * ExpConsts<double>::LN2_LO);
+        return mul_add(k, 0.5 * ExpConsts<double>::LN2_LO, mul_add(k, 0.5 * ExpConsts<double>::LN2_HI, a));
     }
     static inline double far_a(double u) {
-        return 0x1.d8e50cfe165f7p+9 + u * (0x1.a4569cb75dd92p+8 + u * 0x1.e03d903e74c71p+3);
+        return mul_add(u, mul_add(u, 0x1.e03d903e74c71p+3, 0x1.a4569cb75dd92p+8), 0x1.d8e50cfe165f7p+9);
     }
-    static inline double far_b(double u) { return 0x1.d8e50cfe165f6p+9 + u * (0x1.a44cfae2915b2p+6 + u); }
+    static inline double far_b(double u) { return mul_add(u, 0x1.a44cfae2915b2p+6 + u, 0x1.d8e50cfe165f6p+9); }
 };
 
 template <typename T>
@@ -258,7 +283,7 @@ static inline T tanh_v(T z) {
     const bool far = a > P::SPLIT;  // fails for NaN
     const U ia = to_bits(a), ione = to_bits(P::ONE);
     const T af = from_bits<T>(ia < ione ? ia : ione);  // min(a, ONE): the bits of floats >= +0 compare as they do
-    const T shifted = af * ((T)-2 * C::LOG2E) + (C::SHIFTER + (T)C::BIAS);  // k + BIAS in its low bits
+    const T shifted = mul_add(af, (T)-2 * C::LOG2E, C::SHIFTER + (T)C::BIAS);  // k + BIAS in its low bits
     const T k = shifted - (C::SHIFTER + (T)C::BIAS);
     const T scale = from_bits<T>(to_bits(shifted) << C::MANT);  // 2^k: the shifter's bits shift out
     const T rho = P::reduce(af, k), u = rho * rho;
@@ -439,7 +464,7 @@ MLP_XP_LOOP static void sigmoid_bce_terms(T* __restrict__ z, const T* __restrict
     typedef typename BitsOf<T>::type U;
     for (i64 k = 0; k < n; ++k) {
         const T x = z[k], t = y[k], a = -abs_bits(x);
-        const T e = select_bits<T>(a < C::LOWEST, (U)0, to_bits(exp_nonpositive(a, a * C::LOG2E)));  // NaN: kept
+        const T e = select_bits<T>(a < C::LOWEST, (U)0, to_bits(exp_nonpositive(a)));  // NaN: kept
         loss[k] = (select_bits<T>(x > (T)0, to_bits(x), to_bits((T)0)) - x * t) + log1p_unit(e);
         wrong[k] = (int)(x > (T)0) ^ (int)(t >= (T)0.5);
         const T p = select_bits<T>(x < (T)0, to_bits(e), to_bits((T)1)) / ((T)1 + e);
@@ -485,19 +510,51 @@ MLP_XP_LOOP static void sigmoid_bce(T* __restrict__ z, const T* __restrict__ y, 
     acc[1] += hits;
 }
 
-// identity + half squared error, the contract of squared_error in loss.cu, one row at a time:
+// The unweighted squared error's sum and gradient over the n elements of the batch, flat: element i's square goes
+// to lane i % LANES in float64, and the lanes are added in a fixed order at the end. Why lanes: one running sum is
+// an add per element, each waiting for the one before (4 cycles), and the loop ran at that speed, 3 times slower
+// than the NumPy path's pairwise sum at 128 x 100 on the Xeon EMR; the lanes' adds are independent, so the loop
+// vectorizes (tests/test_cpu_loops_codegen.py), and the order of the adds is LANES's, not the vector width's.
+constexpr i64 SQ_LANES = 8;
+template <typename T, bool GRAD>
+MLP_XP_LOOP static double squared_error_flat(T* __restrict__ z, const T* __restrict__ y, i64 n, T divisor) {
+    double lane[SQ_LANES] = {0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0};
+    const i64 whole = n - n % SQ_LANES;
+    for (i64 i = 0; i < whole; i += SQ_LANES) {
+        for (i64 j = 0; j < SQ_LANES; ++j) {
+            const T d = z[i + j] - y[i + j];
+            lane[j] += (double)(d * d);
+            if (GRAD) z[i + j] = d / divisor;
+        }
+    }
+    for (i64 i = whole; i < n; ++i) {
+        const T d = z[i] - y[i];
+        lane[i - whole] += (double)(d * d);
+        if (GRAD) z[i] = d / divisor;
+    }
+    return ((lane[0] + lane[1]) + (lane[2] + lane[3])) + ((lane[4] + lane[5]) + (lane[6] + lane[7]));
+}
+
+// identity + half squared error, the contract of squared_error in loss.cu:
 //   acc[0] += 1/2 sum_r s_r sum_k (z_rk - y_rk)^2,  acc[1] += sum_r s_r sum_k (z_rk - y_rk)^2  (in float64),
 //   z <- dL/dz = s_r (z - y) / divisor  (write_grad; else z is left as it is: the identity output);
-// row_weight (s) may be nullptr (all ones). One call instead of the NumPy path's three to five, and a loss the
-// recorded step can hold (mlp_xp/backend/program.py).
+// row_weight (s) may be nullptr (all ones: squared_error_flat), else one row at a time. One call instead of the
+// NumPy path's three to five, and a loss the recorded step can hold (mlp_xp/backend/program.py).
 template <typename T>
 MLP_XP_LOOP static void squared_error(T* __restrict__ z, const T* __restrict__ y, const T* __restrict__ row_weight,
                                       double* __restrict__ acc, i64 rows, i64 K, int write_grad, T divisor) {
     double sq = 0.0;
+    if (row_weight == nullptr) {
+        sq = write_grad ? squared_error_flat<T, true>(z, y, rows * K, divisor)
+                        : squared_error_flat<T, false>(z, y, rows * K, divisor);
+        acc[0] += 0.5 * sq;
+        acc[1] += sq;
+        return;
+    }
     for (i64 r = 0; r < rows; ++r) {
         T* __restrict__ zr = z + r * K;
         const T* __restrict__ yr = y + r * K;
-        const T sr = row_weight != nullptr ? row_weight[r] : (T)1;
+        const T sr = row_weight[r];
         double row = 0.0;
         if (write_grad) {
             for (i64 k = 0; k < K; ++k) {
@@ -614,6 +671,10 @@ static void adam_update(T* p, const T* g, T* m, T* v, i64 n, i64 n_weights, T lr
 
 MLP_XP_EXPORT(float, f32)
 MLP_XP_EXPORT(double, f64)
+
+// 1 where this build fuses the exps' and tanh's multiply-adds (mul_add, above), else 0: for mlp-xp info, the
+// benchmarks' machine line and the tests.
+extern "C" int fused_multiply_add() { return MLP_XP_FMA; }
 
 // ---- the batch gather ----
 // out row i <- src row idx[i], rows of row_bytes bytes (any dtype: features, int32 labels, row weights). An index

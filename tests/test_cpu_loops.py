@@ -5,12 +5,16 @@ numbers, NaN passing through, subnormal zeroing.
 
 from __future__ import annotations
 
+import ctypes
 import os
+import platform
+import subprocess
 
 import numpy as np
 import pytest
 
 from mlp_xp.backend import cpu_loops
+from mlp_xp.backend.kernels import kernel_dir
 from mlp_xp.backend.numpy_ops import NumpyOps
 
 
@@ -29,6 +33,40 @@ DTYPES = [np.float32, np.float64]
 @pytest.fixture(scope="module")
 def k():
     return _kernels_or_skip()
+
+
+X86_64 = platform.machine().lower() in ("x86_64", "amd64")
+
+
+@pytest.fixture(scope="module", params=["native", "x86-64-v2"])
+def each_form(request, tmp_path_factory):
+    """The build in use (-march=native: fused multiply-adds where the CPU has FMA) and one for x86-64-v2, which has
+    no FMA: cpu.cpp's mul_add rounds differently in the two, and each must be as accurate (x86-64 only: elsewhere
+    the one in use)."""
+    native = _kernels_or_skip()
+    if request.param == "native":
+        return native
+    if not X86_64:
+        pytest.skip("x86-64-v2 is an x86-64 target")
+    lib = tmp_path_factory.mktemp("v2") / "cpu-v2.so"
+    cmd = [*cpu_loops.compiler(), "-O3", "-march=x86-64-v2", *cpu_loops.COMMON_FLAGS, "-I", str(kernel_dir())]
+    r = subprocess.run([*cmd, str(kernel_dir() / cpu_loops.SOURCE), "-o", str(lib)], capture_output=True, text=True)
+    if r.returncode and "x86-64-v2" in r.stderr:
+        pytest.skip(f"the compiler does not know -march=x86-64-v2 (GCC 11 or later does): {r.stderr.strip()}")
+    assert r.returncode == 0, r.stderr
+    loops = cpu_loops.CompiledLoops(ctypes.CDLL(str(lib)), lib, "x86-64-v2")
+    assert not loops.fma
+    return loops
+
+
+@pytest.mark.skipif(not X86_64, reason="reads x86-64's CPU flags")
+def test_the_build_fuses_where_the_cpu_has_fma(k):
+    with open("/proc/cpuinfo") as f:
+        flags = next((line.split(":", 1)[1].split() for line in f if line.startswith("flags")), [])
+    if "-march=native" not in cpu_loops.status():
+        pytest.skip(f"not built for this CPU: {cpu_loops.status()}")
+    assert k.fma == ("fma" in flags)
+    assert ("with FMA" if k.fma else "without FMA") in cpu_loops.status()
 
 
 def test_softmax_xent_by_hand(k):
@@ -80,6 +118,22 @@ def test_squared_error_by_hand(k, dtype):
     acc, g = np.zeros(2), np.array([[np.nan, 1.0]], dtype)
     k.squared_error(g, np.zeros((1, 2), dtype), acc)
     assert np.isnan(acc).all() and np.isnan(g[0, 0]) and g[0, 1] == 1.0  # a NaN output's loss is NaN
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", [(1, 1), (7, 1), (4, 2), (3, 3), (17, 1), (128, 10), (101, 3)])
+def test_squared_error_sums_every_element(k, dtype, shape):
+    # unweighted, the sum runs in lanes over the flat batch, with a tail: z - y = 1, 2, ..., n, whose squares sum
+    # to n (n + 1) (2n + 1) / 6, exactly, and each gradient is (z - y) / rows
+    n = shape[0] * shape[1]
+    d = np.arange(1, n + 1, dtype=dtype).reshape(shape)
+    y = np.full(shape, 0.25, dtype)
+    z = d + y
+    acc, g = np.zeros(2), z.copy()
+    k.squared_error(g, y, acc)
+    total = n * (n + 1) * (2 * n + 1) // 6
+    np.testing.assert_array_equal(acc, [total / 2, total])
+    np.testing.assert_array_equal(g, d / dtype(shape[0]))
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -184,10 +238,10 @@ def _ulps(got: np.ndarray, exact: np.ndarray, dtype) -> np.ndarray:
 @pytest.mark.skipif(np.finfo(np.longdouble).nmant < 60, reason="needs a long double wider than float64")
 @pytest.mark.parametrize("activation", ["sigmoid", "tanh"])
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_sigmoid_and_tanh_within_a_few_ulps(k, activation, dtype):
+def test_sigmoid_and_tanh_within_a_few_ulps(each_form, activation, dtype):
     x = _inputs(dtype)
     z = x.reshape(1, -1).copy()  # one long row: the vector loop and its remainder
-    k.bias_act(z, np.zeros(z.shape[1], dtype), activation, 0.0)
+    each_form.bias_act(z, np.zeros(z.shape[1], dtype), activation, 0.0)
     got, exact = z[0], _exact(activation, x)
     normal = np.abs(exact) >= np.finfo(dtype).tiny
     err = _ulps(got[normal], exact[normal], dtype)
@@ -202,7 +256,7 @@ def test_sigmoid_and_tanh_within_a_few_ulps(k, activation, dtype):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_sigmoid_and_tanh_of_special_values(k, dtype):
+def test_sigmoid_and_tanh_of_special_values(each_form, dtype):
     fi = np.finfo(dtype)
     nan, inf, tiny, sub, big = np.nan, np.inf, fi.tiny, fi.smallest_subnormal, fi.max
     z0 = np.array([nan, -inf, inf, -0.0, 0.0, tiny, -sub, big, -big, 1e-30, -1e-30], dtype)
@@ -212,7 +266,7 @@ def test_sigmoid_and_tanh_of_special_values(k, dtype):
     }
     for activation, w in want.items():
         z = np.tile(z0, (3, 3))  # 33 columns: the vector loop and its remainder
-        k.bias_act(z, np.full(z.shape[1], -0.0, dtype), activation, 0.0)  # z + -0 keeps the sign of a zero
+        each_form.bias_act(z, np.full(z.shape[1], -0.0, dtype), activation, 0.0)  # z + -0 keeps a zero's sign
         w = np.tile(np.array(w, dtype), (3, 3))
         np.testing.assert_array_equal(z, w, err_msg=activation)
         np.testing.assert_array_equal(np.signbit(z[~np.isnan(w)]), np.signbit(w[~np.isnan(w)]), err_msg=activation)

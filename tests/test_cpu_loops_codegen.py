@@ -50,7 +50,8 @@ RELU, LEAKY = ACTIVATION_CODES["relu"], ACTIVATION_CODES["leaky_relu"]
 
 #: The loops checked, by the start of their demangled symbol: every elementwise loop of cpu.cpp but the softmax
 #: and the two other losses (rows of C or K, each summed in float64 in order, which the compiler may not reorder;
-#: softmax's calls the math library's exp), but binary cross-entropy's elementwise part (sigmoid_bce_terms).
+#: softmax's calls the math library's exp), but binary cross-entropy's elementwise part (sigmoid_bce_terms) and
+#: the unweighted squared error (squared_error_flat, summed in a fixed number of lanes).
 #: Sigmoid's and tanh's bias + activation are among them: they called the math library's tanh per element until
 #: issue 15, and now compute it with cpu.cpp's own exp, vectorized, with no call in the loop.
 LOOPS = [
@@ -71,6 +72,11 @@ LOOPS = [
     ),
     *(
         pytest.param(f"sigmoid_bce_terms<{t}, {g}>", id=f"sigmoid_bce-{'grad' if g == 'true' else 'p'}-{t}")
+        for t in ("float", "double")
+        for g in ("false", "true")
+    ),
+    *(
+        pytest.param(f"squared_error_flat<{t}, {g}>", id=f"squared_error-{'grad' if g == 'true' else 'sum'}-{t}")
         for t in ("float", "double")
         for g in ("false", "true")
     ),
@@ -257,9 +263,10 @@ def check(insns: list[Insn]) -> Verdict:
 
 
 def find(functions: dict[str, list[Insn]], prefix: str) -> list[Insn]:
-    """The function whose demangled symbol starts with ``prefix`` + "(" (clones such as ``[clone
+    """The function whose demangled symbol starts with ``prefix`` + "(", after its return type (clones such as ``[clone
     .constprop.0]`` included: the one with the most code, should there be several)."""
-    found = [insns for name, insns in functions.items() if name.startswith(("void " + prefix + "(", prefix + "("))]
+    starts = tuple(f"{returns}{prefix}(" for returns in ("", "void ", "float ", "double "))
+    found = [insns for name, insns in functions.items() if name.startswith(starts)]
     assert found, f"no symbol {prefix}(...) in the library: was the loop renamed, or inlined (MLP_XP_LOOP)?"
     return max(found, key=len)
 
@@ -350,6 +357,22 @@ def _old_form(tmp_path: Path) -> Path:
 def test_the_loop_is_vectorized_without_a_branch_on_the_data(built, march, loop):
     verdict = check(find(built(march), loop))
     assert verdict.ok, f"{loop} with -march={march}: {verdict}"
+
+
+#: The loops whose exp or tanh ask for fused multiply-adds (cpu.cpp's mul_add): they must get them where the
+#: target has FMA (x86-64-v3 and v4 do), one instruction and one rounding, not a multiply and an add.
+FUSED = [
+    *(f"bias_act_rows<{t}, {ACTIVATION_CODES[a]}>" for t in ("float", "double") for a in ("sigmoid", "tanh")),
+    *(f"sigmoid_bce_terms<{t}, true>" for t in ("float", "double")),
+]
+
+
+@pytest.mark.parametrize("march", MARCHES)
+@pytest.mark.parametrize("loop", FUSED)
+def test_exp_and_tanh_are_fused_where_the_target_has_fma(built, march, loop):
+    fused = [i for i in find(built(march), loop) if re.match(r"vf(n?)m(add|sub)", i.mnemonic)]
+    # float32 tanh has 4 (its shifter, its reduction, two polynomials), every exp at least 6
+    assert len(fused) >= 4, f"{loop} with -march={march}: {len(fused)} fused multiply-adds"
 
 
 @pytest.mark.parametrize("act", [RELU, LEAKY], ids=["relu", "leaky_relu"])

@@ -77,6 +77,13 @@ class CompiledLoops:
         self.fn[("gather_rows", None)] = gather
         lib.program_op.argtypes, lib.program_op.restype = [ctypes.c_char_p], i32
         lib.run_program.argtypes, lib.run_program.restype = [vp, i64, vp, vp], i64
+        #: Whether this build fuses the multiply-adds of its exp and tanh (where the CPU has FMA): the two forms
+        #: round differently (cpu.cpp, mul_add). None for a build older than the question (benchmarks/cpu_loops.py
+        #: --also times those).
+        self.fma: bool | None = None
+        if hasattr(lib, "fused_multiply_add"):
+            lib.fused_multiply_add.argtypes, lib.fused_multiply_add.restype = [], i32
+            self.fma = bool(lib.fused_multiply_add())
 
     def recording(self, program) -> CompiledLoops:
         """These loops with every call recorded into ``program`` instead of made (:mod:`.program`), each as the op
@@ -294,7 +301,8 @@ def find() -> CompiledLoops | None:
             raise RuntimeError(f"MLP_XP_REQUIRE_CPU_LOOPS=1 but the compiled CPU loops are unavailable: {e}") from e
         _STATUS.append(f"unavailable, NumPy used instead: {str(e).splitlines()[0]}")
         return None
-    _STATUS.append(f"built by {' '.join([Path(cxx[0]).name, *cxx[1:], *flags])}: {path}")
+    fma = "with" if loops.fma else "without"
+    _STATUS.append(f"built by {' '.join([Path(cxx[0]).name, *cxx[1:], *flags])} ({fma} FMA): {path}")
     return loops
 
 
