@@ -94,12 +94,13 @@ static inline T select_bits(bool c, typename BitsOf<T>::type x, typename BitsOf<
 // ---- a multiply and an add, fused where the CPU can ----
 // a b + c. The build keeps g++ from fusing on its own (-ffp-contract=off, mlp_xp/backend/cpu_loops.py), so that no
 // loop's rounding depends on what the compiler chose; the exps and tanh below ask for the fused form where the
-// target has FMA (-march=native on every x86-64 CPU since 2013, every 64-bit ARM one): one rounding instead of
-// two, and one instruction, in loops bound by their number of operations (on the Xeon EMR, benchmarks/cpu_loops.py,
-// float32 bias + sigmoid took 0.63 of its unfused time, bias + tanh 0.87). Without FMA std::fma is a library call
-// per element, so there it stays a multiply and an add: the same bits as before the fused form was written. The
-// two forms round differently, each on its own machines (ARCHITECTURE.md counts the build as part of "the same
-// run"); the accuracy tests hold both (tests/test_cpu_loops.py builds for x86-64-v2, which has no FMA).
+// target has FMA (-march=native on Intel's Core and Xeon CPUs since Haswell, AMD's since Piledriver, every 64-bit
+// ARM one): one rounding instead of two, and one instruction, in loops bound by their number of operations (on the
+// Xeon EMR, benchmarks/cpu_loops.py, float32 bias + sigmoid took 0.74 to 0.80 of its unfused time, bias + tanh
+// 0.88 to 0.95). Without FMA std::fma is a library call per element, so there it stays a multiply and an add, the
+// same bits as before the fused form was written. The two forms round differently, each on its own machines
+// (ARCHITECTURE.md counts the CPU and the build in "the same run"); the accuracy tests hold both
+// (tests/test_cpu_loops.py also builds for x86-64-v2, which has no FMA).
 #if defined(__FMA__) || defined(__ARM_FEATURE_FMA)
 #define MLP_XP_FMA 1
 template <typename T>
@@ -138,9 +139,10 @@ static inline T mul_add(T a, T b, T c) {
 // shortens the longest chain of dependent operations (llvm-mca: the loops are bound by it as much as by their
 // number of operations); tanh's short ones in Horner's, the fewer operations.
 //
-// Accuracy, against long double (tests/test_cpu_loops.py): sigmoid within 2.5 ulp, tanh within 1.6 ulp, float32
-// (worst over every float32 with |z| in [2^-30, 128): 2.40 and 1.40) and float64 (dense sweeps: 2.24 and 1.45)
-// alike; the math library's tanhf, which the loop called before, is within 2.1, NumPy's tanh within 1.4.
+// Accuracy, against long double (tests/test_cpu_loops.py, on this machine's build and on one without FMA): sigmoid
+// within 2.5 ulp, tanh within 1.6 ulp, float32 (worst over every float32 with |z| in [2^-30, 128): 2.40 and 1.40,
+// fused or not) and float64 (dense sweeps: 2.24 and 1.45 unfused, 2.06 and 1.45 fused) alike; the math library's
+// tanhf, which the loop called before, is within 2.1, NumPy's tanh within 1.4.
 // Sigmoid keeps its relative accuracy down to the smallest normal number, where 0.5 (1 + tanh(z / 2)),
 // common.cuh's formula and the NumPy path's, loses it below about 1e-8 (it gives 0 for z < -17 in float32);
 // below the smallest normal number it is 0, never a subnormal (which would cost the next GEMM microcode assists,
@@ -171,7 +173,8 @@ struct ExpConsts<double> {
     static constexpr double LOWEST = -708.3964185322641;
     static inline double exp_e(double r) {
         const double r2 = r * r, r4 = r2 * r2;
-        const double p01 = mul_add(r, 0x1.5555555555556p-3, 0.5), p23 = mul_add(r, 0x1.1111111110918p-7, 0x1.5555555555555p-5),
+        const double p01 = mul_add(r, 0x1.5555555555556p-3, 0.5),
+                     p23 = mul_add(r, 0x1.1111111110918p-7, 0x1.5555555555555p-5),
                      p45 = mul_add(r, 0x1.a01a01a83ba17p-13, 0x1.6c16c16c16789p-10),
                      p67 = mul_add(r, 0x1.71de0be2b5e96p-19, 0x1.a01a01a4bf4ccp-16),
                      p89 = mul_add(r, 0x1.af3ce42b12b24p-26, 0x1.27e4e0ede8585p-22);
@@ -213,10 +216,11 @@ static inline T sigmoid_v(T z) {
 // (degree 4 in a^2; float64: 10) and the whole exp (degree 5; 10) with its division, and bias + tanh ran 1.5 times
 // slower than the NumPy path on a Xeon with AVX-512 (128 x 512: float32 58-75 us against 38-42, float64 175
 // against 155), whose tanh looks its polynomials up in a table (SVML). The loop is bound by its number of
-// operations (two 512-bit ones a cycle at most, none fused: -ffp-contract=off) and by its chain of dependent ones.
+// operations (two 512-bit ones a cycle at most, fused only where mul_add asks) and by its chain of dependent ones.
 // Here the near and the far side share one division, and the far side's exp is a ratio of short polynomials
 // (measured on that Xeon, benchmarks/cpu_loops.py: 0.65 of the former loop's time in float32, 0.6 in float64, and
-// 0.65 to 0.7 built for AVX2; against the NumPy path 0.97 and 0.6 to 0.75):
+// 0.65 to 0.7 built for AVX2; against the NumPy path 0.97 and 0.6 to 0.75; with its multiply-adds fused, mul_add,
+// 0.87 to 0.93 in float32):
 //
 //   near, a <= SPLIT:  t = a - a s U(s) / V(s), s = a^2, U / V a minimax rational for (a - tanh(a)) / a^3: its
 //                      errors, and the division's, are damped by (a - t) / t <= 0.18, so that t keeps the final
@@ -434,8 +438,8 @@ MLP_XP_LOOP static void softmax_xent(T* __restrict__ z, const int* __restrict__ 
 
 // log(1 + e) for e in [0, 1] as 2 atanh(s), s = e / (2 + e) in [0, 1/3]: 2 (s + s^3/3 + s^5/5 + ...), cut after
 // s^15 (float32) or s^33 (float64), where the first term left out is at most 1.3e-9 or 1.6e-18 of the value (at
-// s = 1/3), far below either type's epsilon; and no cancellation, since s comes from e directly. No call, so that the loss's loop vectorizes (the math library's
-// log1pf per element left it scalar).
+// s = 1/3), far below either type's epsilon; and no cancellation, since s comes from e directly. No call, so that
+// the loss's loop vectorizes (the math library's log1pf per element left it scalar).
 template <typename T>
 struct Log1pTerms;
 template <>
