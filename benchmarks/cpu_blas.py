@@ -3,10 +3,13 @@
 Each BLAS runs in processes of its own (two thread pools in one process would wait on each other): ``--pairs N``
 pairs of processes, OpenBLAS first in odd pairs and MKL first in even ones, each timing one warm-up and
 ``--epochs`` epochs of the epoch benchmark's model (784-512-256-10 ReLU, momentum SGD, batch 128, float32, on
-Debian's Fashion-MNIST by default) and the step's matrix products one by one (two threads each, C <- A B + 0.9 C
-as the dW products accumulate). Prints each BLAS's median epoch and product times and the paired ratios.
+Debian's Fashion-MNIST by default; ``--hidden`` another one) and the step's matrix products one by one (two threads
+each, C <- A B + 0.9 C as the dW products accumulate). Prints each BLAS's median epoch and product times and the
+paired ratios. Both run as asked (MLP_XP_BLAS), whatever the model's size: ``--hidden`` is how to see where MKL
+starts to pay (mlp_xp.backend.blas.MKL_MIN_PARAMS).
 
-    python benchmarks/cpu_blas.py --pairs 8 [--epochs 3] [--data fashion-mnist|synthetic|DIR] [--json out.json]
+    python benchmarks/cpu_blas.py --pairs 8 [--epochs 3] [--hidden 512,256] [--data fashion-mnist|synthetic|DIR]
+        [--json out.json]
 """
 
 from __future__ import annotations
@@ -22,17 +25,25 @@ import time
 import numpy as np
 
 KINDS = ("numpy", "mkl")
-#: The step's products at batch 128: (name, rows of op(A), inner, columns, trans_a, trans_b).
-PRODUCTS = (
-    ("z1 = x W1: 128x784 . 784x512", 128, 784, 512, False, False),
-    ("z2 = h1 W2: 128x512 . 512x256", 128, 512, 256, False, False),
-    ("dW1 = x^T g1: 784x128 . 128x512", 784, 128, 512, True, False),
-    ("dW2 = h1^T g2: 512x128 . 128x256", 512, 128, 256, True, False),
-    ("dh1 = g2 W2^T: 128x256 . 256x512", 128, 256, 512, False, True),
-)
+BATCH = 128
 
 
-def child(kind: str, epochs: int, data: str) -> dict:
+def products(sizes: list[int]) -> list[tuple]:
+    """The step's products of the hidden layers' (the output layer's are small) at batch 128: (name, rows of
+    op(A), inner, columns, trans_a, trans_b); for 784-512-256-10: z1, z2, dW1, dW2 and dh1."""
+    out = []
+    for i, (n_in, n_out) in enumerate(zip(sizes[:-2], sizes[1:-1]), start=1):
+        prev = "x" if i == 1 else f"h{i - 1}"
+        out.append((f"z{i} = {prev} W{i}: {BATCH}x{n_in} . {n_in}x{n_out}", BATCH, n_in, n_out, False, False))
+    for i, (n_in, n_out) in enumerate(zip(sizes[:-2], sizes[1:-1]), start=1):
+        prev = "x" if i == 1 else f"h{i - 1}"
+        out.append((f"dW{i} = {prev}^T g{i}: {n_in}x{BATCH} . {BATCH}x{n_out}", n_in, BATCH, n_out, True, False))
+    for i, (n_in, n_out) in enumerate(zip(sizes[1:-2], sizes[2:-1]), start=1):
+        out.append((f"dh{i} = g{i + 1} W{i + 1}^T: {BATCH}x{n_out} . {n_out}x{n_in}", BATCH, n_out, n_in, False, True))
+    return out
+
+
+def child(kind: str, epochs: int, data: str, hidden: tuple[int, ...]) -> dict:
     """One process's measurements, on BLAS ``kind``."""
     os.environ["MLP_XP_BLAS"] = kind
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -43,8 +54,10 @@ def child(kind: str, epochs: int, data: str) -> dict:
 
     b = blas.load(kind)
     rng = np.random.default_rng(0)
-    products = {}
-    for name, m, k, n, ta, tb in PRODUCTS:
+    ds = load_dataset(data)
+    sizes = [ds.X_train.shape[1], *hidden, int(ds.y_train.max()) + 1]
+    timed = {}
+    for name, m, k, n, ta, tb in products(sizes):
         a = rng.standard_normal((k, m) if ta else (m, k), dtype=np.float32)
         w = rng.standard_normal((n, k) if tb else (k, n), dtype=np.float32)
         out = np.zeros((m, n), np.float32)
@@ -56,13 +69,29 @@ def child(kind: str, epochs: int, data: str) -> dict:
             for _ in range(100):
                 b.matmul(a, w, out, trans_a=ta, trans_b=tb, accumulate=0.9)
             runs.append((time.perf_counter() - t) / 100)
-        products[name] = statistics.median(runs)
-    ds = load_dataset(data)
-    c = MlpXp(ds.X_train.astype(np.float32), ds.y_train, (512, 256), 128, 0.05, 0.9, 0)
+        timed[name] = statistics.median(runs)
+    c = MlpXp(ds.X_train.astype(np.float32), ds.y_train, hidden, BATCH, 0.05, 0.9, 0)
     assert c.model.ops.blas is b, "the model did not get the BLAS asked for"
     c.epoch()
     times = [c.epoch() for _ in range(epochs)]
-    return {"blas": b.name, "epoch": statistics.median(times), "epochs": times, "products": products}
+    return {
+        "blas": b.name,
+        "sizes": sizes,
+        "n_params": c.model.layout.n_params,
+        "epoch": statistics.median(times),
+        "epochs": times,
+        "products": timed,
+    }
+
+
+def _hidden(text: str) -> tuple[int, ...]:
+    try:
+        sizes = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        sizes = ()
+    if not sizes or min(sizes) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: give the hidden layers' widths, comma separated (512,256)")
+    return sizes
 
 
 def main(argv=None) -> int:
@@ -70,11 +99,12 @@ def main(argv=None) -> int:
     p.add_argument("--pairs", type=int, default=8)
     p.add_argument("--epochs", type=int, default=3)
     p.add_argument("--data", default="fashion-mnist")
+    p.add_argument("--hidden", type=_hidden, default=(512, 256), help="the hidden layers' widths (512,256)")
     p.add_argument("--json", help="write every process's measurements as JSON")
     p.add_argument("--child", choices=KINDS, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.child:
-        print(json.dumps(child(args.child, args.epochs, args.data)))
+        print(json.dumps(child(args.child, args.epochs, args.data, args.hidden)))
         return 0
     from mlp_xp.backend import blas, loop_timing
     from mlp_xp.errors import ConfigError
@@ -91,6 +121,7 @@ def main(argv=None) -> int:
         run = {}
         for kind in order:
             cmd = [sys.executable, __file__, "--child", kind, "--epochs", str(args.epochs), "--data", args.data]
+            cmd += ["--hidden", ",".join(map(str, args.hidden))]
             out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
             run[kind] = json.loads(out.strip().splitlines()[-1])
             print(f"pair {k + 1}: {kind:5s} epoch {run[kind]['epoch']:.3f} s", file=sys.stderr)
@@ -98,9 +129,11 @@ def main(argv=None) -> int:
     names = {kind: pairs[0][kind]["blas"] for kind in KINDS}
     ratios = [r["numpy"]["epoch"] / r["mkl"]["epoch"] for r in pairs]
     med = {kind: statistics.median(r[kind]["epoch"] for r in pairs) for kind in KINDS}
+    first = pairs[0]["numpy"]
     print(
-        f"\n784-512-256-10 ReLU epoch ({args.data}, batch 128, float32), {args.pairs} pairs of processes, each the "
-        f"median of {args.epochs} epochs:\n\n| BLAS | epoch (median) |\n|---|---:|"
+        f"\n{'-'.join(map(str, first['sizes']))} ReLU epoch ({first['n_params']:,} parameters; {args.data}, batch "
+        f"{BATCH}, float32), {args.pairs} pairs of processes, each the median of {args.epochs} epochs:\n\n"
+        "| BLAS | epoch (median) |\n|---|---:|"
     )
     for kind in KINDS:
         print(f"| {names[kind]} | {med[kind]:.3f} s |")
@@ -109,7 +142,7 @@ def main(argv=None) -> int:
         f"{min(ratios):.2f}x to {max(ratios):.2f}x)\n\n| product | {names['numpy']} | {names['mkl']} | ratio |\n"
         "|---|---:|---:|---:|"
     )
-    for name, *_ in PRODUCTS:
+    for name in first["products"]:
         t = {kind: statistics.median(r[kind]["products"][name] for r in pairs) for kind in KINDS}
         print(f"| {name} | {1e6 * t['numpy']:.0f} us | {1e6 * t['mkl']:.0f} us | {t['numpy'] / t['mkl']:.2f}x |")
     if args.json:

@@ -145,11 +145,12 @@ def _intel_cpu() -> bool:
         return False
 
 
-#: The smallest model (in parameters) for which ``auto`` picks MKL. Measured on an Intel Xeon (AVX-512, 2 cores):
-#: a 784-512-256-10 model (535,818 parameters) trained 1.17x faster on MKL (benchmarks/cpu_blas.py); the drop-in's
-#: small models (digits, 64-64-10, and smaller) 1.2-1.7x slower. Between the two nothing was measured: this is
-#: PER_LAYER_MIN_PARAMS's size (mlp_xp/step.py), where the step's products dominate it.
-MKL_MIN_PARAMS = 262_144
+#: The smallest model (in parameters) for which ``auto`` picks MKL. Measured on an Intel Xeon (AVX-512, 2 cores;
+#: benchmarks/cpu_blas.py --hidden, benchmarks/results/cpu_blas_sizes_xeon_emr.md): from 109,386 parameters
+#: (784-128-64-10) to 535,818 (784-512-256-10) MKL's epoch was 1.09x-1.35x faster (the median of each size's pairs),
+#: between 12,730 and 79,510 within noise of OpenBLAS's (0.94x-1.05x), and the drop-in's small models (digits,
+#: 64-64-10, and smaller) 1.2-1.7x slower.
+MKL_MIN_PARAMS = 100_000
 
 
 def _asked() -> str:
