@@ -140,9 +140,9 @@ static inline T mul_add(T a, T b, T c) {
 // number of operations); tanh's short ones in Horner's, the fewer operations.
 //
 // Accuracy, against long double (tests/test_cpu_loops.py, on this machine's build and on one without FMA): sigmoid
-// within 2.5 ulp, tanh within 1.6 ulp, float32 (worst over every float32 with |z| in [2^-30, 128): 2.40 and 1.40,
-// fused or not) and float64 (dense sweeps: 2.24 and 1.45 unfused, 2.06 and 1.45 fused) alike; the math library's
-// tanhf, which the loop called before, is within 2.1, NumPy's tanh within 1.4.
+// within 2.5 ulp, tanh within 1.6 ulp, float32 (worst over every float32 with |z| in [2^-30, 128): 2.40 and 1.40)
+// and float64 (dense sweeps: 2.06 and 1.45) alike, fused or not; the math library's tanhf, which the loop called
+// before, is within 2.1, NumPy's tanh within 1.4.
 // Sigmoid keeps its relative accuracy down to the smallest normal number, where 0.5 (1 + tanh(z / 2)),
 // common.cuh's formula and the NumPy path's, loses it below about 1e-8 (it gives 0 for z < -17 in float32);
 // below the smallest normal number it is 0, never a subnormal (which would cost the next GEMM microcode assists,
@@ -252,11 +252,11 @@ template <>
 struct TanhConsts<float> {
     static constexpr float SPLIT = 0.75f;  // the near side up to this
     static constexpr float ONE = 9.5f;     // tanh rounds to 1 beyond
-    static inline float near_num(float a, float s) { return (a * s) * (0x1.b5eb06p+7f + s); }  // a s U(s)
+    static inline float near_num(float a, float s) { return (a * s) * (0x1.b5eb06p+7f + s); }    // a s U(s)
     static inline float near_den(float s) { return mul_add(s, 0x1.09bc14p+8f, 0x1.487074p+9f); }  // V(s)
-    static inline float reduce(float a, float k) { return mul_add(k, 0x1.62e43p-2f, a); }             // rho
-    static inline float far_a(float u) { return mul_add(u, 0x1.808868p+2f, 0x1.e0ccccp+3f); }         // A(u)
-    static inline float far_b(float u) { return 0x1.e0ccccp+3f + u; }                          // Bp(u)
+    static inline float reduce(float a, float k) { return mul_add(k, 0x1.62e43p-2f, a); }         // rho
+    static inline float far_a(float u) { return mul_add(u, 0x1.808868p+2f, 0x1.e0ccccp+3f); }     // A(u)
+    static inline float far_b(float u) { return 0x1.e0ccccp+3f + u; }                            // Bp(u)
 };
 template <>
 struct TanhConsts<double> {
@@ -516,9 +516,9 @@ MLP_XP_LOOP static void sigmoid_bce(T* __restrict__ z, const T* __restrict__ y, 
 
 // The unweighted squared error's sum and gradient over the n elements of the batch, flat: element i's square goes
 // to lane i % LANES in float64, and the lanes are added in a fixed order at the end. Why lanes: one running sum is
-// an add per element, each waiting for the one before (4 cycles), and the loop ran at that speed, 3 times slower
-// than the NumPy path's pairwise sum at 128 x 100 on the Xeon EMR; the lanes' adds are independent, so the loop
-// vectorizes (tests/test_cpu_loops_codegen.py), and the order of the adds is LANES's, not the vector width's.
+// an add per element, each waiting for the one before (4 cycles), and the loop ran at that speed (on the Xeon EMR a
+// call at 128 x 100 took 16.4 us, 4.5 us with the lanes); the lanes' adds are independent, so the loop vectorizes
+// (tests/test_cpu_loops_codegen.py), and the order of the adds is LANES's, not the vector width's.
 constexpr i64 SQ_LANES = 8;
 template <typename T, bool GRAD>
 MLP_XP_LOOP static double squared_error_flat(T* __restrict__ z, const T* __restrict__ y, i64 n, T divisor) {

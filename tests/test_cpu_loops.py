@@ -206,10 +206,10 @@ def test_bias_grad_ignores_a_stale_output_when_not_accumulating(k):
 # ---- sigmoid and tanh: cpu.cpp's own exp, in ulps against long double ----
 
 LONG = np.longdouble
-#: The most error allowed, in ulps of the exact value. Measured on these sweeps without FMA (x86-64-v2): sigmoid 2.28
-#: (float32) and 2.24 (float64), tanh 1.34 and 1.45; with FMA (cpu.cpp's mul_add fused): sigmoid 2.25 and 2.06, tanh
-#: 1.34 and 1.45; over every float32 with |z| in [2^-30, 128) (each sign for sigmoid), either way: sigmoid 2.40,
-#: tanh 1.40. (The math library's tanhf, which the loops called before issue 15: 2.1; NumPy's tanh 1.4.)
+#: The most error allowed, in ulps of the exact value. Measured on these sweeps, with FMA (cpu.cpp's mul_add fused) and
+#: without (x86-64-v2) alike: sigmoid 2.25 (float32) and 2.06 (float64), tanh 1.34 and 1.45; over every float32 with
+#: |z| in [2^-30, 128) (each sign for sigmoid), either way: sigmoid 2.40, tanh 1.40. (The math library's tanhf, which
+#: the loops called before issue 15: 2.1; NumPy's tanh 1.4.)
 MAX_ULPS = {"sigmoid": 2.5, "tanh": 1.6}
 
 
