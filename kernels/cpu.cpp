@@ -95,13 +95,14 @@ static inline T select_bits(bool c, typename BitsOf<T>::type x, typename BitsOf<
 // a b + c. The build keeps g++ from fusing on its own (-ffp-contract=off, mlp_xp/backend/cpu_loops.py), so that no
 // loop's rounding depends on what the compiler chose; the exps and tanh below ask for the fused form where the
 // target has FMA (-march=native on Intel's Core and Xeon CPUs since Haswell, AMD's since Piledriver, every 64-bit
-// ARM one): one rounding instead of two, and one instruction, in loops bound by their number of operations (on the
-// Xeon EMR, benchmarks/cpu_loops.py, float32 bias + sigmoid took 0.74 to 0.80 of its unfused time, bias + tanh
-// 0.88 to 0.95). Without FMA std::fma is a library call per element, so there it stays a multiply and an add, the
-// same bits as before the fused form was written. The two forms round differently, each on its own machines
-// (ARCHITECTURE.md counts the CPU and the build in "the same run"); the accuracy tests hold both
+// ARM one; elsewhere where the compiler says fma is fast, __FP_FAST_FMA): one rounding instead of two, and one
+// instruction, in loops bound by their number of operations (on the Xeon EMR, benchmarks/cpu_loops.py, float32
+// bias + sigmoid took 0.74 of its unfused time, bias + tanh 0.88 to 0.95). Without FMA std::fma is a library call
+// per element, so there it stays a multiply and an add, the same values as before the fused form was written (a
+// NaN's sign aside: g++ now folds the - of -|z| into the constants). The two forms round differently, each on its
+// own machines (ARCHITECTURE.md counts the CPU and the build in "the same run"); the accuracy tests hold both
 // (tests/test_cpu_loops.py also builds for x86-64-v2, which has no FMA).
-#if defined(__FMA__) || defined(__ARM_FEATURE_FMA)
+#if defined(__FMA__) || defined(__ARM_FEATURE_FMA) || (defined(__FP_FAST_FMA) && defined(__FP_FAST_FMAF))
 #define MLP_XP_FMA 1
 template <typename T>
 static inline T mul_add(T a, T b, T c) {
@@ -517,7 +518,7 @@ MLP_XP_LOOP static void sigmoid_bce(T* __restrict__ z, const T* __restrict__ y, 
 // The unweighted squared error's sum and gradient over the n elements of the batch, flat: element i's square goes
 // to lane i % LANES in float64, and the lanes are added in a fixed order at the end. Why lanes: one running sum is
 // an add per element, each waiting for the one before (4 cycles), and the loop ran at that speed (on the Xeon EMR a
-// call at 128 x 100 took 16.4 us, 4.5 us with the lanes); the lanes' adds are independent, so the loop vectorizes
+// call at 128 x 100 took 16.4-17.4 us, 4.4-4.7 us with the lanes); the lanes' adds are independent, so it vectorizes
 // (tests/test_cpu_loops_codegen.py), and the order of the adds is LANES's, not the vector width's.
 constexpr i64 SQ_LANES = 8;
 template <typename T, bool GRAD>

@@ -49,7 +49,8 @@ def each_form(request, tmp_path_factory):
     if not X86_64:
         pytest.skip("x86-64-v2 is an x86-64 target")
     lib = tmp_path_factory.mktemp("v2") / "cpu-v2.so"
-    cmd = [*cpu_loops.compiler(), "-O3", "-march=x86-64-v2", *cpu_loops.COMMON_FLAGS, "-I", str(kernel_dir())]
+    flags = ["-O3", "-march=x86-64-v2", *cpu_loops.COMMON_FLAGS, "-Werror"]  # as cpu_loops.build does, CI's -Werror
+    cmd = [*cpu_loops.compiler(), *flags, "-I", str(kernel_dir())]
     r = subprocess.run([*cmd, str(kernel_dir() / cpu_loops.SOURCE), "-o", str(lib)], capture_output=True, text=True)
     if r.returncode and "x86-64-v2" in r.stderr:
         pytest.skip(f"the compiler does not know -march=x86-64-v2 (GCC 11 or later does): {r.stderr.strip()}")
@@ -137,30 +138,30 @@ def test_squared_error_sums_every_element(k, dtype, shape):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_sigmoid_bce_by_hand(k, dtype):
+def test_sigmoid_bce_by_hand(each_form, dtype):
     z, y = np.array([[0.0, 2.0], [-3.0, 4.0]], dtype), np.array([[1.0, 1.0], [0.0, 1.0]], dtype)
     s = 1 / (1 + np.exp(-z.astype(np.float64)))
     # max(z, 0) - z y + log(1 + e^-|z|), by row: log 2 + log(1 + e^-2); log(1 + e^-3) + log(1 + e^-4)
     loss = np.log(2) + np.log1p(np.exp(-2.0)) + np.log1p(np.exp(-3.0)) + np.log1p(np.exp(-4.0))
     acc, g = np.zeros(2), z.copy()
-    k.sigmoid_bce(g, y, acc)
+    each_form.sigmoid_bce(g, y, acc)
     np.testing.assert_allclose(acc, [loss, 1.0], rtol=1e-6)  # row 0 wrong (z = 0 is not > 0), row 1 right
     np.testing.assert_allclose(g, (s - y) / 2, rtol=1e-6, atol=1e-7)  # (sigmoid(z) - y) / 2 rows
     acc, g = np.zeros(2), z.copy()
-    k.sigmoid_bce(g, y, acc, sample_weight=np.array([2.0, 0.5], dtype), divisor=2.5)
+    each_form.sigmoid_bce(g, y, acc, sample_weight=np.array([2.0, 0.5], dtype), divisor=2.5)
     row0 = np.log(2) + np.log1p(np.exp(-2.0))
     np.testing.assert_allclose(acc, [2 * row0 + 0.5 * (loss - row0), 0.5], rtol=1e-6)
     np.testing.assert_allclose(g, np.array([[2.0], [0.5]]) * (s - y) / 2.5, rtol=1e-6, atol=1e-7)
     acc, p = np.zeros(2), z.copy()
-    k.sigmoid_bce(p, y, acc, write_grad=False)
+    each_form.sigmoid_bce(p, y, acc, write_grad=False)
     np.testing.assert_allclose(p, s, rtol=1e-6)  # the output p
     acc, g = np.zeros(2), np.array([[np.nan, 1.0]], dtype)
-    k.sigmoid_bce(g, np.ones((1, 2), dtype), acc)
+    each_form.sigmoid_bce(g, np.ones((1, 2), dtype), acc)
     assert np.isnan(acc[0]) and acc[1] == 0 and np.isnan(g[0, 0])  # a NaN logit: NaN loss, a wrong row
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_sigmoid_bce_is_close_to_the_exact_loss_over_the_whole_range(k, dtype):
+def test_sigmoid_bce_is_close_to_the_exact_loss_over_the_whole_range(each_form, dtype):
     """cpu.cpp's own exp and log1p (a series in s = e / (2 + e)), row by row against float64's log1p and exp:
     a few float32 ulps (float64: a few parts in 10^16), from tiny logits to where exp(-|z|) underflows."""
     z = np.concatenate([np.linspace(-120, 120, 4001), [0.0, 1e-30, -1e-30, 1e-8, -1e-8]]).astype(dtype)
@@ -171,7 +172,7 @@ def test_sigmoid_bce_is_close_to_the_exact_loss_over_the_whole_range(k, dtype):
     terms, g = [], z.copy()
     for r in range(len(z)):  # (one row a call: acc[0] is that row's loss)
         acc = np.zeros(2)
-        k.sigmoid_bce(g[r : r + 1], y[r : r + 1], acc, write_grad=False)
+        each_form.sigmoid_bce(g[r : r + 1], y[r : r + 1], acc, write_grad=False)
         terms.append(acc[0])
     eps = np.finfo(dtype).eps
     # the term's own rounding: max(z, 0) - z y is exact, log1p(e) within a few ulps of itself
