@@ -68,6 +68,8 @@ def test_the_build_fuses_where_the_cpu_has_fma(k):
         pytest.skip(f"not built for this CPU: {cpu_loops.status()}")
     assert k.fma == ("fma" in flags)
     assert ("with FMA" if k.fma else "without FMA") in cpu_loops.status()
+    assert k.tanh_lookup == ("avx512f" in flags)  # float32 tanh by table lookup, with AVX-512 only
+    assert ("float32 tanh by lookup" in cpu_loops.status()) == k.tanh_lookup
 
 
 def test_softmax_xent_by_hand(k):
@@ -272,6 +274,75 @@ def test_sigmoid_and_tanh_of_special_values(each_form, dtype):
         w = np.tile(np.array(w, dtype), (3, 3))
         np.testing.assert_array_equal(z, w, err_msg=activation)
         np.testing.assert_array_equal(np.signbit(z[~np.isnan(w)]), np.signbit(w[~np.isnan(w)]), err_msg=activation)
+
+
+# ---- float32 tanh by table lookup (cpu.cpp, TanhTable) ----
+
+#: Over every float32 in [0, 128) the lookup is within 0.994 ulp (tools/fit_tanh_table.py --check).
+LOOKUP_MAX_ULPS = 1.0
+
+
+@pytest.mark.skipif(np.finfo(np.longdouble).nmant < 60, reason="needs a long double wider than float64")
+def test_tanh_lookup_within_an_ulp(k):
+    # the scalar lookup, on any CPU: the same operations as each lane of the AVX-512 loop
+    x = _inputs(np.float32)
+    got, exact = k.tanh_lookup_f32(x), _exact("tanh", x)
+    normal = np.abs(exact) >= np.finfo(np.float32).tiny
+    err = _ulps(got[normal], exact[normal], np.float32)
+    worst = int(np.argmax(err))
+    assert err[worst] <= LOOKUP_MAX_ULPS, f"tanh({x[normal][worst]!r}) = {got[normal][worst]!r}: {err[worst]:.2f} ulp"
+    np.testing.assert_array_equal(got[~normal], x[~normal])  # tanh(z) = z, subnormal z included
+    # each interval of the table: its ends and its middle
+    edges = np.array([2.0**e * (1 + m / 4) for e in range(-4, 4) for m in range(4)], np.float32)
+    near = np.concatenate([edges, np.nextafter(edges, 0), (edges[:-1] + edges[1:]) / 2, [9.5, 9.0, 9.01, 10.0]])
+    near = near.astype(np.float32)
+    err = _ulps(k.tanh_lookup_f32(near), _exact("tanh", near), np.float32)
+    assert err.max() <= LOOKUP_MAX_ULPS, near[int(np.argmax(err))]
+
+
+def test_tanh_lookup_of_special_values(k):
+    fi = np.finfo(np.float32)
+    z = np.array(
+        [
+            np.nan,
+            -np.nan,
+            -np.inf,
+            np.inf,
+            -0.0,
+            0.0,
+            fi.tiny,
+            -fi.smallest_subnormal,
+            fi.max,
+            -fi.max,
+            9.5,
+            -9.5,
+            20.0,
+            1e-30,
+        ],
+        np.float32,
+    )
+    want = np.array(
+        [np.nan, np.nan, -1, 1, -0.0, 0.0, fi.tiny, -fi.smallest_subnormal, 1, -1, 1, -1, 1, 1e-30], np.float32
+    )
+    got = k.tanh_lookup_f32(z)
+    np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(np.signbit(got[2:]), np.signbit(want[2:]))
+    assert np.all(np.abs(k.tanh_lookup_f32(np.linspace(-30, 30, 100_001, dtype=np.float32))) <= 1)
+
+
+def test_bias_tanh_is_the_lookup_bit_for_bit_where_the_build_looks_up(k):
+    if not k.tanh_lookup:
+        pytest.skip(f"this build computes tanh (tanh_v): {cpu_loops.status()}")
+    rng = np.random.default_rng(3)
+    fi = np.finfo(np.float32)
+    special = [np.nan, -np.inf, np.inf, -0.0, 0.0, fi.tiny, -fi.smallest_subnormal, fi.max, 9.5, -(2.0**-4)]
+    for cols in (1, 15, 16, 17, 33, 256):  # the vector loop (16 a step), its remainder, and both
+        z = (rng.standard_normal((5, cols)) * rng.choice([0.01, 1, 4], (5, cols))).astype(np.float32)
+        z.flat[: min(z.size, len(special))] = special[: z.size]
+        b = (rng.standard_normal(cols) * 0.1).astype(np.float32)
+        want = k.tanh_lookup_f32((z + b).ravel()).reshape(z.shape)
+        k.bias_act(z, b, "tanh", 0.0)
+        np.testing.assert_array_equal(z.view(np.uint32), want.view(np.uint32), err_msg=f"{cols} columns")
 
 
 # ---- subnormal flushing ----

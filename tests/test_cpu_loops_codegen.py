@@ -361,7 +361,8 @@ def test_the_loop_is_vectorized_without_a_branch_on_the_data(built, march, loop)
 
 #: The loops whose exp or tanh ask for fused multiply-adds (cpu.cpp's mul_add), and how many each element's
 #: source asks for: the exp 9 in float32 (its shifter, its two-part reduction, five in its polynomial, the last
-#: step) and 14 in float64 (a longer polynomial); tanh 4 (its shifter, its reduction, two polynomials) and 10.
+#: step) and 14 in float64 (a longer polynomial); tanh 4 (its shifter, its reduction, two polynomials) and 10
+#: (float32's table lookup, built for AVX-512 in place of tanh_v, has 6: its polynomial).
 #: Where the target has FMA (x86-64-v3 and v4 do) each must be one instruction, not a multiply and an add.
 FUSED = {
     **{f"bias_act_rows<{t}, {ACTIVATION_CODES['sigmoid']}>": n for t, n in (("float", 9), ("double", 14))},

@@ -84,6 +84,13 @@ class CompiledLoops:
         if hasattr(lib, "fused_multiply_add"):
             lib.fused_multiply_add.argtypes, lib.fused_multiply_add.restype = [], i32
             self.fma = bool(lib.fused_multiply_add())
+        #: Whether this build's float32 bias + tanh looks tanh up in a table (cpu.cpp, bias_tanh_lookup: where the
+        #: target has AVX-512), rather than computing it from its own exp (tanh_v). None for a build older than it.
+        self.tanh_lookup: bool | None = None
+        if hasattr(lib, "tanh_by_lookup"):
+            lib.tanh_by_lookup.argtypes, lib.tanh_by_lookup.restype = [], i32
+            self.tanh_lookup = bool(lib.tanh_by_lookup())
+            lib.tanh_lookup_f32.argtypes, lib.tanh_lookup_f32.restype = [vp, vp, i64], None
 
     def recording(self, program) -> CompiledLoops:
         """These loops with every call recorded into ``program`` instead of made (:mod:`.program`), each as the op
@@ -194,6 +201,14 @@ class CompiledLoops:
         """a <- 0 where |a| is subnormal (see cpu.cpp for why), in place."""
         self.fn[("flush_subnormals", a.dtype)](address(a), a.size)
 
+    def tanh_lookup_f32(self, z: np.ndarray) -> np.ndarray:
+        """tanh(z) by cpu.cpp's table lookup, one element at a time, on any CPU: the values of a build's float32
+        bias + tanh where :attr:`tanh_lookup` holds (for the tests and tools/fit_tanh_table.py)."""
+        z = np.ascontiguousarray(z, dtype=np.float32)
+        out = np.empty_like(z)
+        self.lib.tanh_lookup_f32(address(z), address(out), z.size)
+        return out
+
 
 def _divisor(rows: int, divisor) -> float | StepScalar:
     """The loss's divisor: the rows by default; a recorded weighted step's is the step's value."""
@@ -301,8 +316,8 @@ def find() -> CompiledLoops | None:
             raise RuntimeError(f"MLP_XP_REQUIRE_CPU_LOOPS=1 but the compiled CPU loops are unavailable: {e}") from e
         _STATUS.append(f"unavailable, NumPy used instead: {str(e).splitlines()[0]}")
         return None
-    fma = "with" if loops.fma else "without"
-    _STATUS.append(f"built by {' '.join([Path(cxx[0]).name, *cxx[1:], *flags])} ({fma} FMA): {path}")
+    how = f"{'with' if loops.fma else 'without'} FMA{', float32 tanh by lookup' if loops.tanh_lookup else ''}"
+    _STATUS.append(f"built by {' '.join([Path(cxx[0]).name, *cxx[1:], *flags])} ({how}): {path}")
     return loops
 
 
