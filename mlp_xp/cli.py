@@ -1185,10 +1185,8 @@ def cmd_info(args) -> int:
     except RuntimeError as e:  # MLP_XP_REQUIRE_CPU_LOOPS=1 and the build failed
         loops = f"FAILED: {e}"
     try:
-        direct, small = blas.find(), blas.find(0)
-        what = f"direct: {direct.name} ({direct.path})" if direct else "through NumPy"
-        if direct and small is not direct:
-            what += f" for models of at least {blas.MKL_MIN_PARAMS:,} parameters, {small.name} below"
+        direct = blas.describe(paths=True)
+        what = f"direct: {direct}" if direct else "through NumPy"
     except ConfigError as e:  # MLP_XP_BLAS names a BLAS that cannot be used
         what = f"FAILED: {e}"
     print(f"  cpu: usable; BLAS {what}; compiled loops {loops}")

@@ -122,6 +122,20 @@ def test_an_mkl_chosen_but_unusable_gives_way_to_numpys(clean_env, fake_mkl):
 def test_no_blas_at_all(clean_env):
     clean_env.setenv("MLP_XP_NO_BLAS", "1")
     assert blas.find() is None and NumpyOps().blas is None
+    assert blas.describe() is None
+
+
+@pytest.mark.skipif(blas.load("numpy") is None, reason="no NumPy BLAS to call")
+def test_describe_says_where_small_models_get_another_blas(clean_env):
+    clean_env.setenv("MLP_XP_BLAS", "numpy")  # one BLAS for every model
+    assert blas.describe() == blas.load("numpy").name
+    assert blas.describe(paths=True) == f"{blas.load('numpy').name} ({blas.load('numpy').path})"
+    if not HAVE_MKL:
+        return
+    clean_env.delenv("MLP_XP_BLAS")
+    clean_env.setattr(blas, "_intel_cpu", lambda: True)
+    mkl, numpy = blas.load("mkl").name, blas.load("numpy").name
+    assert blas.describe() == f"{mkl} for models of at least {blas.MKL_MIN_PARAMS:,} parameters, {numpy} below"
 
 
 @pytest.mark.parametrize(

@@ -265,6 +265,19 @@ def find(n_params: int | None = None) -> Blas | None:
     return load(kind)
 
 
+def describe(*, paths: bool = False) -> str | None:
+    """Which BLAS the CPU backend calls, in words, for ``mlp-xp info`` and the benchmarks' machine line: its name
+    (and library path, with ``paths``), and where small models get another (:data:`MKL_MIN_PARAMS`) which one;
+    None where it calls none directly (:func:`find`). Raises ConfigError as :func:`find` does."""
+    large, small = find(), find(0)
+    if large is None:
+        return None
+    what = f"{large.name} ({large.path})" if paths else large.name
+    if small is not large:
+        what += f" for models of at least {MKL_MIN_PARAMS:,} parameters, {small.name if small else 'NumPy'} below"
+    return what
+
+
 def _works(blas: Blas) -> bool:
     # One small product against NumPy's own, so that a mismatched calling convention is never used.
     rng = np.random.default_rng(0)

@@ -392,16 +392,13 @@ def machine() -> dict:
 
 
 def _backend_blas() -> str:
-    """The BLAS the CPU backend calls (:func:`mlp_xp.backend.blas.choice`), by name."""
+    """The BLAS the CPU backend calls, in words (:func:`mlp_xp.backend.blas.describe`)."""
     from . import blas
 
     try:
-        found = blas.find()
+        return blas.describe() or "none (NumPy's matmul)"
     except ConfigError as e:
         return f"none: {e}"
-    if found and found.kind == "mkl" and blas.choice(0) != "mkl":
-        return f"{found.name} for models of at least {blas.MKL_MIN_PARAMS:,} parameters"
-    return found.name if found else "none (NumPy's matmul)"
 
 
 #: /proc/cpuinfo flags of the vector instruction sets the compiled loops (-march=native) may use, by name.
