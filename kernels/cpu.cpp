@@ -312,25 +312,25 @@ static inline T tanh_v(T z) {
 //   tanh(z) = sign(z) (c0 + t (c1 + t (c2 + ... + t c6))), t = a - b_j, the b_j and c_k of TanhTable below.
 //
 // On each interval c0 = float32(tanh(b_j)), b_j a float32 near the middle picked for that rounding to be all but
-// exact (within 0.0002 ulp; 0.23 in the top two), so that the last multiply-add, c0 + t q, rounds once near the
-// exact value and q's errors are damped by t q / c0 (at most about 1/8); t is exact (b_j / 2 <= a <= 2 b_j). The
-// c_k minimize the largest relative error, of the lowest degree (4 to 6; the c_k above it 0) within 2^-32 where
-// c0 allows it (0.013 ulp on [4, 5); on the top two c0's own rounding, 0.23 and 0.15 ulp), and are rounded to
-// float32 one at a time, the rest refitted after each: tools/fit_tanh_table.py, which printed the rows below. On
-// [0, 2^-4) the odd part only, b = 0, c0 = 0, c1 = 1: tanh(z) = z for a tiny or subnormal z. Over every float32
-// in [0, 128) the worst error is 0.99 ulp (tools/fit_tanh_table.py --check; tanh_v: 1.40, NumPy's: 1.4). NaN
-// stays NaN (the min below keeps it, as ONE < a fails; its index reads some row, and t is NaN), +-inf gives +-1,
-// +-0 gives +-0.
+// exact (within 0.0002 ulp; 0.23 and 0.15 in the top two), so that the last multiply-add, c0 + t q, rounds once
+// near the exact value and q's errors are damped by t q / c0 (at most 0.11); t is exact (b_j / 2 <= a <= 2 b_j).
+// The c_k minimize the largest relative error, of the lowest degree (4 to 6; the c_k above it 0) within 2^-32
+// where the fit reaches it (0.013 ulp on [4, 5); on the top two c0's own rounding is the floor), and are rounded
+// to float32 one at a time, the rest refitted after each: tools/fit_tanh_table.py, which printed the rows below.
+// On [0, 2^-4) the odd part only, b = 0, c0 = 0, c1 = 1: tanh(z) = z for a tiny or subnormal z; there nothing
+// damps q's rounding (t (1 + t (...)) rounds twice), and there is the worst error over every float32 in [0, 128),
+// 0.994 ulp at 0x1.fdfa1ap-5 (tools/fit_tanh_table.py --check; tanh_v: 1.40, NumPy's: 1.4). NaN stays NaN (the
+// min below keeps it, as ONE < a fails; its j reads rows 17 to 20, and t is NaN), +-inf gives +-1, +-0 gives +-0.
 //
 // The vector loop holds each row of the table in two zmm registers, 16 entries each, and vpermt2ps picks each
-// lane's entry by the low five bits of j (a NaN's j is above 29: it reads rows 30 and 31, copies of 29, or
-// wraps); 8 lookups, 6 fused multiply-adds and 9 more operations per 16 elements, no division (on the Xeon EMR
-// 0.66 of tanh_v's time timed in C, 0.67 to 0.81 as the backend's op, benchmarks/cpu_loops.py; against the NumPy
-// path 0.60 to 0.70). Horner's order: Estrin's, with a shorter chain, timed no faster. The remainder of a row,
-// and tanh_lookup_f32 (exported for the tests and the check on any CPU), run tanh_lookup, the same operations on
-// one element: a lane and the scalar give the same bits. Where the CPU has no AVX-512, bias + tanh keeps tanh_v
-// (not timed against a lookup there: a 32-entry one takes four AVX2 permutes and three blends per row of the
-// table).
+// lane's entry by the low five bits of j (entries 30 and 31 are padding: no j reaches them); 8 lookups, 6 fused
+// multiply-adds and 8 more operations per 16 elements, no division (on the Xeon EMR 0.67 to 0.81 of tanh_v's time
+// as the backend's op, against the NumPy path's 0.60 to 0.70: benchmarks/cpu_loops.py). A row's last cols % 16
+// go through the same 16-lane code, masked. tanh_lookup does the same operations on one element (a lane and it
+// give the same bits, tested): tanh_lookup_f32 exports it, for the tests and the check on any CPU. Where the CPU
+// has no AVX-512, bias + tanh keeps tanh_v (a lookup not timed there: a 32-entry one takes four AVX2 permutes and
+// three blends per row of the table).
+namespace {  // (internal: no exported symbol for the table)
 struct TanhTable {
     static constexpr int DEG = 6, BASE = 491, SHIFT = 21;
     static constexpr float ONE = 9.5f;
@@ -393,6 +393,7 @@ struct TanhTable {
          0x1.9e4466p-20f, 0x1.9e4466p-20f},
     };
 };
+}  // namespace
 
 static inline float tanh_lookup(float z) {
     typedef TanhTable L;
@@ -410,11 +411,35 @@ static inline float tanh_lookup(float z) {
 #include <immintrin.h>
 #define MLP_XP_TANH_LOOKUP 1
 // (GCC 12's -Wall warns of the unused, undefined passthrough operand that its intrinsics' headers give every
-// unmasked AVX-512 operation, a false alarm: gcc.gnu.org/PR105593.)
+// unmasked AVX-512 operation, a false alarm: gcc.gnu.org/PR105593. clang has no such warning, and would warn of the
+// unknown option.)
+#if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
+// tanh_lookup on 16 lanes, the table's rows in lo (entries 0 to 15) and hi (16 to 31).
+__attribute__((always_inline)) static inline __m512 tanh_lookup16(__m512 x, const __m512* lo, const __m512* hi) {
+    typedef TanhTable L;
+    const __m512i bits = _mm512_castps_si512(x);
+    const __m512 a = _mm512_castsi512_ps(_mm512_and_si512(bits, _mm512_set1_epi32(0x7fffffff)));
+    const __m512 af = _mm512_min_ps(_mm512_set1_ps(L::ONE), a);
+    const __m512i base = _mm512_set1_epi32(L::BASE);
+    const __m512i j = _mm512_sub_epi32(_mm512_srli_epi32(_mm512_castps_si512(af), L::SHIFT), base);
+    const __m512i i = _mm512_max_epi32(j, _mm512_setzero_si512());
+    const __m512 t = _mm512_sub_ps(af, _mm512_permutex2var_ps(lo[0], i, hi[0]));
+    __m512 p = _mm512_permutex2var_ps(lo[L::DEG + 1], i, hi[L::DEG + 1]);
+    for (int k = L::DEG; k >= 1; --k) p = _mm512_fmadd_ps(t, p, _mm512_permutex2var_ps(lo[k], i, hi[k]));
+    const __m512i sign = _mm512_set1_epi32((int)0x80000000u);
+    return _mm512_castsi512_ps(_mm512_ternarylogic_epi32(_mm512_castps_si512(p), bits, sign, 0xf8));  // p | (x & sign)
+}
+
 // z <- tanh(z + b) over a (rows x cols) float32 batch. Inlined into bias_act_rows, whose symbol
-// tests/test_cpu_loops_codegen.py reads.
+// tests/test_cpu_loops_codegen.py reads. No masked store is followed by a load of the next row: a load that overlaps
+// a masked store in flight waits for it to complete (cannot be forwarded), and with a masked remainder per row
+// 128 x 17 took 6.3 us against 3.3 us for 128 x 16 on the Xeon EMR. So a row of 16 or more ends with its last 16
+// elements, computed from the inputs before the row's first store and stored after its others (overlapping them with
+// the same values); narrower rows are taken as one flat array, the bias repeated in a pattern of cols 16-lane
+// vectors (element p's is b[p % cols]), and only its end is masked.
 __attribute__((always_inline)) static inline void bias_tanh_lookup(float* __restrict__ z, const float* __restrict__ b,
                                                                    i64 rows, i64 cols) {
     typedef TanhTable L;
@@ -423,27 +448,43 @@ __attribute__((always_inline)) static inline void bias_tanh_lookup(float* __rest
         lo[k] = _mm512_load_ps(L::rows[k]);
         hi[k] = _mm512_load_ps(L::rows[k] + 16);
     }
-    const __m512i magnitude = _mm512_set1_epi32(0x7fffffff), sign = _mm512_set1_epi32((int)0x80000000u);
-    const __m512i base = _mm512_set1_epi32(L::BASE), zero = _mm512_setzero_si512();
-    const __m512 one = _mm512_set1_ps(L::ONE);
-    for (i64 r = 0; r < rows; ++r) {
-        float* __restrict__ zr = z + r * cols;
-        i64 c = 0;
-        for (; c + 16 <= cols; c += 16) {
-            const __m512i x = _mm512_castps_si512(_mm512_add_ps(_mm512_loadu_ps(zr + c), _mm512_loadu_ps(b + c)));
-            const __m512 af = _mm512_min_ps(one, _mm512_castsi512_ps(_mm512_and_si512(x, magnitude)));
-            const __m512i j = _mm512_sub_epi32(_mm512_srli_epi32(_mm512_castps_si512(af), L::SHIFT), base);
-            const __m512i i = _mm512_max_epi32(j, zero);
-            const __m512 t = _mm512_sub_ps(af, _mm512_permutex2var_ps(lo[0], i, hi[0]));
-            __m512 p = _mm512_permutex2var_ps(lo[L::DEG + 1], i, hi[L::DEG + 1]);
-            for (int k = L::DEG; k >= 1; --k) p = _mm512_fmadd_ps(t, p, _mm512_permutex2var_ps(lo[k], i, hi[k]));
-            const __m512i y = _mm512_ternarylogic_epi32(_mm512_castps_si512(p), x, sign, 0xf8);  // p | (x & sign)
-            _mm512_storeu_ps(zr + c, _mm512_castsi512_ps(y));
+    if (cols >= 16) {
+        for (i64 r = 0; r < rows; ++r) {
+            float* __restrict__ zr = z + r * cols;
+            const i64 last = cols - 16;
+            const __m512 x_end = _mm512_add_ps(_mm512_loadu_ps(zr + last), _mm512_loadu_ps(b + last));
+            const __m512 end = tanh_lookup16(x_end, lo, hi);
+            for (i64 c = 0; c < last; c += 16) {  // the last of these may overlap [last, cols)
+                const __m512 x = _mm512_add_ps(_mm512_loadu_ps(zr + c), _mm512_loadu_ps(b + c));
+                _mm512_storeu_ps(zr + c, tanh_lookup16(x, lo, hi));
+            }
+            _mm512_storeu_ps(zr + last, end);
         }
-        for (; c < cols; ++c) zr[c] = tanh_lookup(zr[c] + b[c]);
+        return;
+    }
+    alignas(64) float pattern[16 * 16];
+    for (i64 k = 0; k < 16 * cols; ++k) pattern[k] = b[k % cols];
+    const i64 n = rows * cols, period = 16 * cols;
+    i64 p = 0, q = 0;
+    for (; p + period <= n; p += period) {  // whole patterns, then what is left of one
+        for (q = 0; q < period; q += 16) {
+            const __m512 x = _mm512_add_ps(_mm512_loadu_ps(z + p + q), _mm512_load_ps(pattern + q));
+            _mm512_storeu_ps(z + p + q, tanh_lookup16(x, lo, hi));
+        }
+    }
+    for (q = 0; p + 16 <= n; p += 16, q += 16) {
+        const __m512 x = _mm512_add_ps(_mm512_loadu_ps(z + p), _mm512_load_ps(pattern + q));
+        _mm512_storeu_ps(z + p, tanh_lookup16(x, lo, hi));
+    }
+    if (p < n) {  // the lanes past the end read zeros (a masked load does not fault) and are not stored
+        const __mmask16 rest = (__mmask16)((1u << (n - p)) - 1);
+        const __m512 x = _mm512_add_ps(_mm512_maskz_loadu_ps(rest, z + p), _mm512_load_ps(pattern + q));
+        _mm512_mask_storeu_ps(z + p, rest, tanh_lookup16(x, lo, hi));
     }
 }
+#if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic pop
+#endif
 #else
 #define MLP_XP_TANH_LOOKUP 0
 #endif

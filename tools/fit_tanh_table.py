@@ -34,7 +34,7 @@ LONG = np.longdouble
 ONE = 9.5
 DEG = 6
 TARGET = 2.0**-32  # relative error of a fit, before rounding: a 2^-8 ulp (the top intervals cannot reach it)
-ENTRIES = 30  # of 32: vpermt2ps picks among 32; the last two repeat the last (only a NaN reads them)
+ENTRIES = 30  # of 32: vpermt2ps picks among 32; the last two repeat the last, as padding (no index reaches them)
 
 
 def intervals():
