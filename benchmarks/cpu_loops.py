@@ -13,12 +13,16 @@ round is many calls of one, each timed alone on inputs restored before it, and g
 gives the median over rounds and the ratio compiled / NumPy (below 1: the compiled loop is faster). A row whose
 ratio is above 1 is marked: issue 15 asks for none, on every CPU.
 
+``--widths W1,W2,...`` times bias_act (each activation, or those of ``--only``) on 128 x W synthetic
+pre-activations instead: the layer widths of other models (the call's fixed cost weighs more in narrow ones).
+
 ``--also NAME=LIB`` times another build of the loops in the same rounds, e.g. an older cpu.cpp built with the
 flags of mlp_xp/backend/cpu_loops.py (``g++ -O3 -march=native -std=c++17 -shared -fPIC -fno-math-errno
 -ffp-contract=off -I kernels kernels/cpu.cpp -o old.so``), to measure a change side by side.
 
     python benchmarks/cpu_loops.py [--rounds 7] [--dtype float32|float64] [--data NAME|synthetic]
                                    [--only act_backward,bias_act] [--also old=old.so] [--json PATH]
+                                   [--widths 10,17,30,100 [--only tanh,relu]]
 """
 
 from __future__ import annotations
@@ -47,6 +51,16 @@ def _data(name: str):
     return ds.X_train[: loop_timing.BATCH], ds.y_train[: loop_timing.BATCH], f"a batch of {ds.describe()}"
 
 
+def _widths(text: str) -> list[int]:
+    try:
+        widths = [int(w) for w in text.split(",")]
+    except ValueError:
+        widths = []
+    if not widths or min(widths) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a list of widths: give positive integers, e.g. 10,17,100")
+    return widths
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--rounds", type=int, default=7)
@@ -55,6 +69,12 @@ def main(argv=None) -> int:
     p.add_argument("--data", default="fashion-mnist", help="a data set name or folder, or 'synthetic'")
     p.add_argument("--only", default="", help="ops to time, comma separated (default: all)")
     p.add_argument("--also", action="append", default=[], metavar="NAME=LIB", help="another build to time")
+    p.add_argument(
+        "--widths",
+        type=_widths,
+        help="time bias_act on 128 x W normal pre-activations for each W instead, e.g. 10,17,30,100 (--only: "
+        "activations)",
+    )
     p.add_argument("--json", help="write the machine, the table and each round's medians as JSON")
     args = p.parse_args(argv)
 
@@ -69,14 +89,21 @@ def main(argv=None) -> int:
             p.error(f"--also wants NAME=LIB, not {spec!r}")
         others[name] = cpu_loops.CompiledLoops(ctypes.CDLL(str(Path(lib).resolve())), Path(lib), "given")
 
-    X, y, data = _data(args.data)
+    only = {o for o in args.only.split(",") if o}
+    if args.widths:
+        acts = [a for a in loop_timing.FORWARD_ACTIVATIONS if not only or a in only]
+        if not acts:
+            p.error(f"--only with --widths takes activations: {', '.join(loop_timing.FORWARD_ACTIVATIONS)}")
+        cases = loop_timing.width_cases(args.widths, np.dtype(args.dtype), acts)
+        X, y, data = None, None, "synthetic (normal pre-activations, scale 2)"
+    else:
+        X, y, data = _data(args.data)
+        cases = [c for c in loop_timing.cases(np.dtype(args.dtype), X, y) if not only or c.op in only]
     machine = loop_timing.machine()
     print(f"machine: {loop_timing.describe(machine)}")
     print(f"compiled loops: {machine['compiled_loops']}")
     print(f"data: {data}; {args.dtype}; medians of {args.rounds} rounds\n")
 
-    only = {o for o in args.only.split(",") if o}
-    cases = [c for c in loop_timing.cases(np.dtype(args.dtype), X, y) if not only or c.op in only]
     extra = "".join(f" {name} us |" for name in others)
     print(f"| op | case | compiled us |{extra} NumPy us | compiled / NumPy |")
     print("|---|---|---:|" + "---:|" * len(others) + "---:|---:|")

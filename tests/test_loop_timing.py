@@ -171,3 +171,27 @@ def test_the_benchmark_writes_its_table_and_json(loops, tmp_path, capsys):
     assert [r["op"] for r in result["rows"]] == ["act_backward"] * 8 + ["bias_grad"] * 3
     assert all(r["compiled_us"] > 0 and r["numpy_us"] > 0 and r["same_us"] > 0 for r in result["rows"])
     assert re.search(r"\d+/11 compiled loops at least as fast as the NumPy path", text)
+
+
+def test_width_cases_are_bias_act_at_each_width():
+    cases = loop_timing.width_cases([10, 17], np.float64, ("relu", "tanh"))
+    assert [c.name for c in cases] == [
+        "bias_act relu 128x10",
+        "bias_act tanh 128x10",
+        "bias_act relu 128x17",
+        "bias_act tanh 128x17",
+    ]
+    z = cases[1].inputs["z"]
+    assert z.dtype == np.float64 and z.shape == (128, 10) and (z < 0).any() and (np.abs(z) > 2).any()
+
+
+def test_the_benchmark_times_other_widths(loops, tmp_path, capsys):
+    out = tmp_path / "widths.json"
+    argv = ["--rounds", "1", "--seconds", "0.0002", "--widths", "3,17", "--only", "tanh", "--json", str(out)]
+    assert _benchmark().main(argv) == 0
+    result = json.loads(out.read_text())
+    assert [r["case"] for r in result["rows"]] == ["tanh 128x3", "tanh 128x17"]
+    assert result["data"].startswith("synthetic")
+    with pytest.raises(SystemExit):  # --only names activations here
+        _benchmark().main(["--widths", "3", "--only", "act_backward"])
+    assert "takes activations" in capsys.readouterr().err

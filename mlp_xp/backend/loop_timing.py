@@ -446,6 +446,29 @@ DOCTOR_CASES = (
 )
 
 
+def width_cases(widths, dtype=np.float32, activations=FORWARD_ACTIVATIONS, *, seed: int = 0) -> list[Case]:
+    """bias_act for each activation on BATCH x w pre-activations (normal, scale 2: both sides of every bend), for
+    each width w: the layer widths a step of another model uses (benchmarks/cpu_loops.py --widths)."""
+    rng = np.random.default_rng(seed + 2)
+    dt = np.dtype(dtype)
+    slope = dt.type(SLOPE)
+    out = []
+    for w in widths:
+        z, b = (rng.standard_normal((BATCH, w)) * 2).astype(dt), (rng.standard_normal(w) * 0.1).astype(dt)
+        for act in activations:
+            out.append(
+                Case(
+                    "bias_act",
+                    f"{act} {_shape(z.shape)}",
+                    {"z": z, "b": b},
+                    ("z",),
+                    lambda w, k, act=act: lambda: k.bias_act(w["z"], w["b"], act, slope),
+                    lambda w, s, act=act: lambda: numpy_path.bias_act(w["z"], w["b"], act, slope, s),
+                )
+            )
+    return out
+
+
 def doctor_cases(dtype=np.float32) -> list[Case]:
     every = cases(dtype)
     return [next(c for c in every if c.name.startswith(name)) for name in DOCTOR_CASES]
