@@ -326,10 +326,10 @@ static inline T tanh_v(T z) {
 // lane's entry by the low five bits of j (entries 30 and 31 are padding: no j reaches them); 8 lookups, 6 fused
 // multiply-adds and 8 more operations per 16 elements, no division (on the Xeon EMR 0.67 to 0.81 of tanh_v's time
 // as the backend's op, against the NumPy path's 0.60 to 0.70: benchmarks/cpu_loops.py). A row's last cols % 16
-// go through the same 16-lane code, masked. tanh_lookup does the same operations on one element (a lane and it
-// give the same bits, tested): tanh_lookup_f32 exports it, for the tests and the check on any CPU. Where the CPU
-// has no AVX-512, bias + tanh keeps tanh_v (a lookup not timed there: a 32-entry one takes four AVX2 permutes and
-// three blends per row of the table).
+// go through the same 16-lane code (how: bias_tanh_lookup). tanh_lookup does the same operations on one element
+// (a lane and it give the same bits, tested): tanh_lookup_f32 exports it, for the tests and the check on any CPU.
+// Where the CPU has no AVX-512, bias + tanh keeps tanh_v (a lookup not timed there: a 32-entry one takes four
+// AVX2 permutes and three blends per row of the table).
 namespace {  // (internal: no exported symbol for the table)
 struct TanhTable {
     static constexpr int DEG = 6, BASE = 491, SHIFT = 21;
