@@ -138,6 +138,18 @@ def step_arrays(dtype, activation: str, X: np.ndarray | None = None, y: np.ndarr
     }
 
 
+def _bias_act_case(act: str, z: np.ndarray, b: np.ndarray, slope) -> Case:
+    """bias_act with activation ``act`` on the pre-activations z and the bias b."""
+    return Case(
+        "bias_act",
+        f"{act} {_shape(z.shape)}",
+        {"z": z, "b": b},
+        ("z",),
+        lambda w, k: lambda: k.bias_act(w["z"], w["b"], act, slope),
+        lambda w, s: lambda: numpy_path.bias_act(w["z"], w["b"], act, slope, s),
+    )
+
+
 def cases(dtype=np.float32, X: np.ndarray | None = None, y: np.ndarray | None = None, *, seed: int = 0) -> list[Case]:
     """Every case, in the order of the table of ``benchmarks/cpu_loops.py``, on the arrays of :func:`step_arrays`
     (real images' when X and y are given)."""
@@ -150,19 +162,7 @@ def cases(dtype=np.float32, X: np.ndarray | None = None, y: np.ndarray | None = 
     def normal(shape, scale=1.0):
         return (rng.standard_normal(shape) * scale).astype(dt)
 
-    out = []
-    for act in FORWARD_ACTIVATIONS:
-        for zl in relu["z"]:
-            out.append(
-                Case(
-                    "bias_act",
-                    f"{act} {_shape(zl.shape)}",
-                    {"z": zl, "b": normal(zl.shape[1:], 0.1)},
-                    ("z",),
-                    lambda w, k, act=act: lambda: k.bias_act(w["z"], w["b"], act, slope),
-                    lambda w, s, act=act: lambda: numpy_path.bias_act(w["z"], w["b"], act, slope, s),
-                )
-            )
+    out = [_bias_act_case(act, zl, normal(zl.shape[1:], 0.1), slope) for act in FORWARD_ACTIVATIONS for zl in relu["z"]]
     for act in BACKWARD_ACTIVATIONS:
         for dhl, hl in zip(arrays[act]["dh"], arrays[act]["h"]):
             out.append(
@@ -453,19 +453,9 @@ def width_cases(widths, dtype=np.float32, activations=FORWARD_ACTIVATIONS, *, se
     dt = np.dtype(dtype)
     slope = dt.type(SLOPE)
     out = []
-    for w in widths:
-        z, b = (rng.standard_normal((BATCH, w)) * 2).astype(dt), (rng.standard_normal(w) * 0.1).astype(dt)
-        for act in activations:
-            out.append(
-                Case(
-                    "bias_act",
-                    f"{act} {_shape(z.shape)}",
-                    {"z": z, "b": b},
-                    ("z",),
-                    lambda w, k, act=act: lambda: k.bias_act(w["z"], w["b"], act, slope),
-                    lambda w, s, act=act: lambda: numpy_path.bias_act(w["z"], w["b"], act, slope, s),
-                )
-            )
+    for width in widths:
+        z, b = (rng.standard_normal((BATCH, width)) * 2).astype(dt), (rng.standard_normal(width) * 0.1).astype(dt)
+        out += [_bias_act_case(act, z, b, slope) for act in activations]
     return out
 
 
