@@ -295,8 +295,10 @@ def test_tanh_lookup_within_an_ulp(k):
     np.testing.assert_array_equal(got[~normal], x[~normal])  # tanh(z) = z, subnormal z included
     # each interval of the table: its ends and its middle
     edges = np.array([2.0**e * (1 + m / 4) for e in range(-4, 4) for m in range(4)], np.float32)
-    worst = float.fromhex("0x1.fdfa1ap-5")  # the worst over every float32: 0.994 ulp
-    near = np.concatenate([edges, np.nextafter(edges, 0), (edges[:-1] + edges[1:]) / 2, [9.5, 9.0, 9.01, 10.0, worst]])
+    worst_z = float.fromhex("0x1.fdfa1ap-5")  # the worst over every float32: 0.994 ulp
+    near = np.concatenate(
+        [edges, np.nextafter(edges, 0), (edges[:-1] + edges[1:]) / 2, [9.5, 9.0, 9.01, 10.0, worst_z]]
+    )
     near = near.astype(np.float32)
     err = _ulps(k.tanh_lookup_f32(near), _exact("tanh", near), np.float32)
     assert err.max() <= LOOKUP_MAX_ULPS, near[int(np.argmax(err))]
