@@ -9,12 +9,13 @@ runs on one core; BLAS does both, multi-threaded. The CPU backend uses:
 
 Which BLAS: NumPy's own by default; Intel's MKL for large models where its wheel is installed (the ``mkl`` extra)
 and the CPU is an Intel one, since on an Intel Xeon (AVX-512) MKL ran the step's products 1.3-1.5x faster than
-NumPy's OpenBLAS and the epoch 1.17x faster (benchmarks/cpu_blas.py), small models slower; on other CPUs it was not
-measured, so it is not chosen there. ``MLP_XP_BLAS=numpy`` or ``mkl`` overrides the choice (:func:`choice`). The
-two give the same results up to rounding, not bit for bit. When no BLAS can be found (another NumPy build),
-``find()`` returns None and the backend keeps to plain NumPy: slower, same results up to rounding. The references
-of what these calls compute are ``matmul`` in mlp_xp/reference/layer.py and ``sgd_update`` in
-mlp_xp/reference/optimizer.py.
+NumPy's OpenBLAS and the epoch 1.17x faster (benchmarks/cpu_blas.py), small models slower. On an AMD EPYC (AVX2)
+its products were within noise of OpenBLAS's and its epoch 0.78x-0.83x as fast
+(benchmarks/results/cpu_blas_epyc_avx2.md), so it is chosen on Intel's CPUs only. ``MLP_XP_BLAS=numpy`` or ``mkl``
+overrides the choice (:func:`choice`). The two give the same results up to rounding, not bit for bit. When no BLAS
+can be found (another NumPy build), ``find()`` returns None and the backend keeps to plain NumPy: slower, same
+results up to rounding. The references of what these calls compute are ``matmul`` in mlp_xp/reference/layer.py
+and ``sgd_update`` in mlp_xp/reference/optimizer.py.
 """
 
 from __future__ import annotations
