@@ -2,11 +2,12 @@
 
 The cases are those of :mod:`mlp_xp.backend.loop_timing`: the shapes of a 784-512-256-10 step at batch 128
 (bias_act for every activation and act_backward for every activation with a loop, on 128 x 512 and 128 x 256;
-bias_grad on 128 x 512, 128 x 256 and 128 x 10; the softmax cross-entropy on 128 x 10; the subnormal flush and
-Adam, plain and with l2 and l1, over the 535,818 parameters). The layer arrays come from one forward and
-backward pass of a He-initialized network on a batch of real images (``--data``, Debian's Fashion-MNIST by
-default), or, with ``--data synthetic`` or where no such data set is found, from synthetic data of the same
-make (pre-activations normal, so that a ReLU's output is half zeros in no pattern, gradients of random sign).
+the output layer's bias + identity on 128 x 10; bias_grad on 128 x 512, 128 x 256 and 128 x 10; the softmax
+cross-entropy on 128 x 10; the subnormal flush and Adam, plain and with l2 and l1, over the 535,818 parameters).
+The layer arrays come from one forward and backward pass of a He-initialized network on a batch of real images
+(``--data``, Debian's Fashion-MNIST by default), or, with ``--data synthetic`` or where no such data set is
+found, from synthetic data of the same make (pre-activations normal, so that a ReLU's output is half zeros in no
+pattern, gradients of random sign).
 
 Within a case the implementations alternate round by round (compiled, [each --also build], NumPy, ...); a
 round is many calls of one, each timed alone on inputs restored before it, and gives their median; the table

@@ -163,6 +163,8 @@ def cases(dtype=np.float32, X: np.ndarray | None = None, y: np.ndarray | None = 
         return (rng.standard_normal(shape) * scale).astype(dt)
 
     out = [_bias_act_case(act, zl, normal(zl.shape[1:], 0.1), slope) for act in FORWARD_ACTIVATIONS for zl in relu["z"]]
+    # the output layer's z_L = h W_L + b_L: bias + identity at the logits' width
+    out.append(_bias_act_case("identity", relu["logits"], normal(relu["logits"].shape[1:], 0.1), slope))
     for act in BACKWARD_ACTIVATIONS:
         for dhl, hl in zip(arrays[act]["dh"], arrays[act]["h"]):
             out.append(
