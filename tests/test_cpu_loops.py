@@ -351,6 +351,28 @@ def test_bias_tanh_is_the_lookup_bit_for_bit_where_the_build_looks_up(k):
         np.testing.assert_array_equal(z.view(np.uint32), want.view(np.uint32), err_msg=f"{cols} columns")
 
 
+@pytest.mark.parametrize("activation", ["sigmoid", "tanh"])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_narrow_sigmoid_and_tanh_run_flat_with_the_row_loops_values(each_form, activation, dtype):
+    # Under 64 columns, and not a multiple of 16, the batch runs as one flat array 16 rows at a time against the
+    # bias repeated (bias_act_flat): the same function of the same elements as the row loop, so the same bits. The
+    # row loop's values: the batch as one row of rows * cols (>= 64) columns, the bias tiled along it. 37 rows: two
+    # whole blocks of 16 and a part; 5 rows: a block shorter than 16 rows.
+    rng = np.random.default_rng(5)
+    for rows, cols in [(37, c) for c in (1, 3, 10, 15, 16, 17, 30, 33, 63, 64, 100)] + [(5, 10), (1, 7)]:
+        z = (rng.standard_normal((rows, cols)) * 4).astype(dtype)
+        b = (rng.standard_normal(cols) * 0.1).astype(dtype)
+        row = z.reshape(1, -1).copy()
+        if row.shape[1] < 64:
+            row = np.concatenate([row, np.zeros((1, 64), dtype)], axis=1)
+        b_row = np.concatenate([np.tile(b, rows), np.zeros(row.shape[1] - z.size, dtype)])
+        each_form.bias_act(row, b_row, activation, 0.0)
+        each_form.bias_act(z, b, activation, 0.0)
+        want = row[0, : z.size].reshape(z.shape)
+        bits = np.uint32 if dtype == np.float32 else np.uint64
+        np.testing.assert_array_equal(z.view(bits), want.view(bits), err_msg=f"{rows} x {cols}")
+
+
 # ---- subnormal flushing ----
 
 
