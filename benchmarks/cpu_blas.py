@@ -85,13 +85,14 @@ def child(kind: str, epochs: int, data: str, hidden: tuple[int, ...]) -> dict:
 
 
 def _hidden(text: str) -> tuple[int, ...]:
+    from mlp_xp.backend.loop_timing import parse_widths
+
     try:
-        sizes = tuple(int(v) for v in text.split(","))
+        return tuple(parse_widths(text))
     except ValueError:
-        sizes = ()
-    if not sizes or min(sizes) < 1:
-        raise argparse.ArgumentTypeError(f"{text!r}: give the hidden layers' widths, comma separated (512,256)")
-    return sizes
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: give the hidden layers' widths, comma separated (512,256)"
+        ) from None
 
 
 def main(argv=None) -> int:

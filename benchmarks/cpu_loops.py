@@ -54,12 +54,9 @@ def _data(name: str):
 
 def _widths(text: str) -> list[int]:
     try:
-        widths = [int(w) for w in text.split(",")]
-    except ValueError:
-        widths = []
-    if not widths or min(widths) < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a list of widths: give positive integers, e.g. 10,17,100")
-    return widths
+        return loop_timing.parse_widths(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def main(argv=None) -> int:

@@ -74,11 +74,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--dtype", choices=("float32", "float64"), default="float32")
     args = p.parse_args(argv)
     try:
-        widths = [int(w) for w in args.widths.split(",")]
-    except ValueError:
-        widths = []
-    if not widths or min(widths) < 1 or args.rounds < 1:
-        p.error(f"--widths {args.widths!r} --rounds {args.rounds}: give positive integers, e.g. --widths 10,256")
+        widths = loop_timing.parse_widths(args.widths)
+    except ValueError as e:
+        p.error(f"--widths {e}")
+    if args.rounds < 1:
+        p.error(f"--rounds {args.rounds}: give a positive number of rounds")
     ops = NumpyOps()
     if not ops.records_steps:
         print(f"{ops.name} cannot record a step (it needs NumPy's BLAS and the compiled loops): nothing to time")

@@ -45,8 +45,15 @@ def test_a_replayed_program_of_n_calls_is_n_calls(bench, ops, act):
     assert not np.array_equal(z, z0)
 
 
-@pytest.mark.parametrize("argv", [["--widths", "x"], ["--widths", "0,10"], ["--rounds", "0"]])
-def test_bad_arguments_are_refused(bench, argv, capsys):
+@pytest.mark.parametrize(
+    "argv, says",
+    [
+        (["--widths", "x"], "give positive integers, comma separated"),
+        (["--widths", "0,10"], "give positive integers, comma separated"),
+        (["--rounds", "0"], "give a positive number of rounds"),
+    ],
+)
+def test_bad_arguments_are_refused(bench, argv, says, capsys):
     with pytest.raises(SystemExit) as e:
         bench.main(argv)
-    assert e.value.code == 2 and "give positive integers" in capsys.readouterr().err
+    assert e.value.code == 2 and says in capsys.readouterr().err

@@ -448,6 +448,17 @@ DOCTOR_CASES = (
 )
 
 
+def parse_widths(text: str) -> list[int]:
+    """Layer widths written as the benchmarks take them, ``"10,17,100"``; ValueError naming the fix otherwise."""
+    try:
+        widths = [int(w) for w in text.split(",")]
+    except ValueError:
+        widths = []
+    if not widths or min(widths) < 1:
+        raise ValueError(f"{text!r} is not a list of widths: give positive integers, comma separated, e.g. 10,17,100")
+    return widths
+
+
 def width_cases(widths, dtype=np.float32, activations=FORWARD_ACTIVATIONS, *, seed: int = 0) -> list[Case]:
     """bias_act for each activation on BATCH x w pre-activations (normal, scale 2: both sides of every bend), for
     each width w: the layer widths a step of another model uses (benchmarks/cpu_loops.py --widths)."""
