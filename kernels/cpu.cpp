@@ -47,9 +47,10 @@ typedef long long i64;
 #endif
 
 // A loop of little more than a load, an add and a store a vector, unrolled: on an AMD EPYC (AVX2), float32 at
-// 128 x 512, the plain loop's bias + identity took 1.01x-1.10x of NumPy's time, unrolled 0.50x-0.74x (bias + ReLU
-// 0.63x-0.66x of the plain loop's time; benchmarks/results/cpu_loops_epyc_avx2_dec2.md).
-#if defined(__GNUC__)
+// 128 x 512, the plain loop's bias + identity took 1.02x and 1.10x of NumPy's time, unrolled 0.50x-0.74x (bias +
+// ReLU 0.63x-0.66x of the plain loop's time there; benchmarks/results/cpu_loops_epyc_avx2_dec2.md). (GCC knows the
+// pragma from version 8.)
+#if defined(__clang__) || (defined(__GNUC__) && __GNUC__ >= 8)
 #define MLP_XP_UNROLL4 _Pragma("GCC unroll 4")
 #else
 #define MLP_XP_UNROLL4
@@ -509,15 +510,25 @@ __attribute__((always_inline)) static inline void bias_tanh_lookup(float* __rest
 // multiple of it has no remainder at any vector length.
 constexpr i64 FLAT_ROWS = 16, FLAT_MAX_COLS = 64;
 
-template <typename T, typename F>
-static inline void bias_act_flat(T* __restrict__ z, const T* __restrict__ b, i64 rows, i64 cols, F f) {
+template <typename T, int ACT>
+MLP_XP_LOOP static void bias_act_flat(T* __restrict__ z, const T* __restrict__ b, i64 rows, i64 cols) {
+    static_assert(ACT == ACT_SIGMOID || ACT == ACT_TANH, "the activations whose remainder costs");
     alignas(64) T pattern[FLAT_ROWS * FLAT_MAX_COLS];
     const i64 pattern_rows = rows < FLAT_ROWS ? rows : FLAT_ROWS, block = pattern_rows * cols, n = rows * cols;
-    for (i64 r = 0; r < pattern_rows; ++r) std::memcpy(pattern + r * cols, b, sizeof(T) * cols);
+    // (the bias once, then each element from the one a row before: a copy per row would become a call of memcpy
+    // per row, which tests/test_cpu_loops_codegen.py refuses inside a loop)
+    for (i64 c = 0; c < cols; ++c) pattern[c] = b[c];
+    for (i64 k = cols; k < block; ++k) pattern[k] = pattern[k - cols];
     for (i64 start = 0; start < n; start += block) {
         T* __restrict__ zb = z + start;
         const i64 m = n - start < block ? n - start : block;
-        for (i64 j = 0; j < m; ++j) zb[j] = f(zb[j] + pattern[j]);
+        for (i64 j = 0; j < m; ++j) {
+            if constexpr (ACT == ACT_SIGMOID) {
+                zb[j] = sigmoid_v(zb[j] + pattern[j]);
+            } else {
+                zb[j] = tanh_v(zb[j] + pattern[j]);
+            }
+        }
     }
 }
 
@@ -536,11 +547,7 @@ MLP_XP_LOOP static void bias_act_rows(T* __restrict__ z, const T* __restrict__ b
 #endif
     if constexpr (ACT == ACT_SIGMOID || ACT == ACT_TANH) {
         if (cols < FLAT_MAX_COLS && cols % FLAT_ROWS != 0) {
-            if constexpr (ACT == ACT_SIGMOID) {
-                bias_act_flat(z, b, rows, cols, [](T x) { return sigmoid_v(x); });
-            } else {
-                bias_act_flat(z, b, rows, cols, [](T x) { return tanh_v(x); });
-            }
+            bias_act_flat<T, ACT>(z, b, rows, cols);
             return;
         }
     }

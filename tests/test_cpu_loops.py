@@ -356,16 +356,16 @@ def test_bias_tanh_is_the_lookup_bit_for_bit_where_the_build_looks_up(k):
 def test_narrow_sigmoid_and_tanh_run_flat_with_the_row_loops_values(each_form, activation, dtype):
     # Under 64 columns, and not a multiple of 16, the batch runs as one flat array 16 rows at a time against the
     # bias repeated (bias_act_flat): the same function of the same elements as the row loop, so the same bits. The
-    # row loop's values: the batch as one row of rows * cols (>= 64) columns, the bias tiled along it. 37 rows: two
-    # whole blocks of 16 and a part; 5 rows: a block shorter than 16 rows.
+    # row loop's values: the batch as one row, padded to 1024 columns (far from the flat path's widths), the bias
+    # tiled along it. 37 rows: two whole blocks of 16 and a part; 128: whole blocks only (the batch size); 5 rows: a
+    # block shorter than 16 rows; 0 rows: nothing to do.
     rng = np.random.default_rng(5)
-    for rows, cols in [(37, c) for c in (1, 3, 10, 15, 16, 17, 30, 33, 63, 64, 100)] + [(5, 10), (1, 7)]:
+    shapes = [(37, c) for c in (1, 3, 10, 15, 16, 17, 30, 33, 63, 64, 100)] + [(128, 10), (5, 10), (1, 7), (0, 10)]
+    for rows, cols in shapes:
         z = (rng.standard_normal((rows, cols)) * 4).astype(dtype)
         b = (rng.standard_normal(cols) * 0.1).astype(dtype)
-        row = z.reshape(1, -1).copy()
-        if row.shape[1] < 64:
-            row = np.concatenate([row, np.zeros((1, 64), dtype)], axis=1)
-        b_row = np.concatenate([np.tile(b, rows), np.zeros(row.shape[1] - z.size, dtype)])
+        row = np.concatenate([z.ravel(), np.zeros(1024, dtype)]).reshape(1, -1)
+        b_row = np.concatenate([np.tile(b, rows), np.zeros(1024, dtype)])
         each_form.bias_act(row, b_row, activation, 0.0)
         each_form.bias_act(z, b, activation, 0.0)
         want = row[0, : z.size].reshape(z.shape)

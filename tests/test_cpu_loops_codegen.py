@@ -65,6 +65,11 @@ LOOPS = [
         for t in ("float", "double")
         for a in ("identity", "relu", "leaky_relu", "sigmoid", "tanh")
     ),
+    *(  # a narrow batch's sigmoid and tanh, as one flat array
+        pytest.param(f"bias_act_flat<{t}, {ACTIVATION_CODES[a]}>", id=f"bias_act_flat-{a}-{t}")
+        for t in ("float", "double")
+        for a in ("sigmoid", "tanh")
+    ),
     *(
         pytest.param(f"{name}<{t}>", id=f"{name}-{t}")
         for t in ("float", "double")
@@ -355,8 +360,19 @@ def _old_form(tmp_path: Path) -> Path:
 @pytest.mark.parametrize("march", MARCHES)
 @pytest.mark.parametrize("loop", LOOPS)
 def test_the_loop_is_vectorized_without_a_branch_on_the_data(built, march, loop):
+    _skip_if_looked_up(march, loop)
     verdict = check(find(built(march), loop))
     assert verdict.ok, f"{loop} with -march={march}: {verdict}"
+
+
+#: Where the target has AVX-512, float32 tanh is looked up (bias_tanh_lookup) before a batch could run flat, and the
+#: compiler drops the flat tanh_v it never calls.
+LOOKED_UP = {("x86-64-v4", f"bias_act_flat<float, {ACTIVATION_CODES['tanh']}>")}
+
+
+def _skip_if_looked_up(march: str, loop: str) -> None:
+    if (march, loop) in LOOKED_UP:
+        pytest.skip(f"-march={march} looks float32 tanh up: no {loop} in the build")
 
 
 #: The loops whose exp or tanh ask for fused multiply-adds (cpu.cpp's mul_add), and how many each element's
@@ -368,6 +384,8 @@ FUSED = {
     **{f"bias_act_rows<{t}, {ACTIVATION_CODES['sigmoid']}>": n for t, n in (("float", 9), ("double", 14))},
     f"bias_act_rows<float, {ACTIVATION_CODES['tanh']}>": {"x86-64-v3": 4, "x86-64-v4": 6},
     f"bias_act_rows<double, {ACTIVATION_CODES['tanh']}>": 10,
+    **{f"bias_act_flat<{t}, {ACTIVATION_CODES['sigmoid']}>": n for t, n in (("float", 9), ("double", 14))},
+    **{f"bias_act_flat<{t}, {ACTIVATION_CODES['tanh']}>": n for t, n in (("float", 4), ("double", 10))},
     **{f"sigmoid_bce_terms<{t}, true>": n for t, n in (("float", 9), ("double", 14))},
 }
 
@@ -375,6 +393,7 @@ FUSED = {
 @pytest.mark.parametrize("march", MARCHES)
 @pytest.mark.parametrize("loop", sorted(FUSED))
 def test_exp_and_tanh_are_fused_where_the_target_has_fma(built, march, loop):
+    _skip_if_looked_up(march, loop)
     # the vector loop: the innermost loop with the most vector arithmetic (g++ may unroll it: at least one
     # element's worth)
     body = max(innermost_loops(find(built(march), loop)), key=lambda b: sum(i.is_vector_arithmetic for i in b))
