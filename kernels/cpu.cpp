@@ -501,11 +501,11 @@ __attribute__((always_inline)) static inline void bias_tanh_lookup(float* __rest
 
 // ---- a layer ----
 
-// z <- f(z + b) over a narrow (rows x cols) batch taken as one flat array, FLAT_ROWS rows at a time against the
-// bias repeated FLAT_ROWS times: a row whose width is not a multiple of the vector length ends in a scalar
-// remainder, which at narrow widths costs sigmoid and tanh more than the row's vectors do (EPYC AVX2, float32, as
-// the recorded step calls it: sigmoid at 128 x 10 0.84 us, row by row 4.2-4.3 us). The same function of
-// the same elements: the same values, bit for bit, as row by row. FLAT_ROWS is the widest vector's length (float32
+// z <- g(z + b), g sigmoid or tanh, over a narrow (rows x cols) batch taken as one flat array, FLAT_ROWS rows at
+// a time against the bias repeated FLAT_ROWS times: a row whose width is not a multiple of the vector length ends
+// in a scalar remainder, which at narrow widths costs sigmoid and tanh more than the row's vectors do (EPYC AVX2,
+// float32, as the recorded step calls it: sigmoid at 128 x 10 0.84 us, row by row 4.2-4.3 us). The same function
+// of the same elements: the same values, bit for bit, as row by row. FLAT_ROWS is the widest vector's length (float32
 // in AVX-512): a block of FLAT_ROWS rows is a whole number of vectors at any width, and a row whose width is a
 // multiple of it has no remainder at any vector length.
 constexpr i64 FLAT_ROWS = 16, FLAT_MAX_COLS = 64;
