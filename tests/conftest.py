@@ -10,9 +10,26 @@
 
 from __future__ import annotations
 
+import importlib.util
+import sys
+from pathlib import Path
+
 import pytest
 
 from mlp_xp.backend import cuda_status, get_backend
+
+BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
+
+
+def load_benchmark(name: str):
+    """benchmarks/<name>.py as a module (the scripts are not a package), registered under ``name`` in
+    sys.modules: dataclasses look their module up by name."""
+    spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
 
 BACKENDS = ["cpu", "cpu-numpy", "cuda-host", pytest.param("cuda", marks=pytest.mark.gpu)]
 

@@ -4,20 +4,15 @@ and one process's measurements (what the numbers are is measured, not tested).""
 from __future__ import annotations
 
 import argparse
-import importlib.util
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from .conftest import load_benchmark
 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("cpu_blas_benchmark", ROOT / "benchmarks" / "cpu_blas.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("cpu_blas")
 
 
 def test_the_products_of_the_epoch_benchmarks_model(bench):

@@ -3,23 +3,17 @@ bad arguments are refused (what the numbers are is measured, not tested)."""
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 import pytest
 
 from mlp_xp.backend.numpy_ops import NumpyOps
 
-ROOT = Path(__file__).resolve().parents[1]
+from .conftest import load_benchmark
 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("cpu_op_cost_benchmark", ROOT / "benchmarks" / "cpu_op_cost.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("cpu_op_cost")
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,6 @@ of CuPy (tests/cuda_host) with tiny sizes."""
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import json
 import math
 import os
@@ -21,21 +20,13 @@ from mlp_xp.backend import cuda_status, get_backend
 from mlp_xp.backend.base import matmul_shape
 from mlp_xp.errors import EXIT_FAILED, EXIT_NO_GPU
 
-from .conftest import cuda_host_backend
+from .conftest import cuda_host_backend, load_benchmark
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "benchmarks" / "gpu_check.py"
 
 
-def _load():
-    spec = importlib.util.spec_from_file_location("gpu_check", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["gpu_check"] = module  # dataclasses look their module up by name
-    spec.loader.exec_module(module)
-    return module
-
-
-gpu_check = _load()
+gpu_check = load_benchmark("gpu_check")
 
 
 def _context(plan, **kw):

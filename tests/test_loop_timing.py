@@ -4,10 +4,8 @@ benchmarks/cpu_loops.py writes its table and JSON. (What the numbers are is meas
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,9 +15,9 @@ from mlp_xp.backend import cpu_loops, loop_timing
 from mlp_xp.backend.numpy_ops import NumpyOps
 from mlp_xp.backend.scratch import ScratchCache
 
+from .conftest import load_benchmark
 from .test_cpu_loops import _kernels_or_skip
 
-ROOT = Path(__file__).resolve().parent.parent
 #: a doctor line: name, compiled us, NumPy us, ratio (and a mark when slower)
 ROW = re.compile(r"^    (\S+ .*?) +(\d+\.\d) us +(\d+\.\d) us +(\d+\.\d\d)x(  SLOWER than NumPy)?$")
 QUICK = {"rounds": 1, "seconds": 0.0002}
@@ -155,10 +153,7 @@ def test_without_compiled_loops_the_doctor_times_nothing(capsys, monkeypatch):
 
 
 def _benchmark():
-    spec = importlib.util.spec_from_file_location("cpu_loops_benchmark", ROOT / "benchmarks" / "cpu_loops.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("cpu_loops")
 
 
 def test_the_benchmark_writes_its_table_and_json(loops, tmp_path, capsys):
