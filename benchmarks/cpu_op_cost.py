@@ -28,6 +28,8 @@ from mlp_xp.backend.numpy_ops import NumpyOps
 from mlp_xp.backend.program import N_STEP_VALUES
 
 SLOPE = 0.01
+#: Calls in the longer program: its replay less the one-call program's, over CALLS - 1, is one call in the step.
+CALLS = 101
 
 
 def _median_call(fn, calls: int) -> float:
@@ -51,7 +53,7 @@ def measure(ops: NumpyOps, cols: int, act: str, dtype, rounds: int, rng) -> dict
     """Seconds a call: in the step, from Python, on the NumPy path (medians over rounds)."""
     z = rng.standard_normal((loop_timing.BATCH, cols)).astype(dtype)
     b = (rng.standard_normal(cols) * 0.1).astype(dtype)
-    one, many = _program(ops, z, b, act, 1), _program(ops, z, b, act, 101)
+    one, many = _program(ops, z, b, act, 1), _program(ops, z, b, act, CALLS)
     sides = {
         "one": (one, 2000),
         "many": (many, 200),
@@ -64,7 +66,7 @@ def measure(ops: NumpyOps, cols: int, act: str, dtype, rounds: int, rng) -> dict
             for side, (fn, calls) in sides.items():
                 per_round[side].append(_median_call(fn, calls))
     med = {side: statistics.median(v) for side, v in per_round.items()}
-    return {"step": (med["many"] - med["one"]) / 100, "python": med["python"], "numpy": med["numpy"]}
+    return {"step": (med["many"] - med["one"]) / (CALLS - 1), "python": med["python"], "numpy": med["numpy"]}
 
 
 def main(argv: list[str] | None = None) -> int:
