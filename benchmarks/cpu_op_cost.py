@@ -1,7 +1,7 @@
 """What bias + activation costs the CPU step: called one by one from Python, and as the recorded step calls it.
 
 ``benchmarks/cpu_loops.py`` times each compiled op as a call from Python: the loop plus a fixed cost (the wrapper,
-two addresses, the ctypes call: 3-4 us on a 2-core EPYC), which at narrow widths outweighs the loop. A training
+two addresses, the ctypes call: 3-5 us on a 2-core EPYC), which at narrow widths outweighs the loop. A training
 step on the CPU is recorded once and replayed by one compiled call (mlp_xp/backend/program.py), which makes each
 op's call without that cost. This times bias_act at 128 x W for each width and activation three ways, side by side,
 medians of ``--rounds`` rounds of many calls each:
