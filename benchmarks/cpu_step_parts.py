@@ -29,6 +29,7 @@ from mlp_xp.backend.numpy_ops import NumpyOps
 from mlp_xp.backend.pointers import address
 from mlp_xp.backend.program import N_STEP_VALUES
 from mlp_xp.data import load_dataset
+from mlp_xp.errors import MLPXPError
 from mlp_xp.optim import Optimizer
 from mlp_xp.step import TrainStep
 
@@ -190,7 +191,10 @@ def main(argv=None) -> int:
     p.add_argument("--rounds", type=_positive, default=30)
     p.add_argument("--steps", type=_positive, default=50, help="steps a block")
     args = p.parse_args(argv)
-    ds = load_dataset("synthetic:60000x784" if args.data == "synthetic" else args.data)
+    try:
+        ds = load_dataset("synthetic:60000x784" if args.data == "synthetic" else args.data)
+    except MLPXPError as e:  # (a name or path that is no data set: the loader's message says what to pass)
+        p.error(f"--data: {e}")
     X, y = ds.X_train[:60000], ds.y_train[:60000].astype(np.int32)
     result = measure(X, y, rounds=args.rounds, steps=args.steps)
     sizes = "-".join(map(str, [X.shape[1], *HIDDEN, int(y.max()) + 1]))

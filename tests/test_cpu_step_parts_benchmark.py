@@ -76,7 +76,12 @@ def test_the_blocks_leave_the_model_as_they_found_it(bench, data, monkeypatch):
 
 
 @pytest.mark.parametrize(
-    "argv, says", [(["--rounds", "0"], "give a positive whole number"), (["--steps", "x"], "not 'x'")]
+    "argv, says",
+    [
+        (["--rounds", "0"], "give a positive whole number"),
+        (["--steps", "x"], "not 'x'"),
+        (["--data", "/nonexistent/folder"], "--data: /nonexistent/folder does not exist"),
+    ],
 )
 def test_bad_arguments_are_refused(bench, argv, says, capsys):
     with pytest.raises(SystemExit) as stop:
