@@ -25,6 +25,7 @@ import numpy as np
 
 import mlp_xp
 from mlp_xp.backend import loop_timing
+from mlp_xp.backend import program as step_values
 from mlp_xp.backend.numpy_ops import NumpyOps
 from mlp_xp.backend.pointers import address
 from mlp_xp.backend.program import N_STEP_VALUES
@@ -53,12 +54,16 @@ def op_names(ops: NumpyOps) -> dict[int, str]:
     names = {}
     for part, prefixes in PARTS.items():
         for prefix in prefixes:
-            for dt in ("f32", "f64"):
-                suffixes = [f"_{dt}_i64", f"_{dt}_i32"] if prefix in BLAS_OPS else [f"_{dt}"]
-                for name in [prefix] if prefix == "gather_rows" else [prefix + s for s in suffixes]:
-                    code = ops.loops.op_code(name)
-                    if code >= 0:
-                        names[code] = part
+            if prefix == "gather_rows":  # (one op for every dtype: it copies bytes)
+                suffixes = [""]
+            elif prefix in BLAS_OPS:
+                suffixes = [f"_{dt}_{i}" for dt in ("f32", "f64") for i in ("i64", "i32")]
+            else:
+                suffixes = ["_f32", "_f64"]
+            for suffix in suffixes:
+                code = ops.loops.op_code(prefix + suffix)
+                if code >= 0:
+                    names[code] = part
     return names
 
 
@@ -103,7 +108,8 @@ def measure(X, y, hidden=HIDDEN, batch=BATCH, *, rounds=30, steps=50) -> dict:
     saved = [a.copy() for a in state]
     batches = np.ascontiguousarray(order[: len(order) // batch * batch].reshape(-1, batch))
     scalars = np.zeros(N_STEP_VALUES, np.float64)
-    scalars[0], scalars[4] = LR, 1.0  # the learning rate; the loss's divisor (1: the batch's rows, unweighted)
+    scalars[step_values.LR.slot] = LR
+    scalars[step_values.DIVISOR.slot] = 1.0  # (read by a weighted step's recording only; this one divides by rows)
     pointers = np.zeros(1, np.uint64)
 
     def block(table: np.ndarray, start: int) -> float:
