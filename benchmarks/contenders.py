@@ -16,8 +16,23 @@ import numpy as np
 
 import mlp_xp
 from mlp_xp.backend.numpy_ops import NumpyOps
+from mlp_xp.data import load_dataset
+from mlp_xp.errors import MLPXPError
 from mlp_xp.optim import Optimizer
 from mlp_xp.step import TrainStep
+
+#: The rows the epoch benchmarks train on: an epoch of MNIST's or Fashion-MNIST's training set.
+EPOCH_ROWS = 60000
+
+
+def epoch_data(parser, name: str):
+    """(data set, X, y): the first :data:`EPOCH_ROWS` training rows of ``--data`` ``name`` (``synthetic``: a
+    synthetic set of that many 784-wide rows), or a usage error of ``parser`` with the loader's message."""
+    try:
+        ds = load_dataset(f"synthetic:{EPOCH_ROWS}x784" if name == "synthetic" else name)
+    except MLPXPError as e:  # (a name or path that is no data set: the loader's message says what to pass)
+        parser.error(f"--data: {e}")
+    return ds, ds.X_train[:EPOCH_ROWS], ds.y_train[:EPOCH_ROWS]
 
 
 class Contender:

@@ -27,11 +27,9 @@ import sys
 import time
 
 import numpy as np
-from contenders import CONTENDERS, gemm_floor_epoch
+from contenders import CONTENDERS, epoch_data, gemm_floor_epoch
 
 from mlp_xp.backend import loop_timing
-from mlp_xp.data import load_dataset
-from mlp_xp.errors import MLPXPError
 from mlp_xp.files import write_json_atomic
 
 HIDDEN, BATCH, LR, MOMENTUM = [512, 256], 128, 0.01, 0.9
@@ -71,11 +69,8 @@ def main(argv=None) -> int:
         help="also time the floor's GEMMs dispatched op by op from Python (the floor before steps were replayed)",
     )
     args = p.parse_args(argv)
-    try:
-        ds = load_dataset("synthetic:60000x784" if args.data == "synthetic" else args.data)
-    except MLPXPError as e:  # (a name or path that is no data set: the loader's message says what to pass)
-        p.error(f"--data: {e}")
-    X, y = ds.X_train[:60000], ds.y_train[:60000].astype(np.int64)
+    ds, X, y = epoch_data(p, args.data)
+    y = y.astype(np.int64)
     machine = loop_timing.machine()
     print(f"machine: {loop_timing.describe(machine)}", file=sys.stderr)
     floors = ["gemm_floor", "gemm_floor_dispatched"] if args.dispatched_floor else ["gemm_floor"]

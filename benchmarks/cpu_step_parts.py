@@ -18,6 +18,7 @@ of 16).
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import time
@@ -30,8 +31,6 @@ from mlp_xp.backend import program as step_values
 from mlp_xp.backend.numpy_ops import NumpyOps
 from mlp_xp.backend.pointers import address
 from mlp_xp.backend.program import N_STEP_VALUES
-from mlp_xp.data import load_dataset
-from mlp_xp.errors import MLPXPError
 from mlp_xp.optim import Optimizer
 from mlp_xp.step import TrainStep
 
@@ -200,11 +199,11 @@ def main(argv=None) -> int:
     p.add_argument("--rounds", type=_positive, default=30)
     p.add_argument("--steps", type=_positive, default=50, help="steps a block")
     args = p.parse_args(argv)
-    try:
-        ds = load_dataset("synthetic:60000x784" if args.data == "synthetic" else args.data)
-    except MLPXPError as e:  # (a name or path that is no data set: the loader's message says what to pass)
-        p.error(f"--data: {e}")
-    X, y = ds.X_train[:60000], ds.y_train[:60000].astype(np.int32)
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # (contenders.py, beside this script)
+    from contenders import epoch_data
+
+    ds, X, y = epoch_data(p, args.data)
+    y = y.astype(np.int32)  # (the labels' dtype the trainer steps with)
     result = measure(X, y, rounds=args.rounds, steps=args.steps)
     sizes = "-".join(map(str, [X.shape[1], *HIDDEN, int(y.max()) + 1]))
     print(
