@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import difflib
+import errno
 import os
 import signal
 import sys
@@ -31,6 +32,7 @@ from .errors import (
     ConfigError,
     DivergenceError,
     MLPXPError,
+    OutputLost,
     SearchFailed,
     SearchInterrupted,
     TrainingInterrupted,
@@ -438,8 +440,38 @@ def _silence_stdout() -> None:
         pass  # stdout is not a file descriptor (captured in a test): nothing will flush to a pipe
 
 
+class _Stdout:
+    """``sys.stdout`` while a command runs: a write or flush that fails raises :class:`OutputLost`, so that a
+    closed pipe or a full disk reads as the output's loss wherever it happens, never as the command's own error."""
+
+    def __init__(self, stream) -> None:
+        self._stream = stream
+
+    def _lost(self, e: OSError) -> OutputLost:
+        closed = isinstance(e, BrokenPipeError) or e.errno == errno.EPIPE
+        return OutputLost(errno.EPIPE if closed else e.errno, e.strerror or type(e).__name__)
+
+    def write(self, text: str) -> int:
+        try:
+            return self._stream.write(text)
+        except OSError as e:
+            raise self._lost(e) from e
+
+    def flush(self) -> None:
+        try:
+            self._stream.flush()
+        except OSError as e:
+            raise self._lost(e) from e
+
+    def __getattr__(self, name: str):
+        return getattr(self._stream, name)
+
+
 def main(argv: list[str] | None = None) -> int:
     previous = _catch_sigterm()
+    stdout = sys.stdout
+    if stdout is not None:
+        sys.stdout = _Stdout(stdout)
     try:
         parser = build_parser()
         args, unknown = parser.parse_known_args(argv)
@@ -463,11 +495,19 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("mlp-xp: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
-    except BrokenPipeError:
+    except (BrokenPipeError, OutputLost) as e:
         # The reader (`mlp-xp info | head`) has gone: say nothing more, and point stdout at /dev/null so
         # that the interpreter's own flush at exit does not raise a second time (Python's signal docs).
+        sys.stdout = stdout
         _silence_stdout()
-        return EXIT_BROKEN_PIPE
+        if isinstance(e, BrokenPipeError) or e.errno == errno.EPIPE:
+            return EXIT_BROKEN_PIPE
+        print(
+            f"mlp-xp: error: the output could not be written to standard output ({e.strerror}): free space on its "
+            "disk, or send the output elsewhere",
+            file=sys.stderr,
+        )
+        return EXIT_FAILED
     except Exception as e:
         from .backend import is_cuda_failure
 
@@ -488,6 +528,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         return EXIT_FAILED
     finally:
+        sys.stdout = stdout
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
 

@@ -22,7 +22,7 @@ from .constraints import device_choice
 from .errors import EXIT_FAILED as FAILED
 from .errors import EXIT_NO_GPU as NO_GPU
 from .errors import EXIT_OK as OK
-from .errors import BackendUnavailable
+from .errors import BackendUnavailable, OutputLost
 from .model import MLP
 from .optim import FLUSH_EVERY, Optimizer
 from .selfcheck import format_results, timed_check
@@ -45,6 +45,8 @@ def _check_cpu() -> bool:
         ops = get_backend("cpu")
         ok = _check(ops, f"{ops.name}; compiled loops {cpu_loops.status()}")
         ok = _check_replay() and ok
+    except OutputLost:  # (its output's loss, not the check's: the CLI says so)
+        raise
     except Exception as e:
         print(f"mlp-xp: error: cpu FAILED: the check stopped on {type(e).__name__}: {e}", file=sys.stderr)
         return False
@@ -91,6 +93,8 @@ def _time_loops(ops) -> None:
         return
     try:
         print("\n".join(loop_timing.doctor_lines(ops.loops)))
+    except OutputLost:  # (its output's loss, not the check's: the CLI says so)
+        raise
     except Exception as e:
         print(f"mlp-xp: warning: timing the compiled loops stopped on {type(e).__name__}: {e}", file=sys.stderr)
 
@@ -112,6 +116,8 @@ def _check_gpu(index: int) -> bool | None:
         return False
     try:
         return _check(ops, ops.name)
+    except OutputLost:  # (its output's loss, not the check's: the CLI says so)
+        raise
     except Exception as e:  # a device that fails mid-check must not keep the next ones from being checked
         print(f"mlp-xp: error: cuda:{index} FAILED: the check stopped on {type(e).__name__}: {e}", file=sys.stderr)
         return False

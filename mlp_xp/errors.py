@@ -76,6 +76,12 @@ class DivergenceError(MLPXPError, FloatingPointError):
         self.history = history
 
 
+class OutputLost(OSError):
+    """Standard output could not be written: its reader has gone (``| head``, errno EPIPE) or its disk is full.
+    The output is lost, not the command's work: the CLI ends with status 141 for a closed pipe and 1 otherwise, and
+    a check that was printing does not count it as a failure of its own (``mlp-xp doctor``)."""
+
+
 class TrainingInterrupted(KeyboardInterrupt):
     """SIGINT (Ctrl-C) or SIGTERM stopped :func:`mlp_xp.fit` at a step boundary.
 

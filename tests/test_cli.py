@@ -260,6 +260,38 @@ def test_a_reader_that_goes_away_ends_the_command_quietly_with_141():
     assert proc.wait(timeout=120) == 141 and "Traceback" not in err and "BrokenPipe" not in err, err
 
 
+class _Unwritable:
+    """A standard output whose every write fails as ``error`` does: a closed pipe, a full disk."""
+
+    def __init__(self, error: OSError) -> None:
+        self.error = error
+
+    def write(self, text):
+        raise self.error
+
+    def flush(self):
+        raise self.error
+
+
+@pytest.mark.parametrize("command", ["info", "doctor --device cpu", "train --data digits --hidden 8 --epochs 1"])
+def test_output_that_cannot_be_written_is_said_once_and_is_not_the_commands_failure(command, capsys, monkeypatch):
+    """``> /dev/full``: one line naming the full disk, status 1; ``| head``: status 141 and nothing more. The doctor
+    is the case that matters: its checks print, and the loss of their output is not a failing check."""
+    import errno
+    import sys
+
+    from mlp_xp.cli import main
+
+    for error, status in ((OSError(errno.ENOSPC, "No space left on device"), 1), (BrokenPipeError(), 141)):
+        monkeypatch.setattr(sys, "stdout", _Unwritable(error))
+        code = main([*command.split(), "--device", "cpu"] if command.startswith("train") else command.split())
+        monkeypatch.undo()
+        err = capsys.readouterr().err
+        assert code == status and "FAILED" not in err and "Traceback" not in err, (command, err)
+        lost = "mlp-xp: error: the output could not be written to standard output (No space left on device)"
+        assert err.count(lost) == (status == 1), (command, err)
+
+
 @pytest.mark.parametrize(
     "line",
     [
