@@ -122,6 +122,14 @@ def _batches(model, src: Path, batch: int) -> tuple[Iterator, int | None]:
     def rows() -> Iterator[np.ndarray]:
         for s in range(0, n, batch):
             part = np.asarray(X[s : s + batch]).reshape(min(batch, n - s), -1)
+            # (here, where the batch's first row is known: predict's own check counts rows from the batch's start)
+            bad = ~np.isfinite(part) if part.dtype.kind in "fc" else None
+            if bad is not None and bad.any():
+                row, column = np.argwhere(bad)[0]
+                raise DataError(
+                    f"--input {src} contains NaN or Inf (first at row {s + row}, column {column}, counted from 0): "
+                    "clean or impute the data first"
+                )
             yield part / np.float32(255) if scale else part
 
     return rows(), n
