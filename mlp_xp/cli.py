@@ -732,7 +732,7 @@ def cmd_train(args) -> int:
         # one rank's failure ends the job on every rank now: the others would wait for it in the next collective
         status = EXIT_INTERRUPTED if isinstance(e, KeyboardInterrupt) else EXIT_FAILED
         if isinstance(e, MLPXPError):
-            status = EXIT_BAD_INPUT
+            status = EXIT_NO_GPU if isinstance(e, BackendUnavailable) else EXIT_BAD_INPUT
         print(f"mlp-xp: error on MPI rank {comm.rank} of {comm.size}: {e}", file=sys.stderr)
         sys.stderr.flush()
         comm.abort(status)

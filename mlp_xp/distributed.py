@@ -29,7 +29,7 @@ import os
 
 import numpy as np
 
-from .errors import ConfigError, install_hint
+from .errors import BackendUnavailable, ConfigError, install_hint
 
 __all__ = [
     "Communicator",
@@ -260,9 +260,12 @@ def rank_device(spec: str, comm: Communicator, count=None) -> str:
             return "cpu"
     local = comm.local_rank() if hasattr(comm, "local_rank") else comm.rank
     if count is None:
-        from .backend import cuda_devices
+        from .backend import cuda_devices, cuda_status
 
         count = len(cuda_devices())
+        usable, why = cuda_status(0)
+        if not count and not usable:  # (no CuPy, no driver, no device: that, not the ranks, is what to fix)
+            raise BackendUnavailable(f"CUDA backend unavailable: {why}")
     if local >= count:
         raise ConfigError(
             f"MPI rank {comm.rank} is local rank {local} on its machine, which has {count} visible GPU(s): start "

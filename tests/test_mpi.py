@@ -132,6 +132,20 @@ def test_mpiexec_mlp_xp_train_writes_once_and_matches_one_process(tmp_path):
     np.testing.assert_allclose(a.get_flat(), b.get_flat(), rtol=0, atol=1e-12)
 
 
+def test_mpiexec_with_a_gpu_asked_for_and_none_usable_ends_with_status_3(tmp_path):
+    from mlp_xp.backend import cuda_status
+
+    if cuda_status(0)[0]:
+        pytest.skip("a GPU is usable here")
+    r = subprocess.run(
+        [MPIEXEC, "-n", "2", sys.executable, "-m", "mlp_xp", "train", "--data", "digits", "--epochs", "1",
+         "--device", "cuda"],
+        capture_output=True, text=True, timeout=TIMEOUT, env={**os.environ, "MLP_XP_CACHE": str(tmp_path / "c")},
+    )  # fmt: skip
+    assert r.returncode == 3 and "CUDA backend unavailable: " in r.stderr, r.stderr
+    assert "visible GPU" not in r.stderr, r.stderr
+
+
 def test_the_one_process_communicator_changes_nothing():
     rng = np.random.default_rng(2)
     X, y = rng.normal(size=(60, 4)), rng.integers(0, 2, 60)
@@ -274,6 +288,21 @@ def test_rank_device_takes_the_local_rank_among_the_visible_gpus():
     assert rank_device("cuda", Communicator(), count=2) == "cuda"  # one process: unchanged
     with pytest.raises(mlp_xp.errors.ConfigError, match="local rank 2 on its machine, which has 2 visible GPU"):
         rank_device("cuda", Rank(2), count=2)
+
+
+def test_rank_device_on_a_machine_without_a_usable_gpu_says_why(monkeypatch):
+    """``mpiexec -n 2 mlp-xp train --device cuda`` where CuPy (or the driver) is missing: that reason, exit status 3,
+    as one process gets it, not advice about ranks and CUDA_VISIBLE_DEVICES."""
+    import mlp_xp.backend as backend
+    from mlp_xp.distributed import rank_device
+
+    class Rank(Communicator):
+        size, rank = 2, 0
+
+    monkeypatch.setattr(backend, "cuda_devices", lambda: [])
+    monkeypatch.setattr(backend, "cuda_status", lambda index=0: (False, "CuPy is not installed: pip install ..."))
+    with pytest.raises(mlp_xp.errors.BackendUnavailable, match="CUDA backend unavailable: CuPy is not installed"):
+        rank_device("cuda", Rank())
 
 
 def test_the_fake_nccl_refuses_what_a_gpu_would(tmp_path):

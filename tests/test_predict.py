@@ -127,7 +127,6 @@ def test_wrong_width_leaves_an_existing_output_as_it_was(tmp_path, capsys, image
     assert dst.read_text() == "old\n" and sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
 
 
-
 @pytest.mark.parametrize("kind", ["npy", "npz"])
 def test_a_nan_past_the_first_batch_is_named_by_its_row_in_the_file(tmp_path, capsys, images_model, kind):
     _, path, _ = images_model
@@ -139,6 +138,7 @@ def test_a_nan_past_the_first_batch_is_named_by_its_row_in_the_file(tmp_path, ca
     code, _, err = run(capsys, f"predict {path} --input {src} --output {dst} --batch-size 10 --device cpu")
     assert code == 2 and "contains NaN or Inf (first at row 23, column 5, counted from 0)" in err, err
     assert not dst.exists() and [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
 
 def test_regressor_refuses_proba(tmp_path, capsys):
     model = MLP([2, 3, 1], loss="mse", device="cpu")
