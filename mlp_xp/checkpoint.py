@@ -74,6 +74,13 @@ def check_folder(folder: str | os.PathLike[str], resume: bool) -> None:
             f"--checkpoint {folder}"
         )
     if not resume and path_in(folder).is_file():
+        try:
+            read(folder)
+        except ModelFileError as e:  # (damaged, or another program's file: --resume cannot be the way out)
+            raise ConfigError(
+                f"--checkpoint {folder} holds {FILE}, which cannot be resumed ({getattr(e, 'reason', e)}): "
+                "delete it, or give another folder"
+            ) from None
         raise ConfigError(
             f"--checkpoint {folder} holds the checkpoint of another run, which a new run would replace: go on from "
             "it with --resume, or give another folder (or delete it)"
@@ -101,17 +108,29 @@ def read(folder: str | os.PathLike[str]) -> tuple[dict, dict[str, np.ndarray]]:
     except FileNotFoundError:
         raise ModelFileError(f"there is no checkpoint in {folder}: start the run without --resume") from None
     except (OSError, ValueError, KeyError, zipfile.BadZipFile, UnicodeDecodeError) as e:
-        raise ModelFileError(
-            f"{path} is not a readable checkpoint ({type(e).__name__}: {e}): start the run again without --resume"
-        ) from None
+        # (NumPy takes a file that is no .npz archive for pickled data, and suggests loading it unsafely)
+        why = "not an .npz archive" if "pickle" in str(e) else f"{type(e).__name__}: {e}"
+        raise _unusable(path, f"not a readable checkpoint: {why}") from None
     if meta.get("format") != FORMAT:
-        raise ModelFileError(f"{path} is not an mlp_xp checkpoint: give the folder a run's --checkpoint wrote")
+        raise _unusable(path, "not an mlp_xp checkpoint")
     if meta.get("format_version") != FORMAT_VERSION:
-        raise ModelFileError(
+        e = ModelFileError(
             f"{path} is a checkpoint of format version {meta.get('format_version')}; this mlp_xp reads version "
             f"{FORMAT_VERSION}: resume it with the mlp_xp that wrote it, or start the run again"
         )
+        e.reason = f"format version {meta.get('format_version')}, which the mlp_xp that wrote it can resume"
+        raise e
     return meta, arrays
+
+
+def _unusable(path: Path, reason: str) -> ModelFileError:
+    """A checkpoint file no run can go on from; ``reason`` is kept for :func:`check_folder`'s message."""
+    e = ModelFileError(
+        f"{path} is {reason}, so no run can go on from it: delete it, or give another --checkpoint folder, and start "
+        "the run without --resume"
+    )
+    e.reason = reason
+    return e
 
 
 def differences(saved: dict, now: dict, what: str) -> list[str]:

@@ -434,7 +434,8 @@ def test_output_paths_that_cannot_work_are_refused_before_the_data(tmp_path, cap
             f"train --save {tmp_path}/ck/checkpoint.npz --checkpoint {tmp_path}/ck",
             "is the file --checkpoint writes too",
         ),
-        (f"train --checkpoint {tmp_path}/ckx", "holds the checkpoint of another run, which a new run would replace"),
+        # (two bytes are no checkpoint: what a real one gets is in the test of files no run can go on from)
+        (f"train --checkpoint {tmp_path}/ckx", "holds checkpoint.npz, which cannot be resumed (not a readable"),
         # /proc: writable to os.access for root, whom the probe stops; for anyone else, os.access says no first
         ("train --checkpoint /proc/ck", "cannot make a folder in /proc" if ROOT_USER else "/proc is not writable"),
         ("train --metrics-json /proc/m.json", "no file can be written in /proc" if ROOT_USER else "is not writable"),
@@ -460,6 +461,28 @@ def test_a_resume_that_would_change_the_math_is_refused_before_the_data(tmp_path
     ):
         code, _, err = _cli(capsys, f"train --device cpu --checkpoint {ck} --resume {extra}")
         assert code == 2 and message in err, (extra, err)
+
+
+def test_a_file_no_run_can_go_on_from_is_said_so_with_and_without_resume(tmp_path, capsys):
+    """A damaged checkpoint (or a model saved under its name) must not send the user from --resume ("start again
+    without it") to "another run's checkpoint, go on with --resume" and back: both say what the file is and the way
+    out, and neither touches it."""
+    good = tmp_path / "good"
+    assert _cli(capsys, f"train --device cpu --epochs 1 --hidden 8 --quiet --checkpoint {good}")[0] == 0
+    damaged, model = tmp_path / "damaged", tmp_path / "model"
+    damaged.mkdir()
+    (damaged / "checkpoint.npz").write_bytes((good / "checkpoint.npz").read_bytes()[:3000])
+    model.mkdir()
+    assert _cli(capsys, f"train --device cpu --epochs 1 --hidden 8 --quiet --save {model / 'checkpoint.npz'}")[0] == 0
+    for folder, what in ((damaged, "not a readable checkpoint: BadZipFile"), (model, "not an mlp_xp checkpoint")):
+        before = (folder / "checkpoint.npz").read_bytes()
+        code, _, err = _cli(capsys, f"train --device cpu --epochs 2 --hidden 8 --checkpoint {folder}")
+        assert code == 2 and f"holds checkpoint.npz, which cannot be resumed ({what}" in err, err
+        assert "delete it, or give another folder" in err and "--resume" not in err, err
+        code, _, err = _cli(capsys, f"train --device cpu --epochs 2 --hidden 8 --checkpoint {folder} --resume")
+        assert code == 2 and f"checkpoint.npz is {what}" in err, err
+        assert "so no run can go on from it: delete it, or give another --checkpoint folder" in err, err
+        assert (folder / "checkpoint.npz").read_bytes() == before
 
 
 def test_a_reader_that_goes_away_does_not_cost_the_files(tmp_path, capsys, monkeypatch):
