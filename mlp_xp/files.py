@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import secrets
@@ -24,7 +25,13 @@ def atomic_writer(path: str | os.PathLike[str], *, durable: bool = True) -> Iter
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
     # os.open with mode 0o666 honours the umask, unlike tempfile's 0o600, so the result is shareable.
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
+    except OSError as e:  # named for the file asked for, not for the temporary one nobody asked for
+        if isinstance(e, FileNotFoundError) and not path.parent.is_dir():
+            why = f"there is no folder {str(path.parent)!r} to write it in: make the folder first"
+            raise FileNotFoundError(errno.ENOENT, why, str(path)) from None
+        raise type(e)(e.errno, e.strerror, str(path)) from None
     try:
         with os.fdopen(fd, "wb") as f:
             yield f

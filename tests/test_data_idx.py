@@ -192,6 +192,15 @@ def test_atomic_writer_leaves_nothing_on_failure(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["file"]
 
 
+def test_atomic_writer_names_the_missing_folder_and_the_file_asked_for(tmp_path):
+    """``model.save("nodir/m.npz")``: the error is about nodir and m.npz, not about a temporary file's name."""
+    target = tmp_path / "nodir" / "m.npz"
+    with pytest.raises(FileNotFoundError) as caught, atomic_writer(target):
+        pass
+    assert caught.value.filename == str(target) and ".tmp" not in str(caught.value)
+    assert f"there is no folder {str(tmp_path / 'nodir')!r} to write it in: make the folder first" in str(caught.value)
+
+
 # ---- the magic number of MNIST's files (read_idx(magic=...), as the MNIST-layout folders read them) ----
 
 
