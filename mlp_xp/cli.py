@@ -632,6 +632,18 @@ _WRITES = {
 }
 
 
+#: A file name each output flag takes, for the example in the refusal of a folder (one that would pass the checks).
+_EXAMPLE_NAMES = {
+    "save": "model.npz",
+    "metrics_json": "metrics.json",
+    "plot": "plot.png",
+    "output": "predictions.csv",
+    "results": "results.csv",
+    "json": "scores.json",
+    "onnx": "model.onnx",
+}
+
+
 def _check_outputs(args, flags=("save", "metrics_json", "plot")) -> None:
     """Each output path given can be written, before any work: its folder exists and is writable, the path is
     not a folder, and no two outputs (the checkpoint file included) are the same file. (A run's results must not
@@ -649,7 +661,8 @@ def _check_outputs(args, flags=("save", "metrics_json", "plot")) -> None:
             raise ConfigError(f"{flag} is empty: give a file name, or leave {flag} out")
         folder = os.path.dirname(os.path.abspath(path))
         if os.path.isdir(path):
-            raise ConfigError(f"{flag} {path} is a folder: give a file name, e.g. {os.path.join(path, 'out')}")
+            example = os.path.join(path, _EXAMPLE_NAMES.get(name, "out"))
+            raise ConfigError(f"{flag} {path} is a folder: give a file name, e.g. {example}")
         if str(path).endswith(("/", os.sep)):
             raise ConfigError(f"{flag} {path} ends in a slash, as a folder does: give a file name, without it")
         if os.path.exists(folder) and not os.path.isdir(folder):
@@ -960,7 +973,8 @@ def cmd_evaluate(args) -> int:
     X, y = (ds.X_test, ds.y_test) if args.split == "test" else (ds.X_train, ds.y_train)
     if X is None:
         raise ConfigError(f"{ds.name} has no test split: use --split train")
-    if "dataset" in trained and (trained["dataset"], trained.get("data_seed")) != (ds.name, data_seed):
+    other_seed = ds.seeded and trained.get("data_seed") != data_seed  # (files that fix the split: any seed's rows)
+    if "dataset" in trained and (trained["dataset"] != ds.name or other_seed):
         print(
             f"mlp-xp: warning: the model was trained on {trained['dataset']} with data seed "
             f"{trained.get('data_seed')}, and is evaluated on {ds.name} with data seed {data_seed}: the scores "

@@ -120,8 +120,22 @@ def test_the_data_seed_is_separate_from_the_model_seed(tmp_path, capsys):
     trained = float(out.split("test_accuracy ")[1].split("%")[0])
     code, out, err = run(capsys, f"evaluate {model} --data digits --data-seed 3 --device cpu")
     assert float(out.split("accuracy ")[1].split("%")[0]) == pytest.approx(trained, abs=0.01)
-    code, out, err = run(capsys, f"evaluate {model} --data digits --device cpu")  # another split
-    assert code == 0
+    code, out2, err = run(capsys, f"evaluate {model} --data digits --device cpu")  # the model's own data seed
+    assert code == 0 and out2 == out and "warning" not in err
+    code, out, err = run(capsys, f"evaluate {model} --data digits --data-seed 4 --device cpu")  # another split
+    assert code == 0 and "with data seed 3, and is evaluated on digits with data seed 4: the scores are not" in err
+
+
+def test_another_data_seed_on_files_that_fix_the_split_is_no_warning(tmp_path, capsys):
+    """A .npz with its own test rows (or an MNIST-layout folder) gives the same rows at any data seed."""
+    rng = np.random.default_rng(0)
+    data, model = tmp_path / "d.npz", tmp_path / "m.npz"
+    X, y = rng.normal(size=(60, 5)).astype(np.float32), rng.integers(0, 3, 60)
+    np.savez(data, X_train=X[:40], y_train=y[:40], X_test=X[40:], y_test=y[40:])
+    assert run(capsys, f"train --data {data} --hidden 8 --epochs 2 --device cpu --quiet --save {model}")[0] == 0
+    code, out, err = run(capsys, f"evaluate {model} --data {data} --device cpu")
+    code5, out5, err5 = run(capsys, f"evaluate {model} --data {data} --data-seed 5 --device cpu")
+    assert code == code5 == 0 and out5 == out and "warning" not in err5, err5
 
 
 # ---- the exit-status contract of ARCHITECTURE.md ----

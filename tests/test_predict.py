@@ -140,6 +140,18 @@ def test_a_nan_past_the_first_batch_is_named_by_its_row_in_the_file(tmp_path, ca
     assert not dst.exists() and [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
 
 
+def test_a_folder_as_output_is_refused_with_an_example_that_works(tmp_path, capsys, images_model):
+    _, path, images = images_model
+    src, folder = tmp_path / "x.npy", tmp_path / "adir.csv"
+    np.save(src, images.reshape(len(images), -1) / np.float32(255))
+    folder.mkdir()
+    code, _, err = run(capsys, f"predict {path} --input {src} --output {folder} --device cpu")
+    example = folder / "predictions.csv"
+    assert code == 2 and f"--output {folder} is a folder: give a file name, e.g. {example}" in err, err
+    code, _, err = run(capsys, f"predict {path} --input {src} --output {example} --device cpu")
+    assert code == 0 and len(_written(example)) == len(images), err
+
+
 def test_regressor_refuses_proba(tmp_path, capsys):
     model = MLP([2, 3, 1], loss="mse", device="cpu")
     model.save(tmp_path / "r.npz")

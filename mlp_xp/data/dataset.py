@@ -33,6 +33,9 @@ class Dataset:
         (see :mod:`mlp_xp.data.labels`); 0 for float targets.
     source : str
         Where the data came from, for people to read (a folder, a file, a generator).
+    seeded : bool
+        Whether the data seed draws the split (or the data): False where the files fix both (an MNIST-layout
+        folder, a .npz), so that another seed gives the same rows.
     """
 
     name: str
@@ -42,6 +45,7 @@ class Dataset:
     y_test: np.ndarray | None
     n_classes: int
     source: str
+    seeded: bool = True
 
     @property
     def n_features(self) -> int:

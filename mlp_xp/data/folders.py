@@ -113,4 +113,5 @@ def load_mnist_folder(path: str | os.PathLike[str], *, name: str | None = None, 
         y_test=y_test,
         n_classes=n_classes,
         source=str(folder),
+        seeded=False,
     )

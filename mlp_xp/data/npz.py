@@ -97,4 +97,4 @@ def load_npz(path: Path, classes: int | None = None) -> Dataset:
             f"{path} holds float or multi-column targets, not class labels, so classes={classes} does not apply: "
             "leave the class count out, or store y_train as 1-D integer labels"
         )
-    return Dataset(path.stem, X_train, y_train, X_test, y_test, n_classes, str(path))
+    return Dataset(path.stem, X_train, y_train, X_test, y_test, n_classes, str(path), seeded=False)
