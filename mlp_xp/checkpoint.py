@@ -154,9 +154,10 @@ def check_settings(meta: dict, settings: dict, model: dict) -> list[str]:
     """Refuse a resume whose model or math differ from the checkpoint's, or that would stop before the epochs the
     checkpoint has done; return the allowed changes (as "epochs: 20 -> 30"). ``model`` may leave out what only
     the data tell (the input and output widths of ``sizes``): then the hidden widths are compared."""
-    saved_model = dict(meta["model"])
+    saved_model, model = dict(meta["model"]), dict(model)
     if "sizes" in model and len(model["sizes"]) and model["sizes"][0] is None:
-        saved_model["sizes"] = [None, *saved_model["sizes"][1:-1], None]
+        # (said as the flag that sets them: "hidden: [256] -> [128]", not sizes with unknown ends)
+        saved_model["hidden"], model["hidden"] = list(saved_model.pop("sizes")[1:-1]), list(model.pop("sizes")[1:-1])
     changed = differences(saved_model, model, "model")
     if changed:
         raise ConfigError(

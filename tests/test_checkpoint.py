@@ -456,7 +456,7 @@ def test_a_resume_that_would_change_the_math_is_refused_before_the_data(tmp_path
     monkeypatch.setattr(data_module, "load_dataset", lambda *a, **kw: pytest.fail("the data were loaded"))
     for extra, message in (
         ("--epochs 2 --hidden 8 --lr 0.1", "lr: 0.05 -> 0.1"),
-        ("--epochs 2 --hidden 16", "sizes: [None, 8, None] -> [None, 16, None]"),
+        ("--epochs 2 --hidden 16", "the model differs from the checkpoint's (hidden: [8] -> [16])"),
         ("--epochs 1 --hidden 8", "has done 2 epochs, more than --epochs 1: give --epochs 2 or more"),
     ):
         code, _, err = _cli(capsys, f"train --device cpu --checkpoint {ck} --resume {extra}")
