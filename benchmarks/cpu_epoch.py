@@ -21,6 +21,7 @@ floor and the peak are OpenBLAS's products in every case.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import statistics
 import sys
@@ -57,11 +58,34 @@ def sgemm_peak(n: int = 2048, reps: int = 5) -> float:
     return 2 * n**3 / best / 1e9
 
 
+#: The package each contender needs beyond mlp_xp, and how to install it.
+NEEDS = {"pytorch_eager": ("torch", "pip install torch==2.13.0"), "sklearn": ("sklearn", "pip install scikit-learn")}
+
+
+def _check_contenders(parser, skip: list[str], floors: list[str]) -> None:
+    """Before any data or round: each name to skip is a contender (mlp_xp, whose epoch the others are compared
+    with, cannot be), and each contender left in can be imported, rather than a traceback after the first round."""
+    known = [n for n in [*CONTENDERS, *floors] if n != "mlp_xp"]
+    for name in skip:
+        if name == "mlp_xp":
+            parser.error("--skip mlp_xp: every other epoch is compared with mlp_xp's, so it cannot be left out")
+        if name not in known:
+            parser.error(f"--skip {name}: not a contender here; give some of {', '.join(known)}")
+    for name, (module, install) in NEEDS.items():
+        if name in CONTENDERS and name not in skip and importlib.util.find_spec(module) is None:
+            parser.error(f"{name} needs {module}, which is not installed: {install}, or --skip {name}")
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data", default="fashion-mnist", help="fashion-mnist (default), synthetic, mnist or an IDX folder")
     p.add_argument("--rounds", type=int, default=5)
-    p.add_argument("--skip", default="", help="contenders to leave out, comma separated")
+    p.add_argument(
+        "--skip",
+        default="",
+        help=f"contenders to leave out, comma separated, of {', '.join(n for n in CONTENDERS if n != 'mlp_xp')} and "
+        "gemm_floor",
+    )
     p.add_argument("--json", help="write the raw times as JSON")
     p.add_argument(
         "--dispatched-floor",
@@ -69,12 +93,14 @@ def main(argv=None) -> int:
         help="also time the floor's GEMMs dispatched op by op from Python (the floor before steps were replayed)",
     )
     args = p.parse_args(argv)
+    floors = ["gemm_floor", "gemm_floor_dispatched"] if args.dispatched_floor else ["gemm_floor"]
+    skip = [n for n in args.skip.split(",") if n]
+    _check_contenders(p, skip, floors)
     ds, X, y = epoch_data(p, args.data)
     y = y.astype(np.int64)
     machine = loop_timing.machine()
     print(f"machine: {loop_timing.describe(machine)}", file=sys.stderr)
-    floors = ["gemm_floor", "gemm_floor_dispatched"] if args.dispatched_floor else ["gemm_floor"]
-    names = [n for n in [*CONTENDERS, *floors] if n not in args.skip.split(",")]
+    names = [n for n in [*CONTENDERS, *floors] if n not in skip]
     times = {n: [] for n in names}
     print(
         f"{ds.describe()}; {os.cpu_count()} cores; OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', '(unset)')}",
