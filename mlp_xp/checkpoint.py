@@ -74,7 +74,7 @@ def check_folder(folder: str | os.PathLike[str], resume: bool) -> None:
             f"--checkpoint {folder}"
         )
     if not resume and path_in(folder).is_file():
-        try:
+        try:  # all of it, as --resume would: a damaged array past the metadata must not be sent to --resume
             read(folder)
         except ModelFileError as e:  # (damaged, or another program's file: --resume cannot be the way out)
             raise ConfigError(
