@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import ConfigError, ModelFileError
-from .files import check_folder_to_write
+from .files import check_folder_to_write, not_an_archive
 from .serialization import save_arrays
 
 FILE = "checkpoint.npz"
@@ -76,11 +76,8 @@ def check_folder(folder: str | os.PathLike[str], resume: bool) -> None:
     if not resume and path_in(folder).is_file():
         try:  # all of it, as --resume would: a damaged array past the metadata must not be sent to --resume
             read(folder)
-        except ModelFileError as e:  # (damaged, or another program's file: --resume cannot be the way out)
-            raise ConfigError(
-                f"--checkpoint {folder} holds {FILE}, which cannot be resumed ({getattr(e, 'reason', e)}): "
-                "delete it, or give another folder"
-            ) from None
+        except ModelFileError as e:  # (damaged, another program's file, another version: not --resume here)
+            raise ConfigError(f"--checkpoint {folder} holds {FILE}, {e.without_resume}") from None
         raise ConfigError(
             f"--checkpoint {folder} holds the checkpoint of another run, which a new run would replace: go on from "
             "it with --resume, or give another folder (or delete it)"
@@ -99,37 +96,50 @@ def write(folder: str | os.PathLike[str], meta: dict, arrays: dict, *, durable: 
 
 def read(folder: str | os.PathLike[str]) -> tuple[dict, dict[str, np.ndarray]]:
     """The metadata and arrays of the checkpoint in ``folder``; a :class:`ModelFileError` saying what to do if
-    it is missing, unreadable or of another format."""
+    it is missing, unreadable or of another format (its ``without_resume``: what :func:`check_folder` says)."""
     path = path_in(folder)
+    readable = (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, UnicodeDecodeError)
     try:
-        with np.load(path, allow_pickle=False) as z:
-            arrays = {k: z[k] for k in z.files}
-        meta = json.loads(arrays.pop("metadata").tobytes().decode())
+        z = np.load(path, allow_pickle=False)
     except FileNotFoundError:
         raise ModelFileError(f"there is no checkpoint in {folder}: start the run without --resume") from None
-    except (OSError, ValueError, KeyError, zipfile.BadZipFile, UnicodeDecodeError) as e:
-        # (NumPy takes a file that is no .npz archive for pickled data, and suggests loading it unsafely)
-        why = "not an .npz archive" if "pickle" in str(e) else f"{type(e).__name__}: {e}"
-        raise _unusable(path, f"not a readable checkpoint: {why}") from None
-    if meta.get("format") != FORMAT:
+    except readable as e:
+        # (what the file is, where its first bytes tell: NumPy takes any other file for pickled data)
+        kind = not_an_archive(path)
+        if kind is None:  # (it begins as an archive does: NumPy's advice to unpickle it does not apply)
+            kind = "is not an .npz archive" if "pickle" in str(e) else f"cannot be read ({type(e).__name__}: {e})"
+        raise _unusable(path, f"not a readable checkpoint: it {kind}") from None
+    if not isinstance(z, np.lib.npyio.NpzFile):  # one .npy array under the checkpoint's name
+        raise _unusable(path, "not an mlp_xp checkpoint: it holds one array, not an archive")
+    try:
+        with z:
+            arrays = {k: z[k] for k in z.files}
+        meta = json.loads(arrays.pop("metadata").tobytes().decode())
+    except readable as e:
+        raise _unusable(path, f"not a readable checkpoint: {type(e).__name__}: {e}") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise _unusable(path, "not an mlp_xp checkpoint")
     if meta.get("format_version") != FORMAT_VERSION:
+        version = meta.get("format_version")
         e = ModelFileError(
-            f"{path} is a checkpoint of format version {meta.get('format_version')}; this mlp_xp reads version "
-            f"{FORMAT_VERSION}: resume it with the mlp_xp that wrote it, or start the run again"
+            f"{path} is a checkpoint of format version {version}; this mlp_xp reads version {FORMAT_VERSION}: "
+            "resume it with the mlp_xp that wrote it, or start the run again"
         )
-        e.reason = f"format version {meta.get('format_version')}, which the mlp_xp that wrote it can resume"
+        e.without_resume = (
+            f"a checkpoint of format version {version}, which this mlp_xp cannot resume and a new run would "
+            "replace: resume it with the mlp_xp that wrote it, or give another folder"
+        )
         raise e
     return meta, arrays
 
 
 def _unusable(path: Path, reason: str) -> ModelFileError:
-    """A checkpoint file no run can go on from; ``reason`` is kept for :func:`check_folder`'s message."""
+    """A file under the checkpoint's name that no run can go on from (damaged, or not a checkpoint)."""
     e = ModelFileError(
         f"{path} is {reason}, so no run can go on from it: delete it, or give another --checkpoint folder, and start "
         "the run without --resume"
     )
-    e.reason = reason
+    e.without_resume = f"which cannot be resumed ({reason}): delete it, or give another folder"
     return e
 
 

@@ -464,25 +464,57 @@ def test_a_resume_that_would_change_the_math_is_refused_before_the_data(tmp_path
 
 
 def test_a_file_no_run_can_go_on_from_is_said_so_with_and_without_resume(tmp_path, capsys):
-    """A damaged checkpoint (or a model saved under its name) must not send the user from --resume ("start again
+    """A damaged checkpoint (or another file under its name) must not send the user from --resume ("start again
     without it") to "another run's checkpoint, go on with --resume" and back: both say what the file is and the way
-    out, and neither touches it."""
+    out, and neither touches it. A run's own checkpoint is still sent to --resume."""
     good = tmp_path / "good"
     assert _cli(capsys, f"train --device cpu --epochs 1 --hidden 8 --quiet --checkpoint {good}")[0] == 0
-    damaged, model = tmp_path / "damaged", tmp_path / "model"
-    damaged.mkdir()
-    (damaged / "checkpoint.npz").write_bytes((good / "checkpoint.npz").read_bytes()[:3000])
-    model.mkdir()
-    assert _cli(capsys, f"train --device cpu --epochs 1 --hidden 8 --quiet --save {model / 'checkpoint.npz'}")[0] == 0
-    for folder, what in ((damaged, "not a readable checkpoint: BadZipFile"), (model, "not an mlp_xp checkpoint")):
-        before = (folder / "checkpoint.npz").read_bytes()
+    code, _, err = _cli(capsys, f"train --device cpu --epochs 2 --hidden 8 --checkpoint {good}")
+    said = "holds the checkpoint of another run, which a new run would replace: go on from it with --resume"
+    assert code == 2 and said in err, err
+    cut = (good / "checkpoint.npz").read_bytes()[:3000]
+    files = {
+        "damaged": (cut, "not a readable checkpoint: it cannot be read (BadZipFile"),
+        "empty": (b"", "not a readable checkpoint: it is empty (0 bytes)"),
+        "text": (b"hi\n", "not a readable checkpoint: it is a text file (it begins 'hi')"),
+        "array": (None, "not an mlp_xp checkpoint: it holds one array, not an archive"),
+        "listed": (None, "not an mlp_xp checkpoint"),  # (its metadata JSON, but a list)
+        "model": (None, "not an mlp_xp checkpoint"),
+    }
+    for name, (content, what) in files.items():
+        folder = tmp_path / name
+        folder.mkdir()
+        path = folder / "checkpoint.npz"
+        if name == "array":
+            np.save(folder / "a.npy", np.zeros(3))
+            (folder / "a.npy").rename(path)
+        elif name == "listed":
+            with open(path, "wb") as f:
+                np.savez(f, metadata=np.frombuffer(b"[1]", np.uint8))
+        elif name == "model":
+            assert _cli(capsys, f"train --device cpu --epochs 1 --hidden 8 --quiet --save {path}")[0] == 0
+        else:
+            path.write_bytes(content)
+        before = path.read_bytes()
         code, _, err = _cli(capsys, f"train --device cpu --epochs 2 --hidden 8 --checkpoint {folder}")
-        assert code == 2 and f"holds checkpoint.npz, which cannot be resumed ({what}" in err, err
-        assert "delete it, or give another folder" in err and "--resume" not in err, err
+        assert code == 2 and f"holds checkpoint.npz, which cannot be resumed ({what}" in err, (name, err)
+        assert "delete it, or give another folder" in err and "--resume" not in err, (name, err)
         code, _, err = _cli(capsys, f"train --device cpu --epochs 2 --hidden 8 --checkpoint {folder} --resume")
-        assert code == 2 and f"checkpoint.npz is {what}" in err, err
-        assert "so no run can go on from it: delete it, or give another --checkpoint folder" in err, err
-        assert (folder / "checkpoint.npz").read_bytes() == before
+        assert code == 2 and f"checkpoint.npz is {what}" in err, (name, err)
+        assert "so no run can go on from it: delete it, or give another --checkpoint folder" in err, (name, err)
+        assert path.read_bytes() == before
+
+
+def test_a_checkpoint_of_another_format_version_is_not_called_damaged(tmp_path, capsys):
+    from mlp_xp.serialization import save_arrays
+
+    folder = tmp_path / "v2"
+    folder.mkdir()
+    save_arrays(folder / "checkpoint.npz", {}, {"x": np.zeros(2)}, fmt="mlp_xp.checkpoint", version=2, durable=False)
+    code, _, err = _cli(capsys, f"train --device cpu --epochs 2 --hidden 8 --checkpoint {folder}")
+    said = "holds checkpoint.npz, a checkpoint of format version 2, which this mlp_xp cannot resume and a new run "
+    assert code == 2 and said + "would replace: resume it with the mlp_xp that wrote it, or give another folder" in err
+    assert "delete" not in err, err
 
 
 def test_a_reader_that_goes_away_does_not_cost_the_files(tmp_path, capsys, monkeypatch):
