@@ -502,11 +502,10 @@ def main(argv: list[str] | None = None) -> int:
         _silence_stdout()
         if isinstance(e, BrokenPipeError) or e.errno == errno.EPIPE:
             return EXIT_BROKEN_PIPE
-        print(
-            f"mlp-xp: error: the output could not be written to standard output ({e.strerror}): free space on its "
-            "disk, or send the output elsewhere",
-            file=sys.stderr,
-        )
+        full = e.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC))
+        fix = "free space on its disk, or send the output elsewhere" if full else "send the output elsewhere"
+        lost = f"the output could not be written to standard output ({e.strerror})"
+        print(f"mlp-xp: error: {lost}: {fix}", file=sys.stderr)
         return EXIT_FAILED
     except Exception as e:
         from .backend import is_cuda_failure

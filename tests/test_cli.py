@@ -296,14 +296,21 @@ def test_output_that_cannot_be_written_is_said_once_and_is_not_the_commands_fail
 
     from mlp_xp.cli import main
 
-    for error, status in ((OSError(errno.ENOSPC, "No space left on device"), 1), (BrokenPipeError(), 141)):
+    for error, status in (
+        (OSError(errno.ENOSPC, "No space left on device"), 1),
+        (OSError(errno.EBADF, "Bad file descriptor"), 1),  # (`1</dev/null`: no disk to free space on)
+        (BrokenPipeError(), 141),
+    ):
         monkeypatch.setattr(sys, "stdout", _Unwritable(error))
         code = main([*command.split(), "--device", "cpu"] if command.startswith("train") else command.split())
         monkeypatch.undo()
         err = capsys.readouterr().err
         assert code == status and "FAILED" not in err and "Traceback" not in err, (command, err)
-        lost = "mlp-xp: error: the output could not be written to standard output (No space left on device)"
-        assert err.count(lost) == (status == 1), (command, err)
+        lost = f"mlp-xp: error: the output could not be written to standard output ({error.strerror})"
+        full = error.errno == errno.ENOSPC
+        fix = "free space on its disk, or send the output elsewhere" if full else "send the output elsewhere"
+        assert err.count(lost) == (status == 1) and (status == 141 or f"{lost}: {fix}" in err), (command, err)
+        assert ("free space" in err) == full, (command, err)
 
 
 @pytest.mark.parametrize(
