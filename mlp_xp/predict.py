@@ -122,17 +122,24 @@ def _batches(model, src: Path, batch: int) -> tuple[Iterator, int | None]:
     def rows() -> Iterator[np.ndarray]:
         for s in range(0, n, batch):
             part = np.asarray(X[s : s + batch]).reshape(min(batch, n - s), -1)
-            # (here, where the batch's first row is known: predict's own check counts rows from the batch's start)
-            bad = ~np.isfinite(part) if part.dtype.kind in "fc" else None
-            if bad is not None and bad.any():
-                row, column = np.argwhere(bad)[0]
-                raise DataError(
-                    f"--input {src} contains NaN or Inf (first at row {s + row}, column {column}, counted from 0): "
-                    "clean or impute the data first"
-                )
             yield part / np.float32(255) if scale else part
 
     return rows(), n
+
+
+def _check_finite(part, src: Path, first: int) -> None:
+    """A NaN or Inf in a batch of numbers, named by its row in the input (predict's own check would count from the
+    batch's first row); a table's batch for its preprocessing says its own rows."""
+    if not isinstance(part, np.ndarray) or part.dtype.kind not in "fc":
+        return
+    bad = ~np.isfinite(part)
+    if bad.any():
+        row, column = np.argwhere(bad)[0]
+        where = "data row" if is_table(src) else "row"
+        raise DataError(
+            f"--input {src} contains NaN or Inf (first at {where} {first + row}, column {column}, counted from 0"
+            f"{' after the header' if is_table(src) else ''}): clean or impute the data first"
+        )
 
 
 def _numbers(frame, src: Path) -> np.ndarray:
@@ -242,10 +249,13 @@ def predict_file(model, input_path, output_path, *, proba: bool = False, batch: 
     path = os.fspath(output_path)
     out = _NpyOut(path) if path.lower().endswith(".npy") else _CsvOut(path, _columns_for(model, proba))
     unknown: dict[str, int] = {}
+    first = 0  # the batch's first row in the input
     try:
         for part in batches:
             if len(part) == 0:  # a table with a header and no rows reads as one empty batch
                 continue
+            _check_finite(part, src, first)
+            first += len(part)
             p = model.predict_proba(part, batch_size=batch)
             for col, n in (model.preprocessing.unknown_seen if model.preprocessing is not None else {}).items():
                 unknown[col] = unknown.get(col, 0) + n

@@ -127,16 +127,20 @@ def test_wrong_width_leaves_an_existing_output_as_it_was(tmp_path, capsys, image
     assert dst.read_text() == "old\n" and sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
 
 
-@pytest.mark.parametrize("kind", ["npy", "npz"])
+@pytest.mark.parametrize("kind", ["npy", "npz", "csv"])
 def test_a_nan_past_the_first_batch_is_named_by_its_row_in_the_file(tmp_path, capsys, images_model, kind):
     _, path, _ = images_model
     X = np.zeros((30, 16), np.float32)
     X[23, 5] = np.nan  # in the third batch of 10
     src = tmp_path / f"x.{kind}"
-    np.save(src, X) if kind == "npy" else np.savez(src, X=X)
+    if kind == "csv":
+        pd.DataFrame(X, columns=[f"p{i}" for i in range(16)]).to_csv(src, index=False)
+    else:
+        np.save(src, X) if kind == "npy" else np.savez(src, X=X)
     dst = tmp_path / "o.csv"
     code, _, err = run(capsys, f"predict {path} --input {src} --output {dst} --batch-size 10 --device cpu")
-    assert code == 2 and "contains NaN or Inf (first at row 23, column 5, counted from 0)" in err, err
+    where = "data row 23, column 5, counted from 0 after the header" if kind == "csv" else "row 23, column 5, counted"
+    assert code == 2 and f"--input {src} contains NaN or Inf (first at {where}" in err, err
     assert not dst.exists() and [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
 
 
