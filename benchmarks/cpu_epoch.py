@@ -59,7 +59,10 @@ def sgemm_peak(n: int = 2048, reps: int = 5) -> float:
 
 
 #: The package each contender needs beyond mlp_xp, and how to install it.
-NEEDS = {"pytorch_eager": ("torch", "pip install torch==2.13.0"), "sklearn": ("sklearn", "pip install scikit-learn")}
+NEEDS = {
+    "pytorch_eager": ("torch", "pip install torch (the tables here were measured with PyTorch 2.13.0's CPU build)"),
+    "sklearn": ("sklearn", "pip install scikit-learn"),
+}
 
 
 def _check_contenders(parser, skip: list[str], floors: list[str]) -> None:

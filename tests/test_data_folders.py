@@ -47,6 +47,7 @@ def test_mnist_folder_mixed_raw_and_gz(tmp_path):
     np.testing.assert_array_equal(data.y_test, [0, 1])
     assert data.n_classes == 4
     assert data.name == "digits28" and data.source == str(folder)
+    assert not data.seeded  # (the files fix the split: evaluate does not warn of another data seed)
     assert data.describe() == f"digits28: 4 train / 2 test, 64 features, 4 classes, from {folder}"
 
 

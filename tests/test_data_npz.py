@@ -14,7 +14,7 @@ def test_npz_classification(tmp_path):
     X = np.arange(12, dtype=np.float64).reshape(6, 2)
     np.savez(path, X_train=X, y_train=np.array([0, 1, 2, 0, 1, 2], np.uint8), X_test=X[:2], y_test=[4, 0])
     data = load_dataset(path, classes=5)  # the test split's 4 is not a training class: the count is given
-    assert data.name == "blobs" and data.source == str(path)
+    assert data.name == "blobs" and data.source == str(path) and not data.seeded
     assert data.X_train.dtype == np.float32 and data.y_train.dtype == np.int64
     np.testing.assert_array_equal(data.X_train, X.astype(np.float32))
     assert data.n_classes == 5
