@@ -77,7 +77,10 @@ def check_folder(folder: str | os.PathLike[str], resume: bool) -> None:
         try:  # all of it, as --resume would: a damaged array past the metadata must not be sent to --resume
             read(folder)
         except ModelFileError as e:  # (damaged, another program's file, another version: not --resume here)
-            raise ConfigError(f"--checkpoint {folder} holds {FILE}, {e.without_resume}") from None
+            said = getattr(e, "without_resume", None)
+            if said is not None:  # (None: the file went meanwhile, and the run can start)
+                raise ConfigError(f"--checkpoint {folder} holds {FILE}, {said}") from None
+            return
         raise ConfigError(
             f"--checkpoint {folder} holds the checkpoint of another run, which a new run would replace: go on from "
             "it with --resume, or give another folder (or delete it)"
@@ -116,7 +119,7 @@ def read(folder: str | os.PathLike[str]) -> tuple[dict, dict[str, np.ndarray]]:
             arrays = {k: z[k] for k in z.files}
         meta = json.loads(arrays.pop("metadata").tobytes().decode())
     except readable as e:
-        raise _unusable(path, f"not a readable checkpoint: {type(e).__name__}: {e}") from None
+        raise _unusable(path, f"not a readable checkpoint: it cannot be read ({type(e).__name__}: {e})") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise _unusable(path, "not an mlp_xp checkpoint")
     if meta.get("format_version") != FORMAT_VERSION:

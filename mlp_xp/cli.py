@@ -496,8 +496,9 @@ def main(argv: list[str] | None = None) -> int:
         print("mlp-xp: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
     except (BrokenPipeError, OutputLost) as e:
-        # The reader (`mlp-xp info | head`) has gone: say nothing more, and point stdout at /dev/null so
-        # that the interpreter's own flush at exit does not raise a second time (Python's signal docs).
+        # Standard output cannot be written. Point it at /dev/null, so that the interpreter's own flush at exit does
+        # not raise a second time (Python's signal docs); a reader that has gone (`mlp-xp info | head`) is told
+        # nothing more, any other loss (a full disk) one line.
         sys.stdout = stdout
         _silence_stdout()
         if isinstance(e, BrokenPipeError) or e.errno == errno.EPIPE:
