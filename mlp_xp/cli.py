@@ -446,10 +446,14 @@ class _Stdout:
 
     def __init__(self, stream) -> None:
         self._stream = stream
+        #: The first loss, kept for where it is swallowed: argparse's --help and --version drop a failed write.
+        self.lost: OutputLost | None = None
 
     def _lost(self, e: OSError) -> OutputLost:
         closed = isinstance(e, BrokenPipeError) or e.errno == errno.EPIPE
-        return OutputLost(errno.EPIPE if closed else e.errno, e.strerror or type(e).__name__)
+        lost = OutputLost(errno.EPIPE if closed else e.errno, e.strerror or type(e).__name__)
+        self.lost = self.lost or lost
+        return lost
 
     def write(self, text: str) -> int:
         try:
@@ -474,7 +478,14 @@ def main(argv: list[str] | None = None) -> int:
         sys.stdout = _Stdout(stdout)
     try:
         parser = build_parser()
-        args, unknown = parser.parse_known_args(argv)
+        try:
+            args, unknown = parser.parse_known_args(argv)
+        except SystemExit:  # (--help, --version, a usage error: argparse has printed and exits)
+            if isinstance(sys.stdout, _Stdout):
+                sys.stdout.flush()  # (what is still buffered fails here, not at the interpreter's exit)
+                if sys.stdout.lost is not None:
+                    raise sys.stdout.lost from None
+            raise
         if unknown:
             raise ConfigError(
                 f"unrecognized arguments: {' '.join(unknown)}: {_nearest_flag(parser, args, unknown)}"

@@ -287,10 +287,13 @@ class _Unwritable:
         raise self.error
 
 
-@pytest.mark.parametrize("command", ["info", "doctor --device cpu", "train --data digits --hidden 8 --epochs 1"])
+@pytest.mark.parametrize(
+    "command", ["info", "doctor --device cpu", "train --data digits --hidden 8 --epochs 1", "--version", "train --help"]
+)
 def test_output_that_cannot_be_written_is_said_once_and_is_not_the_commands_failure(command, capsys, monkeypatch):
     """``> /dev/full``: one line naming the full disk, status 1; ``| head``: status 141 and nothing more. The doctor
-    is the case that matters: its checks print, and the loss of their output is not a failing check."""
+    is the case that matters: its checks print, and the loss of their output is not a failing check. argparse's
+    --help and --version drop a failed write and exit 0: the loss is still said."""
     import errno
     import sys
 
