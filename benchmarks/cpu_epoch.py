@@ -58,6 +58,8 @@ def sgemm_peak(n: int = 2048, reps: int = 5) -> float:
     return 2 * n**3 / best / 1e9
 
 
+#: The contenders that --skip may leave out: all but mlp_xp, whose epoch the others are compared with.
+SKIPPABLE = [n for n in CONTENDERS if n != "mlp_xp"]
 #: The package each contender needs beyond mlp_xp, and how to install it.
 NEEDS = {
     "pytorch_eager": ("torch", "pip install torch (the tables here were measured with PyTorch 2.13.0's CPU build)"),
@@ -68,7 +70,7 @@ NEEDS = {
 def _check_contenders(parser, skip: list[str], floors: list[str]) -> None:
     """Before any data or round: each name to skip is a contender (mlp_xp, whose epoch the others are compared
     with, cannot be), and each contender left in can be imported, rather than a traceback after the first round."""
-    known = [n for n in [*CONTENDERS, *floors] if n != "mlp_xp"]
+    known = [*SKIPPABLE, *floors]
     for name in skip:
         if name == "mlp_xp":
             parser.error("--skip mlp_xp: every other epoch is compared with mlp_xp's, so it cannot be left out")
@@ -86,8 +88,7 @@ def main(argv=None) -> int:
     p.add_argument(
         "--skip",
         default="",
-        help=f"contenders to leave out, comma separated, of {', '.join(n for n in CONTENDERS if n != 'mlp_xp')} and "
-        "gemm_floor",
+        help=f"contenders to leave out, comma separated, of {', '.join(SKIPPABLE)} and gemm_floor",
     )
     p.add_argument("--json", help="write the raw times as JSON")
     p.add_argument(

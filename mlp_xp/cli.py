@@ -474,17 +474,18 @@ class _Stdout:
 def main(argv: list[str] | None = None) -> int:
     previous = _catch_sigterm()
     stdout = sys.stdout
-    if stdout is not None:
-        sys.stdout = _Stdout(stdout)
+    wrapped = None if stdout is None else _Stdout(stdout)
+    if wrapped is not None:
+        sys.stdout = wrapped
     try:
         parser = build_parser()
         try:
             args, unknown = parser.parse_known_args(argv)
         except SystemExit:  # (--help, --version, a usage error: argparse has printed and exits)
-            if isinstance(sys.stdout, _Stdout):
-                sys.stdout.flush()  # (what is still buffered fails here, not at the interpreter's exit)
-                if sys.stdout.lost is not None:
-                    raise sys.stdout.lost from None
+            if wrapped is not None:
+                wrapped.flush()  # (what is still buffered fails here, not at the interpreter's exit)
+                if wrapped.lost is not None:
+                    raise wrapped.lost from None
             raise
         if unknown:
             raise ConfigError(

@@ -30,6 +30,7 @@ from .data.preprocess import text_columns
 from .data.tables import is_table, iter_table, table_columns
 from .errors import ConfigError, DataError, DatasetNotFound
 from .files import atomic_writer, not_an_archive
+from .validation import first_nonfinite
 
 __all__ = ["INPUT_KINDS", "OUTPUT_KINDS", "check_paths", "predict_file"]
 
@@ -130,11 +131,9 @@ def _batches(model, src: Path, batch: int) -> tuple[Iterator, int | None]:
 def _check_finite(part, src: Path, first: int) -> None:
     """A NaN or Inf in a batch of numbers, named by its row in the input (predict's own check would count from the
     batch's first row); a table's batch for its preprocessing says its own rows."""
-    if not isinstance(part, np.ndarray) or part.dtype.kind not in "fc":
-        return
-    bad = ~np.isfinite(part)
-    if bad.any():
-        row, column = np.argwhere(bad)[0]
+    bad = first_nonfinite(part) if isinstance(part, np.ndarray) and part.dtype.kind in "fc" else None
+    if bad is not None:
+        row, column = bad
         where = "data row" if is_table(src) else "row"
         raise DataError(
             f"--input {src} contains NaN or Inf (first at {where} {first + row}, column {column}, counted from 0"

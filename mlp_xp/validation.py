@@ -59,12 +59,20 @@ def check_features(X, n_features: int | None, dtype, name: str = "X") -> np.ndar
             f"{name} has {X.shape[1]} features but the model expects {n_features}: use data of the model's input size"
         )
     X = np.ascontiguousarray(X, dtype=dtype)
-    if not np.isfinite(X).all():
-        bad = np.argwhere(~np.isfinite(X))[0]
+    bad = first_nonfinite(X)
+    if bad is not None:
         raise DataError(
             f"{name} contains NaN or Inf (first at row {bad[0]}, column {bad[1]}): clean or impute the data first"
         )
     return X
+
+
+def first_nonfinite(X: np.ndarray) -> tuple[int, int] | None:
+    """(row, column) of the first NaN or Inf of the 2-D float array ``X``, or None where it has none."""
+    if np.isfinite(X).all():
+        return None
+    row, column = np.argwhere(~np.isfinite(X))[0]
+    return int(row), int(column)
 
 
 def check_targets(y, n_samples: int, loss: str, n_outputs: int, dtype, name: str = "y") -> np.ndarray:
