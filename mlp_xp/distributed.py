@@ -263,9 +263,8 @@ def rank_device(spec: str, comm: Communicator, count=None) -> str:
         from .backend import cuda_devices, cuda_status
 
         count = len(cuda_devices())
-        usable, why = cuda_status(0)
-        if not count and not usable:  # (no CuPy, no driver, no device: that, not the ranks, is what to fix)
-            raise BackendUnavailable(f"CUDA backend unavailable: {why}")
+        if not count:  # (no CuPy, no driver, no device: that, not the ranks, is what to fix; cuda_status says which)
+            raise BackendUnavailable(f"CUDA backend unavailable: {cuda_status(0)[1]}")
     if local >= count:
         raise ConfigError(
             f"MPI rank {comm.rank} is local rank {local} on its machine, which has {count} visible GPU(s): start "
