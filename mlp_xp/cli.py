@@ -440,6 +440,16 @@ def _silence_stdout() -> None:
         pass  # stdout is not a file descriptor (captured in a test): nothing will flush to a pipe
 
 
+def _output_lost(e: OSError) -> tuple[int, str | None]:
+    """The exit status for standard output that cannot be written, and what to say of it: nothing to a reader that
+    has gone (`mlp-xp info | head`), one line naming the reason and the fix otherwise (a full disk)."""
+    if isinstance(e, BrokenPipeError) or e.errno == errno.EPIPE:
+        return EXIT_BROKEN_PIPE, None
+    full = e.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC))
+    fix = "free space on its disk, or send the output elsewhere" if full else "send the output elsewhere"
+    return EXIT_FAILED, f"the output could not be written to standard output ({e.strerror}): {fix}"
+
+
 class _Stdout:
     """``sys.stdout`` while a command runs: a write or flush that fails raises :class:`OutputLost`, so that a
     closed pipe or a full disk reads as the output's loss wherever it happens, never as the command's own error."""
@@ -513,13 +523,10 @@ def main(argv: list[str] | None = None) -> int:
         # nothing more, any other loss (a full disk) one line.
         sys.stdout = stdout
         _silence_stdout()
-        if isinstance(e, BrokenPipeError) or e.errno == errno.EPIPE:
-            return EXIT_BROKEN_PIPE
-        full = e.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC))
-        fix = "free space on its disk, or send the output elsewhere" if full else "send the output elsewhere"
-        lost = f"the output could not be written to standard output ({e.strerror})"
-        print(f"mlp-xp: error: {lost}: {fix}", file=sys.stderr)
-        return EXIT_FAILED
+        status, why = _output_lost(e)
+        if why:
+            print(f"mlp-xp: error: {why}", file=sys.stderr)
+        return status
     except Exception as e:
         from .backend import is_cuda_failure
 
@@ -755,10 +762,13 @@ def cmd_train(args) -> int:
         return _train(args, comm)
     except BaseException as e:
         # one rank's failure ends the job on every rank now: the others would wait for it in the next collective
-        status = EXIT_INTERRUPTED if isinstance(e, KeyboardInterrupt) else EXIT_FAILED
+        status, why = (EXIT_INTERRUPTED if isinstance(e, KeyboardInterrupt) else EXIT_FAILED), str(e)
         if isinstance(e, MLPXPError):
             status = EXIT_NO_GPU if isinstance(e, BackendUnavailable) else EXIT_BAD_INPUT
-        print(f"mlp-xp: error on MPI rank {comm.rank} of {comm.size}: {e}", file=sys.stderr)
+        elif isinstance(e, (BrokenPipeError, OutputLost)):  # (rank 0's, where its output is a file of its own)
+            status, why = _output_lost(e)
+            why = why or "its standard output was closed"
+        print(f"mlp-xp: error on MPI rank {comm.rank} of {comm.size}: {why}", file=sys.stderr)
         sys.stderr.flush()
         comm.abort(status)
         raise

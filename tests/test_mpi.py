@@ -3,6 +3,7 @@ timeout, so that a hang fails a test instead of CI. The ranks must stay bit-iden
 rounding (float64), split each batch without padding (a rank may get no rows), and fail together and fast."""
 
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -144,6 +145,27 @@ def test_mpiexec_with_a_gpu_asked_for_and_none_usable_ends_with_status_3(tmp_pat
     )  # fmt: skip
     assert r.returncode == 3 and "CUDA backend unavailable: " in r.stderr, r.stderr
     assert "visible GPU" not in r.stderr, r.stderr
+
+
+def test_rank_0_whose_output_cannot_be_written_says_so_once_and_ends_the_job(tmp_path):
+    """Rank 0's standard output on a full disk (a file of its own, not mpiexec's pipe): the one-process line, named
+    by rank, status 1; a closed pipe: status 141. The other rank is ended with it, not left in a collective."""
+    train = f"{shlex.quote(sys.executable)} -m mlp_xp train --data digits --hidden 8 --epochs 2 --device cpu"
+    env = {**os.environ, "MLP_XP_CACHE": str(tmp_path / "c")}
+    for shell, status in (("sh", 1), ("bash", 141)):
+        line = f"exec {train} > /dev/full" if status == 1 else f"set -o pipefail; {train} | true"
+        r = subprocess.run(
+            [MPIEXEC, "-n", "2", shell, "-c", line], capture_output=True, text=True, timeout=TIMEOUT, env=env
+        )
+        assert r.returncode == status, r.stderr
+        why = (
+            "the output could not be written to standard output (No space left on device): free space on its disk, "
+            "or send the output elsewhere"
+            if status == 1
+            else "its standard output was closed"
+        )
+        assert r.stderr.count("mlp-xp: error on MPI rank 0 of 2: ") == 1, r.stderr
+        assert f"mlp-xp: error on MPI rank 0 of 2: {why}" in r.stderr and "Traceback" not in r.stderr, r.stderr
 
 
 def test_the_one_process_communicator_changes_nothing():
