@@ -23,6 +23,9 @@ def atomic_writer(path: str | os.PathLike[str], *, durable: bool = True) -> Iter
     filesystems that order a rename after the data (ext4's default, xfs).
     """
     path = Path(path)
+    if path.name in ("", ".", "..") or path.is_dir():  # (named for the folder, before anything is written)
+        why = "is a folder, not a file: name a file in it"
+        raise IsADirectoryError(errno.EISDIR, why, str(path))
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
     # os.open with mode 0o666 honours the umask, unlike tempfile's 0o600, so the result is shareable.
     try:

@@ -399,6 +399,7 @@ class MLP:
         if self.trained_on is not None:
             meta["trained_on"] = self.trained_on
         layers = list(self.weights())
+        self._check_finite_weights(path, layers)
         if is_safetensors(path):
             save_safetensors(path, meta, layers)
             return
@@ -415,7 +416,20 @@ class MLP:
         """Export to an ONNX file (:mod:`mlp_xp.export`: the same forward pass, probabilities and labels)."""
         from .export import save_onnx
 
+        self._check_finite_weights(path, self.weights())
         save_onnx(self, path)
+
+    @staticmethod
+    def _check_finite_weights(path, layers) -> None:
+        """Refuse to write NaN or Inf weights (before anything is written): :meth:`load` refuses such a file, and
+        it must not replace a good one."""
+        for l, (W, b) in enumerate(layers, start=1):
+            for name, a in ((f"W{l}", W), (f"b{l}", b)):
+                if not np.isfinite(a).all():
+                    raise ModelFileError(
+                        f"this model holds NaN or Inf weights ({name}), so nothing was written to "
+                        f"{os.fspath(path)!r}: retrain (with a lower learning rate), or load its last good file"
+                    )
 
     @classmethod
     def load(cls, path, device="auto") -> MLP:

@@ -11,8 +11,9 @@ becomes, and the rest of this module is scikit-learn's bookkeeping around it (it
 ``warm_start``, which go on from the last run's optimizer state as a checkpoint's resume does).
 
 Where it differs from scikit-learn on purpose (README, "scikit-learn's MLPs"): a run whose loss turns non-finite
-stops there with scikit-learn's ValueError and keeps the weights of its last good epoch, where scikit-learn trains
-on with NaN weights first; ``warm_start`` keeps the optimizer's state (scikit-learn starts a new optimizer), so 3
+stops there with scikit-learn's ValueError and keeps the weights of its last good epoch (a fit from new weights
+that diverges in its first epoch leaves the estimator as it was), where scikit-learn trains on with NaN weights
+first; ``warm_start`` keeps the optimizer's state (scikit-learn starts a new optimizer), so 3
 epochs and then 2 warm ones are exactly 5; the per-epoch loss adds the penalty of the epoch's final weights.
 ``sample_weight`` weighs each row in the fused loss ops (a batch's loss is sum(w_i l_i) / sum(w_i), the penalty
 alpha / sum(w_i), as scikit-learn's). Sparse ``X`` (CSR) trains on the CPU backend, a batch's rows densified at a
@@ -241,6 +242,9 @@ class _DropIn(BaseEstimator):
             raise ValueError("partial_fit does not support early_stopping=True")
         # as scikit-learn: coefs_ are the weights a warm fit goes on from (set by a fit, or by hand)
         warm = hasattr(self, "coefs_") and (incremental or self.warm_start)
+        # a fit from new weights that diverges before its first epoch ends has no weights worth keeping: it leaves
+        # the estimator as it was (fitted or not), never with the untrained weights of its start
+        before = None if warm else dict(self.__dict__)
         X, y = self._validate(X, y, reset=not warm)
         if sample_weight is not None:
             sample_weight = _check_sample_weight(sample_weight, X, dtype=X.dtype, ensure_non_negative=True)
@@ -333,6 +337,14 @@ class _DropIn(BaseEstimator):
             if self.verbose:
                 print(f"{msg} Stopping.")
             break
+        if diverged and before is not None and stop.epochs == 0:
+            self.__dict__.clear()
+            self.__dict__.update(before)
+            kept = "keeps its previous fit" if hasattr(self, "coefs_") else "stays unfitted"
+            raise ValueError(
+                "Solver produced non-finite parameter weights. The input data may contain large values and need to "
+                f"be preprocessed. (mlp_xp: {diverged}. No epoch of this fit ended, so the estimator {kept}.)"
+            )
         self.n_iter_ = stop.epochs
         if diverged:  # the diverged epoch, as scikit-learn records it
             self.n_iter_ += 1

@@ -36,10 +36,10 @@ class DivergenceGuard:
             return None
         self.ops.copy(self.params, self.last_good)
         epoch = record["epoch"]
+        kept = "it started the run with" if epoch == 1 else f"from the end of epoch {epoch - 1}"
         return (
             f"training diverged in epoch {epoch} ({bad[0]} became {record[bad[0]]}; the model keeps the weights "
-            f"from the end of epoch {epoch - 1}): lower the learning rate (it was {lr:.4g}) or use a schedule with "
-            "warm-up"
+            f"{kept}): lower the learning rate (it was {lr:.4g}) or use a schedule with warm-up"
         )
 
 

@@ -179,3 +179,36 @@ def test_every_format_version_up_to_the_current_one_loads(tmp_path, monkeypatch)
     assert np.array_equal(back.get_flat(), model.get_flat())
     serialization.save_arrays(path, meta_0, old, version=2)
     assert "(model format version 2; this one reads versions 0, 1): upgrade mlp_xp" in _refusal(path)
+
+
+def test_a_model_with_nan_weights_is_not_saved_over_a_good_file(tmp_path):
+    """Found by a new user: save wrote NaN weights over a good model file, which load then refused for good. save
+    and to_onnx now refuse first, naming the layer, and the good file stays as it was."""
+    good = tmp_path / "good.npz"
+    model = mlp_xp.MLP([4, 3, 2], device="cpu", seed=0)
+    model.save(good)
+    before = good.read_bytes()
+    flat = model.get_flat()
+    flat[-1] = np.inf  # (the last bias)
+    model.set_flat(flat)
+    for path in (good, tmp_path / "good.safetensors", tmp_path / "good.onnx"):
+        save = model.to_onnx if path.suffix == ".onnx" else model.save
+        with pytest.raises(ModelFileError) as e:
+            save(path)
+        assert str(e.value) == (
+            f"this model holds NaN or Inf weights (b2), so nothing was written to {str(path)!r}: retrain (with a "
+            "lower learning rate), or load its last good file"
+        )
+    assert good.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["good.npz"]
+
+
+@pytest.mark.parametrize("folder", [".", "here", "here/"])
+def test_saving_to_a_folder_names_the_folder_and_writes_nothing(tmp_path, monkeypatch, folder):
+    """``model.save(".")`` was pathlib's "has an empty name", and an existing folder an error naming a temporary
+    file nobody asked for."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "here").mkdir()
+    with pytest.raises(IsADirectoryError) as e:
+        mlp_xp.MLP([4, 3, 2], device="cpu").save(folder)
+    assert e.value.strerror == "is a folder, not a file: name a file in it" and e.value.filename == folder.rstrip("/")
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["here"]

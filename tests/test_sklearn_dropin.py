@@ -313,3 +313,30 @@ def test_multi_output_loss_early_stopping_split_and_warm_start_classes_as_scikit
     with pytest.raises(ValueError, match="warm_start can only be used where `y` has the same classes"):
         warm.fit(X[y < 5], y[y < 5])
     assert warm.predict_proba(X.astype(np.float32)[:2]).dtype == np.float32  # the input's dtype, as scikit-learn
+
+
+def test_a_fit_that_diverges_in_its_first_epoch_leaves_the_estimator_as_it_was():
+    """Found by a new user: a refit at a rate that diverged at once replaced a fitted regressor's weights by the
+    untrained ones, and it still looked fitted. The failed fit now changes nothing; a first fit stays unfitted."""
+    from sklearn.datasets import load_digits
+    from sklearn.exceptions import NotFittedError
+
+    X, y = load_digits(return_X_y=True)
+    X, y = (X / 16).astype(np.float32), y.astype(np.float64)
+    est = MLPRegressor(hidden_layer_sizes=(16,), max_iter=20, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        est.fit(X, y)
+    before = est.predict(X)
+    coefs, curve, n_iter = [c.copy() for c in est.coefs_], list(est.loss_curve_), est.n_iter_
+    est.set_params(solver="sgd", learning_rate_init=1.0)
+    with pytest.raises(ValueError, match=r"No epoch of this fit ended, so the estimator keeps its previous fit"):
+        est.fit(X, y * 1e12)
+    np.testing.assert_array_equal(est.predict(X), before)
+    assert all(np.array_equal(a, b) for a, b in zip(est.coefs_, coefs, strict=True))
+    assert est.loss_curve_ == curve and est.n_iter_ == n_iter
+    fresh = MLPRegressor(hidden_layer_sizes=(16,), solver="sgd", learning_rate_init=1.0, max_iter=5)
+    with pytest.raises(ValueError, match=r"so the estimator stays unfitted"):
+        fresh.fit(X, y * 1e12)
+    with pytest.raises(NotFittedError):
+        fresh.predict(X)

@@ -26,6 +26,9 @@ def test_the_guard_restores_the_last_snapshot_on_a_non_finite_loss(params):
     assert message.startswith("training diverged in epoch 4 (val_loss became nan;")
     assert "end of epoch 3" in message and "it was 0.1" in message
     assert (params == 1.0).all()
+    # a first epoch has no end of an epoch before it: what is kept is what the run started with
+    message = guard.check({"epoch": 1, "train_loss": math.inf}, lr=0.1)
+    assert "the model keeps the weights it started the run with)" in message and "epoch 0" not in message
 
 
 @pytest.mark.parametrize(
