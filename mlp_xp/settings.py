@@ -335,6 +335,11 @@ def _config_methods() -> dict:
         """Check every setting against its rule (values normalized in place); return self."""
         for s in TRAIN_SETTINGS:
             setattr(self, s.name, s.check(getattr(self, s.name)))
+        if self.schedule == "cosine" and self.min_lr > self.lr:
+            raise ConfigError(
+                f"min_lr {self.min_lr:g} is above lr {self.lr:g}, so the cosine schedule would raise the rate: "
+                "min_lr is the rate it decays to; give a min_lr below lr"
+            )
         return self
 
     return {"__init__": __init__, "replace": replace, "validate": validate}

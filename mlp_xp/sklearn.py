@@ -611,6 +611,8 @@ class MLPRegressor(RegressorMixin, _DropIn):
     def _encode(self, y, classes, first: bool):
         self.out_activation_ = "identity"
         y = np.asarray(y)
+        if y.ndim == 2 and y.shape[1] == 1:  # as scikit-learn: one column is a 1-D target, predicted as (n,)
+            y = column_or_1d(y, warn=True)
         self._y_1d = y.ndim == 1
         Y = y.reshape(-1, 1) if y.ndim == 1 else y
         return np.asarray(Y, np.float64), "mse", Y.shape[1]

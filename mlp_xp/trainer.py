@@ -134,6 +134,10 @@ def fit(
     """
     # renamed settings resolved here, so that their warnings point at fit's caller
     settings = resolve_names(settings, TRAIN_SETTINGS, "training", stacklevel=3)
+    if config is not None and not isinstance(config, TrainConfig):
+        hint = "fit(model, X, y, **settings)" if isinstance(config, dict) else "a TrainConfig or keyword settings"
+        raise ConfigError(f"config must be a TrainConfig, not {type(config).__name__}: pass {hint}")
+    callbacks = _check_callbacks(callbacks)
     cfg = (config or TrainConfig()).replace(**settings).validate()
     comm = comm or _distributed.Communicator()
     resumes = cfg.resume  # (a rank but the first resumes from rank 0's checkpoint, sent to it)
@@ -159,9 +163,27 @@ def fit(
     # so NumPy's per-operation warnings would only bury the message.
     try:
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-            return run.train(list(callbacks))
+            return run.train(callbacks)
     finally:  # also when interrupted or diverged: the weights kept were trained with these settings
         model.trained_on = {**(model.trained_on or {}), **_trained_on(cfg)}
+
+
+def _check_callbacks(callbacks) -> list:
+    """The callbacks as a list, or a ConfigError before any work where one cannot be called."""
+    if callable(callbacks):
+        raise ConfigError("callbacks must be a list of functions: pass callbacks=[f], not callbacks=f")
+    try:
+        callbacks = list(callbacks or ())
+    except TypeError:
+        raise ConfigError(
+            f"callbacks must be a list of functions, not {type(callbacks).__name__}: pass callbacks=[f]"
+        ) from None
+    for k, f in enumerate(callbacks):
+        if not callable(f):
+            raise ConfigError(
+                f"callbacks[{k}] is {f!r}, not a function: each callback is called as f(record, model) after an epoch"
+            )
+    return callbacks
 
 
 def _trained_on(cfg: TrainConfig) -> dict:

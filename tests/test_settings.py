@@ -96,6 +96,11 @@ def test_the_estimators_take_the_tables_settings(task):
         ({"cuda_graph": "yes"}, "cuda_graph must be True or False"),
         ({"eps": 0.0}, "eps must be > 0"),
         ({"min_delta": -1.0}, "min_delta must be >= 0"),
+        ({"schedule": "cosine", "lr": 0.01, "min_lr": 0.1}, "min_lr 0.1 is above lr 0.01, so the cosine schedule"),
+        ({"callbacks": [print, 5]}, r"callbacks\[1\] is 5, not a function: each callback is called as f"),
+        ({"callbacks": print}, r"callbacks must be a list of functions: pass callbacks=\[f\], not callbacks=f"),
+        ({"callbacks": 3}, r"callbacks must be a list of functions, not int"),
+        ({"config": {"epochs": 2}}, r"config must be a TrainConfig, not dict: pass fit\(model, X, y, \*\*settings\)"),
     ],
 )
 def test_bad_settings_are_refused_before_training(values, match):

@@ -340,3 +340,19 @@ def test_a_fit_that_diverges_in_its_first_epoch_leaves_the_estimator_as_it_was()
         fresh.fit(X, y * 1e12)
     with pytest.raises(NotFittedError):
         fresh.predict(X)
+
+
+def test_a_one_column_target_is_a_1d_target_as_in_scikit_learn():
+    """y of shape (n, 1): scikit-learn warns (DataConversionWarning) and predicts (n,); the drop-in predicted
+    (n, 1), which broadcasts to (n, n) against a 1-D y."""
+    from sklearn.exceptions import DataConversionWarning
+    from sklearn.neural_network import MLPRegressor as Theirs
+
+    rng = np.random.default_rng(0)
+    X, y = rng.random((40, 3)), rng.random((40, 1))
+    for cls in (MLPRegressor, Theirs):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            with pytest.warns(DataConversionWarning):
+                est = cls(hidden_layer_sizes=(4,), max_iter=3, random_state=0).fit(X, y)
+        assert est.predict(X[:5]).shape == (5,) and est.n_outputs_ == 1, cls
