@@ -47,9 +47,13 @@ def check_features(X, n_features: int | None, dtype, name: str = "X") -> np.ndar
     if X.ndim == 1 and n_features == 1:
         X = X.reshape(-1, 1)
     if X.ndim != 2:
-        raise DataError(
-            f"{name} must be 2-D (samples x features), got shape {X.shape}: reshape it, e.g. X.reshape(len(X), -1)"
-        )
+        if X.ndim > 2:  # (images: one row of pixels a sample)
+            fix = "reshape it, e.g. X.reshape(len(X), -1)"
+        elif X.ndim == 1 and n_features is not None and X.size == n_features:
+            fix = f"for one sample of {n_features} features, reshape it: X.reshape(1, -1)"
+        else:  # (scikit-learn's advice)
+            fix = "reshape it: X.reshape(-1, 1) if it is one feature, X.reshape(1, -1) if one sample"
+        raise DataError(f"{name} must be 2-D (samples x features), got shape {X.shape}: {fix}")
     if X.shape[0] == 0:
         raise DataError(f"{name} is empty (0 samples): pass at least one sample")
     if X.shape[1] == 0:

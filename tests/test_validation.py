@@ -92,3 +92,24 @@ def test_objects_with_a_get_method_are_read_as_arrays(model, data):
     h = fit(model, _Frame(X), _Frame(y), epochs=1, batch_size=8)
     assert np.isfinite(h.last["train_loss"])
     np.testing.assert_array_equal(model.predict(_Frame(X)), model.predict(X))
+
+
+def test_a_1d_x_gets_the_reshape_that_fits_it():
+    """One sample given as a 1-D row was told to reshape it as X.reshape(len(X), -1), which made one feature of
+    it; images (3-D) keep that advice."""
+    from mlp_xp.errors import DataError
+    from mlp_xp.validation import check_features
+
+    cases = [
+        (np.ones(4), 4, "got shape (4,): for one sample of 4 features, reshape it: X.reshape(1, -1)"),
+        (np.ones(5), 4, "got shape (5,): reshape it: X.reshape(-1, 1) if it is one feature, X.reshape(1, -1) if one"),
+        (np.ones(5), None, "X.reshape(-1, 1) if it is one feature"),
+        (np.ones((2, 2, 2)), 4, "got shape (2, 2, 2): reshape it, e.g. X.reshape(len(X), -1)"),
+    ]
+    for X, n, message in cases:
+        with pytest.raises(DataError) as e:
+            check_features(X, n, np.float32)
+        assert message in str(e.value), (X.shape, str(e.value))
+    model = mlp_xp.MLP([4, 3, 2], device="cpu")
+    with pytest.raises(DataError, match=r"for one sample of 4 features, reshape it: X\.reshape\(1, -1\)"):
+        model.predict(np.ones(4))
