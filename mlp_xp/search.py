@@ -41,10 +41,11 @@ import numpy as np
 
 from . import settings
 from .constraints import Number
+from .data.preprocess import is_frame
 from .engines import limited_blas
 from .errors import ConfigError, DataError, DivergenceError, SearchFailed, SearchInterrupted, install_hint
 from .estimator import MLPClassifier, MLPRegressor
-from .validation import check_features, check_targets
+from .validation import check_features, check_targets, is_sparse
 
 try:
     from scipy import stats
@@ -361,9 +362,9 @@ def run_search(
         For a bad mode, task, n_iter, a parameter the task's estimator does not take, or any
         candidate's setting, before any model is trained.
     DataError
-        For unusable validation data (X_val not numeric, non-finite, or of another width than X_train;
-        y_val of another length or shape; classification labels that y_train lacks), before any model
-        is trained.
+        For unusable training or validation data (X_train or X_val not numeric, 2-D or finite, X_val of
+        another width than X_train; y_train or y_val of another length, y_val of another shape;
+        classification labels that y_train lacks), before any model is trained.
 
     A candidate whose fit diverges or fails (bad data for its settings, a device error, anything but an
     interrupt) is a row with its reason, not the end of the search. Ctrl-C or SIGTERM raises
@@ -469,10 +470,16 @@ def _ranked(rows: list[dict]) -> list[dict]:
 
 
 def _check_validation_data(X_train, y_train, X_val, y_val, task: str) -> None:
-    """DataError for validation data that the candidates could not be scored on, before any training.
-
-    The training split itself is checked by each candidate's fit, as scikit-learn's estimators do.
-    """
+    """DataError for training or validation data that no candidate could be fitted or scored on, before any
+    training (each candidate's fit would fail alike, one by one). A table (a DataFrame, for an estimator that
+    encodes its columns) and sparse rows are left to the fits, which take them."""
+    if not (is_frame(X_train) or is_sparse(X_train)):
+        X_train = check_features(X_train, None, None, "X_train")
+        n = np.shape(y_train)[0] if np.ndim(y_train) else 0
+        if n != len(X_train):
+            raise DataError(
+                f"y_train has {n} entries but X_train has {len(X_train)} samples: pass one target per training row"
+            )
     shape = np.shape(X_train)
     X_val = check_features(X_val, shape[1] if len(shape) == 2 else None, None, "X_val")
     y_train, y_val = np.asarray(y_train), np.asarray(y_val)

@@ -344,3 +344,19 @@ def test_format_table_aligns_columns():
     assert lines[1].split() == ["1", "0.9612", "10", "12.50", "hidden=128x64", "lr=0.05"]
     assert lines[2].split() == ["2", "diverged", "0", "0.40", "hidden=none", "lr=1e-06"]
     assert {line.index("hidden=") for line in lines[1:]} == {lines[0].index("params")}
+
+
+@pytest.mark.parametrize(
+    "change, match",
+    [
+        (lambda X, y: (np.where(np.arange(X.size).reshape(X.shape) == 70, np.nan, X), y), r"X_train contains NaN or"),
+        (lambda X, y: (X, y[:-1]), "y_train has 799 entries but X_train has 800 samples"),
+        (lambda X, y: (X.ravel(), y), "X_train must be 2-D"),
+    ],
+)
+def test_unusable_training_data_is_one_error_before_any_fit(digits, change, match, no_training):
+    """Found by a new user: NaN in X_train failed every candidate one by one with scikit-learn's message, and the
+    search returned normally. It is now one DataError before the first fit, as for X_val."""
+    X_train, y_train, X_val, y_val = digits
+    with pytest.raises(DataError, match=match):
+        run_search(*change(X_train, y_train), X_val, y_val, {"lr": [0.1, 0.2]}, base_params={"epochs": 1})
