@@ -90,7 +90,11 @@ def check_targets(y, n_samples: int, loss: str, n_outputs: int, dtype, name: str
         y = y.get()
     y = np.asarray(y)
     if y.dtype == object or y.dtype.kind not in "biuf":
-        raise DataError(f"{name} has dtype {y.dtype}, not numbers: encode labels as integers 0..C-1")
+        fix = {
+            "cross_entropy": "encode labels as integers 0..C-1",
+            "binary_cross_entropy": "pass 0/1 values (one column per label)",
+        }.get(loss, "pass the numeric values to regress on (a regression target is numbers, not labels)")
+        raise DataError(f"{name} has dtype {y.dtype}, not numbers: {fix}")
     if len(y) != n_samples:
         raise DataError(f"{name} has {len(y)} entries but X has {n_samples} samples: they must match")
     if loss == "cross_entropy":

@@ -113,3 +113,19 @@ def test_a_1d_x_gets_the_reshape_that_fits_it():
     model = mlp_xp.MLP([4, 3, 2], device="cpu")
     with pytest.raises(DataError, match=r"for one sample of 4 features, reshape it: X\.reshape\(1, -1\)"):
         model.predict(np.ones(4))
+
+
+def test_targets_that_are_not_numbers_get_the_fix_of_their_loss():
+    """A regression target of strings was told to encode labels as integers 0..C-1."""
+    from mlp_xp.errors import DataError
+    from mlp_xp.validation import check_targets
+
+    y = np.array(["1.5", "2"] * 5)
+    for loss, fix in (
+        ("cross_entropy", "encode labels as integers 0..C-1"),
+        ("binary_cross_entropy", "pass 0/1 values (one column per label)"),
+        ("mse", "pass the numeric values to regress on (a regression target is numbers, not labels)"),
+    ):
+        with pytest.raises(DataError) as e:
+            check_targets(y, 10, loss, 1, np.float32)
+        assert str(e.value) == f"y has dtype <U3, not numbers: {fix}", loss
