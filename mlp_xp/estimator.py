@@ -38,7 +38,7 @@ except ImportError as e:  # pragma: no cover - scikit-learn < 1.6
 import copy
 
 from . import settings
-from .data.preprocess import TablePreprocessor, is_frame, text_columns
+from .data.preprocess import LabelVocabulary, TablePreprocessor, is_frame, text_columns
 from .errors import ConfigError, DataError
 from .model import MLP
 from .trainer import History, TrainConfig, check_against_loss, fit, preprocess_split
@@ -396,6 +396,9 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
                         f"class ({only!r}): add samples of another class to the training data"
                     )
                 model, history = self._train(X, encoded, "cross_entropy", len(classes), classes, prep)
+                if not np.array_equal(classes, np.arange(len(classes))):
+                    # so that model_ saved and loaded alone predicts these labels too, as the estimator does
+                    model.labels = LabelVocabulary(classes)
         self._set_fitted(model, history, classes_=classes, _multilabel=multilabel)
         return self
 

@@ -340,3 +340,18 @@ def test_missing_sklearn_names_the_extra():
     )
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout
     assert "pip install 'scikit-learn>=1.6' (or, in mlp_xp's folder, pip install '.[sklearn]')" in out
+
+
+def test_model_saved_alone_predicts_the_estimators_labels(tmp_path):
+    """Found by a new user: an estimator fitted on string labels had a model_ without them, so model_ saved and
+    loaded predicted 0, 1, ... where the estimator predicted its labels."""
+    from sklearn.datasets import load_digits
+
+    X, y = load_digits(return_X_y=True)
+    X = (X[:400] / 16).astype(np.float32)
+    for labels, stored in ((np.array([f"c{v}" for v in y[:400]]), True), (y[:400] + 3, True), (y[:400], False)):
+        clf = MLPClassifier(hidden=(16,), epochs=3, seed=0).fit(X, labels)
+        clf.model_.save(tmp_path / "m.npz")
+        loaded = mlp_xp.MLP.load(tmp_path / "m.npz", device="cpu")
+        np.testing.assert_array_equal(loaded.predict(X), clf.predict(X))
+        assert (clf.model_.labels is not None) == stored  # (0..C-1 need none)
