@@ -153,6 +153,8 @@ def fit(
         raise ConfigError("warm_state and resume both say where to go on from: give one of them")
     if cfg.l2 and cfg.l2_per_sample:
         raise ConfigError("l2 and l2_per_sample are two scalings of one penalty: give one of them")
+    if warm_state is None and not cfg.resume:
+        _check_finite_start(model)
     data = _TrainingData.prepare(model, cfg, X, y, X_val, y_val, X_test, y_test, sample_weight)
     if comm.size > 1:
         _same_run_everywhere(comm, model, cfg, data)
@@ -166,6 +168,21 @@ def fit(
             return run.train(callbacks)
     finally:  # also when interrupted or diverged: the weights kept were trained with these settings
         model.trained_on = {**(model.trained_on or {}), **_trained_on(cfg)}
+
+
+def _check_finite_start(model: MLP) -> None:
+    """A ConfigError before any work for a model whose weights are already NaN or Inf: no learning rate can train
+    it, and its first epoch would read as a divergence."""
+    flat = model.get_flat()
+    if np.isfinite(flat).all():
+        return
+    Ws, bs = model.layout.views(flat)
+    layers = enumerate(zip(Ws, bs, strict=True), start=1)
+    bad = [f"{k}{l}" for l, (W, b) in layers for k, a in (("W", W), ("b", b)) if not np.isfinite(a).all()]
+    raise ConfigError(
+        f"the model's weights hold NaN or Inf before training ({', '.join(bad)}): make a new model, or load a good "
+        "model file (set_flat took them as given)"
+    )
 
 
 def _check_callbacks(callbacks) -> list:

@@ -66,3 +66,20 @@ def test_restore_before_any_epoch_changes_nothing(params):
     params[:] = 7.0
     EarlyStopping(NumpyOps(fast=False), params, "val_loss", patience=1, min_delta=0.0).restore()
     assert (params == 7.0).all()
+
+
+def test_a_model_whose_weights_are_nan_before_training_is_refused_up_front():
+    """Its first epoch read as a divergence, with "lower the learning rate" as the fix."""
+    import mlp_xp
+
+    model = mlp_xp.MLP([3, 4, 2], device="cpu", seed=0)
+    flat = model.get_flat()
+    flat[[0, -1]] = np.nan, np.inf  # (W1 and b2)
+    model.set_flat(flat)
+    X, y = np.random.default_rng(0).random((10, 3)), np.arange(10) % 2
+    with pytest.raises(mlp_xp.ConfigError) as e:
+        mlp_xp.fit(model, X, y, epochs=1)
+    assert str(e.value) == (
+        "the model's weights hold NaN or Inf before training (W1, b2): make a new model, or load a good model file "
+        "(set_flat took them as given)"
+    )
