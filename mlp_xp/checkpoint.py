@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import ConfigError, ModelFileError
+from .errors import ConfigError, ModelFileError, flags_spelled, setting_name, spell, spell_without
 from .files import check_folder_to_write, not_an_archive
 from .serialization import save_arrays
 
@@ -67,11 +67,11 @@ def path_in(folder: str | os.PathLike[str]) -> Path:
 def check_folder(folder: str | os.PathLike[str], resume: bool) -> None:
     """Before any data are read: the folder can hold a checkpoint (it, and folders above it, may not exist yet);
     with ``resume`` it holds one, and without it holds none (a new run must not replace a run's checkpoint)."""
-    check_folder_to_write(folder, "--checkpoint", "the checkpoint")
+    check_folder_to_write(folder, setting_name("checkpoint"), "the checkpoint")
     if resume and not path_in(folder).is_file():
         raise ConfigError(
-            f"--resume: there is no checkpoint in {folder} ({FILE}): start the run without --resume, with "
-            f"--checkpoint {folder}"
+            f"{spell('resume')}: there is no checkpoint in {folder} ({FILE}): start the run {spell_without('resume')}, "
+            f"with {spell('checkpoint', str(folder))}"
         )
     if not resume and path_in(folder).is_file():
         try:  # all of it, as --resume would: a damaged array past the metadata must not be sent to --resume
@@ -79,11 +79,11 @@ def check_folder(folder: str | os.PathLike[str], resume: bool) -> None:
         except ModelFileError as e:  # (damaged, another program's file, another version: not --resume here)
             said = getattr(e, "without_resume", None)
             if said is not None:  # (None: the file went meanwhile, and the run can start)
-                raise ConfigError(f"--checkpoint {folder} holds {FILE}, {said}") from None
+                raise ConfigError(f"{spell('checkpoint', str(folder))} holds {FILE}, {said}") from None
             return
         raise ConfigError(
-            f"--checkpoint {folder} holds the checkpoint of another run, which a new run would replace: go on from "
-            "it with --resume, or give another folder (or delete it)"
+            f"{spell('checkpoint', str(folder))} holds the checkpoint of another run, which a new run would replace: "
+            f"go on from it with {spell('resume')}, or give another folder (or delete it)"
         )
 
 
@@ -105,7 +105,7 @@ def read(folder: str | os.PathLike[str]) -> tuple[dict, dict[str, np.ndarray]]:
     try:
         z = np.load(path, allow_pickle=False)
     except FileNotFoundError:
-        raise ModelFileError(f"there is no checkpoint in {folder}: start the run without --resume") from None
+        raise ModelFileError(f"there is no checkpoint in {folder}: start the run {spell_without('resume')}") from None
     except readable as e:
         # (what the file is, where its first bytes tell: NumPy takes any other file for pickled data)
         kind = not_an_archive(path)
@@ -139,8 +139,8 @@ def read(folder: str | os.PathLike[str]) -> tuple[dict, dict[str, np.ndarray]]:
 def _unusable(path: Path, reason: str) -> ModelFileError:
     """A file under the checkpoint's name that no run can go on from (damaged, or not a checkpoint)."""
     e = ModelFileError(
-        f"{path} is {reason}, so no run can go on from it: delete it, or give another --checkpoint folder, and start "
-        "the run without --resume"
+        f"{path} is {reason}, so no run can go on from it: delete it, or give another {setting_name('checkpoint')} "
+        f"folder, and start the run {spell_without('resume')}"
     )
     e.without_resume = f"which cannot be resumed ({reason}): delete it, or give another folder"
     return e
@@ -152,11 +152,12 @@ def differences(saved: dict, now: dict, what: str) -> list[str]:
     return [f"{k}: {saved.get(k)!r} -> {now.get(k)!r}" for k in keys if saved.get(k) != now.get(k)]
 
 
-#: What the refusals say may change (MAY_CHANGE, as the command line spells it, and what is not a setting).
-_MAY_CHANGE_TEXT = (
-    "--epochs, --checkpoint-every, --checkpoint-minutes, --on-divergence, --cuda-graph, --quiet, the output paths and "
-    "the device"
-)
+def _may_change_text() -> str:
+    """What the refusals say may change: MAY_CHANGE as the caller spells it (the command line's --quiet is
+    Python's verbose), and what is not a setting."""
+    names = ["epochs", "checkpoint_every", "checkpoint_minutes", "on_divergence", "cuda_graph"]
+    names.append("quiet" if flags_spelled() else "verbose")
+    return f"{', '.join(map(setting_name, names))}, the output paths and the device"
 
 
 #: Settings added after checkpoints existed, with the value every run before them had.
@@ -174,7 +175,7 @@ def check_settings(meta: dict, settings: dict, model: dict) -> list[str]:
     changed = differences(saved_model, model, "model")
     if changed:
         raise ConfigError(
-            f"--resume: the model differs from the checkpoint's ({'; '.join(changed)}): use the same model"
+            f"{spell('resume')}: the model differs from the checkpoint's ({'; '.join(changed)}): use the same model"
         )
     # a setting newer than the checkpoint is taken at its default, which is what the older runs did
     saved = {**{k: v for k, v in _NEWER_SETTINGS.items() if k in settings}, **meta["settings"]}
@@ -185,16 +186,16 @@ def check_settings(meta: dict, settings: dict, model: dict) -> list[str]:
     )
     if changed:
         raise ConfigError(
-            f"--resume: settings that change the math differ from the checkpoint's ({'; '.join(changed)}): resume "
-            f"with the same settings (only {_MAY_CHANGE_TEXT} may change)"
+            f"{spell('resume')}: settings that change the math differ from the checkpoint's ({'; '.join(changed)}): "
+            f"resume with the same settings (only {_may_change_text()} may change)"
         )
     done = len(meta["history"]["records"])
     needed = done + (1 if meta["next_step"] else 0)  # a checkpoint inside an epoch needs that epoch too
     if settings["epochs"] < needed:
         raise ConfigError(
-            f"--resume: the checkpoint's run has done {done} epochs"
+            f"{spell('resume')}: the checkpoint's run has done {done} epochs"
             + (f" and part of epoch {done + 1}" if meta["next_step"] else "")
-            + f", more than --epochs {settings['epochs']}: give --epochs {needed} or more"
+            + f", more than {spell('epochs', settings['epochs'])}: give {spell('epochs', needed)} or more"
         )
     return differences({"epochs": meta["settings"].get("epochs")}, {"epochs": settings.get("epochs")}, "settings")
 
@@ -209,7 +210,7 @@ def check_resumable(meta: dict, settings: dict, model: dict, data: dict, source:
         named = differences(then, now, "data") if then and now else []
         said = "; ".join(named) if named else "another dataset, data seed, validation split or scaling?"
         raise ConfigError(
-            f"--resume: the {', '.join(differ)} differ from those of the run the checkpoint was made by ({said}): "
-            "resume with the same data, or start a new run"
+            f"{spell('resume')}: the {', '.join(differ)} differ from those of the run the checkpoint was made by "
+            f"({said}): resume with the same data, or start a new run"
         )
     return check_settings(meta, settings, model)

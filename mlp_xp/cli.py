@@ -37,6 +37,7 @@ from .errors import (
     SearchInterrupted,
     TrainingInterrupted,
     install_hint,
+    settings_as_flags,
 )
 from .files import check_folder_to_write, write_refused
 
@@ -502,7 +503,8 @@ def main(argv: list[str] | None = None) -> int:
                 f"unrecognized arguments: {' '.join(unknown)}: {_nearest_flag(parser, args, unknown)}"
                 f"see mlp-xp {args.command} --help"
             )
-        status = COMMANDS[args.command](args)
+        with settings_as_flags():  # (messages name settings as this command's flags)
+            status = COMMANDS[args.command](args)
         sys.stdout.flush()  # inside the try: a closed pipe is reported here, not at the interpreter's exit
         return status
     except BackendUnavailable as e:

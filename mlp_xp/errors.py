@@ -6,7 +6,10 @@ and exits with status 2; library users can catch :class:`MLPXPError` for all of 
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import shlex
+from collections.abc import Iterator
 
 #: pyproject.toml's optional extras and the packages each installs (tests/test_repository.py holds the two alike).
 EXTRAS = {
@@ -30,6 +33,49 @@ def install_hint(extra: str) -> str:
     folder, so ``pip install 'mlp-xp[plot]'`` would find nothing), and the extra's own form in that folder."""
     packages = " ".join(shlex.quote(p) for p in EXTRAS[extra])
     return f"pip install {packages} (or, in mlp_xp's folder, pip install '.[{extra}]')"
+
+
+#: Whether messages name settings as the command line's flags (inside :func:`settings_as_flags`) or as Python's
+#: keywords. A context variable: an embedding program's other threads keep Python's names.
+_AS_FLAGS: contextvars.ContextVar[bool] = contextvars.ContextVar("mlp_xp_settings_as_flags", default=False)
+_SWITCH = object()
+
+
+@contextlib.contextmanager
+def settings_as_flags() -> Iterator[None]:
+    """Inside this block (an ``mlp-xp`` command's), :func:`spell` names settings as flags ("--epochs 6")."""
+    token = _AS_FLAGS.set(True)
+    try:
+        yield
+    finally:
+        _AS_FLAGS.reset(token)
+
+
+def spell(name: str, value: object = _SWITCH, *, placeholder: bool = False) -> str:
+    """How a message names setting ``name`` set to ``value``, for whoever set it: "--epochs 6" on the command
+    line, "epochs=6" in Python; a switch alone, "--resume" or "resume=True"; ``placeholder``: ``value`` is a word
+    standing for one ("--checkpoint DIR", "checkpoint=DIR")."""
+    if _AS_FLAGS.get():
+        flag = "--" + name.replace("_", "-")
+        return flag if value is _SWITCH else f"{flag} {value}"
+    if value is _SWITCH:
+        return f"{name}=True"
+    return f"{name}={value if placeholder else repr(value)}"
+
+
+def flags_spelled() -> bool:
+    """Whether messages are for the command line's user (inside :func:`settings_as_flags`)."""
+    return _AS_FLAGS.get()
+
+
+def setting_name(name: str) -> str:
+    """A setting's name alone, for whoever set it: "--checkpoint-every" or "checkpoint_every"."""
+    return "--" + name.replace("_", "-") if _AS_FLAGS.get() else name
+
+
+def spell_without(name: str) -> str:
+    """A switch left off: "without --resume" on the command line, "with resume=False" in Python."""
+    return f"without --{name.replace('_', '-')}" if _AS_FLAGS.get() else f"with {name}=False"
 
 
 #: The exit statuses of every ``mlp-xp`` command (ARCHITECTURE.md, Contracts).

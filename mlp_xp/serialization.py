@@ -22,7 +22,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from .errors import ModelFileError, install_hint
+from .errors import ModelFileError, flags_spelled, install_hint
 from .files import SNIFF, atomic_writer, file_kind, is_numpy_file
 
 FORMAT = "mlp_xp.model"
@@ -183,10 +183,12 @@ def load_arrays(path) -> tuple[dict, dict[str, np.ndarray]]:
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         found = meta.get("format") if isinstance(meta, dict) else None
         if found == "mlp_xp.checkpoint":
-            raise ModelFileError(
-                f"{path!r} is a training checkpoint, not a model file: go on with its run by mlp-xp train "
-                "--checkpoint DIR --resume, or give the file mlp-xp train --save wrote"
+            go_on = (
+                "mlp-xp train --checkpoint DIR --resume, or give the file mlp-xp train --save wrote"
+                if flags_spelled()
+                else "fit(..., checkpoint=DIR, resume=True), or give a file MLP.save wrote"
             )
+            raise ModelFileError(f"{path!r} is a training checkpoint, not a model file: go on with its run by {go_on}")
         raise ModelFileError(
             f"{path!r} is not an mlp_xp model file (its metadata give the format {found!r}, not {FORMAT!r}): "
             f"{_SAVED_BY}"

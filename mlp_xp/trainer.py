@@ -26,7 +26,7 @@ from . import distributed as _distributed
 from . import step as _step
 from .backend.base import require_memory
 from .deprecation import warn_renamed
-from .errors import ConfigError, DataError, DivergenceError, MLPXPError, TrainingInterrupted
+from .errors import ConfigError, DataError, DivergenceError, MLPXPError, TrainingInterrupted, setting_name, spell
 from .files import write_json_atomic
 from .model import MLP, Workspace
 from .optim import Gradients, Optimizer
@@ -148,7 +148,9 @@ def fit(
     if cfg.checkpoint is not None:
         _checkpoint.check_folder(cfg.checkpoint, cfg.resume)
     elif cfg.resume:
-        raise ConfigError("resume needs the checkpoint folder: set checkpoint (--checkpoint DIR)")
+        raise ConfigError(
+            f"{setting_name('resume')} needs the checkpoint folder: set {spell('checkpoint', 'DIR', placeholder=True)}"
+        )
     if warm_state is not None and cfg.resume:
         raise ConfigError("warm_state and resume both say where to go on from: give one of them")
     if cfg.l2 and cfg.l2_per_sample:

@@ -574,7 +574,7 @@ def test_a_resume_inside_an_epoch_needs_that_epoch(data, tmp_path):
     with pytest.raises(TrainingInterrupted):
         _fit(data, tmp_path / "ck", epochs=4, hook=lambda k: signal.raise_signal(signal.SIGINT) if k == 27 else None)
     with pytest.raises(
-        mlp_xp.ConfigError, match="done 3 epochs and part of epoch 4, more than --epochs 3: give --epochs 4"
+        mlp_xp.ConfigError, match="done 3 epochs and part of epoch 4, more than epochs=3: give epochs=4"
     ):
         _fit(data, tmp_path / "ck", resume=True, epochs=3)
 
@@ -660,3 +660,34 @@ def test_an_ignored_sigint_stays_ignored(data):
     finally:
         signal.signal(signal.SIGINT, previous)
     assert len(h) == 2 and h.stop_reason == "completed"
+
+
+def test_fits_refusals_name_pythons_keywords_and_the_clis_its_flags(data, tmp_path, capsys):
+    """Found by a new user: mlp_xp.fit's checkpoint refusals told a Python caller to give --epochs or --resume."""
+    ck = tmp_path / "ck"
+    _fit(data, ck, epochs=2)
+    refusals = [
+        ({"epochs": 1, "resume": True}, "resume=True: the checkpoint's run has done 2 epochs, more than epochs=1: give "
+         "epochs=2 or more"),
+        ({}, f"checkpoint={str(ck)!r} holds the checkpoint of another run, which a new run would replace: go on from "
+         "it with resume=True, or give another folder (or delete it)"),
+        ({"lr": 0.1, "resume": True}, "resume with the same settings (only epochs, checkpoint_every, "
+         "checkpoint_minutes, on_divergence, cuda_graph, verbose, the output paths and the device may change)"),
+    ]  # fmt: skip
+    for kw, message in refusals:
+        with pytest.raises(mlp_xp.ConfigError) as e:
+            _fit(data, ck, **{"epochs": 2, **kw})
+        assert message in str(e.value), str(e.value)
+    with pytest.raises(mlp_xp.ConfigError) as e:
+        _fit(data, tmp_path / "none", resume=True)
+    assert str(e.value) == (
+        f"resume=True: there is no checkpoint in {tmp_path / 'none'} (checkpoint.npz): start the run with "
+        f"resume=False, with checkpoint={str(tmp_path / 'none')!r}"
+    )
+    from mlp_xp.cli import main
+
+    assert main(f"train --epochs 1 --hidden 8 --device cpu --checkpoint {tmp_path / 'cli'}".split()) == 0
+    assert main(f"train --epochs 2 --hidden 8 --device cpu --checkpoint {tmp_path / 'cli'}".split()) == 2
+    assert "holds the checkpoint of another run, which a new run would replace: go on from it with --resume" in (
+        capsys.readouterr().err
+    )

@@ -13,7 +13,7 @@ import pytest
 
 import mlp_xp
 from mlp_xp import serialization
-from mlp_xp.errors import ModelFileError
+from mlp_xp.errors import ModelFileError, settings_as_flags
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -134,9 +134,14 @@ def test_empty_gzip_pickle_and_object_array_files_are_named(tmp_path):
 def test_a_checkpoint_or_another_format_given_as_a_model_says_so(tmp_path):
     path = tmp_path / "c.npz"
     serialization.save_arrays(path, {}, {}, fmt="mlp_xp.checkpoint")
-    assert "is a training checkpoint, not a model file: go on with its run by mlp-xp train --checkpoint" in (
-        _refusal(path)
+    assert _refusal(path).endswith(
+        "is a training checkpoint, not a model file: go on with its run by fit(..., checkpoint=DIR, resume=True), or "
+        "give a file MLP.save wrote"
     )
+    with settings_as_flags():  # (an mlp-xp command's: predict, evaluate)
+        assert _refusal(path).endswith(
+            "go on with its run by mlp-xp train --checkpoint DIR --resume, or give the file mlp-xp train --save wrote"
+        )
     serialization.save_arrays(path, {}, {}, fmt="someone.else")
     assert _refusal(path) == (
         f"{str(path)!r} is not an mlp_xp model file (its metadata give the format 'someone.else', not "
