@@ -269,8 +269,15 @@ class MLP:
     def encode(self, X) -> np.ndarray:
         """Host features as the network takes them: a DataFrame of raw rows through :attr:`preprocessing` (for
         a model trained on a table), anything else checked as numbers."""
-        if is_frame(X) and self.preprocessing is not None:
-            X = self.preprocessing.transform(X, self.dtype)
+        prep = self.preprocessing
+        if is_frame(X) and prep is not None:
+            X = prep.transform(X, self.dtype)
+        elif prep is not None and np.ndim(X) == 2 and np.shape(X)[1] != self.n_inputs:
+            cols = ", ".join(prep.columns[:8]) + (", ..." if len(prep.columns) > 8 else "")
+            raise DataError(
+                f"X has {np.shape(X)[1]} features, but this model was trained on a table of {len(prep.columns)} "
+                f"columns ({cols}), which it encodes into {self.n_inputs}: pass a DataFrame of those columns"
+            )
         if is_sparse(X):
             return check_sparse_features(X, self.n_inputs, self.dtype)
         return check_features(X, self.n_inputs, self.dtype)

@@ -475,3 +475,20 @@ def test_integer_labels_and_binary_cross_entropy_keep_their_values(tmp_path, cap
     assert code == 0, err
     assert json.loads(report.read_text())["report"]["labels"] == [2, 4]
     assert set(MLP.load(model, device="cpu").predict(pd.read_csv(path))) == {2, 4}
+
+
+def test_a_table_model_given_an_array_of_another_width_asks_for_its_columns():
+    """Found by a new user: "X has 2 features but the model expects 4", the encoded width, for a model trained on
+    a table of the columns a and b."""
+    from mlp_xp.estimator import MLPClassifier
+
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"a": rng.random(40), "b": rng.choice(["x", "y", "z"], 40)})
+    clf = MLPClassifier(hidden=(8,), epochs=2, preprocessing="auto").fit(frame, rng.integers(0, 2, 40))
+    with pytest.raises(DataError) as e:
+        clf.model_.predict(np.ones((3, 2)))
+    assert str(e.value) == (
+        "X has 2 features, but this model was trained on a table of 2 columns (a, b), which it encodes into 4: pass "
+        "a DataFrame of those columns"
+    )
+    assert clf.model_.predict(frame[:3]).shape == (3,)
