@@ -39,7 +39,7 @@ import copy
 
 from . import settings
 from .data.preprocess import LabelVocabulary, TablePreprocessor, is_frame, text_columns
-from .errors import ConfigError, DataError
+from .errors import ConfigError, DataError, DivergenceError
 from .model import MLP
 from .trainer import History, TrainConfig, check_against_loss, fit, preprocess_split
 
@@ -135,10 +135,13 @@ class _BaseMLP(BaseEstimator):
         before = {k: self.__dict__[k] for k in _INPUT_ATTRS if k in self.__dict__}
         try:
             yield
-        except BaseException:
+        except BaseException as e:
             for k in _INPUT_ATTRS:
                 self.__dict__.pop(k, None)
             self.__dict__.update(before)
+            if isinstance(e, DivergenceError):  # (the weights the trainer kept are the failed fit's model's)
+                kept = "keeps its previous fit" if hasattr(self, "model_") else "stays unfitted"
+                raise DivergenceError(f"{e}; the estimator {kept}", e.history) from None
             raise
 
     def _preprocessor(self, X):

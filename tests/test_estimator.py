@@ -253,8 +253,8 @@ def test_failed_refit_keeps_the_previous_regressor_state():
     before = reg.predict(X)
     X3 = np.column_stack([X, X[:, :1]])
     Y2 = np.column_stack([y, -y])
-    with pytest.raises(DivergenceError):  # a real divergence, with another width and 2-D targets
-        reg.set_params(optimizer="sgd", lr=1e6).fit(X3, Y2)
+    with pytest.raises(DivergenceError, match=r"; the estimator keeps its previous fit$"):  # a real divergence
+        reg.set_params(optimizer="sgd", lr=1e6).fit(X3, Y2)  # (with another width and 2-D targets)
     assert reg.n_outputs_ == 1 and reg._y_1d and reg.n_features_in_ == 2
     np.testing.assert_array_equal(reg.predict(X), before)
 
@@ -262,8 +262,9 @@ def test_failed_refit_keeps_the_previous_regressor_state():
 def test_failed_first_fit_leaves_the_estimator_unfitted():
     X, y = smooth_regression(200)
     reg = MLPRegressor(hidden=(16,), epochs=5, optimizer="sgd", lr=1e6)
-    with pytest.raises(DivergenceError):
+    with pytest.raises(DivergenceError, match=r"; the estimator stays unfitted$") as e:
         reg.fit(X, y)
+    assert e.value.history is not None
     assert not hasattr(reg, "n_features_in_") and not hasattr(reg, "model_")
     with pytest.raises(NotFittedError):
         reg.predict(X)
