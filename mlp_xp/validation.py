@@ -38,7 +38,6 @@ def check_features(X, n_features: int | None, dtype, name: str = "X") -> np.ndar
     """X as a C-contiguous 2-D float array of ``dtype``: non-empty, finite, with ``n_features`` columns."""
     if _is_device_array(X):  # checks run on the host
         X = X.get()
-    _check_pandas(X, name)
     try:
         X = np.asarray(X)
     except Exception as e:
@@ -80,27 +79,6 @@ def first_nonfinite(X: np.ndarray) -> tuple[int, int] | None:
     return int(row), int(column)
 
 
-def _check_pandas(data, name: str) -> None:
-    """A DataFrame's or Series' own problems, named by column or row before NumPy turns them into an array of
-    objects: columns that are not numbers, and missing values (pandas' NA in a nullable column)."""
-    kind = type(data).__name__
-    if kind == "DataFrame" and hasattr(data, "dtypes"):
-        text = [str(c) for c, t in data.dtypes.items() if getattr(t, "kind", "O") not in "biuf"]
-        if text:
-            shown = ", ".join(text[:5]) + (", ..." if len(text) > 5 else "")
-            raise DataError(
-                f"{name} has columns that are not numbers ({shown}): encode them as numbers first, or train with "
-                "mlp_xp.estimator's preprocessing='auto', which one-hot encodes them"
-            )
-        missing = [str(c) for c in data.columns if data[c].isna().any()]
-        if missing:
-            shown = ", ".join(missing[:5]) + (", ..." if len(missing) > 5 else "")
-            raise DataError(f"{name} has missing values in column(s) {shown}: impute them, or drop those rows")
-    elif kind == "Series" and hasattr(data, "isna") and data.isna().any():
-        row = int(np.flatnonzero(np.asarray(data.isna()))[0])
-        raise DataError(f"{name} has missing values (the first at row {row}): drop those rows, or fill them in")
-
-
 def check_targets(y, n_samples: int, loss: str, n_outputs: int, dtype, name: str = "y") -> np.ndarray:
     """Targets in the form the loss kernels take, with clear errors for the wrong kind.
 
@@ -110,7 +88,6 @@ def check_targets(y, n_samples: int, loss: str, n_outputs: int, dtype, name: str
     """
     if _is_device_array(y):
         y = y.get()
-    _check_pandas(y, name)
     y = np.asarray(y)
     if y.dtype == object or y.dtype.kind not in "biuf":
         fix = {

@@ -129,39 +129,3 @@ def test_targets_that_are_not_numbers_get_the_fix_of_their_loss():
         with pytest.raises(DataError) as e:
             check_targets(y, 10, loss, 1, np.float32)
         assert str(e.value) == f"y has dtype <U3, not numbers: {fix}", loss
-
-
-def test_pandas_inputs_name_their_column_or_row():
-    """A DataFrame with a text column, or with pandas' NA in a nullable one, was "X has dtype object, not
-    numbers"; a Series of labels with NA was "y holds non-integer values"."""
-    pd = pytest.importorskip("pandas")
-    from mlp_xp.errors import DataError
-
-    rng = np.random.default_rng(0)
-    X, y = rng.random((20, 2)), rng.integers(0, 2, 20)
-    frame = pd.DataFrame({"a": X[:, 0], "b": X[:, 1]})
-    cases = [
-        (
-            frame.assign(b=["x"] * 20),
-            y,
-            "X has columns that are not numbers (b): encode them as numbers first, or train with mlp_xp.estimator's "
-            "preprocessing='auto', which one-hot encodes them",
-        ),
-        (
-            frame.assign(a=pd.array([1] * 19 + [None], dtype="Int64")),
-            y,
-            "X has missing values in column(s) a: impute them, or drop those rows",
-        ),
-        (
-            frame,
-            pd.Series(y, dtype="Int64").mask(np.arange(20) == 3),
-            "y has missing values (the first at row 3): drop those rows, or fill them in",
-        ),
-    ]
-    for X_, y_, message in cases:
-        model = mlp_xp.MLP([2, 3, 2], device="cpu", seed=0)
-        with pytest.raises(DataError) as e:
-            mlp_xp.fit(model, X_, y_, epochs=1)
-        assert str(e.value) == message
-    history = mlp_xp.fit(mlp_xp.MLP([2, 3, 2], device="cpu", seed=0), frame, pd.Series(y), epochs=1)
-    assert len(history) == 1
