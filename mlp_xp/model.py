@@ -426,17 +426,21 @@ class MLP:
         self._check_finite_weights(path, self.weights())
         save_onnx(self, path)
 
-    @staticmethod
-    def _check_finite_weights(path, layers) -> None:
+    def nonfinite_arrays(self, layers=None) -> list[str]:
+        """The names (W1, b1, ...) of the arrays holding NaN or Inf, of ``layers`` (:meth:`weights`' pairs; by
+        default the model's own)."""
+        pairs = enumerate(self.weights() if layers is None else layers, start=1)
+        return [f"{k}{l}" for l, (W, b) in pairs for k, a in (("W", W), ("b", b)) if not np.isfinite(a).all()]
+
+    def _check_finite_weights(self, path, layers) -> None:
         """Refuse to write NaN or Inf weights (before anything is written): :meth:`load` refuses such a file, and
         it must not replace a good one."""
-        for l, (W, b) in enumerate(layers, start=1):
-            for name, a in ((f"W{l}", W), (f"b{l}", b)):
-                if not np.isfinite(a).all():
-                    raise ModelFileError(
-                        f"this model holds NaN or Inf weights ({name}), so nothing was written to "
-                        f"{os.fspath(path)!r}: retrain (with a lower learning rate), or load its last good file"
-                    )
+        bad = self.nonfinite_arrays(layers)
+        if bad:
+            raise ModelFileError(
+                f"this model holds NaN or Inf weights ({bad[0]}), so nothing was written to {os.fspath(path)!r}: "
+                "retrain (with a lower learning rate), or load its last good file"
+            )
 
     @classmethod
     def load(cls, path, device="auto") -> MLP:

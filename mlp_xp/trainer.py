@@ -175,12 +175,9 @@ def fit(
 def _check_finite_start(model: MLP) -> None:
     """A ConfigError before any work for a model whose weights are already NaN or Inf: no learning rate can train
     it, and its first epoch would read as a divergence."""
-    flat = model.get_flat()
-    if np.isfinite(flat).all():
+    bad = model.nonfinite_arrays()
+    if not bad:
         return
-    Ws, bs = model.layout.views(flat)
-    layers = enumerate(zip(Ws, bs, strict=True), start=1)
-    bad = [f"{k}{l}" for l, (W, b) in layers for k, a in (("W", W), ("b", b)) if not np.isfinite(a).all()]
     raise ConfigError(
         f"the model's weights hold NaN or Inf before training ({', '.join(bad)}): make a new model, or load a good "
         "model file (set_flat took them as given)"
