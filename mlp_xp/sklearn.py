@@ -243,8 +243,9 @@ class _DropIn(BaseEstimator):
         # as scikit-learn: coefs_ are the weights a warm fit goes on from (set by a fit, or by hand)
         warm = hasattr(self, "coefs_") and (incremental or self.warm_start)
         # a fit from new weights that diverges before its first epoch ends has no weights worth keeping: it leaves
-        # the estimator as it was (fitted or not), never with the untrained weights of its start
-        before = None if warm else dict(self.__dict__)
+        # the estimator as it was (fitted or not), never with the untrained weights of its start. With early
+        # stopping scikit-learn returns from such a fit (NaN validation scores, finite weights), and so does this.
+        before = None if warm or self.early_stopping else dict(self.__dict__)
         X, y = self._validate(X, y, reset=not warm)
         if sample_weight is not None:
             sample_weight = _check_sample_weight(sample_weight, X, dtype=X.dtype, ensure_non_negative=True)

@@ -320,6 +320,7 @@ def test_a_fit_that_diverges_in_its_first_epoch_leaves_the_estimator_as_it_was()
     untrained ones, and it still looked fitted. The failed fit now changes nothing; a first fit stays unfitted."""
     from sklearn.datasets import load_digits
     from sklearn.exceptions import NotFittedError
+    from sklearn.neural_network import MLPRegressor as SkR
 
     X, y = load_digits(return_X_y=True)
     X, y = (X / 16).astype(np.float32), y.astype(np.float64)
@@ -340,6 +341,13 @@ def test_a_fit_that_diverges_in_its_first_epoch_leaves_the_estimator_as_it_was()
         fresh.fit(X, y * 1e12)
     with pytest.raises(NotFittedError):
         fresh.predict(X)
+    # with early stopping scikit-learn returns from it (NaN scores, the initial weights), and so does the drop-in
+    with warnings.catch_warnings(), np.errstate(over="ignore", invalid="ignore"):
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        for E in (MLPRegressor, SkR):
+            es = E(hidden_layer_sizes=(16,), solver="sgd", learning_rate_init=1.0, max_iter=5, early_stopping=True)
+            es.fit(X, y * 1e12)
+            assert np.isnan(es.validation_scores_).all() and all(np.isfinite(c).all() for c in es.coefs_)
 
 
 def test_a_one_column_target_is_a_1d_target_as_in_scikit_learn():
