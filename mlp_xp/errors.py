@@ -114,12 +114,14 @@ class DeviceMemoryError(MLPXPError, MemoryError):
 class DivergenceError(MLPXPError, FloatingPointError):
     """Training produced a non-finite loss. The model keeps the last good weights.
 
-    ``history`` holds the epochs completed before the divergence.
+    ``history`` holds the epochs completed before the divergence; ``reason`` is the trainer's account of it,
+    without what a caller adds to the message (an estimator says whether it keeps its previous fit).
     """
 
     def __init__(self, message: str, history=None) -> None:
         super().__init__(message)
         self.history = history
+        self.reason = message
 
 
 class OutputLost(OSError):

@@ -141,7 +141,7 @@ class _BaseMLP(BaseEstimator):
             self.__dict__.update(before)
             if isinstance(e, DivergenceError):  # (the weights the trainer kept are the failed fit's model's)
                 kept = "keeps its previous fit" if hasattr(self, "model_") else "stays unfitted"
-                raise DivergenceError(f"{e}; the estimator {kept}", e.history) from None
+                e.args = (f"{e.reason}; the estimator {kept}",)  # (the same error: its traceback stays)
             raise
 
     def _preprocessor(self, X):

@@ -442,7 +442,7 @@ def run_candidate(index: int, est, params: dict, X_train, y_train, X_val, y_val,
             "fit_seconds": time.perf_counter() - t0,
             "epochs": epochs,
             "status": "diverged",
-            "reason": str(e),
+            "reason": e.reason,  # (each candidate is a fresh estimator: what it keeps says nothing here)
         }
     except Exception as e:  # this candidate's settings or device, not the search's: a row that says so
         return {

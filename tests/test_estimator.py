@@ -5,6 +5,7 @@ from __future__ import annotations
 import pickle
 import subprocess
 import sys
+import traceback
 
 import numpy as np
 import pytest
@@ -264,7 +265,8 @@ def test_failed_first_fit_leaves_the_estimator_unfitted():
     reg = MLPRegressor(hidden=(16,), epochs=5, optimizer="sgd", lr=1e6)
     with pytest.raises(DivergenceError, match=r"; the estimator stays unfitted$") as e:
         reg.fit(X, y)
-    assert e.value.history is not None
+    assert e.value.history is not None and not e.value.reason.endswith("stays unfitted")
+    assert "trainer.py" in "".join(traceback.format_tb(e.value.__traceback__))  # where it was raised, not only here
     assert not hasattr(reg, "n_features_in_") and not hasattr(reg, "model_")
     with pytest.raises(NotFittedError):
         reg.predict(X)

@@ -211,6 +211,7 @@ def test_a_diverging_candidate_is_reported_not_raised_and_ranks_last(smooth):
     for bad in rows[2:]:
         assert bad["params"] == {"lr": 1e6} and math.isnan(bad["score"]) and bad["epochs"] < 5
         assert bad["reason"].startswith("training diverged in epoch")
+        assert "the estimator" not in bad["reason"]  # (each candidate is a fresh one: "stays unfitted" says nothing)
     assert [r["candidate"] for r in rows[2:]] == [1, 3]  # ties among the diverged keep the search's order
     assert "diverged" in format_table(rows).splitlines()[3]
 
