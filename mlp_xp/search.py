@@ -27,6 +27,7 @@ loguniform; settings that are words or true/false (optimizer, early_stopping, ..
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import math
 import os
@@ -43,7 +44,16 @@ from . import settings
 from .constraints import Number
 from .data.preprocess import is_frame
 from .engines import limited_blas
-from .errors import ConfigError, DataError, DivergenceError, SearchFailed, SearchInterrupted, install_hint
+from .errors import (
+    ConfigError,
+    DataError,
+    DivergenceError,
+    SearchFailed,
+    SearchInterrupted,
+    flags_spelled,
+    install_hint,
+    settings_as_flags,
+)
 from .estimator import MLPClassifier, MLPRegressor
 from .validation import check_features, check_targets, is_sparse
 
@@ -403,7 +413,9 @@ def _results(jobs: list, data: tuple, n_jobs: int | None, blas_threads: int | No
     from joblib.parallel import get_active_backend
 
     backend, _ = get_active_backend()
-    tasks = [delayed(run_candidate)(i, est, params, *data, blas_threads=blas_threads) for i, est, params in jobs]
+    # (a worker process has its own context: how messages spell settings goes with each candidate)
+    kw = {"blas_threads": blas_threads, "as_flags": flags_spelled()}
+    tasks = [delayed(run_candidate)(i, est, params, *data, **kw) for i, est, params in jobs]
     if type(backend).__name__ == "DaskDistributedBackend":
         # the data go to the workers once, not with every candidate (joblib replaces them by their futures)
         from joblib import parallel_backend
@@ -426,13 +438,16 @@ def _worker() -> dict:
     return {"host": socket.gethostname(), "pid": os.getpid(), "visible_gpus": os.environ.get("CUDA_VISIBLE_DEVICES")}
 
 
-def run_candidate(index: int, est, params: dict, X_train, y_train, X_val, y_val, *, blas_threads=None) -> dict:
+def run_candidate(
+    index: int, est, params: dict, X_train, y_train, X_val, y_val, *, blas_threads=None, as_flags: bool = False
+) -> dict:
     """Fit and score one candidate: its row. It runs wherever joblib sends it (a Dask or Ray worker), so it
-    returns only the row, never the fitted estimator."""
+    returns only the row, never the fitted estimator. ``as_flags``: its reasons name settings as the command
+    line's flags (an ``mlp-xp search``)."""
     t0 = time.perf_counter()
     row = {"candidate": index, "params": params, "score": math.nan, "epochs": 0, "reason": "", "worker": _worker()}
     try:
-        with limited_blas(blas_threads):
+        with limited_blas(blas_threads), settings_as_flags() if as_flags else contextlib.nullcontext():
             est.fit(X_train, y_train)
             score = float(est.score(X_val, y_val))
     except DivergenceError as e:

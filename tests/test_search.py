@@ -201,6 +201,22 @@ def test_random_search_over_a_small_grid_takes_it_whole_and_quietly(smooth):
     assert sorted(r["params"]["lr"] for r in rows) == [0.01, 0.02]
 
 
+@pytest.mark.parametrize("n_jobs", [None, 2])
+def test_reasons_name_settings_as_the_caller_set_them_in_worker_processes_too(smooth, n_jobs):
+    """Found in review: joblib's workers (loky here, Dask's and Ray's alike) have contexts of their own, so a CLI
+    search's failure reasons named Python's keywords there ("set checkpoint=DIR") and its flags in-process."""
+    from mlp_xp.errors import settings_as_flags
+
+    space, base = parse_space(["lr=0.01,0.02"]), {"hidden": (4,), "epochs": 1, "resume": True}
+    with settings_as_flags():
+        rows = run_search(*smooth, space, task="regression", base_params=base, n_jobs=n_jobs)
+    said = "ConfigError: --resume needs the checkpoint folder: set --checkpoint DIR"
+    assert [r["reason"] for r in rows] == [said, said]
+    rows = run_search(*smooth, space, task="regression", base_params=base, n_jobs=n_jobs)
+    said = "ConfigError: resume needs the checkpoint folder: set checkpoint=DIR"
+    assert [r["reason"] for r in rows] == [said, said]
+
+
 def test_a_diverging_candidate_is_reported_not_raised_and_ranks_last(smooth):
     # The diverging candidate comes first: a sort on -score alone would leave its NaN in front.
     space = parse_space(["lr=1e6,0.01,1e6,0.02"])
