@@ -67,11 +67,11 @@ def path_in(folder: str | os.PathLike[str]) -> Path:
 def check_folder(folder: str | os.PathLike[str], resume: bool) -> None:
     """Before any data are read: the folder can hold a checkpoint (it, and folders above it, may not exist yet);
     with ``resume`` it holds one, and without it holds none (a new run must not replace a run's checkpoint)."""
-    check_folder_to_write(folder, setting_name("checkpoint"), "the checkpoint")
+    check_folder_to_write(folder, "checkpoint", "the checkpoint")
     if resume and not path_in(folder).is_file():
         raise ConfigError(
-            f"{spell('resume')}: there is no checkpoint in {folder} ({FILE}): start the run {spell_without('resume')}, "
-            f"with {spell('checkpoint', str(folder))}"
+            f"{spell('resume')}: there is no checkpoint in {folder} ({FILE}): start the run {spell_without('resume')}"
+            f"{', with ' if flags_spelled() else ' and '}{spell('checkpoint', str(folder))}"
         )
     if not resume and path_in(folder).is_file():
         try:  # all of it, as --resume would: a damaged array past the metadata must not be sent to --resume

@@ -725,7 +725,7 @@ def _check_outputs(args, flags=("save", "metrics_json", "plot")) -> None:
 
 def _check_log_folder(folder: str) -> None:
     """--tensorboard: a folder that can be made or written, and tensorboardX there, before any data are read."""
-    check_folder_to_write(folder, "--tensorboard", "the logs")
+    check_folder_to_write(folder, "tensorboard", "the logs")
     try:
         import tensorboardX  # noqa: F401
     except ImportError:

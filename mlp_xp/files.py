@@ -105,28 +105,28 @@ def write_refused(folder, *, as_folder: bool = False) -> str | None:
     return None
 
 
-def check_folder_to_write(folder, flag: str, purpose: str) -> None:
-    """Before any work: ``folder`` (given as ``flag``) can be made or written into, for ``purpose`` ("the logs").
-    It, and folders above it, need not exist yet; the nearest one that does must be a writable folder."""
-    from .errors import ConfigError
+def check_folder_to_write(folder, setting: str, purpose: str) -> None:
+    """Before any work: ``folder`` (given as setting ``setting``, e.g. "checkpoint") can be made or written into,
+    for ``purpose`` ("the logs"). It, and folders above it, need not exist yet; the nearest one that does must be a
+    writable folder."""
+    from .errors import ConfigError, setting_name, spell
 
     if not str(folder).strip():
-        raise ConfigError(f"{flag} is empty: give a folder, or leave {flag} out")
+        raise ConfigError(f"{setting_name(setting)} is empty: give a folder, or leave {setting_name(setting)} out")
+    given = spell(setting, str(folder))  # "--checkpoint ckd" on the command line, "checkpoint='ckd'" in Python
     path = os.path.abspath(folder)
     if os.path.exists(path) and not os.path.isdir(path):
-        raise ConfigError(f"{flag} {folder} is a file, not a folder: give a folder for {purpose}")
+        raise ConfigError(f"{given} is a file, not a folder: give a folder for {purpose}")
     parent = path
     while not os.path.exists(parent):
         parent = os.path.dirname(parent)
     if not os.path.isdir(parent):
-        raise ConfigError(f"{flag} {folder}: {parent} is a file, not a folder: give a folder for {purpose}")
+        raise ConfigError(f"{given}: {parent} is a file, not a folder: give a folder for {purpose}")
     if not os.access(parent, os.W_OK):
-        raise ConfigError(f"{flag} {folder}: {parent} is not writable: give a folder you can write to")
+        raise ConfigError(f"{given}: {parent} is not writable: give a folder you can write to")
     refused = write_refused(parent, as_folder=True)
     if refused:
-        raise ConfigError(
-            f"{flag} {folder}: cannot make a folder in {parent} ({refused}): give a folder you can write to"
-        )
+        raise ConfigError(f"{given}: cannot make a folder in {parent} ({refused}): give a folder you can write to")
 
 
 def cache_root() -> Path:

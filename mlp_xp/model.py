@@ -429,6 +429,8 @@ class MLP:
     def nonfinite_arrays(self, layers=None) -> list[str]:
         """The names (W1, b1, ...) of the arrays holding NaN or Inf, of ``layers`` (:meth:`weights`' pairs; by
         default the model's own)."""
+        if layers is None and self.ops.all_finite(self.params):
+            return []  # (the usual answer, without a host copy of every array)
         pairs = enumerate(self.weights() if layers is None else layers, start=1)
         return [f"{k}{l}" for l, (W, b) in pairs for k, a in (("W", W), ("b", b)) if not np.isfinite(a).all()]
 

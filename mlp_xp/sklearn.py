@@ -402,6 +402,13 @@ class _DropIn(BaseEstimator):
                 f"coefs_ have the layer sizes {sizes}, but the data need {n_outputs} outputs of a model of "
                 f"{self._model.sizes}: fit without warm_start"
             )
+        bad = [f"{name}[{k}]" for name, arrays in (("coefs_", coefs), ("intercepts_", intercepts))
+               for k, a in enumerate(arrays) if not np.isfinite(a).all()]  # fmt: skip
+        if bad:  # (scikit-learn would train on from them, and end with its non-finite weights error)
+            raise ValueError(
+                f"{', '.join(bad)} hold NaN or Inf, so a warm fit cannot go on from them: set finite weights, or fit "
+                "without warm_start"
+            )
         flat = np.concatenate([*(c.ravel() for c in coefs), *intercepts]).astype(self._model.dtype)
         self._model.set_flat(flat)
         if self._state is not None:

@@ -155,7 +155,7 @@ def fit(
         raise ConfigError("warm_state and resume both say where to go on from: give one of them")
     if cfg.l2 and cfg.l2_per_sample:
         raise ConfigError("l2 and l2_per_sample are two scalings of one penalty: give one of them")
-    if warm_state is None and not cfg.resume:
+    if not cfg.resume:  # (a warm start too: its weights are the model's as it is now)
         _check_finite_start(model)
     data = _TrainingData.prepare(model, cfg, X, y, X_val, y_val, X_test, y_test, sample_weight)
     if comm.size > 1:

@@ -682,10 +682,21 @@ def test_fits_refusals_name_pythons_keywords_and_the_clis_its_flags(data, tmp_pa
         _fit(data, tmp_path / "none", resume=True)
     assert str(e.value) == (
         f"resume=True: there is no checkpoint in {tmp_path / 'none'} (checkpoint.npz): start the run with "
-        f"resume=False, with checkpoint={str(tmp_path / 'none')!r}"
+        f"resume=False and checkpoint={str(tmp_path / 'none')!r}"
+    )
+    (tmp_path / "afile").write_text("")
+    with pytest.raises(mlp_xp.ConfigError) as e:  # (the setting spelled as everywhere else in Python)
+        _fit(data, tmp_path / "afile")
+    assert str(e.value) == (
+        f"checkpoint={str(tmp_path / 'afile')!r} is a file, not a folder: give a folder for the checkpoint"
     )
     from mlp_xp.cli import main
 
+    assert main(f"train --epochs 1 --hidden 8 --device cpu --checkpoint {tmp_path / 'none'} --resume".split()) == 2
+    assert capsys.readouterr().err == (
+        f"mlp-xp: error: --resume: there is no checkpoint in {tmp_path / 'none'} (checkpoint.npz): start the run "
+        f"without --resume, with --checkpoint {tmp_path / 'none'}\n"
+    )
     assert main(f"train --epochs 1 --hidden 8 --device cpu --checkpoint {tmp_path / 'cli'}".split()) == 0
     assert main(f"train --epochs 2 --hidden 8 --device cpu --checkpoint {tmp_path / 'cli'}".split()) == 2
     assert "holds the checkpoint of another run, which a new run would replace: go on from it with --resume" in (

@@ -350,6 +350,25 @@ def test_a_fit_that_diverges_in_its_first_epoch_leaves_the_estimator_as_it_was()
             assert np.isnan(es.validation_scores_).all() and all(np.isfinite(c).all() for c in es.coefs_)
 
 
+def test_a_warm_fit_from_nan_coefs_is_refused_with_the_estimators_own_names():
+    """Found in review: coefs_ set by hand to NaN read as a divergence in the warm fit's first epoch ("lower the
+    learning rate"), then as the trainer's advice for models ("make a new model"): neither is this user's fix."""
+    from sklearn.datasets import load_digits
+
+    X, y = load_digits(return_X_y=True)
+    est = MLPClassifier(hidden_layer_sizes=(8,), max_iter=2, warm_start=True, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        est.fit(X / 16, y)
+    est.coefs_[0][0, 0], est.intercepts_[1][0] = np.nan, np.inf
+    with pytest.raises(ValueError) as e:
+        est.fit(X / 16, y)
+    assert str(e.value) == (
+        "coefs_[0], intercepts_[1] hold NaN or Inf, so a warm fit cannot go on from them: set finite weights, or fit "
+        "without warm_start"
+    )
+
+
 def test_a_one_column_target_is_a_1d_target_as_in_scikit_learn():
     """y of shape (n, 1): scikit-learn warns (DataConversionWarning) and predicts (n,); the drop-in predicted
     (n, 1), which broadcasts to (n, n) against a 1-D y."""

@@ -83,3 +83,9 @@ def test_a_model_whose_weights_are_nan_before_training_is_refused_up_front():
         "the model's weights hold NaN or Inf before training (W1, b2): make a new model, or load a good model file "
         "(set_flat took them as given)"
     )
+    good = mlp_xp.MLP([3, 4, 2], device="cpu", seed=0)
+    history = mlp_xp.fit(good, X, y, epochs=1)
+    model.set_flat(flat)  # a warm start from them: it read as a divergence in epoch 2, "keeping" the NaN weights
+    with pytest.raises(mlp_xp.ConfigError, match=r"^the model's weights hold NaN or Inf before training \(W1, b2\)"):
+        mlp_xp.fit(model, X, y, epochs=2, warm_state=history.state)
+    assert model.nonfinite_arrays() == ["W1", "b2"] and good.nonfinite_arrays() == []

@@ -174,6 +174,10 @@ class Ops:
         """A host copy of a device array. On a GPU this waits for the device: one sync, counted."""
         raise NotImplementedError
 
+    def all_finite(self, a) -> bool:
+        """Whether a device array holds no NaN or Inf (through a host copy here: one sync, counted)."""
+        return bool(np.isfinite(self.to_host(a)).all())
+
     def peek(self, a) -> np.ndarray:
         """The latest value of a small device array that is available *without* waiting for the device.
 

@@ -102,6 +102,9 @@ class NumpyOps(Ops):
     def peek(self, a) -> np.ndarray:
         return a
 
+    def all_finite(self, a) -> bool:
+        return bool(np.isfinite(a).all())  # (no copy of the array: this runs before every fit)
+
     # ---- recording a step (mlp_xp/backend/program.py) ----
     @contextmanager
     def recording(self, buffers, step_pointers):
