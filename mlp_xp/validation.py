@@ -38,12 +38,15 @@ def check_features(X, n_features: int | None, dtype, name: str = "X") -> np.ndar
     """X as a C-contiguous 2-D float array of ``dtype``: non-empty, finite, with ``n_features`` columns."""
     if _is_device_array(X):  # checks run on the host
         X = X.get()
+    given = X
     try:
         X = np.asarray(X)
     except Exception as e:
         raise DataError(f"{name} could not be read as a numeric array ({e}): pass a 2-D array of numbers") from None
     if X.dtype == object or X.dtype.kind not in "biuf":
-        raise DataError(f"{name} has dtype {X.dtype}, not numbers: pass a 2-D array of floats")
+        raise DataError(
+            _frame_problem(given, name) or f"{name} has dtype {X.dtype}, not numbers: pass a 2-D array of floats"
+        )
     if X.ndim == 1 and n_features == 1:
         X = X.reshape(-1, 1)
     if X.ndim != 2:
@@ -79,6 +82,36 @@ def first_nonfinite(X: np.ndarray) -> tuple[int, int] | None:
     return int(row), int(column)
 
 
+def _frame_problem(data, name: str, *, features: bool = True) -> str | None:
+    """Why a pandas DataFrame or Series became an array of objects, by column or row (text columns: ``features``
+    only, a target's fix is its loss's); None for other inputs. Only on the error path: a frame of numbers (numeric
+    categoricals and repeated column names too) never comes here."""
+    if not type(data).__module__.startswith("pandas"):
+        return None
+    missing = np.asarray(data.isna()).any(axis=0)  # (pandas' NA in a nullable column: an object array)
+    if data.ndim == 1:
+        if missing:
+            row = int(np.flatnonzero(np.asarray(data.isna()))[0])
+            return f"{name} has missing labels (the first at row {row}): drop those rows, or fill them in"
+        return None
+    columns = [str(c) for c in data.columns]
+    kinds = [getattr(t, "kind", "O") for t in data.dtypes]
+    text = [c for c, k in zip(columns, kinds, strict=True) if k not in "biuf"]
+    if text and features:
+        return (
+            f"{name} has columns of a dtype that is not numeric ({_first_few(text)}): encode them as numbers, or train "
+            "with mlp_xp.estimator's preprocessing='auto', which one-hot encodes them"
+        )
+    holes = [c for c, m in zip(columns, missing, strict=True) if m]
+    if holes:
+        return f"{name} has missing values in column(s) {_first_few(holes)}: impute them, or drop those rows"
+    return None
+
+
+def _first_few(names: list[str]) -> str:
+    return ", ".join(names[:5]) + (f", ... ({len(names)} in all)" if len(names) > 5 else "")
+
+
 def check_targets(y, n_samples: int, loss: str, n_outputs: int, dtype, name: str = "y") -> np.ndarray:
     """Targets in the form the loss kernels take, with clear errors for the wrong kind.
 
@@ -88,13 +121,16 @@ def check_targets(y, n_samples: int, loss: str, n_outputs: int, dtype, name: str
     """
     if _is_device_array(y):
         y = y.get()
+    given = y
     y = np.asarray(y)
     if y.dtype == object or y.dtype.kind not in "biuf":
         fix = {
             "cross_entropy": "encode labels as integers 0..C-1",
             "binary_cross_entropy": "pass 0/1 values (one column per label)",
         }.get(loss, "pass the numeric values to regress on (a regression target is numbers, not labels)")
-        raise DataError(f"{name} has dtype {y.dtype}, not numbers: {fix}")
+        raise DataError(
+            _frame_problem(given, name, features=False) or f"{name} has dtype {y.dtype}, not numbers: {fix}"
+        )
     if len(y) != n_samples:
         raise DataError(f"{name} has {len(y)} entries but X has {n_samples} samples: they must match")
     if loss == "cross_entropy":
@@ -104,7 +140,13 @@ def check_targets(y, n_samples: int, loss: str, n_outputs: int, dtype, name: str
                 "pass integer labels, or use loss='binary_cross_entropy' for multi-label targets"
             )
         if y.dtype.kind == "f":
-            if not np.isfinite(y).all() or not np.array_equal(y, np.round(y)):
+            if not np.isfinite(y).all():  # (a missing label: pandas' NA in a nullable column reads as NaN)
+                row = int(np.flatnonzero(~np.isfinite(y))[0])
+                raise DataError(
+                    f"{name} has missing or infinite labels (NaN or Inf, the first at row {row}): drop those rows, "
+                    "or fill them in"
+                )
+            if not np.array_equal(y, np.round(y)):
                 raise DataError(
                     f"{name} holds non-integer values but cross_entropy needs class labels "
                     "0..C-1: pass integer labels, or use loss='mse' for regression"
