@@ -27,7 +27,7 @@ from .errors import install_hint
 try:
     from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
     from sklearn.utils.multiclass import check_classification_targets, type_of_target
-    from sklearn.utils.validation import check_is_fitted, column_or_1d
+    from sklearn.utils.validation import _check_sample_weight, check_is_fitted, column_or_1d
 except ImportError as e:  # pragma: no cover - exercised only where scikit-learn is absent
     raise ImportError(f"mlp_xp.estimator needs scikit-learn: {install_hint('sklearn')}") from e
 try:
@@ -41,7 +41,7 @@ from . import settings
 from .data.preprocess import LabelVocabulary, TablePreprocessor, is_frame, text_columns
 from .errors import ConfigError, DataError, DivergenceError
 from .model import MLP
-from .trainer import History, TrainConfig, check_against_loss, fit, preprocess_split
+from .trainer import History, TrainConfig, check_against_loss, fit, preprocess_split, validation_rows
 
 __all__ = ["MLPClassifier", "MLPRegressor"]
 
@@ -69,12 +69,14 @@ def _parameters_doc(task: str) -> str:
 _NOT_IN_KEY = frozenset({"checkpoint", "checkpoint_every", "checkpoint_minutes", "resume", "verbose", "device"})
 
 
-def _checkpoint_folder(root, values: dict, X: np.ndarray, Y: np.ndarray) -> Path:
-    """``root/fit-<key>``: the key hashes the parameters that shape the fit and a fingerprint of its data."""
+def _checkpoint_folder(root, values: dict, X: np.ndarray, Y: np.ndarray, w: np.ndarray | None) -> Path:
+    """``root/fit-<key>``: the key hashes the parameters that shape the fit and a fingerprint of its data (its
+    sample weights too, where it has them)."""
     from .checkpoint import fingerprint
 
     params = json.dumps(_plain({k: v for k, v in sorted(values.items()) if k not in _NOT_IN_KEY}), default=str)
-    key = hashlib.blake2b(f"{params}|{fingerprint([X, Y])}".encode(), digest_size=8).hexdigest()
+    data = [X, Y] if w is None else [X, Y, w]  # (the key of a fit without weights is what it always was)
+    key = hashlib.blake2b(f"{params}|{fingerprint(data)}".encode(), digest_size=8).hexdigest()
     return Path(root) / f"fit-{key}"
 
 
@@ -173,12 +175,17 @@ class _BaseMLP(BaseEstimator):
         self.feature_names_in_ = np.asarray([str(c) for c in X.columns], dtype=object)
         return X, y, prep
 
-    def _train(self, X, Y: np.ndarray, loss: str, n_outputs: int, classes=None, prep=None) -> tuple[MLP, History]:
+    def _train(
+        self, X, Y: np.ndarray, loss: str, n_outputs: int, classes=None, prep=None, w=None
+    ) -> tuple[MLP, History]:
         """Build and train a fresh model; sets nothing on the estimator (the caller does, on success). With a
-        preprocessor ``prep`` X is a DataFrame, and ``prep`` is fitted on its training rows only."""
+        preprocessor ``prep`` X is a DataFrame, and ``prep`` is fitted on its training rows only; ``w``: the
+        sample weights, one a row of X."""
         v = self._settings()
         validation = {}
         if prep is not None:
+            if w is not None and v["validation_fraction"]:  # (the rows preprocess_split keeps for training)
+                w = w[validation_rows(len(X), v["validation_fraction"], v["seed"])[0]]
             X, Y, X_val, Y_val = preprocess_split(prep, X, Y, v["validation_fraction"], v["seed"])
             if X_val is not None:
                 validation = {"X_val": X_val, "y_val": Y_val}
@@ -196,7 +203,7 @@ class _BaseMLP(BaseEstimator):
         if train.get("checkpoint") is not None:
             # one folder per fit, keyed by the parameters and the data, so that GridSearchCV's candidates and
             # folds never share a checkpoint; resume goes on from this fit's own checkpoint where there is one
-            folder = _checkpoint_folder(train["checkpoint"], v, X, Y)
+            folder = _checkpoint_folder(train["checkpoint"], v, X, Y, w)
             train["checkpoint"] = str(folder)
             saved = folder / "checkpoint.npz"
             train["resume"] = bool(train.get("resume")) and saved.is_file()
@@ -205,7 +212,7 @@ class _BaseMLP(BaseEstimator):
         model.preprocessing = prep
         # DivergenceError propagates: GridSearchCV records error_score for the candidate, and a
         # silently half-trained estimator would be worse than an error.
-        return model, fit(model, X, Y, **train, **validation)
+        return model, fit(model, X, Y, **train, **validation, sample_weight=w)
 
     def _set_fitted(self, model: MLP, history: History, **attrs) -> None:
         """Record a finished run: called only after training succeeded."""
@@ -223,6 +230,13 @@ class _BaseMLP(BaseEstimator):
             return self.model_.predict_proba(X).astype(np.float64)  # the raw columns, through the preprocessing
         X = validate_data(self, X, reset=False, dtype=_X_DTYPES)
         return self.model_.predict_proba(X).astype(np.float64)
+
+
+def _weights(sample_weight, X) -> np.ndarray | None:
+    """scikit-learn's checks of sample weights (one finite, non-negative number a row of X), as float64."""
+    if sample_weight is None:
+        return None
+    return _check_sample_weight(sample_weight, X, dtype=np.float64, ensure_non_negative=True)
 
 
 def _weights_by_index(weights: dict, classes: np.ndarray) -> dict:
@@ -357,8 +371,15 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         tags.classifier_tags.multi_label = True
         return tags
 
-    def fit(self, X, y) -> MLPClassifier:
+    def fit(self, X, y, sample_weight=None) -> MLPClassifier:
         """Train on features X (n, d) and labels y (n,) of any hashable kind, or a 0/1 indicator (n, K).
+
+        Parameters
+        ----------
+        sample_weight : array-like of shape (n_samples,), default=None
+            One non-negative weight per row: a batch's loss is sum(w_i l_i) / sum(w_i), and the training loss and
+            metric are weighted alike. The early-stopping split's rows keep their weights out of its score, which
+            is unweighted, as :func:`mlp_xp.fit` scores it.
 
         Returns
         -------
@@ -380,11 +401,12 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
                 X, y = validate_data(self, X, y, dtype=_X_DTYPES, multi_output=True)
             if y.ndim == 2 and y.shape[1] == 1:
                 y = column_or_1d(y, warn=True)
+            w = _weights(sample_weight, X)
             check_classification_targets(y)
             multilabel = type_of_target(y) == "multilabel-indicator"
             if multilabel:
                 classes = np.arange(y.shape[1])
-                model, history = self._train(X, y, "binary_cross_entropy", y.shape[1], prep=prep)
+                model, history = self._train(X, y, "binary_cross_entropy", y.shape[1], prep=prep, w=w)
             elif y.ndim == 2:
                 raise DataError(
                     "y is a 2-D array of class labels (multiclass-multioutput), which MLPClassifier "
@@ -398,7 +420,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
                         f"MLPClassifier needs samples of at least 2 classes, but y contains only one "
                         f"class ({only!r}): add samples of another class to the training data"
                     )
-                model, history = self._train(X, encoded, "cross_entropy", len(classes), classes, prep)
+                model, history = self._train(X, encoded, "cross_entropy", len(classes), classes, prep, w)
                 if not np.array_equal(classes, np.arange(len(classes))):
                     # so that model_ saved and loaded alone predicts these labels too, as the estimator does
                     model.labels = LabelVocabulary(classes)
@@ -533,8 +555,15 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         tags.target_tags.multi_output = True
         return tags
 
-    def fit(self, X, y) -> MLPRegressor:
+    def fit(self, X, y, sample_weight=None) -> MLPRegressor:
         """Train on features X (n, d) and targets y (n,) or (n, K).
+
+        Parameters
+        ----------
+        sample_weight : array-like of shape (n_samples,), default=None
+            One non-negative weight per row: a batch's loss is sum(w_i l_i) / sum(w_i), and the training loss and
+            metric are weighted alike. The early-stopping split's rows keep their weights out of its score, which
+            is unweighted, as :func:`mlp_xp.fit` scores it.
 
         Returns
         -------
@@ -556,7 +585,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
                 raise DataError(f"y has dtype {y.dtype}, not numbers: a regressor needs numeric targets")
             y_1d = y.ndim == 1
             Y = y.reshape(-1, 1) if y_1d else y
-            model, history = self._train(X, Y, "mse", Y.shape[1], prep=prep)
+            model, history = self._train(X, Y, "mse", Y.shape[1], prep=prep, w=_weights(sample_weight, X))
         self._set_fitted(model, history, n_outputs_=Y.shape[1], _y_1d=y_1d)
         return self
 
