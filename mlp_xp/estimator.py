@@ -228,7 +228,7 @@ class _BaseMLP(BaseEstimator):
         check_is_fitted(self)
         if self.model_.preprocessing is not None and is_frame(X):
             return self.model_.predict_proba(X).astype(np.float64)  # the raw columns, through the preprocessing
-        X = validate_data(self, X, reset=False, dtype=_X_DTYPES)
+        X = validate_data(self, X, reset=False, dtype=_X_DTYPES, accept_sparse="csr")
         return self.model_.predict_proba(X).astype(np.float64)
 
 
@@ -369,6 +369,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.classifier_tags.multi_label = True
+        tags.input_tags.sparse = True  # (CSR: the CPU backend densifies a batch's rows at a time)
         return tags
 
     def fit(self, X, y, sample_weight=None) -> MLPClassifier:
@@ -398,7 +399,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         with self._keeping_fitted_state():
             X, y, prep = self._table_input(X, y)
             if prep is None:
-                X, y = validate_data(self, X, y, dtype=_X_DTYPES, multi_output=True)
+                X, y = validate_data(self, X, y, dtype=_X_DTYPES, multi_output=True, accept_sparse="csr")
             if y.ndim == 2 and y.shape[1] == 1:
                 y = column_or_1d(y, warn=True)
             w = _weights(sample_weight, X)
@@ -553,6 +554,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.target_tags.multi_output = True
+        tags.input_tags.sparse = True
         return tags
 
     def fit(self, X, y, sample_weight=None) -> MLPRegressor:
@@ -580,7 +582,9 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         with self._keeping_fitted_state():
             X, y, prep = self._table_input(X, y)
             if prep is None:
-                X, y = validate_data(self, X, y, dtype=_X_DTYPES, multi_output=True, y_numeric=True)
+                X, y = validate_data(
+                    self, X, y, dtype=_X_DTYPES, multi_output=True, y_numeric=True, accept_sparse="csr"
+                )
             elif y.dtype.kind not in "biuf":
                 raise DataError(f"y has dtype {y.dtype}, not numbers: a regressor needs numeric targets")
             y_1d = y.ndim == 1

@@ -348,7 +348,7 @@ class _TrainingData:
             }
             if w is not None:
                 parts["sample weights"] = w
-            fp = {name: _checkpoint.fingerprint(_fingerprinted(a)) for name, a in parts.items()}
+            fp = {name: _checkpoint.fingerprint([a]) for name, a in parts.items()}
         W = None if w is None else ops.asarray(w)
         return cls(_on_device(ops, X), ops.asarray(Y), X.shape[0], sets, cw, fp, W, w)
 
@@ -361,13 +361,6 @@ def _on_device(ops, X):
     """Features on the device; a sparse X stays the host CSR matrix it is (the CPU backend gathers and densifies
     a batch's rows at a time)."""
     return X if is_sparse(X) else ops.asarray(X)
-
-
-def _fingerprinted(a) -> list:
-    """What a checkpoint's fingerprint hashes of an array: a sparse matrix's stored values and structure."""
-    if a is not None and is_sparse(a):
-        return [a.data, a.indices, a.indptr, np.asarray(a.shape)]
-    return [a]
 
 
 def class_weights(spec, n_classes: int, labels: np.ndarray) -> np.ndarray:
@@ -941,7 +934,7 @@ def _same_run_everywhere(comm, model: MLP, cfg: TrainConfig, data: _TrainingData
     comm.bcast(model.params)  # (GPU ranks: NCCL on the backend's stream)
     host = [a if a is None or isinstance(a, np.ndarray) or is_sparse(a) else model.ops.to_host(a)  # device: once
             for a in (data.X, data.Y, data.w_host)]  # fmt: skip
-    digest = _checkpoint.fingerprint([part for a in host for part in _fingerprinted(a)])
+    digest = _checkpoint.fingerprint(host)
     shaping = {k: v for k, v in settings_of(cfg).items() if k not in ("checkpoint", "resume", "verbose")}
     mine = {
         "data": f"{data.n} rows, sha256 {digest[:16]}",

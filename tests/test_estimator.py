@@ -38,7 +38,8 @@ CHECKED = [
 def _float32_rounding(estimator) -> dict:
     # Fits on repeated rows and on integer weights agree to float32's rounding (6.8e-8 apart in a probability),
     # where the check asks for rtol 1e-7: in float64 they pass it, as the test below shows.
-    return {"check_sample_weight_equivalence_on_dense_data": "float32 sums in another order: equal to rounding"}
+    why = "float32 sums in another order: equal to rounding"
+    return {f"check_sample_weight_equivalence_on_{kind}_data": why for kind in ("dense", "sparse")}
 
 
 @parametrize_with_checks(CHECKED, expected_failed_checks=_float32_rounding)
@@ -49,11 +50,13 @@ def test_sklearn_estimator_checks(estimator, check):
 @pytest.mark.parametrize("estimator", CHECKED, ids=lambda e: type(e).__name__)
 def test_integer_sample_weights_fit_as_repeated_rows_in_float64(estimator):
     """scikit-learn's own check of sample_weight against repeated rows, on the estimators above in float64."""
-    from sklearn.utils.estimator_checks import check_sample_weight_equivalence_on_dense_data
-
-    check_sample_weight_equivalence_on_dense_data(
-        type(estimator).__name__, clone(estimator).set_params(dtype="float64")
+    from sklearn.utils.estimator_checks import (
+        check_sample_weight_equivalence_on_dense_data,
+        check_sample_weight_equivalence_on_sparse_data,
     )
+
+    for check in (check_sample_weight_equivalence_on_dense_data, check_sample_weight_equivalence_on_sparse_data):
+        check(type(estimator).__name__, clone(estimator).set_params(dtype="float64"))
 
 
 @pytest.fixture(scope="module")
@@ -314,6 +317,26 @@ def test_sample_weight_steers_the_fit_and_follows_its_rows(monkeypatch):
     assert unweighted.name.startswith("fit-") and unweighted != _checkpoint_folder("ck", {"lr": 0.1}, A, B, np.ones(4))
     key = hashlib.blake2b(f"{json.dumps({'lr': 0.1})}|{fingerprint([A, B])}".encode(), digest_size=8).hexdigest()
     assert unweighted.name == f"fit-{key}"  # (a fit without weights finds the checkpoint folder it always had)
+
+
+def test_sparse_x_trains_as_its_dense_copy_and_checkpoints_under_one_key(tmp_path):
+    """mlp_xp.estimator refused CSR input (the drop-in and fit took it). Its checkpoint key hashed a sparse X by the
+    address of the object NumPy made of it: another process never found the folder to resume from."""
+    sp = pytest.importorskip("scipy.sparse")
+    X = sp.random(80, 6, density=0.3, format="csr", random_state=0)
+    y = np.arange(80) % 3
+    kw = {"hidden": (8,), "epochs": 3, "dtype": "float64", "seed": 1}
+    a, b = MLPClassifier(**kw).fit(X, y), MLPClassifier(**kw).fit(X.toarray(), y)
+    np.testing.assert_array_equal(a.predict_proba(X), b.predict_proba(X.toarray()))
+    reg = MLPRegressor(**kw).fit(X, y.astype(float))
+    assert reg.predict(X).shape == (80,)
+    code = (
+        "import numpy as np, scipy.sparse as sp; from mlp_xp.estimator import _checkpoint_folder; "
+        "X = sp.random(80, 6, density=0.3, format='csr', random_state=0); "
+        "print(_checkpoint_folder('ck', {}, X, np.zeros(80), None).name)"
+    )
+    names = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout for _ in range(2)}
+    assert len(names) == 1 and names.pop().startswith("fit-")
 
 
 def test_failed_first_fit_leaves_the_estimator_unfitted():
