@@ -39,7 +39,7 @@ from .errors import (
     install_hint,
     settings_as_flags,
 )
-from .files import check_folder_to_write, write_refused
+from .files import check_folder_to_write, special_file, write_refused, write_target
 
 #: Old flags still accepted, with a warning: old flag -> the setting that replaced it. ``train --validation`` was
 #: the flag of validation_fraction; ``search --validation`` is now ``--holdout`` (see cmd_search).
@@ -680,10 +680,13 @@ def _check_outputs(args, flags=("save", "metrics_json", "plot")) -> None:
             continue
         if not str(path).strip():
             raise ConfigError(f"{flag} is empty: give a file name, or leave {flag} out")
-        folder = os.path.dirname(os.path.abspath(path))
+        folder = os.path.dirname(os.path.abspath(write_target(path)))  # (a link's target is what is replaced)
         if os.path.isdir(path):
             example = os.path.join(path, _EXAMPLE_NAMES.get(name, "out"))
             raise ConfigError(f"{flag} {path} is a folder: give a file name, e.g. {example}")
+        special = special_file(path)
+        if special:  # (/dev/null, a FIFO: the finished file would be renamed onto it, in its place)
+            raise ConfigError(f"{flag} {path} is {special}, not a file: give the name of a file to write")
         if str(path).endswith(("/", os.sep)):
             raise ConfigError(f"{flag} {path} ends in a slash, as a folder does: give a file name, without it")
         if os.path.exists(folder) and not os.path.isdir(folder):

@@ -7,6 +7,7 @@ import errno
 import json
 import os
 import secrets
+import stat
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,14 +19,18 @@ def atomic_writer(path: str | os.PathLike[str], *, durable: bool = True) -> Iter
     """Open a temporary file next to ``path`` and move it onto ``path`` only if the block succeeds.
 
     Readers therefore never see a half-written file, and a failure leaves nothing behind (an existing file at
-    ``path`` stays as it was). ``durable``: the data reach the disk before the file takes the name (fsync); without
-    it a power cut may lose the newest version, never the old one's name to a half-written file on the
-    filesystems that order a rename after the data (ext4's default, xfs).
+    ``path`` stays as it was). A symbolic link stays one: the file it points to is replaced. A device, pipe or
+    socket is refused (OSError, EINVAL), not replaced by a file. ``durable``: the data reach the disk before the
+    file takes the name (fsync); without it a power cut may lose the newest version, never the old one's name to a
+    half-written file on the filesystems that order a rename after the data (ext4's default, xfs).
     """
-    path = Path(path)
+    path = write_target(path)
     if path.name in ("", ".", "..") or path.is_dir():  # (named for the folder, before anything is written)
         why = "is a folder, not a file: name a file in it"
         raise IsADirectoryError(errno.EISDIR, why, str(path))
+    special = special_file(path)
+    if special:  # (a rename would put a file in place of the device or pipe itself)
+        raise OSError(errno.EINVAL, f"is {special}, not a file: name a regular file", str(path))
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
     # os.open with mode 0o666 honours the umask, unlike tempfile's 0o600, so the result is shareable.
     try:
@@ -46,6 +51,29 @@ def atomic_writer(path: str | os.PathLike[str], *, durable: bool = True) -> Iter
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+def write_target(path: str | os.PathLike[str]) -> Path:
+    """The path a write to ``path`` replaces: the file a symbolic link points to (so that the link stays), else
+    ``path`` itself."""
+    path = Path(path)
+    return Path(os.path.realpath(path)) if path.is_symlink() else path
+
+
+def special_file(path: str | os.PathLike[str]) -> str | None:
+    """What an existing ``path`` is where it is neither a regular file nor a folder ("a character device", "a named
+    pipe (FIFO)", ...); None for those, and for a path that does not exist."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return None
+    kinds = (
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISFIFO, "a named pipe (FIFO)"),
+        (stat.S_ISSOCK, "a socket"),
+    )
+    return next((what for test, what in kinds if test(mode)), None)
 
 
 #: How many bytes of a file's start are read to say what it is (:func:`file_kind`).

@@ -23,7 +23,7 @@ from collections.abc import Callable
 import numpy as np
 
 from .errors import ModelFileError, flags_spelled, install_hint
-from .files import SNIFF, atomic_writer, file_kind, is_numpy_file
+from .files import SNIFF, atomic_writer, file_kind, is_numpy_file, special_file
 
 FORMAT = "mlp_xp.model"
 FORMAT_VERSION = 1
@@ -125,6 +125,9 @@ def load_arrays(path) -> tuple[dict, dict[str, np.ndarray]]:
             "MLP.save or mlp-xp train --save wrote"
         )
     if not os.path.isfile(path):
+        special = special_file(path)
+        if special:
+            raise ModelFileError(f"{path!r} is {special}, not a model file: give the path of a model file")
         raise ModelFileError(f"model file {path!r} does not exist: check the path")
     try:
         with open(path, "rb") as f:
@@ -206,6 +209,8 @@ def is_safetensors(path) -> bool:
     path = os.fspath(path)
     if path.lower().endswith(SAFETENSORS_SUFFIX):
         return True
+    if not os.path.isfile(path):  # (opening a FIFO to look would wait for a writer)
+        return False
     try:
         with open(path, "rb") as f:
             head = f.read(9)

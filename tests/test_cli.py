@@ -444,3 +444,19 @@ def test_an_output_named_as_another_kind_of_file_is_written_with_a_warning(tmp_p
     assert f"warning: --metrics-json {metrics} writes JSON, whatever its name: name it .json" in err
     code, _, err = run(capsys, f"train --data synthetic:200x8 --epochs 1 --quiet --device cpu --save {tmp_path}/plain")
     assert code == 0 and "warning" not in err  # (no suffix at all: the user's choice)
+
+
+def test_outputs_onto_a_pipe_are_refused_before_any_work(tmp_path, capsys):
+    """`--save /dev/full` replaced the device by a file, and a FIFO blocked the run at its end."""
+    import os
+
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    for flag in ("--save", "--metrics-json"):
+        code, out, err = run(capsys, f"train --epochs 1 --device cpu {flag} {fifo}")
+        assert code == 2 and out == ""
+        assert (
+            err
+            == f"mlp-xp: error: {flag} {fifo} is a named pipe (FIFO), not a file: give the name of a file to write\n"
+        )
+    assert os.path.exists("/dev/null") and not os.path.isfile("/dev/null")

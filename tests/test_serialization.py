@@ -217,3 +217,30 @@ def test_saving_to_a_folder_names_the_folder_and_writes_nothing(tmp_path, monkey
         mlp_xp.MLP([4, 3, 2], device="cpu").save(folder)
     assert e.value.strerror == "is a folder, not a file: name a file in it" and e.value.filename == folder.rstrip("/")
     assert sorted(p.name for p in tmp_path.rglob("*")) == ["here"]
+
+
+def test_a_pipe_is_refused_and_a_link_stays_a_link(tmp_path):
+    """Found by a new user: saving onto /dev/full put a regular file in the device's place (the finished file is
+    renamed onto the name), and a FIFO blocked. A link was replaced by a file, its target left old."""
+    import errno
+    import os
+    import stat
+
+    model = mlp_xp.MLP([4, 3, 2], device="cpu", seed=0)
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    with pytest.raises(OSError) as e:
+        model.save(fifo)
+    assert (
+        e.value.errno == errno.EINVAL and e.value.strerror == "is a named pipe (FIFO), not a file: name a regular file"
+    )
+    assert stat.S_ISFIFO(os.stat(fifo).st_mode) and sorted(p.name for p in tmp_path.iterdir()) == ["fifo"]
+    with pytest.raises(ModelFileError) as e:  # (it blocked too, waiting for a writer)
+        mlp_xp.MLP.load(fifo, device="cpu")
+    assert str(e.value) == f"{str(fifo)!r} is a named pipe (FIFO), not a model file: give the path of a model file"
+    target, link = tmp_path / "real.npz", tmp_path / "link.npz"
+    target.write_bytes(b"old")
+    link.symlink_to(target)
+    model.save(link)
+    assert link.is_symlink() and os.readlink(link) == str(target)
+    np.testing.assert_array_equal(mlp_xp.MLP.load(target, device="cpu").get_flat(), model.get_flat())
