@@ -244,3 +244,22 @@ def test_an_input_that_is_not_an_archive_is_said_as_what_it_is(tmp_path, capsys)
     capsys.readouterr()
     assert main(["predict", str(model), "--input", str(text), "--output", str(tmp_path / "p.csv")]) == 2
     assert "rows.npz is a text file (it begins '1,2,3'), not an .npz archive" in capsys.readouterr().err
+
+
+def test_a_csv_without_a_header_is_refused_not_read_a_row_short(tmp_path, capsys, images_model):
+    """Found by a new user: a CSV of numbers without a header line gave predictions for 19 of its 20 rows, each
+    line of the output one row off its input (the first row was read as the column names)."""
+    model, path, images = images_model
+    X = images.reshape(len(images), -1) / np.float32(255)
+    src, out = tmp_path / "rows.csv", tmp_path / "o.csv"
+    np.savetxt(src, X, delimiter=",", fmt="%.6f")
+    code, _, err = run(capsys, f"predict {path} --input {src} --output {out} --device cpu")
+    shown = ", ".join(f"{v:.6f}" for v in X[0, :4])
+    assert code == 2 and err == (
+        f"mlp-xp: error: {src} begins with a row of numbers ({shown}, ...), not a header line of column names: add a "
+        "header line (pandas writes one: DataFrame(X).to_csv(path, index=False))\n"
+    )
+    assert not out.exists()
+    pd.DataFrame(X).to_csv(src, index=False)  # (pandas' header: 0..d-1, numbers too, but a header)
+    code, _, err = run(capsys, f"predict {path} --input {src} --output {out} --device cpu")
+    assert code == 0 and len(pd.read_csv(out)) == len(X)

@@ -92,11 +92,34 @@ def table_columns(path) -> list[str]:
             raise DataError(f"{p} is not a readable Parquet file ({e}): write it again") from None
     pd = _pandas()
     try:
-        return [str(c) for c in pd.read_csv(p, nrows=0, sep=_separator(p)).columns]
+        names = [str(c) for c in pd.read_csv(p, nrows=0, sep=_separator(p)).columns]
+        # (the first line as written: pandas renames a repeated name, and a row of data repeats values)
+        first = [str(v) for v in pd.read_csv(p, nrows=1, header=None, dtype=str, sep=_separator(p)).iloc[0]]
     except pd.errors.EmptyDataError:
         raise DataError(f"{p} is empty: a CSV table needs a header line of column names and rows") from None
     except (OSError, ValueError, UnicodeDecodeError) as e:
         raise DataError(f"{p} is not a readable CSV file ({e}): write it again as UTF-8 CSV") from None
+    if _looks_like_data(first):  # (read as the header, the first row would be lost, every row shifted by one)
+        shown = ", ".join(first[:4]) + (", ..." if len(first) > 4 else "")
+        raise DataError(
+            f"{p} begins with a row of numbers ({shown}), not a header line of column names: add a header line "
+            "(pandas writes one: DataFrame(X).to_csv(path, index=False))"
+        )
+    return names
+
+
+def _looks_like_data(names: list[str]) -> bool:
+    """Whether a CSV's first line is a row of numbers rather than column names. Names 0..d-1 or 1..d are a header
+    (pandas writes 0..d-1 for an unnamed array); a number with a fraction or exponent, or integers in any other
+    order (a repeated one too), are data."""
+    try:
+        values = [float(n) for n in names]
+    except ValueError:
+        return False
+    if not all(n.strip().lstrip("+-").isdigit() for n in names):
+        return True
+    ints = [int(v) for v in values]
+    return ints not in (list(range(len(ints))), list(range(1, len(ints) + 1)))
 
 
 def _dtypes(columns: list[str], as_text: list[str]) -> dict:
