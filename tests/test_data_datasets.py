@@ -66,3 +66,19 @@ def test_options_that_do_not_apply():
         load_dataset("mnist", n_features=3)
     with pytest.raises(ConfigError, match="no option colour"):
         load_dataset("synthetic", colour="red")
+
+
+@pytest.mark.parametrize(
+    ("spec", "low"),
+    [
+        ("synthetic:0x5x2", "N (rows) at least 1"),
+        ("synthetic:10x0", "D (features) at least 1"),
+        ("synthetic:10x5x1", "C (classes) at least 2"),
+        ("synthetic:0x0x0", "N (rows) at least 1 and D (features) at least 1 and C (classes) at least 2"),
+    ],
+)
+def test_a_synthetic_spec_below_its_minimums_is_named_in_its_own_terms(spec, low):
+    """A new user's --data synthetic:0x5x2 was "n_samples must be > 0, got 0": make_synthetic's argument names."""
+    with pytest.raises(ConfigError) as e:
+        load_dataset(spec)
+    assert str(e.value) == f"{spec!r}: synthetic:NxDxC needs {low}, e.g. synthetic:6000x20x10"

@@ -152,6 +152,11 @@ def load_dataset(
             options = {"n_samples": int(match[1]), "n_features": int(match[2])}
             if match[3]:
                 options["n_classes"] = int(match[3])
+            low = [f"{what} at least {least}" for what, name, least in
+                   (("N (rows)", "n_samples", 1), ("D (features)", "n_features", 1), ("C (classes)", "n_classes", 2))
+                   if options.get(name, least) < least]  # fmt: skip
+            if low:  # (in the spec's own terms, not make_synthetic's argument names)
+                raise ConfigError(f"{text!r}: synthetic:NxDxC needs {' and '.join(low)}, e.g. synthetic:6000x20x10")
         _check_kwargs("synthetic", kwargs, ("n_samples", "n_features", "n_classes", "test_fraction"))
         return _with_classes(make_synthetic(**{**options, **kwargs}, seed=seed), classes)
     path = Path(text).expanduser()
