@@ -1092,6 +1092,7 @@ def cmd_predict(args) -> int:
     device = settings.check("device", args.device)
     batch = Number(integer=True, low=1).parse(args.batch_size, "--batch-size")
     _check_outputs(args, ("output",))
+    check_paths(None, args.input, args.output, args.proba)  # (before the model, and the device, are loaded)
     model = MLP.load(args.model, device=device)
     check_paths(model, args.input, args.output, args.proba)
     n = predict_file(

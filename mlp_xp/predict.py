@@ -27,7 +27,7 @@ import numpy as np
 
 from .data.idx import read_idx
 from .data.preprocess import text_columns
-from .data.tables import is_table, iter_table, table_columns
+from .data.tables import check_readers, is_table, iter_table, table_columns
 from .errors import ConfigError, DataError, DatasetNotFound
 from .files import atomic_writer, not_an_archive
 from .validation import first_nonfinite
@@ -43,7 +43,8 @@ def _is_idx(path: Path) -> bool:
 
 
 def check_paths(model, input_path, output_path, proba: bool) -> None:
-    """Everything about the paths and the request that can be refused before any row is read."""
+    """Everything about the paths and the request that can be refused before any row is read; ``model`` None:
+    what can be refused before the model is loaded (the CLI's first checks)."""
     src = Path(os.fspath(input_path)).expanduser()
     if not src.exists():
         raise DatasetNotFound(f"--input {src} does not exist: check the path")
@@ -54,6 +55,12 @@ def check_paths(model, input_path, output_path, proba: bool) -> None:
         raise DataError(f"--input {src}: cannot tell its kind from its name; give {INPUT_KINDS}")
     if Path(os.fspath(output_path)).suffix.lower() not in OUTPUT_KINDS:
         raise ConfigError(f"--output {output_path}: write a .csv or a .npy file")
+    if os.path.realpath(src) == os.path.realpath(output_path):
+        raise ConfigError(f"--output {output_path} is the input file: write the predictions elsewhere")
+    if is_table(src):
+        check_readers(src)  # (pandas' install hint, before the model is loaded)
+    if model is None:
+        return
     if model.preprocessing is not None and not is_table(src):
         raise DataError(
             f"this model was trained on a table and takes its raw columns ({', '.join(model.preprocessing.columns[:6])}"
@@ -61,8 +68,6 @@ def check_paths(model, input_path, output_path, proba: bool) -> None:
         )
     if proba and model.loss == "mse":
         raise ConfigError("--proba gives class probabilities, and this model predicts values (mse): leave it out")
-    if os.path.realpath(src) == os.path.realpath(output_path):
-        raise ConfigError(f"--output {output_path} is the input file: write the predictions elsewhere")
 
 
 def _npz_rows(src: Path) -> np.ndarray:

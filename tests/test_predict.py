@@ -263,3 +263,16 @@ def test_a_csv_without_a_header_is_refused_not_read_a_row_short(tmp_path, capsys
     pd.DataFrame(X).to_csv(src, index=False)  # (pandas' header: 0..d-1, numbers too, but a header)
     code, _, err = run(capsys, f"predict {path} --input {src} --output {out} --device cpu")
     assert code == 0 and len(pd.read_csv(out)) == len(X)
+
+
+def test_the_request_is_refused_before_the_model_is_loaded(tmp_path, capsys, monkeypatch):
+    """A new user's --output o.txt, or a CSV without pandas, was refused only once the model (and its device)
+    had been loaded: here the model file does not even exist, and the request's own error comes first."""
+    np.save(src := tmp_path / "x.npy", np.zeros((2, 3)))
+    (csv_src := tmp_path / "x.csv").write_text("a,b\n1,2\n")
+    missing = tmp_path / "none.npz"
+    code, _, err = run(capsys, f"predict {missing} --input {src} --output {tmp_path / 'o.txt'} --device cpu")
+    assert code == 2 and err == f"mlp-xp: error: --output {tmp_path / 'o.txt'}: write a .csv or a .npy file\n"
+    monkeypatch.setitem(sys.modules, "pandas", None)  # (import pandas then fails, as where it is not installed)
+    code, _, err = run(capsys, f"predict {missing} --input {csv_src} --output {tmp_path / 'o.csv'} --device cpu")
+    assert code == 2 and err.startswith("mlp-xp: error: reading CSV or Parquet tables needs pandas: ")

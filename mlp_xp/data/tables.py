@@ -34,6 +34,14 @@ def _pandas():
     return pandas
 
 
+def check_readers(path) -> None:
+    """Before any work: what reading the table at ``path`` takes is installed (pandas; pyarrow for Parquet), else
+    the ConfigError with its install hint."""
+    _pandas()
+    if _is_parquet(Path(path)):
+        _pyarrow_parquet()
+
+
 def _pyarrow_parquet():
     try:
         import pyarrow.parquet
