@@ -492,3 +492,16 @@ def test_a_table_model_given_an_array_of_another_width_asks_for_its_columns():
         "a DataFrame of those columns"
     )
     assert clf.model_.predict(frame[:3]).shape == (3,)
+
+
+def test_a_table_on_a_pipe_is_refused_not_waited_on(tmp_path):
+    """`--data fifo.csv` waited forever for a writer (and a pipe's rows could not be read twice, header first)."""
+    import os
+
+    from mlp_xp.data.tables import table_columns
+
+    fifo = tmp_path / "rows.csv"
+    os.mkfifo(fifo)
+    with pytest.raises(DataError) as e:
+        table_columns(fifo)  # (the first read of every table path)
+    assert str(e.value) == f"{fifo} is a named pipe (FIFO), not a table file: write the table to a file first"

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from ..errors import ConfigError, DataError, DatasetNotFound, install_hint
+from ..files import special_file
 
 __all__ = ["TABLE_SUFFIXES", "is_table", "iter_table", "read_table", "table_columns"]
 
@@ -56,6 +57,9 @@ def _existing(path) -> Path:
         raise DatasetNotFound(f"{p} does not exist: check the path")
     if p.is_dir():
         raise DataError(f"{p} is a folder, not a table file: give a .csv or .parquet file")
+    special = special_file(p)
+    if special:  # (a table is read more than once, header first: a pipe's rows would be gone, or never come)
+        raise DataError(f"{p} is {special}, not a table file: write the table to a file first")
     return p
 
 
