@@ -64,7 +64,8 @@ def fingerprint(arrays) -> str:
 
 def _expanded(arrays):
     for a in arrays:
-        if is_sparse(a):
+        if is_sparse(a):  # (as CSR, whatever its format: the same matrix, the same hash; a CSR one is as it is)
+            a = a.tocsr()
             yield from (a.data, a.indices, a.indptr, np.asarray(a.shape))
         else:
             yield a

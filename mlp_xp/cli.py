@@ -680,7 +680,10 @@ def _check_outputs(args, flags=("save", "metrics_json", "plot")) -> None:
             continue
         if not str(path).strip():
             raise ConfigError(f"{flag} is empty: give a file name, or leave {flag} out")
-        folder = os.path.dirname(os.path.abspath(write_target(path)))  # (a link's target is what is replaced)
+        try:
+            folder = os.path.dirname(os.path.abspath(write_target(path)))  # (a link's target is what is replaced)
+        except OSError as e:  # (a loop of links)
+            raise ConfigError(f"{flag} {path} {e.strerror}") from None
         if os.path.isdir(path):
             example = os.path.join(path, _EXAMPLE_NAMES.get(name, "out"))
             raise ConfigError(f"{flag} {path} is a folder: give a file name, e.g. {example}")

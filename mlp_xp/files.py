@@ -57,7 +57,14 @@ def write_target(path: str | os.PathLike[str]) -> Path:
     """The path a write to ``path`` replaces: the file a symbolic link points to (so that the link stays), else
     ``path`` itself."""
     path = Path(path)
-    return Path(os.path.realpath(path)) if path.is_symlink() else path
+    if not path.is_symlink():
+        return path
+    try:
+        os.stat(path)
+    except OSError as e:
+        if e.errno == errno.ELOOP:  # (realpath would give the link back, and the write would replace it)
+            raise OSError(errno.ELOOP, "is a loop of symbolic links: name a file", str(path)) from None
+    return Path(os.path.realpath(path))
 
 
 def special_file(path: str | os.PathLike[str]) -> str | None:

@@ -90,12 +90,13 @@ def _frame_problem(data, name: str, *, features: bool = True) -> str | None:
         return None
     missing = np.asarray(data.isna()).any(axis=0)  # (pandas' NA in a nullable column: an object array)
     if data.ndim == 1:
-        if missing:
+        if missing and not (features and _kind(data.dtype) not in "biuf"):  # (text features: the dtype's message)
             row = int(np.flatnonzero(np.asarray(data.isna()))[0])
-            return f"{name} has missing labels (the first at row {row}): drop those rows, or fill them in"
+            what = "values" if features else "labels"
+            return f"{name} has missing {what} (the first at row {row}): drop those rows, or fill them in"
         return None
     columns = [str(c) for c in data.columns]
-    kinds = [getattr(t, "kind", "O") for t in data.dtypes]
+    kinds = [_kind(t) for t in data.dtypes]
     text = [c for c, k in zip(columns, kinds, strict=True) if k not in "biuf"]
     if text and features:
         return (
@@ -106,6 +107,12 @@ def _frame_problem(data, name: str, *, features: bool = True) -> str | None:
     if holes:
         return f"{name} has missing values in column(s) {_first_few(holes)}: impute them, or drop those rows"
     return None
+
+
+def _kind(dtype) -> str:
+    """NumPy's kind letter of a pandas column's dtype; a categorical's is its categories' (numbers read as such)."""
+    categories = getattr(dtype, "categories", None)
+    return getattr(dtype, "kind", "O") if categories is None else categories.dtype.kind
 
 
 def _first_few(names: list[str]) -> str:

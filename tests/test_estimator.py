@@ -337,6 +337,10 @@ def test_sparse_x_trains_as_its_dense_copy_and_checkpoints_under_one_key(tmp_pat
     )
     names = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout for _ in range(2)}
     assert len(names) == 1 and names.pop().startswith("fit-")
+    from mlp_xp.checkpoint import fingerprint
+
+    # every format the same matrix (COO raised, CSC hashed as the CSR of its transpose); another matrix another hash
+    assert fingerprint([X]) == fingerprint([X.tocoo()]) == fingerprint([X.tocsc()]) != fingerprint([X.T.tocsr()])
 
 
 def test_failed_first_fit_leaves_the_estimator_unfitted():

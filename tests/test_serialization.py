@@ -244,3 +244,19 @@ def test_a_pipe_is_refused_and_a_link_stays_a_link(tmp_path):
     model.save(link)
     assert link.is_symlink() and os.readlink(link) == str(target)
     np.testing.assert_array_equal(mlp_xp.MLP.load(target, device="cpu").get_flat(), model.get_flat())
+
+
+def test_a_loop_of_links_is_refused_not_replaced(tmp_path, capsys):
+    """Found in review: a link to itself was replaced by the model file (realpath gives a loop back unresolved)."""
+    import errno
+    import os
+
+    from .cli_runner import run
+
+    loop = tmp_path / "loop.npz"
+    loop.symlink_to(loop)
+    with pytest.raises(OSError) as e:
+        mlp_xp.MLP([4, 3, 2], device="cpu").save(loop)
+    assert e.value.errno == errno.ELOOP and loop.is_symlink() and os.readlink(loop) == str(loop)
+    code, _, err = run(capsys, f"train --epochs 1 --device cpu --save {loop}")
+    assert code == 2 and err == f"mlp-xp: error: --save {loop} is a loop of symbolic links: name a file\n"

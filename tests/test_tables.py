@@ -505,3 +505,23 @@ def test_a_table_on_a_pipe_is_refused_not_waited_on(tmp_path):
     with pytest.raises(DataError) as e:
         table_columns(fifo)  # (the first read of every table path)
     assert str(e.value) == f"{fifo} is a named pipe (FIFO), not a table file: write the table to a file first"
+
+
+def test_numeric_headers_are_headers_and_rows_of_numbers_are_not(tmp_path):
+    """The header check (a CSV without one lost its first row in predict) first refused pandas' default to_csv, whose
+    index column has an empty name, and integer names other than 0..d-1; a review found both."""
+    from mlp_xp.data.tables import table_columns
+
+    rng = np.random.default_rng(0)
+    p = tmp_path / "t.csv"
+    pd.DataFrame(rng.random((5, 3))).to_csv(p)  # (index=True, pandas' default: the first name is empty)
+    assert table_columns(p) == ["Unnamed: 0", "0", "1", "2"]
+    for names in ([2019, 2020, 2021], [0, 1, 2, 4], [3, 1, 2]):
+        pd.DataFrame(rng.random((5, 3)) if len(names) == 3 else rng.random((5, 4)), columns=names).to_csv(
+            p, index=False
+        )
+        assert table_columns(p) == [str(n) for n in names]
+    for row, shown in (("0,0,255,12", "0, 0, 255, 12"), ("0.5,,0.25", "0.5, , 0.25")):  # (repeats; a fraction)
+        p.write_text(f"{row}\n1,2,3,4\n")
+        with pytest.raises(DataError, match=rf"begins with a row of numbers \({shown}\), not a header line"):
+            table_columns(p)

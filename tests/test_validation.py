@@ -194,3 +194,18 @@ def test_frames_of_numbers_train_as_before_and_are_not_scanned(monkeypatch):
         history = mlp_xp.fit(model, frame, pd.Series(y), epochs=1)
         assert len(history) == 1 and model.predict(frame).shape == (20,)
         np.testing.assert_array_equal(model.predict(frame), model.predict(np.asarray(frame, np.float64)))
+
+
+def test_a_numeric_categorical_beside_a_text_column_is_not_named_and_series_features_are_not_labels():
+    """Found in review: a categorical of numbers was listed among the non-numeric columns, and a text Series given
+    as X was "X has missing labels"."""
+    pd = pytest.importorskip("pandas")
+    from mlp_xp.errors import DataError
+    from mlp_xp.validation import check_features
+
+    frame = pd.DataFrame({"a": pd.Categorical([1, 2]), "b": ["u", "v"]})
+    with pytest.raises(DataError, match=r"^X has columns of a dtype that is not numeric \(b\): "):
+        check_features(frame, None, np.float32)
+    with pytest.raises(DataError) as e:
+        check_features(pd.Series(["a", None, "c"]), 1, np.float32)
+    assert str(e.value) == "X has dtype object, not numbers: pass a 2-D array of floats"

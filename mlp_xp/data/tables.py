@@ -106,7 +106,8 @@ def table_columns(path) -> list[str]:
     try:
         names = [str(c) for c in pd.read_csv(p, nrows=0, sep=_separator(p)).columns]
         # (the first line as written: pandas renames a repeated name, and a row of data repeats values)
-        first = [str(v) for v in pd.read_csv(p, nrows=1, header=None, dtype=str, sep=_separator(p)).iloc[0]]
+        line = pd.read_csv(p, nrows=1, header=None, dtype=str, keep_default_na=False, sep=_separator(p))
+        first = [str(v) for v in line.iloc[0]]
     except pd.errors.EmptyDataError:
         raise DataError(f"{p} is empty: a CSV table needs a header line of column names and rows") from None
     except (OSError, ValueError, UnicodeDecodeError) as e:
@@ -120,18 +121,18 @@ def table_columns(path) -> list[str]:
     return names
 
 
-def _looks_like_data(names: list[str]) -> bool:
-    """Whether a CSV's first line is a row of numbers rather than column names. Names 0..d-1 or 1..d are a header
-    (pandas writes 0..d-1 for an unnamed array); a number with a fraction or exponent, or integers in any other
-    order (a repeated one too), are data."""
+def _looks_like_data(cells: list[str]) -> bool:
+    """Whether a CSV's first line is a row of numbers rather than column names: every cell a number (an empty one
+    aside: pandas' index column has no name), and one of them not an integer or two of them equal. Integer names
+    (0..d-1 as pandas writes an array's, years, kept feature numbers) are names; a header can never tell itself
+    from a row of distinct integers, nor from a row holding text, so those pass as headers."""
+    given = [c.strip() for c in cells if c.strip()]
     try:
-        values = [float(n) for n in names]
+        values = [float(c) for c in given]
     except ValueError:
         return False
-    if not all(n.strip().lstrip("+-").isdigit() for n in names):
-        return True
-    ints = [int(v) for v in values]
-    return ints not in (list(range(len(ints))), list(range(1, len(ints) + 1)))
+    integers = all(c.lstrip("+-").isdigit() for c in given)
+    return bool(values) and (not integers or len(set(values)) < len(values))
 
 
 def _dtypes(columns: list[str], as_text: list[str]) -> dict:
