@@ -95,6 +95,11 @@ class _BaseMLP(BaseEstimator):
 
     _task = "classification"
 
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = True  # (CSR: the CPU backend densifies a batch's rows at a time)
+        return tags
+
     def _settings(self) -> dict:
         """The parameters as the trainer takes them: checked by the table's rules, renamed ones resolved."""
         values = {s.name: s.check(getattr(self, s.name)) for s in settings.estimator_settings(self._task)}
@@ -369,7 +374,6 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.classifier_tags.multi_label = True
-        tags.input_tags.sparse = True  # (CSR: the CPU backend densifies a batch's rows at a time)
         return tags
 
     def fit(self, X, y, sample_weight=None) -> MLPClassifier:
@@ -554,7 +558,6 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.target_tags.multi_output = True
-        tags.input_tags.sparse = True
         return tags
 
     def fit(self, X, y, sample_weight=None) -> MLPRegressor:
