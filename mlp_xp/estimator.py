@@ -42,6 +42,7 @@ from .data.preprocess import LabelVocabulary, TablePreprocessor, is_frame, text_
 from .errors import ConfigError, DataError, DivergenceError
 from .model import MLP
 from .trainer import History, TrainConfig, check_against_loss, fit, preprocess_split, validation_rows
+from .validation import check_split_weights
 
 __all__ = ["MLPClassifier", "MLPRegressor"]
 
@@ -189,11 +190,14 @@ class _BaseMLP(BaseEstimator):
         v = self._settings()
         validation = {}
         if prep is not None:
-            if w is not None and v["validation_fraction"]:  # (the rows preprocess_split keeps for training)
-                w = w[validation_rows(len(X), v["validation_fraction"], v["seed"])[0]]
+            w_val = None
+            if w is not None and v["validation_fraction"]:  # (the rows preprocess_split keeps, and holds out)
+                train, val = validation_rows(len(X), v["validation_fraction"], v["seed"])
+                w, w_val = w[train], w[val]
+                check_split_weights(w_val)
             X, Y, X_val, Y_val = preprocess_split(prep, X, Y, v["validation_fraction"], v["seed"])
             if X_val is not None:
-                validation = {"X_val": X_val, "y_val": Y_val}
+                validation = {"X_val": X_val, "y_val": Y_val, "sample_weight_val": w_val}
         model = MLP(
             [X.shape[1], *v["hidden"], n_outputs],
             v["activation"],
@@ -383,8 +387,8 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         ----------
         sample_weight : array-like of shape (n_samples,), default=None
             One non-negative weight per row: a batch's loss is sum(w_i l_i) / sum(w_i), and the training loss and
-            metric are weighted alike. The early-stopping split's rows keep their weights out of its score, which
-            is unweighted, as :func:`mlp_xp.fit` scores it.
+            metric are weighted alike. The early-stopping split's rows keep their weights, which weigh its score as
+            :func:`mlp_xp.fit` and scikit-learn weigh it.
 
         Returns
         -------
@@ -567,8 +571,8 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         ----------
         sample_weight : array-like of shape (n_samples,), default=None
             One non-negative weight per row: a batch's loss is sum(w_i l_i) / sum(w_i), and the training loss and
-            metric are weighted alike. The early-stopping split's rows keep their weights out of its score, which
-            is unweighted, as :func:`mlp_xp.fit` scores it.
+            metric are weighted alike. The early-stopping split's rows keep their weights, which weigh its score as
+            :func:`mlp_xp.fit` and scikit-learn weigh it.
 
         Returns
         -------

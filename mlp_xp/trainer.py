@@ -34,7 +34,14 @@ from .reference.data import permutation as _permutation
 from .schedules import Schedule
 from .settings import TRAIN_SETTINGS, TrainConfig, resolve_names
 from .stopping import DivergenceGuard, EarlyStopping
-from .validation import check_features, check_sample_weight, check_sparse_features, check_targets, is_sparse
+from .validation import (
+    check_features,
+    check_sample_weight,
+    check_sparse_features,
+    check_split_weights,
+    check_targets,
+    is_sparse,
+)
 
 __all__ = ["History", "TrainConfig", "evaluate", "fit", "preprocess_split", "split_validation", "validation_rows"]
 
@@ -102,6 +109,7 @@ def fit(
     callbacks: tuple[Callback, ...] | list = (),
     warm_state: tuple[dict, dict] | None = None,
     sample_weight=None,
+    sample_weight_val=None,
     comm=None,
     **settings,
 ) -> History:
@@ -121,7 +129,9 @@ def fit(
     ``sample_weight`` (one non-negative weight per training row) weighs each row's loss: a batch's loss is
     sum(w_i loss_i) / sum(w_i) (:mod:`mlp_xp.reference.loss`), and the epoch's train_loss and metric are weighted
     the same way; integer weights train as the rows repeated would. The weights follow their rows into the
-    validation split; the validation and test scores are not weighted.
+    validation split, whose val_loss and metric (and so early stopping's score) are weighted alike, as
+    scikit-learn scores its split; ``sample_weight_val`` weighs ``X_val``'s rows the same way. The test scores
+    are not weighted.
 
     ``comm`` (a :class:`mlp_xp.distributed.Communicator`; by default one process) trains data-parallel across
     its ranks (:mod:`mlp_xp.distributed`): every rank passes the same model, data and settings.
@@ -157,7 +167,7 @@ def fit(
         raise ConfigError("l2 and l2_per_sample are two scalings of one penalty: give one of them")
     if not cfg.resume:  # (a warm start too: its weights are the model's as it is now)
         _check_finite_start(model)
-    data = _TrainingData.prepare(model, cfg, X, y, X_val, y_val, X_test, y_test, sample_weight)
+    data = _TrainingData.prepare(model, cfg, X, y, X_val, y_val, X_test, y_test, sample_weight, sample_weight_val)
     if comm.size > 1:
         _same_run_everywhere(comm, model, cfg, data)
     run = _Run(model, cfg, data, comm)
@@ -252,8 +262,9 @@ def metric_name(loss: str) -> str:
     return "mse" if loss == "mse" else "accuracy"
 
 
-def _accumulate(model: MLP, Xd, Yd, ws: Workspace, acc, smoothing: float = 0.0, class_weight=None) -> None:
-    """acc += (sum of losses, correct rows or squared error) over device arrays, in batches; no sync."""
+def _accumulate(model: MLP, Xd, Yd, ws: Workspace, acc, smoothing: float = 0.0, class_weight=None, Wd=None) -> None:
+    """acc += (sum of losses, correct rows or squared error) over device arrays, in batches; no sync. ``Wd``: one
+    weight per row, which scales each row's loss and count."""
     n = Xd.shape[0]
     for s in range(0, n, ws.batch_size):
         part = ws.rows(min(ws.batch_size, n - s))
@@ -269,6 +280,7 @@ def _accumulate(model: MLP, Xd, Yd, ws: Workspace, acc, smoothing: float = 0.0, 
             write_grad=False,
             smoothing=smoothing,
             class_weight=class_weight,
+            sample_weight=None if Wd is None else Wd[s : s + part.batch_size],
         )
 
 
@@ -290,14 +302,27 @@ class _TrainingData:
     fingerprint: dict | None = None  # of each host array, when the run checkpoints
     W: object = None  # one weight per training row on the device, or None
     w_host: np.ndarray | None = None  # the same weights on the host (the steps' divisors are sums of them)
+    set_weights: dict = field(default_factory=dict)  # "val" -> (one weight per row on the device, their sum)
 
     @classmethod
     def prepare(
-        cls, model: MLP, cfg: TrainConfig, X, y, X_val, y_val, X_test, y_test, sample_weight=None
+        cls,
+        model: MLP,
+        cfg: TrainConfig,
+        X,
+        y,
+        X_val,
+        y_val,
+        X_test,
+        y_test,
+        sample_weight=None,
+        sample_weight_val=None,
     ) -> _TrainingData:
         dt, loss, k = model.dtype, model.loss, model.n_outputs
         if (X_val is None) != (y_val is None) or (X_test is None) != (y_test is None):
             raise DataError("pass features and targets together (X_val with y_val, X_test with y_test)")
+        if sample_weight_val is not None and X_val is None:
+            raise DataError("sample_weight_val weighs the rows of X_val: pass X_val and y_val with it")
         sparse = is_sparse(X)
         if sparse and not getattr(model.ops, "takes_sparse", False):
             raise DataError(
@@ -314,16 +339,20 @@ class _TrainingData:
                 "cuda_graph with sample_weight: a captured step cannot take each batch's sum of weights; leave "
                 "cuda_graph off"
             )
+        w_val = None
         if X_val is not None:
             X_val = _features_checker(is_sparse(X_val) and sparse)(X_val, model.n_inputs, dt, "X_val")
             y_val = check_targets(y_val, X_val.shape[0], loss, k, dt, "y_val")
+            if sample_weight_val is not None:
+                w_val = check_sample_weight(sample_weight_val, X_val.shape[0], dt, "sample_weight_val")
         elif cfg.validation_fraction:
             train, val = validation_rows(n, cfg.validation_fraction, cfg.seed)
             X, Y, X_val, y_val = X[train], Y[train], X[val], Y[val]
             if w is not None:
-                w = w[train]
+                w, w_val = w[train], w[val]
                 if not w.any():
                     raise DataError("every training row left after the validation split has weight 0: nothing to fit")
+                check_split_weights(w_val)
         if X_test is not None:
             X_test = _features_checker(is_sparse(X_test) and sparse)(X_test, model.n_inputs, dt, "X_test")
             y_test = check_targets(y_test, X_test.shape[0], loss, k, dt, "y_test")
@@ -348,9 +377,12 @@ class _TrainingData:
             }
             if w is not None:
                 parts["sample weights"] = w
+            if w_val is not None:
+                parts["validation sample weights"] = w_val
             fp = {name: _checkpoint.fingerprint([a]) for name, a in parts.items()}
         W = None if w is None else ops.asarray(w)
-        return cls(_on_device(ops, X), ops.asarray(Y), X.shape[0], sets, cw, fp, W, w)
+        set_weights = {} if w_val is None else {"val": (ops.asarray(w_val), float(w_val.astype(np.float64).sum()))}
+        return cls(_on_device(ops, X), ops.asarray(Y), X.shape[0], sets, cw, fp, W, w, set_weights)
 
 
 def _features_checker(sparse: bool):
@@ -670,8 +702,9 @@ class _Run:
             if bar is not None:
                 _tick(bar, ops.to_host(self.sums[0]), data.n, self.steps - 1)
         t1 = ops.timestamp()
-        for row, (Xs, Ys) in zip((1, 2), data.sets.values()):
-            _accumulate(self.model, Xs, Ys, self.eval_ws, self.sums[row], cfg.label_smoothing, data.class_weight)
+        for row, (name, (Xs, Ys)) in zip((1, 2), data.sets.items()):
+            Ws = data.set_weights.get(name, (None,))[0]
+            _accumulate(self.model, Xs, Ys, self.eval_ws, self.sums[row], cfg.label_smoothing, data.class_weight, Ws)
         t2 = ops.timestamp()
         totals = ops.to_host(self.sums)  # the epoch's one host sync
         if bar is not None:
@@ -733,7 +766,8 @@ class _Run:
         loss, value = _summarize(self.model, totals[0], seen)
         record = {"epoch": epoch, "train_loss": loss, f"train_{metric}": value, "lr": lr}
         for row, (name, (Xs, _)) in zip((1, 2), self.data.sets.items()):
-            loss, value = _summarize(self.model, totals[row], Xs.shape[0])
+            weighed = self.data.set_weights.get(name)
+            loss, value = _summarize(self.model, totals[row], Xs.shape[0] if weighed is None else weighed[1])
             record[f"{name}_loss"], record[f"{name}_{metric}"] = loss, value
         record["seconds"], record["eval_seconds"] = seconds, eval_seconds
         return record

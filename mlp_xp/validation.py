@@ -183,18 +183,29 @@ def check_targets(y, n_samples: int, loss: str, n_outputs: int, dtype, name: str
     return y
 
 
-def check_sample_weight(sample_weight, n: int, dtype) -> np.ndarray:
-    """Per-row weights as a 1-D array of ``dtype``: n finite non-negative numbers, not all zero."""
+def check_sample_weight(sample_weight, n: int, dtype, name: str = "sample_weight") -> np.ndarray:
+    """Per-row weights as a 1-D array of ``dtype``: n finite non-negative numbers, not all zero (``name``: the
+    argument, for the messages)."""
     w = np.asarray(sample_weight)
     if w.dtype == object or w.dtype.kind not in "biuf":
-        raise DataError(f"sample_weight has dtype {w.dtype}, not numbers: give one number per row")
+        raise DataError(f"{name} has dtype {w.dtype}, not numbers: give one number per row")
     if w.ndim == 0:
         w = np.full(n, float(w))
     if w.shape != (n,):
-        raise DataError(f"sample_weight has shape {w.shape} but there are {n} rows: give one weight per row")
+        raise DataError(f"{name} has shape {w.shape} but there are {n} rows: give one weight per row")
     w = np.ascontiguousarray(w, dtype=dtype)
     if not np.isfinite(w).all() or (w < 0).any():
-        raise DataError("sample_weight holds negative, NaN or infinite weights: give weights >= 0")
+        raise DataError(f"{name} holds negative, NaN or infinite weights: give weights >= 0")
     if not w.any():
-        raise DataError("sample_weight is zero for every row: nothing to fit; give some rows a positive weight")
+        nothing = "nothing to fit" if name == "sample_weight" else "its weighted score would be 0/0"
+        raise DataError(f"{name} is zero for every row: {nothing}; give some rows a positive weight")
     return w
+
+
+def check_split_weights(w_val: np.ndarray) -> None:
+    """A DataError for a validation split whose rows all weigh 0: its weighted score would be 0/0."""
+    if not w_val.any():
+        raise DataError(
+            "every row of the validation split has weight 0, so its weighted score is 0/0: give some of them weight, "
+            "or choose the validation rows (another seed or validation_fraction, or X_val and y_val)"
+        )

@@ -299,7 +299,8 @@ def test_sample_weight_steers_the_fit_and_follows_its_rows(monkeypatch):
     seen = {}
 
     def fake_fit(model, X, Y, sample_weight=None, **settings):
-        seen.update(Y=np.asarray(Y).ravel(), w=sample_weight)
+        seen.update(Y=np.asarray(Y).ravel(), w=sample_weight, Y_val=settings["y_val"].ravel())
+        seen.update(w_val=settings["sample_weight_val"])
         raise DivergenceError("stop here")
 
     monkeypatch.setattr(mlp_xp.estimator, "fit", fake_fit)
@@ -308,6 +309,9 @@ def test_sample_weight_steers_the_fit_and_follows_its_rows(monkeypatch):
     with pytest.raises(DivergenceError):
         reg.fit(frame, np.arange(50.0), sample_weight=np.arange(50.0))  # (target and weight: the row's index)
     assert len(seen["w"]) == 40 and np.array_equal(seen["w"], seen["Y"])
+    assert len(seen["w_val"]) == 10 and np.array_equal(seen["w_val"], seen["Y_val"])  # (the split's score weighted)
+    with pytest.raises(DataError, match="every row of the validation split has weight 0"):
+        reg.fit(frame, np.arange(50.0), sample_weight=np.isin(np.arange(50), seen["Y"]).astype(float))
 
     from mlp_xp.checkpoint import fingerprint
     from mlp_xp.estimator import _checkpoint_folder

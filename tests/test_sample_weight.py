@@ -64,6 +64,66 @@ def test_weights_follow_their_rows_into_the_validation_split_and_resume_checks_t
         )
 
 
+@pytest.mark.parametrize("given", [False, True])
+def test_the_validation_score_is_weighted_as_the_training_loss(ops, given):
+    """The held-out rows keep their weights (or X_val takes sample_weight_val): val_loss and val_accuracy are
+    sum(w_i l_i) / sum(w_i) over them at the run's weights, as scikit-learn scores its early-stopping split; they
+    were the unweighted means. The test set stays unweighted."""
+    rng = np.random.default_rng(4)
+    X, y = rng.normal(size=(60, 4)), rng.integers(0, 3, 60)
+    w = rng.uniform(0, 2, 60)
+    model = mlp_xp.MLP([4, 6, 3], dtype="float64", device=ops, seed=2)
+    train, val = mlp_xp.trainer.validation_rows(60, 0.25, 0)
+    z = model.predict_proba(X)  # the initial weights: lr 1e-300 moves none of them
+    kw = {"epochs": 1, "batch_size": 16, "lr": 1e-300, "optimizer": "sgd", "X_test": X[val], "y_test": y[val]}
+    if given:
+        history = mlp_xp.fit(
+            model,
+            X[train],
+            y[train],
+            sample_weight=w[train],
+            X_val=X[val],
+            y_val=y[val],
+            sample_weight_val=w[val],
+            **kw,
+        )
+    else:
+        history = mlp_xp.fit(model, X, y, validation_fraction=0.25, seed=0, sample_weight=w, **kw)
+    weighted, plain = np.zeros(2), np.zeros(2)
+    softmax_xent(np.log(z[val]), y[val], weighted, sample_weight=w[val], divisor=w[val].sum(), write_grad=False)
+    softmax_xent(np.log(z[val]), y[val], plain, write_grad=False)
+    assert history.last["val_loss"] == pytest.approx(weighted[0] / w[val].sum(), rel=1e-10)
+    assert history.last["val_accuracy"] == pytest.approx(weighted[1] / w[val].sum(), rel=1e-12)
+    assert history.last["test_loss"] == pytest.approx(plain[0] / len(val), rel=1e-10)
+    assert history.last["val_loss"] != pytest.approx(history.last["test_loss"], rel=1e-3)
+
+
+def test_validation_weights_are_checked_and_part_of_the_checkpoint(tmp_path):
+    rng = np.random.default_rng(5)
+    X, y = rng.normal(size=(40, 3)), np.arange(40) % 2
+    train, val = mlp_xp.trainer.validation_rows(40, 0.25, 0)
+    w = np.ones(40)
+    w[val] = 0.0
+    with pytest.raises(DataError, match="every row of the validation split has weight 0"):
+        mlp_xp.fit(mlp_xp.MLP([3, 2], device="cpu"), X, y, epochs=1, validation_fraction=0.25, sample_weight=w)
+    with pytest.raises(DataError, match="sample_weight_val weighs the rows of X_val: pass X_val"):
+        mlp_xp.fit(mlp_xp.MLP([3, 2], device="cpu"), X, y, epochs=1, sample_weight_val=np.ones(40))
+    with pytest.raises(DataError, match=r"sample_weight_val has shape \(3,\) but there are 10 rows"):
+        mlp_xp.fit(
+            mlp_xp.MLP([3, 2], device="cpu"), X, y, epochs=1, X_val=X[:10], y_val=y[:10], sample_weight_val=[1] * 3
+        )
+    with pytest.raises(DataError, match="sample_weight_val is zero for every row: its weighted score would be 0/0"):
+        mlp_xp.fit(
+            mlp_xp.MLP([3, 2], device="cpu"), X, y, epochs=1, X_val=X[:10], y_val=y[:10], sample_weight_val=np.zeros(10)
+        )
+    model = mlp_xp.MLP([3, 2], device="cpu")
+    w = rng.uniform(0.5, 1.5, 40)
+    mlp_xp.fit(model, X, y, epochs=1, validation_fraction=0.25, sample_weight=w, checkpoint=tmp_path)
+    w[val] *= 2  # (the training rows' weights as before)
+    with pytest.raises(ConfigError, match="the validation sample weights differ"):
+        mlp_xp.fit(model, X, y, epochs=2, validation_fraction=0.25, sample_weight=w, checkpoint=tmp_path, resume=True)
+
+
 @pytest.mark.parametrize(
     ("weights", "message"),
     [
