@@ -51,10 +51,32 @@ TRAINING = [s.name for s in settings.TRAIN_SETTINGS if s.cli and s.uses == "trai
 
 class _Parser(argparse.ArgumentParser):
     """argparse with its own errors (unknown flags, a missing command) as one line and status 2, like every
-    other bad input, instead of a usage block."""
+    other bad input, instead of a usage block; flags in full only (argparse's prefix matching would let a script's
+    ``--epoch`` mean another flag, or nothing, once a flag of that prefix is added)."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
+        self._given: list[str] = []
+
+    def parse_known_args(self, args=None, namespace=None):
+        self._given = list(sys.argv[1:] if args is None else args)  # (a subcommand's parser: its own part)
+        return super().parse_known_args(args, namespace)
 
     def error(self, message: str):
-        raise ConfigError(f"{message} (see {self.prog} --help)")
+        raise ConfigError(f"{message}{self._misspelled(message)} (see {self.prog} --help)")
+
+    def _misspelled(self, message: str) -> str:
+        """For a missing required flag: "; --inp is not a flag: did you mean --input?" where the command line holds
+        a misspelling of one (argparse reports the missing flag before the unknown ones)."""
+        if not message.startswith("the following arguments are required"):
+            return ""
+        unknown = [a.split("=")[0] for a in self._given if a.startswith("--")]
+        unknown = [a for a in unknown if a not in self._option_string_actions]
+        if not unknown:
+            return ""
+        close = difflib.get_close_matches(unknown[0], list(self._option_string_actions), n=1)
+        return f"; {unknown[0]} is not a flag" + (f": did you mean {close[0]}?" if close else "")
 
 
 class _Terminated(KeyboardInterrupt):

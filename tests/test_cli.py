@@ -151,6 +151,12 @@ def test_another_data_seed_on_files_that_fix_the_split_is_no_warning(tmp_path, c
         (["train", "--data-seed", "x"], "--data-seed must be an integer"),
         (["train", "--no-such-flag"], "unrecognized arguments: --no-such-flag: see mlp-xp train --help"),
         (["train", "--learning-rate", "0.1"], "unrecognized arguments: --learning-rate 0.1: did you mean --lr?"),
+        # (argparse's prefix matching took --epoch for --epochs: flags in full only)
+        (["train", "--epoch", "3"], "unrecognized arguments: --epoch 3: did you mean --epochs?"),
+        (
+            ["predict", "m.npz", "--output", "p.csv", "--inp", "x.csv"],
+            "required: --input; --inp is not a flag: did you mean --input?",
+        ),
         (["train", "--activation", "relu,tanh", "--hidden", "64"], "2 activations given for 1 hidden layer"),
         (["train", "--save", "/no/such/folder/m.npz"], "the folder /no/such/folder does not exist"),
         (["train", "--save", "/"], "--save / is a folder"),
