@@ -809,9 +809,9 @@ def _train(args, comm) -> int:
     from .distributed import for_backend
     from .trainer import fit
 
+    _check_outputs(args)  # (before the device is probed: a GPU's start takes seconds, a typo none)
     model_settings, config, ops = _model_and_config(args, comm=comm)
     comm = for_backend(comm, ops)  # GPU ranks: NCCL on the backend's stream, bootstrapped over MPI
-    _check_outputs(args)
     if args.tensorboard:
         _check_log_folder(args.tensorboard)
     if comm.rank > 0:  # rank 0 alone reads and writes the checkpoint (and sends it to the others)

@@ -334,13 +334,14 @@ def test_output_that_cannot_be_written_is_said_once_and_is_not_the_commands_fail
 def test_plot_without_matplotlib_is_refused_before_any_work(line, tmp_path, capsys, monkeypatch):
     import sys
 
-    from mlp_xp import bench, data
+    from mlp_xp import backend, bench, data
 
     def work(*a, **kw):
         raise AssertionError("the work started before --plot was refused")
 
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib raises ImportError
     monkeypatch.setattr(data, "load_dataset", work)
+    monkeypatch.setattr(backend, "get_backend", work)  # (train probed the device first: a GPU's start is seconds)
     monkeypatch.setattr(bench, "run_bench", work)
     code, _, err = run(capsys, line.format(tmp=tmp_path))
     assert code == 2 and "plotting needs matplotlib: pip install 'matplotlib>=3.5'" in err
