@@ -38,19 +38,32 @@ def _check(ops, title: str) -> bool:
     return all(r.ok for r in results)
 
 
+def _guarded(work, stopped: str, default=False):
+    """``work()``, or ``default`` where it stops on an error: one line on stderr, ``stopped`` with {why} filled in,
+    so that the checks after it still run. The loss of doctor's own output is not a check's error: it goes up to
+    the CLI, which reports it."""
+    try:
+        return work()
+    except OutputLost:
+        raise
+    except Exception as e:
+        print(stopped.format(why=f"{type(e).__name__}: {e}"), file=sys.stderr)
+        return default
+
+
 def _check_cpu() -> bool:
     """Check the CPU backend, then time its compiled loops against the NumPy path. A check that stops on an
     error is a failure, on one line of stderr, so that the GPUs are still checked."""
-    try:
+
+    def checks() -> bool:
         ops = get_backend("cpu")
         ok = _check(ops, f"{ops.name}; compiled loops {cpu_loops.status()}")
-        ok = _check_replay() and ok
-    except OutputLost:  # (its output's loss, not the check's: the CLI says so)
-        raise
-    except Exception as e:
-        print(f"mlp-xp: error: cpu FAILED: the check stopped on {type(e).__name__}: {e}", file=sys.stderr)
+        return _check_replay() and ok
+
+    ok = _guarded(checks, "mlp-xp: error: cpu FAILED: the check stopped on {why}", default=None)
+    if ok is None:
         return False
-    _time_loops(ops)
+    _time_loops(get_backend("cpu"))
     return ok
 
 
@@ -91,12 +104,10 @@ def _time_loops(ops) -> None:
     stderr, neither of which changes the exit status."""
     if ops.loops is None:
         return
-    try:
-        print("\n".join(loop_timing.doctor_lines(ops.loops)))
-    except OutputLost:  # (its output's loss, not the check's: the CLI says so)
-        raise
-    except Exception as e:
-        print(f"mlp-xp: warning: timing the compiled loops stopped on {type(e).__name__}: {e}", file=sys.stderr)
+    _guarded(
+        lambda: print("\n".join(loop_timing.doctor_lines(ops.loops))),
+        "mlp-xp: warning: timing the compiled loops stopped on {why}",
+    )
 
 
 def _check_gpu(index: int) -> bool | None:
@@ -114,13 +125,8 @@ def _check_gpu(index: int) -> bool | None:
     except Exception as e:
         print(f"mlp-xp: error: cuda:{index} FAILED: the backend stopped on {type(e).__name__}: {e}", file=sys.stderr)
         return False
-    try:
-        return _check(ops, ops.name)
-    except OutputLost:  # (its output's loss, not the check's: the CLI says so)
-        raise
-    except Exception as e:  # a device that fails mid-check must not keep the next ones from being checked
-        print(f"mlp-xp: error: cuda:{index} FAILED: the check stopped on {type(e).__name__}: {e}", file=sys.stderr)
-        return False
+    # (a device that fails mid-check must not keep the next ones from being checked)
+    return _guarded(lambda: _check(ops, ops.name), f"mlp-xp: error: cuda:{index} FAILED: the check stopped on {{why}}")
 
 
 def _overall(outcomes: dict[str, bool | None]) -> int:
