@@ -1119,8 +1119,7 @@ def cmd_predict(args) -> int:
     _check_outputs(args, ("output",))
     check_paths(None, args.input, args.output, args.proba)  # (before the model, and the device, are loaded)
     model = MLP.load(args.model, device=device)
-    check_paths(model, args.input, args.output, args.proba)
-    n = predict_file(
+    n = predict_file(  # (which checks the paths against the model before it reads a row)
         model, args.input, args.output, proba=args.proba, batch=batch, progress=None if not args.quiet else False
     )
     what = "class probabilities" if args.proba else "predictions"
