@@ -48,6 +48,9 @@ __all__ = ["MLPClassifier", "MLPRegressor"]
 
 # float32 input stays float32 (the model's default dtype); everything else becomes float64 first.
 _X_DTYPES = (np.float64, np.float32)
+#: scikit-learn's checks of X, but for NaN and Inf: the model's own check refuses them, naming the first (one pass
+#: over X, not two).
+_CHECKS = {"dtype": _X_DTYPES, "accept_sparse": "csr", "ensure_all_finite": False}
 # What scikit-learn's validate_data(reset=True) sets on the estimator before training starts.
 _INPUT_ATTRS = ("n_features_in_", "feature_names_in_")
 
@@ -237,8 +240,8 @@ class _BaseMLP(BaseEstimator):
         check_is_fitted(self)
         if self.model_.preprocessing is not None and is_frame(X):
             return self.model_.predict_proba(X).astype(np.float64)  # the raw columns, through the preprocessing
-        X = validate_data(self, X, reset=False, dtype=_X_DTYPES, accept_sparse="csr")
-        return self.model_.predict_proba(X).astype(np.float64)
+        X = validate_data(self, X, reset=False, **_CHECKS)
+        return self.model_.predict_proba(X).astype(np.float64)  # (which refuses NaN and Inf, naming the first)
 
 
 def _weights(sample_weight, X) -> np.ndarray | None:
@@ -407,7 +410,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         with self._keeping_fitted_state():
             X, y, prep = self._table_input(X, y)
             if prep is None:
-                X, y = validate_data(self, X, y, dtype=_X_DTYPES, multi_output=True, accept_sparse="csr")
+                X, y = validate_data(self, X, y, **_CHECKS, multi_output=True)
             if y.ndim == 2 and y.shape[1] == 1:
                 y = column_or_1d(y, warn=True)
             w = _weights(sample_weight, X)
@@ -589,9 +592,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         with self._keeping_fitted_state():
             X, y, prep = self._table_input(X, y)
             if prep is None:
-                X, y = validate_data(
-                    self, X, y, dtype=_X_DTYPES, multi_output=True, y_numeric=True, accept_sparse="csr"
-                )
+                X, y = validate_data(self, X, y, **_CHECKS, multi_output=True, y_numeric=True)
             elif y.dtype.kind not in "biuf":
                 raise DataError(f"y has dtype {y.dtype}, not numbers: a regressor needs numeric targets")
             y_1d = y.ndim == 1
